@@ -1,0 +1,26 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def as_tensor(entry: dict) -> torch.Tensor:
+    """A ``{dtype, shape, data}`` array from the reference fixtures."""
+    return torch.tensor(entry["data"], dtype=getattr(torch, entry["dtype"])).reshape(entry["shape"])
+
+
+@pytest.fixture(scope="session")
+def sedd_math() -> dict:
+    """Numbers produced by the original SEDD code (see fixtures/sedd_reference/README.json)."""
+    return json.loads((FIXTURES / "sedd_reference" / "math.json").read_text())
+
+
+@pytest.fixture
+def float64():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
