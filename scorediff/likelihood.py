@@ -24,8 +24,8 @@ def elbo(
 ) -> Tensor:
     """Monte Carlo estimate of the bound on ``-log p_theta(x_0)``, nats per sequence, float64 ``(batch_size,)``.
 
-    .. math:: -\\log p_\\theta(x_0) \\le \\int_0^{\\bar\\sigma(1)} \\mathbb E_{x \\sim p_{\\bar\\sigma}(\\cdot \\mid x_0)}
-              \\sum_i \\mathrm{DSE}_i(x, x_0) \\, d\\bar\\sigma
+    .. math:: -\\log p_\\theta(x_0) \\le \\int_0^{\\bar\\sigma(1)}
+              \\mathbb E_{x \\sim p_{\\bar\\sigma}(\\cdot \\mid x_0)} \\sum_i \\mathrm{DSE}_i(x, x_0) \\, d\\bar\\sigma
               + \\sum_i \\mathrm{KL}\\big(p_{\\bar\\sigma(1)}(\\cdot \\mid x_0^i) \\,\\|\\, p_{base}\\big)
 
     The integral runs over noise levels; with ``d sigma_bar = sigma(t) dt`` it is
