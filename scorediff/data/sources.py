@@ -1,0 +1,163 @@
+"""Where text comes from: the embedded corpus, text files, folders and globs, JSONL, FASTA, a local
+Hugging Face ``datasets`` dataset. Every source streams: a corpus larger than memory is fine.
+
+``iter_text(spec)`` yields pieces of text and ``None`` between documents.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import lzma
+from collections.abc import Iterator
+from pathlib import Path
+
+CORPORA = Path(__file__).parent / "corpora"
+EMBEDDED = {"shakespeare": CORPORA / "shakespeare.txt.xz"}
+TEXT_SUFFIXES = {".txt", ".md", ".text", ".jsonl", ".fa", ".fasta", ".fna", ".fas"}
+FASTA_SUFFIXES = {".fa", ".fasta", ".fna", ".fas"}
+PIECE_CHARS = 1 << 20  # stream large files in pieces of about this many characters
+
+
+class DataError(ValueError):
+    """The data the user pointed at cannot be used; the message says what was expected and what came."""
+
+
+def _suffixes(path: Path) -> tuple[str, bool]:
+    """The meaningful suffix and whether the file is compressed (``.gz`` / ``.xz``)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    compressed = bool(suffixes) and suffixes[-1] in (".gz", ".xz")
+    if compressed:
+        suffixes = suffixes[:-1]
+    return (suffixes[-1] if suffixes else ""), compressed
+
+
+def _open_text(path: Path):
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    if suffix == ".xz":
+        return lzma.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _lines(path: Path) -> Iterator[str]:
+    try:
+        with _open_text(path) as handle:
+            yield from handle
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{path} is not UTF-8 text: byte 0x{error.object[error.start]:02x} at offset {error.start} of a block"
+        ) from None
+
+
+def _plain(path: Path) -> Iterator[str | None]:
+    piece: list[str] = []
+    size = 0
+    for line in _lines(path):
+        piece.append(line)
+        size += len(line)
+        if size >= PIECE_CHARS:
+            yield "".join(piece)
+            piece, size = [], 0
+    if piece:
+        yield "".join(piece)
+    yield None
+
+
+def _jsonl(path: Path, text_field: str) -> Iterator[str | None]:
+    for number, line in enumerate(_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise DataError(f"{path}:{number} is not valid JSON") from None
+        if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+            raise DataError(f"{path}:{number} has no string field {text_field!r} (set data.text_field)")
+        yield record[text_field]
+        yield None
+
+
+def _fasta(path: Path) -> Iterator[str | None]:
+    """One document per record: the sequence lines joined, the header dropped."""
+    in_record = False
+    for line in _lines(path):
+        line = line.strip()
+        if line.startswith(">"):
+            if in_record:
+                yield None
+            in_record = True
+        elif line and not line.startswith(";"):
+            in_record = True
+            yield line
+    if in_record:
+        yield None
+
+
+def _hf_dataset(path: Path, text_field: str) -> Iterator[str | None]:
+    try:
+        import datasets
+    except ImportError:
+        raise ImportError("reading a saved Hugging Face dataset needs `pip install datasets`") from None
+    dataset = datasets.load_from_disk(str(path))
+    if isinstance(dataset, datasets.DatasetDict):
+        dataset = dataset["train"] if "train" in dataset else next(iter(dataset.values()))
+    if text_field not in dataset.column_names:
+        raise DataError(f"dataset {path} has no column {text_field!r}; columns: {dataset.column_names}")
+    for row in dataset.select_columns([text_field]):
+        yield row[text_field]
+        yield None
+
+
+def is_hf_dataset(path: Path) -> bool:
+    return path.is_dir() and any((path / name).exists() for name in ("dataset_info.json", "dataset_dict.json"))
+
+
+def resolve_files(spec: str) -> list[Path]:
+    """The files a data specification names, in a fixed order (empty for the embedded corpus or a dataset)."""
+    if spec in EMBEDDED:
+        return [EMBEDDED[spec]]
+    path = Path(spec).expanduser()
+    if any(ch in spec for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        if not files:
+            raise DataError(f"the pattern {spec!r} matches no files")
+        return files
+    if not path.exists():
+        raise DataError(f"data {spec!r} is neither a file, a folder, a glob nor an embedded corpus {sorted(EMBEDDED)}")
+    if path.is_dir():
+        if is_hf_dataset(path):
+            return []
+        files = sorted(p for p in path.rglob("*") if p.is_file() and _suffixes(p)[0] in TEXT_SUFFIXES)
+        if not files:
+            raise DataError(f"folder {path} holds no text files (expected {', '.join(sorted(TEXT_SUFFIXES))})")
+        return files
+    return [path]
+
+
+def iter_text(spec: str, text_field: str = "text") -> Iterator[str | None]:
+    """Pieces of text from ``spec``, ``None`` after each document."""
+    path = Path(spec).expanduser()
+    if spec not in EMBEDDED and is_hf_dataset(path):
+        yield from _hf_dataset(path, text_field)
+        return
+    for file in resolve_files(spec):
+        suffix, _ = _suffixes(file)
+        if suffix == ".jsonl":
+            yield from _jsonl(file, text_field)
+        elif suffix in FASTA_SUFFIXES:
+            yield from _fasta(file)
+        else:
+            yield from _plain(file)
+
+
+def fingerprint(spec: str) -> list:
+    """What identifies the data: names, sizes and modification times of its files."""
+    path = Path(spec).expanduser()
+    if spec not in EMBEDDED and is_hf_dataset(path):
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+    else:
+        files = resolve_files(spec)
+    return [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files]

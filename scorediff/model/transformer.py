@@ -1,0 +1,230 @@
+"""The SEDD diffusion transformer (DiT): bidirectional attention with rotary positions and adaLN-zero
+conditioning on the total noise ``sigma_bar``, producing log concrete scores.
+
+Legend: B batch, L sequence length, V vocabulary size (with the mask), D hidden size, C conditioning
+size, H heads, K head size (D / H).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..graphs.base import expm1_stable
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the score network."""
+
+    vocab_size: int = 0
+    """Number of states including the mask of an absorbing graph (set from the tokenizer and graph)."""
+    hidden_size: int = 256
+    """Width D of the residual stream."""
+    cond_dim: int = 128
+    """Width C of the noise-level embedding that drives adaLN."""
+    n_blocks: int = 4
+    """Number of transformer blocks."""
+    n_heads: int = 4
+    """Attention heads; hidden_size must be divisible by it."""
+    seq_len: int = 128
+    """Longest sequence the model is trained on (rotary positions work beyond it, but untrained)."""
+    dropout: float = 0.0
+    """Dropout on the attention and MLP branches during training."""
+    scale_by_sigma: bool = True
+    """Absorbing graph: shift log scores by -log(e^sigma_bar - 1) - log(V - 1), as the original SEDD does."""
+    time_conditioning: bool = True
+    """False: no noise-level input (RADD). The network predicts p(x_0 | unmasked tokens), and the absorbing
+    score is that probability over e^sigma_bar - 1, so equal inputs give equal network outputs."""
+    mlp_ratio: int = 4
+    """MLP width as a multiple of hidden_size."""
+
+
+def timestep_embedding(sigma_bar: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal features of the noise level, ``cat(cos, sin)``, float32 (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=sigma_bar.device) / half)
+    args = sigma_bar.float()[:, None] * freqs[None]  # (B, dim / 2)
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class NoiseEmbedding(nn.Module):
+    """``sigma_bar -> MLP(sinusoidal(sigma_bar))``, (B,) -> (B, C)."""
+
+    def __init__(self, cond_dim: int, frequency_dim: int = 256):
+        super().__init__()
+        self.frequency_dim = frequency_dim
+        self.mlp = nn.Sequential(nn.Linear(frequency_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+
+    def forward(self, sigma_bar: Tensor) -> Tensor:
+        return self.mlp(timestep_embedding(sigma_bar, self.frequency_dim))
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm without bias, computed in float32."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.layer_norm(x.float(), (self.dim,)).to(x.dtype) * self.weight
+
+
+def rotary_tables(seq_len: int, head_dim: int, device=None, base: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """``cos`` and ``sin`` of the rotary angles, float32 (L, K), halves repeated (non-interleaved)."""
+    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
+    freqs = torch.outer(torch.arange(seq_len, dtype=torch.float32, device=device), inv_freq)  # (L, K / 2)
+    angles = torch.cat([freqs, freqs], dim=-1)  # (L, K)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate query or key ``x`` (B, H, L, K) by position: ``x cos + rotate_half(x) sin``."""
+    first, second = x.chunk(2, dim=-1)
+    rotated = torch.cat([-second, first], dim=-1)
+    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class DiTBlock(nn.Module):
+    """Pre-norm attention and MLP, each modulated (shift, scale) and gated by the noise embedding."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        dim = config.hidden_size
+        self.n_heads = config.n_heads
+        self.dropout = config.dropout
+        self.norm1 = LayerNorm(dim)
+        self.attn_qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.attn_out = nn.Linear(dim, dim, bias=False)
+        self.norm2 = LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, config.mlp_ratio * dim),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(config.mlp_ratio * dim, dim),
+        )
+        self.adaLN_modulation = nn.Linear(config.cond_dim, 6 * dim)
+
+    def forward(self, x: Tensor, c: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        batch_size, seq_len, dim = x.shape
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=-1)
+
+        h = modulate(self.norm1(x), shift_msa, scale_msa)
+        qkv = self.attn_qkv(h).view(batch_size, seq_len, 3, self.n_heads, dim // self.n_heads)  # (B, L, 3, H, K)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, L, K)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        attn = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        attn = attn.transpose(1, 2).reshape(batch_size, seq_len, dim)  # (B, L, D)
+        x = x + gate_msa[:, None] * F.dropout(self.attn_out(attn), self.dropout, self.training)
+
+        h = modulate(self.norm2(x), shift_mlp, scale_mlp)
+        return x + gate_mlp[:, None] * F.dropout(self.mlp(h), self.dropout, self.training)
+
+
+class FinalLayer(nn.Module):
+    """Modulated norm and a linear map to one logit per vocabulary entry."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.norm_final = LayerNorm(config.hidden_size)
+        self.linear = nn.Linear(config.hidden_size, config.vocab_size)
+        self.adaLN_modulation = nn.Linear(config.cond_dim, 2 * config.hidden_size)
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+class SEDDTransformer(nn.Module):
+    """Maps noised tokens and their noise level to log concrete scores.
+
+    ``forward(x_t, sigma_bar)`` with ``x_t`` int64 (B, L) and ``sigma_bar`` float (B,) returns
+    ``log_score`` float32 (B, L, V) with 0 at each current token: exactly a ``ScoreFn``.
+
+    Args:
+        config (ModelConfig): architecture.
+        mask_id (int | None): the absorbing graph's mask state; required by ``scale_by_sigma`` and by
+            ``time_conditioning=False``, whose parameterisations only make sense for that graph.
+    """
+
+    def __init__(self, config: ModelConfig, mask_id: int | None = None):
+        super().__init__()
+        if config.vocab_size < 2:
+            raise ValueError(f"vocab_size must be >= 2; got {config.vocab_size}")
+        if config.hidden_size % config.n_heads or (config.hidden_size // config.n_heads) % 2:
+            raise ValueError(
+                f"hidden_size must be divisible by n_heads with an even head size; "
+                f"got hidden_size={config.hidden_size}, n_heads={config.n_heads}"
+            )
+        if mask_id is None and (config.scale_by_sigma or not config.time_conditioning):
+            raise ValueError("scale_by_sigma and time_conditioning=False need the absorbing graph (a mask_id)")
+        self.config = config
+        self.mask_id = mask_id
+        self.vocab_embed = nn.Embedding(config.vocab_size, config.hidden_size)
+        if config.time_conditioning:
+            self.sigma_map = NoiseEmbedding(config.cond_dim)
+        else:
+            self.cond = nn.Parameter(torch.zeros(config.cond_dim))
+        self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.n_blocks))
+        self.output_layer = FinalLayer(config)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Small normal weights; adaLN and the output layer start at zero (adaLN-zero)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        nn.init.normal_(self.vocab_embed.weight, std=0.02)
+        for module in [*self.blocks, self.output_layer]:
+            nn.init.zeros_(module.adaLN_modulation.weight)
+            nn.init.zeros_(module.adaLN_modulation.bias)
+        nn.init.zeros_(self.output_layer.linear.weight)
+        nn.init.zeros_(self.output_layer.linear.bias)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, x_t: Tensor, sigma_bar: Tensor) -> Tensor:
+        batch_size, seq_len = x_t.shape
+        x = self.vocab_embed(x_t)  # (B, L, D)
+        if self.config.time_conditioning:
+            c = F.silu(self.sigma_map(sigma_bar.reshape(batch_size)))  # (B, C)
+        else:
+            c = F.silu(self.cond).to(x.dtype).expand(batch_size, -1)
+        cos, sin = rotary_tables(seq_len, self.config.hidden_size // self.config.n_heads, x.device)
+        for block in self.blocks:
+            x = block(x, c, cos, sin)
+        logits = self.output_layer(x, c).float()  # (B, L, V)
+        return self.to_log_score(logits, x_t, sigma_bar)
+
+    def to_log_score(self, logits: Tensor, x_t: Tensor, sigma_bar: Tensor) -> Tensor:
+        """Turn raw outputs into log scores with 0 at each current token."""
+        if not self.config.time_conditioning:
+            # RADD: s_y = p(x_0 = y | unmasked) / (e^sigma_bar - 1) for data tokens y.
+            token_logits = logits.index_fill(-1, torch.tensor([self.mask_id], device=logits.device), -torch.inf)
+            logits = token_logits.log_softmax(-1)
+            logits = logits - torch.log(expm1_stable(sigma_bar.float()))[:, None, None]
+        elif self.config.scale_by_sigma:
+            # The absorbing score at a mask is about 1 / (e^sigma_bar - 1) per token: start the raw output there.
+            shift = torch.log(expm1_stable(sigma_bar.float())) + math.log(logits.shape[-1] - 1)
+            logits = logits - shift[:, None, None]
+        return logits.scatter(-1, x_t[..., None], 0.0)
+
+    def score_fn(self):
+        """This model as a ``ScoreFn`` for ``sample`` and ``elbo``."""
+        return self
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())

@@ -1,0 +1,67 @@
+"""torchrun / DDP plumbing: one process per device, gloo on CPU, NCCL on GPU."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(device_request: str) -> tuple[DistInfo, torch.device]:
+    """Read torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE), start the process group, pick the device."""
+    info = DistInfo(
+        rank=int(os.environ.get("RANK", 0)),
+        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        world_size=int(os.environ.get("WORLD_SIZE", 1)),
+    )
+    use_cuda = device_request == "cuda" or (device_request == "auto" and torch.cuda.is_available())
+    if device_request == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device=cuda but CUDA is not available; use train.device=cpu or auto")
+    device = torch.device("cuda", info.local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    if info.enabled and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return info, device
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    if info.enabled:
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """Rank 0's decision, seen by every rank (so all stop at the same step)."""
+    if not info.enabled:
+        return flag
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.broadcast(value, src=0)
+    return bool(value.item())
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
