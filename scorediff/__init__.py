@@ -11,15 +11,19 @@ Conventions (shared by every module):
 - Losses and bounds are in nats per sequence; divide by ``seq_len`` for nats per token.
 """
 
+__version__ = "0.1.0"
+
+from .config import RunConfig, load_config
 from .exact import ExactScore
 from .graphs import GRAPHS, AbsorbingGraph, DenseGraph, Graph, UniformGraph, get_graph
 from .likelihood import bits_per_token, elbo, perplexity
+from .loading import Loaded, load
 from .losses import sample_times, score_entropy_loss, weighted_score_entropy
+from .model import ModelConfig, SEDDTransformer
 from .sampling import PREDICTORS, AnalyticPredictor, EulerPredictor, Predictor, SampleTrajectory, sample
 from .schedules import SCHEDULES, GeometricSchedule, LogLinearSchedule, NoiseSchedule, get_schedule
+from .training import TrainResult, train
 from .types import ScoreFn
-
-__version__ = "0.1.0"
 
 __all__ = [
     "GRAPHS",
@@ -32,20 +36,28 @@ __all__ = [
     "ExactScore",
     "GeometricSchedule",
     "Graph",
+    "Loaded",
     "LogLinearSchedule",
+    "ModelConfig",
     "NoiseSchedule",
     "Predictor",
+    "RunConfig",
+    "SEDDTransformer",
     "SampleTrajectory",
     "ScoreFn",
+    "TrainResult",
     "UniformGraph",
     "__version__",
     "bits_per_token",
     "elbo",
     "get_graph",
     "get_schedule",
+    "load",
+    "load_config",
     "perplexity",
     "sample",
     "sample_times",
     "score_entropy_loss",
+    "train",
     "weighted_score_entropy",
 ]

@@ -1,50 +1,20 @@
-"""Build the pieces a run configuration describes, and ``load`` any checkpoint (ours or the original SEDD layout)."""
+"""``load`` any checkpoint: ours, or the original SEDD layout."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .config import ConfigError, DiffusionConfig, RunConfig, config_from_dict
+from .builders import build_graph, build_model, build_schedule
+from .config import ConfigError, RunConfig, config_from_dict
 from .data.tokenizers import Tokenizer, load_tokenizer
-from .graphs import Graph, get_graph
+from .graphs import Graph
 from .model import SEDDTransformer, is_original_config, read_original_checkpoint
-from .schedules import NoiseSchedule, get_schedule
+from .schedules import NoiseSchedule
 from .training.checkpoint import CheckpointError, read_json, read_tensors, resolve_checkpoint
 from .types import ScoreFn
-
-
-def build_graph(diffusion: DiffusionConfig, num_tokens: int) -> Graph:
-    try:
-        return get_graph(diffusion.graph, num_tokens)
-    except ValueError as error:
-        raise ConfigError(f"diffusion.graph: {error}") from None
-
-
-def build_schedule(diffusion: DiffusionConfig) -> NoiseSchedule:
-    if diffusion.schedule == "loglinear":
-        return get_schedule("loglinear", eps=diffusion.eps)
-    if diffusion.schedule == "geometric":
-        return get_schedule("geometric", sigma_min=diffusion.sigma_min, sigma_max=diffusion.sigma_max)
-    raise ConfigError(f"unknown diffusion.schedule {diffusion.schedule!r}; expected one of ['geometric', 'loglinear']")
-
-
-def build_model(config: RunConfig, graph: Graph) -> SEDDTransformer:
-    """The network for ``graph``: ``vocab_size`` follows the graph; sigma scaling only for the absorbing graph."""
-    model_config = dataclasses.replace(
-        config.model,
-        vocab_size=graph.vocab_size,
-        scale_by_sigma=config.model.scale_by_sigma and graph.mask_id is not None,
-    )
-    if not model_config.time_conditioning and graph.mask_id is None:
-        raise ConfigError("model.time_conditioning=false (RADD) needs diffusion.graph=absorbing")
-    try:
-        return SEDDTransformer(model_config, graph.mask_id)
-    except ValueError as error:
-        raise ConfigError(f"model: {error}") from None
 
 
 @dataclass

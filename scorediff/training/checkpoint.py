@@ -107,11 +107,13 @@ def resolve_checkpoint(path: str | Path) -> Path:
         raise CheckpointError(f"checkpoint {path} does not exist")
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {path} must be a directory (with config.json and model.safetensors)")
-    if (path / "config.json").exists():
+    if (path / "model.safetensors").exists() or (path / "pytorch_model.bin").exists():
         return path
     checkpoints = list_checkpoints(path)
     if checkpoints:
         return checkpoints[-1]
+    if (path / "config.json").exists():
+        raise CheckpointError(f"checkpoint {path} is incomplete: model.safetensors is missing")
     raise CheckpointError(f"{path} holds no checkpoint: expected config.json and model.safetensors, or checkpoints/")
 
 

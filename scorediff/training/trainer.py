@@ -15,11 +15,11 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
+from ..builders import build_graph, build_model, build_schedule
 from ..config import ConfigError, RunConfig, config_from_dict
 from ..data.prepare import build_tokenizer, prepare_shards
 from ..data.tokenizers import load_tokenizer
 from ..data.windows import TokenWindows
-from ..loading import build_graph, build_model, build_schedule
 from ..losses import sample_times, weighted_score_entropy
 from . import distributed
 from .checkpoint import list_checkpoints, load_optimizer, optimizer_tensors, read_json, read_tensors, save_checkpoint
@@ -167,6 +167,7 @@ def _train(config, resume, until_step, progress, info, device) -> TrainResult:
     val_windows = TokenWindows(shards, "val", seq_len)
 
     graph, schedule = build_graph(config.diffusion, tokenizer.vocab_size), build_schedule(config.diffusion)
+    torch.manual_seed(tc.seed)  # the initial weights
     model = build_model(config, graph)
     config = dataclasses.replace(config, model=model.config)  # resolved: vocab_size, scale_by_sigma
     model.to(device)

@@ -1,0 +1,110 @@
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from scorediff.data import CharTokenizer, DataError, TokenWindows, iter_text, write_shards
+from scorediff.data.prepare import build_tokenizer, prepare_shards
+
+
+def documents(spec, **kwargs):
+    """The documents of a source, each joined from its pieces."""
+    out, current = [], []
+    for piece in iter_text(spec, **kwargs):
+        if piece is None:
+            out.append("".join(current))
+            current = []
+        else:
+            current.append(piece)
+    return out
+
+
+def test_embedded_corpus_is_the_default_and_complete():
+    (text,) = documents("shakespeare")
+    assert len(text) == 4_566_588 and text.startswith("ALL'S WELL THAT ENDS WELL")
+
+
+def test_text_files_folders_and_globs(tmp_path):
+    (tmp_path / "a.txt").write_text("first file\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.md").write_text("second file\n")
+    (tmp_path / "skip.bin").write_bytes(b"\x00\x01")
+    assert documents(str(tmp_path / "a.txt")) == ["first file\n"]
+    assert documents(str(tmp_path)) == ["first file\n", "second file\n"]
+    assert documents(str(tmp_path / "**" / "*.md")) == ["second file\n"]
+
+
+def test_jsonl_and_fasta(tmp_path):
+    lines = [json.dumps({"text": "alpha"}), "", json.dumps({"text": "beta", "id": 2})]
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
+    assert documents(str(tmp_path / "d.jsonl")) == ["alpha", "beta"]
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"body": "x"}) + "\n")
+    with pytest.raises(DataError, match="bad.jsonl:1 has no string field 'text'"):
+        documents(str(tmp_path / "bad.jsonl"))
+    with gzip.open(tmp_path / "g.fa.gz", "wt") as handle:
+        handle.write(">chr1 first\nACGT\nACGG\n>chr2\nTTTT\n")
+    assert documents(str(tmp_path / "g.fa.gz")) == ["ACGTACGG", "TTTT"]
+
+
+def test_bad_sources_say_what_is_wrong(tmp_path):
+    with pytest.raises(DataError, match="is neither a file, a folder, a glob nor an embedded corpus"):
+        documents(str(tmp_path / "missing.txt"))
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(DataError, match="holds no text files"):
+        documents(str(tmp_path / "empty_dir"))
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.txt is not UTF-8 text: byte 0xe9"):
+        documents(str(tmp_path / "latin1.txt"))
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(DataError, match="holds no text"):
+        build_tokenizer("char", str(tmp_path / "empty.txt"))
+    with pytest.raises(DataError, match="unknown tokenizer 'wordpiece'"):
+        build_tokenizer("wordpiece", "shakespeare")
+
+
+def test_shards_split_deterministically_and_keep_every_token(tmp_path):
+    text = "".join(chr(ord("a") + (i * 7) % 26) for i in range(50_000))
+    (tmp_path / "corpus.txt").write_text(text)
+    tokenizer = CharTokenizer.from_texts([text])
+    first = write_shards(str(tmp_path / "corpus.txt"), tokenizer, tmp_path / "s1", val_fraction=0.2, chunk_tokens=1000)
+    second = write_shards(str(tmp_path / "corpus.txt"), tokenizer, tmp_path / "s2", val_fraction=0.2, chunk_tokens=1000)
+    meta = json.loads((first / "meta.json").read_text())
+    assert meta["dtype"] == "uint16" and meta["train_tokens"] + meta["val_tokens"] == 50_002  # + separator
+    assert 0.1 < meta["val_tokens"] / 50_002 < 0.3
+    for split in ("train", "val"):
+        assert (first / f"{split}.bin").read_bytes() == (second / f"{split}.bin").read_bytes()
+    train = np.fromfile(first / "train.bin", dtype=np.uint16)
+    val = np.fromfile(first / "val.bin", dtype=np.uint16)
+    everything = np.concatenate([train, val])
+    assert sorted(everything.tolist()) == sorted(tokenizer.encode(text) + tokenizer.separator)
+    assert not list(tmp_path.glob(".tmp-*"))  # temporary folders are renamed or removed
+
+
+def test_tiny_corpus_still_gets_both_splits(tmp_path):
+    (tmp_path / "t.txt").write_text("a short text with few tokens")
+    tokenizer = CharTokenizer.from_texts(["a short text with few tokens"])
+    meta = json.loads((write_shards(str(tmp_path / "t.txt"), tokenizer, tmp_path / "s") / "meta.json").read_text())
+    assert meta["train_tokens"] > 0 and meta["val_tokens"] > 0
+
+
+def test_windows(tmp_path):
+    text = "abcdefghij" * 500
+    (tmp_path / "c.txt").write_text(text)
+    tokenizer = CharTokenizer.from_texts([text])
+    shards = prepare_shards(str(tmp_path / "c.txt"), tokenizer, tmp_path / "cache", val_fraction=0.1)
+    assert prepare_shards(str(tmp_path / "c.txt"), tokenizer, tmp_path / "cache", val_fraction=0.1) == shards
+    windows = TokenWindows(shards, "train", 16)
+    batch = windows.random_batch(8, torch.Generator().manual_seed(0))
+    assert batch.shape == (8, 16) and batch.dtype == torch.int64
+    for row in batch:  # every window is a contiguous stretch of the stream
+        decoded = tokenizer.decode(row.tolist())
+        assert decoded in text + text
+    again = windows.random_batch(8, torch.Generator().manual_seed(0))
+    assert torch.equal(batch, again)
+    every = windows.all_windows()
+    assert every.shape == (len(windows), 16)
+    assert torch.equal(every.reshape(-1), torch.from_numpy(np.asarray(windows.tokens[: every.numel()], np.int64)))
+    with pytest.raises(DataError, match="need at least seq_len=100000"):
+        TokenWindows(shards, "val", 100_000)

