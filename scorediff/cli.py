@@ -8,8 +8,10 @@ import sys
 import time
 
 
-class UsageError(Exception):
-    """A mistake in what the user asked for: printed as one line, exit code 2, no traceback."""
+def _usage(message: str):
+    from .commands import UsageError
+
+    return UsageError(message)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -19,12 +21,12 @@ def _demo(args: argparse.Namespace) -> int:
     from . import AbsorbingGraph, ExactScore, GeometricSchedule, LogLinearSchedule, UniformGraph, elbo, sample
 
     if args.num_tokens < 2 or args.seq_len < 1 or args.num_tokens**args.seq_len > 100_000:
-        raise UsageError(
+        raise _usage(
             f"--num-tokens >= 2 and --seq-len >= 1 with num_tokens ** seq_len <= 100000 expected; "
             f"got {args.num_tokens} and {args.seq_len}"
         )
     if args.samples < 1 or args.steps < 1:
-        raise UsageError(f"--samples and --steps must be >= 1; got {args.samples} and {args.steps}")
+        raise _usage(f"--samples and --steps must be >= 1; got {args.samples} and {args.steps}")
     torch.manual_seed(args.seed)  # the Dirichlet draw of the data distribution
     generator = torch.Generator().manual_seed(args.seed)
     shape = (args.num_tokens,) * args.seq_len
@@ -67,12 +69,24 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scorediff", description="Score Entropy Discrete Diffusion.")
-    from . import __version__
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line on stderr and exit code 2."""
 
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .commands import evaluate, generate, train_cmd
+
+    parser = _Parser(prog="scorediff", description="Score Entropy Discrete Diffusion: train, sample, infill, eval.")
     parser.add_argument("--version", action="version", version=f"scorediff {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train_cmd.add_parser(commands)
+    generate.add_parsers(commands)
+    evaluate.add_parsers(commands)
     demo = commands.add_parser("demo", help="sample a small known distribution with its exact score")
     demo.add_argument("--num-tokens", type=int, default=4)
     demo.add_argument("--seq-len", type=int, default=4)
@@ -85,11 +99,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (2 for a user's mistake)."""
+    """Run the command line; returns the exit code (2 for a user's mistake, with a one-line message)."""
+    from .commands import UsageError
+    from .config import ConfigError
+    from .data.sources import DataError
+    from .training.checkpoint import CheckpointError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    overrides = [a for a in unknown if a.startswith("--") and "=" in a and "." in a.split("=", 1)[0]]
+    rest = [a for a in unknown if a not in overrides]
+    if rest or (overrides and not getattr(args, "accepts_overrides", False)):
+        parser.error(f"unrecognized arguments: {' '.join(rest or overrides)}")
+    args.overrides = overrides
     try:
         return args.run(args)
-    except UsageError as error:
+    except (UsageError, ConfigError, DataError, CheckpointError) as error:
         print(f"scorediff: error: {error}", file=sys.stderr)
         return 2
+    except ImportError as error:
+        print(f"scorediff: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("scorediff: interrupted", file=sys.stderr)
+        return 130

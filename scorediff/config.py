@@ -233,16 +233,26 @@ def load_config(name_or_path: str = "tiny", overrides: list[str] | None = None) 
         values["preset"] = name_or_path
     else:
         raise ConfigError(f"unknown preset {name_or_path!r}; expected one of {presets()} or a .yaml file")
-    for override in overrides or []:
+    return config_from_dict(apply_overrides(values, overrides or []))
+
+
+def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    """``section.key=value`` strings applied to a nested dict of configuration values."""
+    values = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
+    for override in overrides:
         key, sep, value = override.removeprefix("--").partition("=")
         section, dot, option = key.partition(".")
         if not sep or not dot or not option:
             raise ConfigError(f"overrides look like section.key=value; got {override!r}")
         if section not in SECTIONS:
             raise ConfigError(f"unknown config section {section!r}; valid: {', '.join(sorted(SECTIONS))}")
-        values.setdefault(section, {})
-        values[section] = dict(values[section] or {}, **{option: value})
-    return config_from_dict(values)
+        values[section] = dict(values.get(section) or {}, **{option: value})
+    return values
+
+
+def override_config(config: RunConfig, overrides: list[str]) -> RunConfig:
+    """A copy of ``config`` with ``section.key=value`` overrides applied."""
+    return config_from_dict(apply_overrides(config.to_dict(), overrides))
 
 
 def replace_section(config: RunConfig, section: str, **changes) -> RunConfig:

@@ -62,6 +62,15 @@ def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(value.item())
 
 
+def broadcast_object(value, info: DistInfo):
+    """Rank 0's ``value`` (a small picklable object between our own processes) on every rank."""
+    if not info.enabled:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

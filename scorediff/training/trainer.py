@@ -133,35 +133,22 @@ def _train(config, resume, until_step, progress, info, device) -> TrainResult:
     if not resume and checkpoints:
         raise ConfigError(f"run directory {run_dir} already holds checkpoints; pass resume or another run name")
 
-    # Tokenizer and shards: rank 0 prepares, the others read what it wrote.
+    # Tokenizer and shards: rank 0 prepares (into the shard cache), the others read what it wrote.
+    # Nothing is written into the run directory until the data and the model have been checked.
+    tokenizer = None
     if resume:
         tokenizer = load_tokenizer(checkpoints[-1])
     elif info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         tokenizer = build_tokenizer(
             config.data.tokenizer, config.data.source, config.data.text_field, config.data.bpe_vocab_size
         )
-        tokenizer.save(run_dir)
-    distributed.barrier(info)
-    if not resume and not info.is_main:
-        tokenizer = load_tokenizer(run_dir)
+    shards = None
     if info.is_main:
-        shards = prepare_shards(
-            config.data.source,
-            tokenizer,
-            config.data.cache_dir or None,
-            config.data.val_fraction,
-            config.data.text_field,
-        )
-    distributed.barrier(info)
-    if not info.is_main:
-        shards = prepare_shards(
-            config.data.source,
-            tokenizer,
-            config.data.cache_dir or None,
-            config.data.val_fraction,
-            config.data.text_field,
-        )
+        shards = _shards(config, tokenizer)
+        tokenizer.save(shards)  # the shard folder is named after this tokenizer; the other ranks read it there
+    shards = Path(distributed.broadcast_object(str(shards) if shards else None, info))
+    if tokenizer is None:
+        tokenizer = load_tokenizer(shards)
     seq_len = config.model.seq_len
     train_windows = TokenWindows(shards, "train", seq_len)
     val_windows = TokenWindows(shards, "val", seq_len)
@@ -198,9 +185,12 @@ def _train(config, resume, until_step, progress, info, device) -> TrainResult:
         torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and tc.bf16 else contextlib.nullcontext()
     )
 
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(run_dir)
+        (run_dir / "config.json").write_text(config.to_json())
     logger = MetricsLogger(run_dir, enabled=info.is_main)
     if info.is_main:
-        (run_dir / "config.json").write_text(config.to_json())
         logger.print(f"run directory: {run_dir}")
         logger.print(
             f"model: {model.num_parameters():,} parameters; data: {train_windows.meta['train_tokens']:,} "
@@ -300,6 +290,11 @@ def _train(config, resume, until_step, progress, info, device) -> TrainResult:
     return TrainResult(
         run_dir, checkpoint, step, train_loss, val_bits, samples, tokens_per_second, model.num_parameters()
     )
+
+
+def _shards(config: RunConfig, tokenizer) -> Path:
+    data = config.data
+    return prepare_shards(data.source, tokenizer, data.cache_dir or None, data.val_fraction, data.text_field)
 
 
 def tc_clip(config: RunConfig) -> float:

@@ -108,3 +108,13 @@ def test_windows(tmp_path):
     assert torch.equal(every.reshape(-1), torch.from_numpy(np.asarray(windows.tokens[: every.numel()], np.int64)))
     with pytest.raises(DataError, match="need at least seq_len=100000"):
         TokenWindows(shards, "val", 100_000)
+
+
+def test_local_hugging_face_dataset(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    data = datasets.Dataset.from_dict({"content": ["first record", "second record"], "id": [1, 2]})
+    datasets.DatasetDict({"train": data}).save_to_disk(str(tmp_path / "ds"))
+    assert documents(str(tmp_path / "ds"), text_field="content") == ["first record", "second record"]
+    with pytest.raises(DataError, match=r"has no column 'text'; columns: \['content', 'id'\]"):
+        documents(str(tmp_path / "ds"))

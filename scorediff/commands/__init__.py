@@ -1,0 +1,42 @@
+"""The subcommands of the ``scorediff`` command line, one module per group."""
+
+from __future__ import annotations
+
+
+class UsageError(ValueError):
+    """A mistake in what the user asked for: printed as one line, exit code 2, no traceback."""
+
+
+def atomic_write(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename: never half-written."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    check_writable(path)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def positive(name: str, value: int | float | None, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UsageError(f"{name} must be {'>= 0' if allow_zero else '> 0'}; got {value}")
+
+
+def check_writable(path) -> None:
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise UsageError(f"cannot write {path}: it is a folder")

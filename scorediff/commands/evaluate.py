@@ -1,0 +1,170 @@
+"""``scorediff eval`` (likelihood bound with a confidence interval) and ``scorediff info``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import torch
+
+from . import UsageError, atomic_write, check_writable, positive
+
+
+def add_parsers(commands) -> None:
+    parser = commands.add_parser("eval", help="bound the likelihood of held-out text: perplexity and bits per token")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
+    parser.add_argument("--data", help="text to score (default: the run's own validation split)")
+    parser.add_argument("--num-t", type=int, default=32, help="Monte Carlo times per window")
+    parser.add_argument("--max-windows", type=int, default=256, help="windows of the model's length to score (0: all)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.set_defaults(run=run_eval)
+
+    parser = commands.add_parser("info", help="what a checkpoint holds")
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--json", action="store_true", help="print everything as JSON")
+    parser.set_defaults(run=run_info)
+
+
+def _windows(args, loaded) -> torch.Tensor:
+    from ..data.prepare import prepare_shards
+    from ..data.sources import iter_text
+    from ..data.windows import TokenWindows
+
+    seq_len = loaded.model.config.seq_len
+    limit = args.max_windows or None
+    if args.data is None:
+        if loaded.config is None:
+            raise UsageError("this checkpoint records no training data; pass --data")
+        data = loaded.config.data
+        shards = prepare_shards(
+            data.source, loaded.tokenizer, data.cache_dir or None, data.val_fraction, data.text_field
+        )
+        return TokenWindows(shards, "val", seq_len).all_windows(limit)
+    tokens: list[int] = []
+    needed = None if limit is None else limit * seq_len
+    for piece in iter_text(args.data, loaded.config.data.text_field if loaded.config else "text"):
+        if piece is None:
+            continue
+        try:
+            tokens += loaded.tokenizer.encode(piece)
+        except ValueError as error:
+            raise UsageError(f"{args.data}: {error}") from None
+        if needed is not None and len(tokens) >= needed:
+            break
+    count = len(tokens) // seq_len if needed is None else min(limit, len(tokens) // seq_len)
+    if count == 0:
+        raise UsageError(f"{args.data} has {len(tokens)} tokens; need at least the model's length {seq_len}")
+    return torch.tensor(tokens[: count * seq_len]).view(count, seq_len)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from ..likelihood import elbo
+    from ..loading import load
+
+    positive("--num-t", args.num_t)
+    positive("--batch-size", args.batch_size)
+    positive("--max-windows", args.max_windows, allow_zero=True)
+    if args.json:
+        check_writable(args.json)  # fail now, not after the evaluation
+    loaded = load(args.checkpoint, device=args.device)
+    if loaded.tokenizer is None and args.data is not None:
+        raise UsageError(f"{loaded.path} has no tokenizer.json, so --data text cannot be tokenised")
+    windows = _windows(args, loaded)
+    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    nats = torch.cat(
+        [
+            elbo(
+                loaded.score_fn,
+                loaded.graph,
+                loaded.schedule,
+                windows[i : i + args.batch_size].to(args.device),
+                num_t=args.num_t,
+                generator=generator,
+            ).cpu()
+            for i in range(0, len(windows), args.batch_size)
+        ]
+    )
+    seq_len = windows.shape[1]
+    per_token = nats / seq_len
+    mean = float(per_token.mean())
+    half_width = 1.96 * float(per_token.std()) / math.sqrt(len(per_token)) if len(per_token) > 1 else float("nan")
+    chars = sum(len(loaded.tokenizer.decode(row.tolist())) for row in windows) if loaded.tokenizer else None
+    result = {
+        "checkpoint": str(loaded.path),
+        "data": args.data or "validation split",
+        "windows": len(windows),
+        "tokens": len(windows) * seq_len,
+        "num_t": args.num_t,
+        "nats_per_token": mean,
+        "nats_per_token_ci95": [mean - half_width, mean + half_width],
+        "bits_per_token": mean / math.log(2),
+        "bits_per_token_ci95": [(mean - half_width) / math.log(2), (mean + half_width) / math.log(2)],
+        "perplexity": math.exp(mean),
+        "perplexity_ci95": [math.exp(mean - half_width), math.exp(mean + half_width)],
+    }
+    if chars:
+        bits_per_char = float(nats.sum()) / chars / math.log(2)
+        scale = bits_per_char / result["bits_per_token"]
+        result["bits_per_char"] = bits_per_char
+        result["bits_per_char_ci95"] = [v * scale for v in result["bits_per_token_ci95"]]
+    print(
+        f"{result['windows']} windows x {seq_len} tokens of {result['data']}, {args.num_t} times each "
+        f"(upper bounds; 95% confidence intervals over windows and Monte Carlo draws)"
+    )
+    low, high = result["perplexity_ci95"]
+    print(f"perplexity      <= {result['perplexity']:.3f}  [{low:.3f}, {high:.3f}]")
+    low, high = result["bits_per_token_ci95"]
+    print(f"bits per token  <= {result['bits_per_token']:.4f}  [{low:.4f}, {high:.4f}]")
+    if "bits_per_char" in result:
+        low, high = result["bits_per_char_ci95"]
+        print(f"bits per char   <= {result['bits_per_char']:.4f}  [{low:.4f}, {high:.4f}]")
+    if args.json:
+        atomic_write(args.json, json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from ..loading import load
+
+    loaded = load(args.checkpoint)
+    info = {
+        "checkpoint": str(loaded.path),
+        "step": loaded.step,
+        "parameters": loaded.model.num_parameters(),
+        "graph": repr(loaded.graph),
+        "schedule": repr(loaded.schedule),
+        "tokenizer": repr(loaded.tokenizer) if loaded.tokenizer else None,
+        "validation_bits_per_token": loaded.info.get("val_bits_per_token"),
+        "tokens_seen": loaded.info.get("tokens_seen"),
+        "model": vars(loaded.model.config),
+        "config": loaded.config.to_dict() if loaded.config else None,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for key in (
+        "checkpoint",
+        "step",
+        "parameters",
+        "graph",
+        "schedule",
+        "tokenizer",
+        "validation_bits_per_token",
+        "tokens_seen",
+    ):
+        value = info[key]
+        if key == "parameters":
+            value = f"{value:,}"
+        elif isinstance(value, float):
+            value = f"{value:.4f}"
+        print(f"{key:26s} {value}")
+    print("model".ljust(26), ", ".join(f"{k}={v}" for k, v in info["model"].items()))
+    if loaded.config is not None:
+        for section in ("data", "diffusion", "optim", "train", "sampling"):
+            values = info["config"][section]
+            print(section.ljust(26), ", ".join(f"{k}={v}" for k, v in values.items()))
+    return 0

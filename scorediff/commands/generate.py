@@ -1,0 +1,199 @@
+"""``scorediff sample`` and ``scorediff infill``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+
+import torch
+
+from . import UsageError, atomic_write, positive
+
+MARKER = re.compile(r"\[MASK(?::(\d+))?\]")
+
+
+def _common(parser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
+    parser.add_argument("--num-samples", type=int, default=1)
+    parser.add_argument("--steps", type=int, help="sampling steps (default: the run's sampling.steps)")
+    parser.add_argument("--predictor", choices=["analytic", "euler"], help="default: the run's sampling.predictor")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", help="write to this file instead of printing")
+    parser.add_argument("--format", choices=["text", "jsonl"], default="text")
+    parser.add_argument("--trajectory", help="also write how the first sample is denoised: a .html or .png file")
+
+
+def add_parsers(commands) -> None:
+    parser = commands.add_parser("sample", help="generate text from a checkpoint")
+    _common(parser)
+    parser.add_argument("--length", type=int, help="tokens per sample (default: the model's length)")
+    parser.set_defaults(run=run_sample)
+
+    parser = commands.add_parser(
+        "infill",
+        help="fill in text around given pieces",
+        description="Either --prefix/--suffix with --length unknown tokens between them, or a --template where "
+        '[MASK:n] stands for n unknown tokens (and [MASK] for one): --template "To be, or [MASK:20] question".',
+    )
+    _common(parser)
+    parser.add_argument("--prefix", default="")
+    parser.add_argument("--suffix", default="")
+    parser.add_argument("--length", type=int, help="unknown tokens between prefix and suffix")
+    parser.add_argument("--template")
+    parser.set_defaults(run=run_infill)
+
+
+def _load(args):
+    from ..loading import load
+
+    positive("--num-samples", args.num_samples)
+    positive("--steps", args.steps)
+    loaded = load(args.checkpoint, device=args.device)
+    if loaded.tokenizer is None:
+        raise UsageError(f"{loaded.path} has no tokenizer.json, so its tokens cannot be turned into text")
+    return loaded
+
+
+def _settings(args, loaded) -> tuple[int, str]:
+    sampling = loaded.config.sampling if loaded.config is not None else None
+    steps = args.steps or (sampling.steps if sampling else 128)
+    predictor = args.predictor or (sampling.predictor if sampling else "analytic")
+    return steps, predictor
+
+
+def _max_length(loaded) -> int:
+    return loaded.model.config.seq_len
+
+
+def _generate(args, loaded, length: int, condition=None) -> tuple[torch.Tensor, object]:
+    from ..sampling import sample
+
+    steps, predictor = _settings(args, loaded)
+    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    out = sample(
+        loaded.score_fn,
+        loaded.graph,
+        loaded.schedule,
+        (args.num_samples, length),
+        steps,
+        predictor,
+        condition=condition,
+        generator=generator,
+        return_trajectory=bool(args.trajectory),
+        device=args.device,
+    )
+    return (out.tokens, out) if args.trajectory else (out, None)
+
+
+def _emit(args, loaded, tokens: torch.Tensor, extra: dict) -> None:
+    texts = [loaded.tokenizer.decode(row.tolist()) for row in tokens.cpu()]
+    if args.format == "jsonl":
+        lines = [json.dumps({"index": i, "text": t, "seed": args.seed, **extra}) for i, t in enumerate(texts)]
+        output = "\n".join(lines) + "\n"
+    else:
+        output = "\n\n".join(
+            texts if len(texts) == 1 else [f"--- sample {i + 1} ---\n{t}" for i, t in enumerate(texts)]
+        )
+        output += "\n"
+    if args.out:
+        atomic_write(args.out, output)
+        print(f"wrote {len(texts)} sample(s) to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(output)
+
+
+def _write_trajectory(args, loaded, trajectory, given=None) -> None:
+    if not args.trajectory:
+        return
+    from .trajectory import write_trajectory
+
+    path = write_trajectory(args.trajectory, trajectory, loaded.tokenizer, loaded.graph.mask_id, given)
+    print(f"wrote the denoising trajectory to {path}", file=sys.stderr)
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    if args.trajectory:
+        _check_trajectory_path(args.trajectory)
+    loaded = _load(args)
+    length = args.length if args.length is not None else (loaded.config.sampling.length if loaded.config else 0)
+    length = length or _max_length(loaded)
+    positive("--length", length)
+    if length > _max_length(loaded):
+        raise UsageError(f"--length must be at most the model's context of {_max_length(loaded)} tokens; got {length}")
+    tokens, trajectory = _generate(args, loaded, length)
+    _write_trajectory(args, loaded, trajectory)
+    _emit(args, loaded, tokens, {"steps": _settings(args, loaded)[0]})
+    return 0
+
+
+def parse_template(template: str, tokenizer) -> tuple[list[int], list[bool]]:
+    """Tokens and a given-mask from a template whose ``[MASK:n]`` markers stand for n unknown tokens."""
+    tokens: list[int] = []
+    given: list[bool] = []
+    position = 0
+    for match in MARKER.finditer(template):
+        text = template[position : match.start()]
+        ids = _encode(tokenizer, text)
+        tokens += ids
+        given += [True] * len(ids)
+        count = int(match.group(1)) if match.group(1) is not None else 1
+        if count <= 0:
+            raise UsageError(f"[MASK:n] needs n > 0; got {match.group(0)}")
+        tokens += [0] * count
+        given += [False] * count
+        position = match.end()
+    ids = _encode(tokenizer, template[position:])
+    tokens += ids
+    given += [True] * len(ids)
+    if all(given):
+        raise UsageError("the template has no [MASK:n] marker, so there is nothing to fill in")
+    return tokens, given
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    try:
+        return tokenizer.encode(text) if text else []
+    except ValueError as error:
+        raise UsageError(f"cannot encode the prompt: {error}") from None
+
+
+def run_infill(args: argparse.Namespace) -> int:
+    if args.trajectory:
+        _check_trajectory_path(args.trajectory)
+    if args.template is not None and (args.prefix or args.suffix or args.length is not None):
+        raise UsageError("give either --template or --prefix/--suffix/--length, not both")
+    if args.template is None:
+        if args.length is None:
+            raise UsageError("--length (unknown tokens between --prefix and --suffix) is required without --template")
+        positive("--length", args.length)
+    loaded = _load(args)
+    tokenizer = loaded.tokenizer
+    if args.template is not None:
+        tokens, given = parse_template(args.template, tokenizer)
+    else:
+        prefix, suffix = _encode(tokenizer, args.prefix), _encode(tokenizer, args.suffix)
+        tokens = prefix + [0] * args.length + suffix
+        given = [True] * len(prefix) + [False] * args.length + [True] * len(suffix)
+    if len(tokens) > _max_length(loaded):
+        raise UsageError(
+            f"the filled-in text would be {len(tokens)} tokens; the model's context is {_max_length(loaded)}"
+        )
+    if loaded.graph.mask_id is None:
+        print(
+            "note: with the uniform graph, keeping given tokens fixed only approximates conditioning", file=sys.stderr
+        )
+    token_tensor = torch.tensor(tokens, device=args.device).expand(args.num_samples, -1)
+    mask = torch.tensor(given, device=args.device).expand(args.num_samples, -1)
+    result, trajectory = _generate(args, loaded, len(tokens), condition=(token_tensor, mask))
+    assert torch.equal(result[mask], token_tensor[mask])  # given tokens are never changed
+    _write_trajectory(args, loaded, trajectory, mask[0])
+    _emit(args, loaded, result, {"steps": _settings(args, loaded)[0], "given": given})
+    return 0
+
+
+def _check_trajectory_path(path: str) -> None:
+    if not path.endswith((".html", ".png")):
+        raise UsageError(f"--trajectory must name a .html or .png file; got {path!r}")

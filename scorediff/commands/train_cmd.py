@@ -1,0 +1,110 @@
+"""``scorediff train``: the main job."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..config import load_config, override_config
+from . import UsageError, positive
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="train a model (default: the tiny preset on the embedded Shakespeare corpus, on the CPU)",
+        description="Train a score network. Any option of the run configuration can be set with "
+        "--section.key=value, e.g. --model.hidden_size=384 --train.batch_size=64.",
+    )
+    parser.add_argument(
+        "--config",
+        help="preset name (tiny, small, medium) or a YAML file (default: tiny; "
+        "when resuming, the run's own configuration)",
+    )
+    parser.add_argument("--data", help="embedded corpus, text file, folder, glob, JSONL, FASTA or saved dataset")
+    parser.add_argument("--tokenizer", help="char | byte | gpt2 | bpe | path to a tokenizer")
+    parser.add_argument("--out", help="parent folder of run directories (default: runs)")
+    parser.add_argument("--name", help="run directory name (default: <preset>-<date>-<time>)")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue a run: the given run directory, or the newest one under --out",
+    )
+    parser.add_argument("--device", help="auto | cpu | cuda")
+    parser.add_argument("--max-minutes", type=float, help="stop after this many minutes and save")
+    parser.add_argument("--num-samples", type=int, default=3, help="samples printed at the end")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run, accepts_overrides=True)
+
+
+def _newest_run(out: Path) -> Path:
+    runs = (
+        sorted((p for p in out.iterdir() if (p / "checkpoints").is_dir()), key=lambda p: p.stat().st_mtime)
+        if out.is_dir()
+        else []
+    )
+    if not runs:
+        raise UsageError(f"--resume: no run with checkpoints under {out}")
+    return runs[-1]
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..sampling import sample
+    from ..training import train
+    from ..training.trainer import config_of_run
+
+    positive("--max-minutes", args.max_minutes)
+    positive("--num-samples", args.num_samples, allow_zero=True)
+    overrides = list(args.overrides)
+    for flag, key in (
+        (args.data, "data.source"),
+        (args.tokenizer, "data.tokenizer"),
+        (args.out, "train.out_dir"),
+        (args.name, "train.run_name"),
+        (args.device, "train.device"),
+        (args.max_minutes, "train.max_minutes"),
+    ):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
+    resume = args.resume is not None
+    if resume:
+        run_dir = _newest_run(Path(args.out or "runs")) if args.resume is True else Path(args.resume)
+        if not (run_dir / "config.json").is_file():
+            raise UsageError(f"--resume: {run_dir} is not a run directory (no config.json)")
+        overrides += [f"train.out_dir={run_dir.parent}", f"train.run_name={run_dir.name}"]
+        if args.config is None:
+            config = override_config(config_of_run(run_dir), overrides)
+        else:
+            config = load_config(args.config, overrides)
+    else:
+        config = load_config(args.config or "tiny", overrides)
+    start = time.perf_counter()
+    result = train(config, resume=resume, progress=not args.quiet)
+    minutes = (time.perf_counter() - start) / 60
+    print(
+        f"\nfinished step {result.step} in {minutes:.1f} min; {result.num_parameters:,} parameters, "
+        f"{result.tokens_per_second:,.0f} tokens/s"
+    )
+    if result.val_bits_per_token is not None:
+        print(f"validation bound: {result.val_bits_per_token:.3f} bits/token (EMA weights)")
+    print(f"checkpoint: {result.checkpoint}")
+    if args.num_samples and result.checkpoint.is_dir():
+        from ..loading import load
+
+        loaded = load(result.checkpoint)
+        length = config.sampling.length or config.model.seq_len
+        tokens = sample(
+            loaded.score_fn,
+            loaded.graph,
+            loaded.schedule,
+            (args.num_samples, length),
+            config.sampling.steps,
+            config.sampling.predictor,
+        )
+        for index, row in enumerate(tokens):
+            print(f"\n--- sample {index + 1} ---\n{loaded.tokenizer.decode(row.tolist())}")
+    return 0
