@@ -58,7 +58,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True)
         model = SEDDTransformer(model_config, graph.mask_id)
         _load_weights(model, state, checkpoint / "model.safetensors")
         model.to(device).eval()
-        return Loaded(model, graph, schedule, None, model, None, None, checkpoint, {})
+        return Loaded(model, graph, schedule, _gpt2_if_available(graph), model, None, None, checkpoint, {})
     try:
         config = config_from_dict(raw)
     except ConfigError as error:
@@ -79,6 +79,18 @@ def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True)
     model.to(device).eval()
     info = read_json(checkpoint / "trainer_state.json") if (checkpoint / "trainer_state.json").exists() else {}
     return Loaded(model, graph, schedule, tokenizer, model, config, info.get("step"), checkpoint, info)
+
+
+def _gpt2_if_available(graph: Graph) -> Tokenizer | None:
+    """The published SEDD models use GPT-2's 50,257 tokens; attach that tokenizer when its files are installed."""
+    if graph.num_tokens != 50257:
+        return None
+    from .data.tokenizers import HFTokenizer, gpt2_files
+
+    try:
+        return HFTokenizer.from_gpt2_files(*gpt2_files())
+    except (ImportError, FileNotFoundError):
+        return None
 
 
 def _load_weights(model: torch.nn.Module, state: dict, source: Path) -> None:

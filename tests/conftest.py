@@ -7,11 +7,6 @@ import torch
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def as_tensor(entry: dict) -> torch.Tensor:
-    """A ``{dtype, shape, data}`` array from the reference fixtures."""
-    return torch.tensor(entry["data"], dtype=getattr(torch, entry["dtype"])).reshape(entry["shape"])
-
-
 @pytest.fixture(scope="session")
 def sedd_math() -> dict:
     """Numbers produced by the original SEDD code (see fixtures/sedd_reference/README.json)."""

@@ -7,6 +7,11 @@ import torch
 from scorediff import ExactScore, Graph
 
 
+def as_tensor(entry: dict) -> torch.Tensor:
+    """A ``{dtype, shape, data}`` array from the reference fixtures."""
+    return torch.tensor(entry["data"], dtype=getattr(torch, entry["dtype"])).reshape(entry["shape"])
+
+
 def random_data(num_tokens: int, seq_len: int, seed: int = 0, concentration: float = 1.0) -> torch.Tensor:
     """A full-support distribution over all ``num_tokens ** seq_len`` sequences, shape ``(num_tokens,) * seq_len``."""
     generator = torch.Generator().manual_seed(seed)

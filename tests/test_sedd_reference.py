@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import as_tensor
+from reference import as_tensor
 
 from scorediff import AbsorbingGraph, GeometricSchedule, LogLinearSchedule, UniformGraph
 from scorediff.sampling import AnalyticPredictor, EulerPredictor, denoise_probs

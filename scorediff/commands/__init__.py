@@ -8,21 +8,11 @@ class UsageError(ValueError):
 
 
 def atomic_write(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename: never half-written."""
-    import os
-    import tempfile
-    from pathlib import Path
+    """Write a user's output file whole or not at all."""
+    from ..fileio import atomic_write_text
 
-    path = Path(path)
     check_writable(path)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
 
 
 def positive(name: str, value: int | float | None, allow_zero: bool = False) -> None:

@@ -117,10 +117,9 @@ def _write_trajectory(args, loaded, trajectory, given=None) -> None:
 def run_sample(args: argparse.Namespace) -> int:
     if args.trajectory:
         _check_trajectory_path(args.trajectory)
+    positive("--length", args.length)
     loaded = _load(args)
-    length = args.length if args.length is not None else (loaded.config.sampling.length if loaded.config else 0)
-    length = length or _max_length(loaded)
-    positive("--length", length)
+    length = args.length or (loaded.config.sampling.length if loaded.config else 0) or _max_length(loaded)
     if length > _max_length(loaded):
         raise UsageError(f"--length must be at most the model's context of {_max_length(loaded)} tokens; got {length}")
     tokens, trajectory = _generate(args, loaded, length)

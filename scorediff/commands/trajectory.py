@@ -13,7 +13,7 @@ MASK_GLYPH = "\u2591"
 def _rows(trajectory, tokenizer, mask_id, limit: int = 40):
     """(time, list of (text, state)) for the first sample, thinned to about ``limit`` rows."""
     count = len(trajectory.states)
-    keep = sorted({round(i * (count - 1) / max(1, limit - 1)) for i in range(min(limit, count))})
+    keep = range(count) if count <= limit else sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)})
     rows = []
     for index in keep:
         tokens = trajectory.states[index][0].tolist()

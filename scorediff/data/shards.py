@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..fileio import atomic_directory
 from .sources import DataError, fingerprint, iter_text
 from .tokenizers import Tokenizer
 
@@ -43,10 +41,8 @@ def write_shards(
     if not 0 < val_fraction < 1:
         raise DataError(f"val_fraction must be in (0, 1); got {val_fraction}")
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     dtype = _token_dtype(tokenizer.vocab_size)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         counts = {"train": 0, "val": 0}
         with open(tmp / "train.bin", "wb") as train, open(tmp / "val.bin", "wb") as val:
             files = {"train": train, "val": val}
@@ -94,12 +90,6 @@ def write_shards(
             "chunk_tokens": chunk_tokens,
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

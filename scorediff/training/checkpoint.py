@@ -8,9 +8,7 @@ crash never leaves a half-written one; only the last ``keep_last`` are kept.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -18,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from ..data.tokenizers import Tokenizer
+from ..fileio import atomic_directory
 
 CHECKPOINT_DIR = "checkpoints"
 REQUIRED = ("config.json", "model.safetensors")
@@ -68,11 +67,8 @@ def save_checkpoint(
     keep_last: int = 3,
 ) -> Path:
     """Write ``run_dir/checkpoints/step_XXXXXXXX`` atomically and prune older checkpoints."""
-    parent = Path(run_dir) / CHECKPOINT_DIR
-    parent.mkdir(parents=True, exist_ok=True)
-    final = parent / f"step_{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=parent))
-    try:
+    final = Path(run_dir) / CHECKPOINT_DIR / f"step_{step:08d}"
+    with atomic_directory(final) as tmp:
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         save_file(_contiguous(model_state), str(tmp / "model.safetensors"))
         if ema_state is not None:
@@ -81,12 +77,6 @@ def save_checkpoint(
             tokenizer.save(tmp)
         save_file(_contiguous(trainer_tensors), str(tmp / "trainer_state.safetensors"))
         (tmp / "trainer_state.json").write_text(json.dumps(dict(trainer_info, step=step), indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
