@@ -48,7 +48,7 @@ def _html(rows, given) -> str:
             kind = "given" if given is not None and bool(given[position]) else state
             shown = html.escape(text).replace("\n", "\u21b5") or "&nbsp;"
             spans.append(f'<span class="{kind}">{shown}</span>')
-        lines.append(f'<div class="row"><span class="t">t={time:.3f}</span>{"".join(spans)}</div>')
+        lines.append(f'<div class="row"><span class="t">t={time:.3g}</span>{"".join(spans)}</div>')
     style = (
         "body{font-family:monospace;background:#fafafa} .row{white-space:pre;margin:2px 0}"
         " .t{color:#888;display:inline-block;width:7em} .mask{color:#bbb} .new{background:#ffe08a}"
@@ -77,7 +77,7 @@ def _png(path: Path, rows) -> None:
     axes.axis("off")
     colours = {"mask": "#bbbbbb", "new": "#c0392b", "kept": "#222222"}
     for row, (time, cells) in enumerate(rows):
-        axes.text(-7.5, row, f"t={time:.2f}", fontsize=7, family="monospace", color="#888888", va="center")
+        axes.text(-7.5, row, f"t={time:.3g}", fontsize=7, family="monospace", color="#888888", va="center")
         for column, (text, state) in enumerate(cells):
             shown = text.replace("\n", "\u21b5")
             axes.text(column, row, shown, fontsize=7, family="monospace", color=colours[state], va="center")
