@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -84,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config or "tiny", overrides)
     start = time.perf_counter()
     result = train(config, resume=resume, progress=not args.quiet)
+    if int(os.environ.get("RANK", 0)) != 0:  # under torchrun only the first process reports
+        return 0
     minutes = (time.perf_counter() - start) / 60
     print(
         f"\nfinished step {result.step} in {minutes:.1f} min; {result.num_parameters:,} parameters, "
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if result.val_bits_per_token is not None:
         print(f"validation bound: {result.val_bits_per_token:.3f} bits/token (EMA weights)")
     print(f"checkpoint: {result.checkpoint}")
-    if args.num_samples and result.checkpoint.is_dir():
+    if args.num_samples:
         from ..loading import load
 
         loaded = load(result.checkpoint)

@@ -179,6 +179,13 @@ class SEDDTransformer(nn.Module):
         self.output_layer = FinalLayer(config)
         self.reset_parameters()
 
+    @classmethod
+    def from_config(cls, config: ModelConfig | dict, mask_id: int | None = None) -> SEDDTransformer:
+        """Build from a ``ModelConfig`` or the dict of one (as saved in a checkpoint's ``config.json``)."""
+        if isinstance(config, dict):
+            config = ModelConfig(**config)
+        return cls(config, mask_id)
+
     def reset_parameters(self) -> None:
         """Small normal weights; adaLN and the output layer start at zero (adaLN-zero)."""
         for module in self.modules():

@@ -50,9 +50,10 @@ def test_intermediate_activations_match(name):
 
 def small_model(**overrides) -> tuple[SEDDTransformer, AbsorbingGraph]:
     graph = AbsorbingGraph(11)
-    config = ModelConfig(vocab_size=12, hidden_size=32, cond_dim=16, n_blocks=2, n_heads=2, seq_len=16, **overrides)
+    config = dict(vocab_size=12, hidden_size=32, cond_dim=16, n_blocks=2, n_heads=2, seq_len=16, **overrides)
     torch.manual_seed(0)
-    model = SEDDTransformer(config, graph.mask_id)
+    model = SEDDTransformer.from_config(config, graph.mask_id)  # a dict, as in a checkpoint's config.json
+    assert model.config == ModelConfig(**config)
     for parameter in model.parameters():  # leave adaLN-zero's all-zero start so outputs depend on the input
         torch.nn.init.normal_(parameter, std=0.3)
     return model.eval(), graph

@@ -24,9 +24,21 @@ def run(args, cwd):
 
 def test_two_processes_match_one(micro_config, tmp_path):
     _, path = micro_config(max_steps=5, save_every=5)
-    common = ["train.eval_windows=4", "train.preview_samples=0"]
-    run([sys.executable, "-m", "scorediff.training", str(path), "train.run_name=single", *common], tmp_path)
-    run(
+    # the documented command: `torchrun ... -m scorediff train`
+    command = [
+        "-m",
+        "scorediff",
+        "train",
+        "--config",
+        str(path),
+        "--quiet",
+        "--num-samples",
+        "1",
+        "--train.eval_windows=4",
+        "--train.preview_samples=0",
+    ]
+    single = run([sys.executable, *command, "--name", "single"], tmp_path)
+    pair = run(
         [
             sys.executable,
             "-m",
@@ -34,15 +46,15 @@ def test_two_processes_match_one(micro_config, tmp_path):
             "--nproc_per_node=2",
             "--master_addr=127.0.0.1",
             f"--master_port={free_port()}",
-            "-m",
-            "scorediff.training",
-            str(path),
-            "train.run_name=pair",
-            "train.grad_accum=2",
-            *common,
+            *command,
+            "--name",
+            "pair",
+            "--train.grad_accum=2",
         ],  # 8 sequences = 2 ranks x 2 micro-steps x 2; syncs once per step
         tmp_path,
     )
+    assert single.stdout.count("--- sample 1 ---") == 1
+    assert pair.stdout.count("--- sample 1 ---") == 1  # only rank 0 reports
     runs = tmp_path / "runs"
     single = load_file(runs / "single" / "checkpoints" / "step_00000005" / "model.safetensors")
     pair = load_file(runs / "pair" / "checkpoints" / "step_00000005" / "model.safetensors")
