@@ -16,7 +16,7 @@ def add_parsers(commands) -> None:
     parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
     parser.add_argument("--data", help="text to score (default: the run's own validation split)")
     parser.add_argument("--num-t", type=int, default=32, help="Monte Carlo times per window")
-    parser.add_argument("--max-windows", type=int, default=256, help="windows of the model's length to score (0: all)")
+    parser.add_argument("--max-windows", type=int, default=256, help="windows to score, spread over the split (0: all)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
@@ -43,7 +43,7 @@ def _windows(args, loaded) -> torch.Tensor:
         shards = prepare_shards(
             data.source, loaded.tokenizer, data.cache_dir or None, data.val_fraction, data.text_field
         )
-        return TokenWindows(shards, "val", seq_len).all_windows(limit)
+        return TokenWindows(shards, "val", seq_len).spread_windows(limit)
     tokens: list[int] = []
     needed = None if limit is None else limit * seq_len
     for piece in iter_text(args.data, loaded.config.data.text_field if loaded.config else "text"):

@@ -50,3 +50,16 @@ class TokenWindows:
         count = len(self) if max_windows is None else min(len(self), int(max_windows))
         flat = np.asarray(self.tokens[: count * self.seq_len], dtype=np.int64)
         return torch.from_numpy(flat.reshape(count, self.seq_len))
+
+    def spread_windows(self, count: int | None = None) -> Tensor:
+        """``count`` non-overlapping windows spread evenly over the split (all of them when None or more).
+
+        Evaluating on a spread rather than on the first windows keeps a small evaluation representative
+        of the whole split.
+        """
+        total = len(self)
+        if count is None or count >= total:
+            return self.all_windows()
+        starts = (np.arange(count, dtype=np.int64) * total // count) * self.seq_len
+        rows = np.stack([self.tokens[s : s + self.seq_len] for s in starts]).astype(np.int64)
+        return torch.from_numpy(rows)

@@ -313,7 +313,7 @@ def _evaluate(model, ema, graph, schedule, tokenizer, val_windows, config, step,
     model.eval()
     try:
         result = validation_bound(
-            model, graph, schedule, val_windows.all_windows(tc.eval_windows), tc.eval_num_t, tc.seed, info, device
+            model, graph, schedule, val_windows.spread_windows(tc.eval_windows), tc.eval_num_t, tc.seed, info, device
         )
         samples = []
         if info.is_main and tc.preview_samples > 0:

@@ -106,6 +106,9 @@ def test_windows(tmp_path):
     every = windows.all_windows()
     assert every.shape == (len(windows), 16)
     assert torch.equal(every.reshape(-1), torch.from_numpy(np.asarray(windows.tokens[: every.numel()], np.int64)))
+    spread = windows.spread_windows(4)
+    assert torch.equal(spread, every[[i * len(windows) // 4 for i in range(4)]])
+    assert torch.equal(windows.spread_windows(10_000), every)
     with pytest.raises(DataError, match="need at least seq_len=100000"):
         TokenWindows(shards, "val", 100_000)
 
