@@ -6,7 +6,6 @@ need nothing but the checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -253,7 +252,3 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
 def override_config(config: RunConfig, overrides: list[str]) -> RunConfig:
     """A copy of ``config`` with ``section.key=value`` overrides applied."""
     return config_from_dict(apply_overrides(config.to_dict(), overrides))
-
-
-def replace_section(config: RunConfig, section: str, **changes) -> RunConfig:
-    return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **changes)})

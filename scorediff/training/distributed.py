@@ -69,8 +69,3 @@ def broadcast_object(value, info: DistInfo):
     holder = [value]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
-
-
-def barrier(info: DistInfo) -> None:
-    if info.enabled:
-        dist.barrier()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import torch
@@ -50,3 +51,35 @@ def preview(score_fn, graph, schedule, tokenizer, num_samples: int, seq_len: int
     generator = torch.Generator(device=device).manual_seed(seed)
     tokens = sample(score_fn, graph, schedule, (num_samples, seq_len), steps, generator=generator, device=device)
     return [tokenizer.decode(row.tolist()) if tokenizer is not None else str(row.tolist()) for row in tokens.cpu()]
+
+
+def evaluate_during_training(model, ema, graph, schedule, tokenizer, val_windows, config, step, info, device, logger):
+    """Validation bound and sample previews with the EMA weights swapped in; returns (bits/token, samples)."""
+    tc = config.train
+    ema.swap(model)
+    model.eval()
+    try:
+        result = validation_bound(
+            model, graph, schedule, val_windows.spread_windows(tc.eval_windows), tc.eval_num_t, tc.seed, info, device
+        )
+        samples = []
+        if info.is_main and tc.preview_samples > 0:
+            samples = preview(
+                model,
+                graph,
+                schedule,
+                tokenizer,
+                tc.preview_samples,
+                config.model.seq_len,
+                min(config.sampling.steps, 128),
+                tc.seed + step,
+                device,
+            )
+    finally:
+        model.train()
+        ema.swap(model)
+    logger.log({"step": step, **result, "samples": samples})
+    logger.print(f"step {step}: validation bound {result['val_bits_per_token']:.3f} bits/token (EMA weights)")
+    for text in samples:
+        logger.print("  sample: " + json.dumps(text[:200]))
+    return result["val_bits_per_token"], samples

@@ -24,26 +24,10 @@ from ..losses import sample_times, weighted_score_entropy
 from . import distributed
 from .checkpoint import list_checkpoints, load_optimizer, optimizer_tensors, read_json, read_tensors, save_checkpoint
 from .ema import EMA
-from .evaluate import preview, validation_bound
+from .evaluate import evaluate_during_training
 from .logger import MetricsLogger
-
-# Options that may differ when resuming: they change how the run is executed, not what it computes.
-RESUMABLE_CHANGES = {
-    "train.max_minutes",
-    "train.device",
-    "train.compile",
-    "train.log_every",
-    "train.max_steps",
-    "train.eval_every",
-    "train.save_every",
-    "train.keep_last",
-    "train.preview_samples",
-    "train.eval_windows",
-    "train.eval_num_t",
-    "sampling.steps",
-    "sampling.predictor",
-    "sampling.length",
-}
+from .optim import lr_at, make_optimizer, step_seed
+from .resume import check_resumable
 
 
 @dataclass
@@ -61,41 +45,9 @@ class TrainResult:
     num_parameters: int
 
 
-def step_seed(seed: int, step: int, stream: int) -> int:
-    """A distinct, reproducible seed for each (run seed, step, stream)."""
-    return (seed * 1_000_003 + step * 7_919 + stream * 104_729) % (2**63)
-
-
-def lr_at(step: int, config: RunConfig) -> float:
-    optim, total = config.optim, config.train.max_steps
-    if step < optim.warmup_steps:
-        return optim.lr * (step + 1) / optim.warmup_steps
-    progress = min(1.0, (step - optim.warmup_steps) / max(1, total - optim.warmup_steps))
-    return optim.lr * (optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for key in sorted(set(a) | set(b)):
-        name = f"{prefix}{key}"
-        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
-            keys += _diff(a[key], b[key], f"{name}.")
-        elif a.get(key) != b.get(key):
-            keys.append(name)
-    return keys
-
-
 def run_directory(config: RunConfig) -> Path:
     name = config.train.run_name or f"{config.preset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     return Path(config.train.out_dir) / name
-
-
-def _optimizer(model: torch.nn.Module, config: RunConfig, fused: bool) -> torch.optim.AdamW:
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
-    groups = [{"params": decay, "weight_decay": config.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    o = config.optim
-    return torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.adam_eps, fused=fused or None)
 
 
 def train(config: RunConfig, resume: bool = False, until_step: int | None = None, progress: bool = True) -> TrainResult:
@@ -159,17 +111,11 @@ def _train(config, resume, until_step, progress, info, device) -> TrainResult:
     config = dataclasses.replace(config, model=model.config)  # resolved: vocab_size, scale_by_sigma
     model.to(device)
     ema = EMA(model, tc.ema)
-    optimizer = _optimizer(model, config, fused=device.type == "cuda")
+    optimizer = make_optimizer(model, config.optim, fused=device.type == "cuda")
     start_step, tokens_seen, elapsed_before = 0, 0, 0.0
     if resume:
         checkpoint = checkpoints[-1]
-        saved = read_json(checkpoint / "config.json")
-        changed = [key for key in _diff(saved, config.to_dict()) if key not in RESUMABLE_CHANGES]
-        if changed:
-            raise ConfigError(
-                f"cannot resume {run_dir}: {changed[0]} differs from the run's config "
-                f"({_lookup(saved, changed[0])!r} there, {_lookup(config.to_dict(), changed[0])!r} now)"
-            )
+        check_resumable(read_json(checkpoint / "config.json"), config.to_dict(), run_dir)
         model.load_state_dict(read_tensors(checkpoint / "model.safetensors"))
         ema.load(read_tensors(checkpoint / "ema.safetensors"))
         state = read_json(checkpoint / "trainer_state.json")
@@ -205,6 +151,7 @@ def _train(config, resume, until_step, progress, info, device) -> TrainResult:
     run_start = time.perf_counter()
     tokens_per_second, val_bits, samples, train_loss = 0.0, None, [], float("nan")
     step = start_step
+    max_norm = config.optim.grad_clip if config.optim.grad_clip > 0 else float("inf")
     model.train()
     while step < last_step:
         generator = torch.Generator().manual_seed(step_seed(tc.seed, step, 0))
@@ -227,7 +174,7 @@ def _train(config, resume, until_step, progress, info, device) -> TrainResult:
                 loss = per_sequence.sum() / (local_batch * seq_len)
             loss.backward()
             loss_sum += loss.detach()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc_clip(config))
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         ema.update(model, step)
@@ -261,7 +208,7 @@ def _train(config, resume, until_step, progress, info, device) -> TrainResult:
         out_of_time = tc.max_minutes > 0 and (time.perf_counter() - run_start) > tc.max_minutes * 60
         stop = distributed.broadcast_flag(out_of_time, info, device) or step == last_step
         if (tc.eval_every and step % tc.eval_every == 0) or stop:
-            val_bits, samples = _evaluate(
+            val_bits, samples = evaluate_during_training(
                 model, ema, graph, schedule, tokenizer, val_windows, config, step, info, device, logger
             )
             window_start = time.perf_counter()
@@ -295,47 +242,6 @@ def _train(config, resume, until_step, progress, info, device) -> TrainResult:
 def _shards(config: RunConfig, tokenizer) -> Path:
     data = config.data
     return prepare_shards(data.source, tokenizer, data.cache_dir or None, data.val_fraction, data.text_field)
-
-
-def tc_clip(config: RunConfig) -> float:
-    return config.optim.grad_clip if config.optim.grad_clip > 0 else float("inf")
-
-
-def _lookup(values: dict, dotted: str):
-    for part in dotted.split("."):
-        values = values.get(part) if isinstance(values, dict) else None
-    return values
-
-
-def _evaluate(model, ema, graph, schedule, tokenizer, val_windows, config, step, info, device, logger):
-    tc = config.train
-    ema.swap(model)
-    model.eval()
-    try:
-        result = validation_bound(
-            model, graph, schedule, val_windows.spread_windows(tc.eval_windows), tc.eval_num_t, tc.seed, info, device
-        )
-        samples = []
-        if info.is_main and tc.preview_samples > 0:
-            samples = preview(
-                model,
-                graph,
-                schedule,
-                tokenizer,
-                tc.preview_samples,
-                config.model.seq_len,
-                min(config.sampling.steps, 128),
-                tc.seed + step,
-                device,
-            )
-    finally:
-        model.train()
-        ema.swap(model)
-    logger.log({"step": step, **result, "samples": samples})
-    logger.print(f"step {step}: validation bound {result['val_bits_per_token']:.3f} bits/token (EMA weights)")
-    for text in samples:
-        logger.print("  sample: " + json.dumps(text[:200]))
-    return result["val_bits_per_token"], samples
 
 
 def _save(run_dir, step, config, model, ema, tokenizer, optimizer, info, tokens_seen, elapsed, val_bits):

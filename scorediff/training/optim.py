@@ -1,0 +1,42 @@
+"""AdamW, its learning-rate schedule, and the per-step seeds that make runs repeatable."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import torch
+
+from ..config import OptimConfig, RunConfig
+
+
+def step_seed(seed: int, step: int, stream: int) -> int:
+    """A distinct, reproducible seed for each (run seed, step, stream): stream 0 draws the batch and the
+    noise, stream 1 + rank the dropout masks."""
+    digest = hashlib.blake2b(f"{seed}/{step}/{stream}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def lr_at(step: int, config: RunConfig) -> float:
+    """Linear warmup to ``optim.lr``, then cosine decay to ``min_lr_ratio * lr`` at ``train.max_steps``."""
+    optim, total = config.optim, config.train.max_steps
+    if step < optim.warmup_steps:
+        return optim.lr * (step + 1) / optim.warmup_steps
+    progress = min(1.0, (step - optim.warmup_steps) / max(1, total - optim.warmup_steps))
+    return optim.lr * (optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model: torch.nn.Module, optim: OptimConfig, fused: bool = False) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on norms, biases or embeddings)."""
+
+    def decays(name: str, parameter: torch.nn.Parameter) -> bool:
+        return parameter.dim() >= 2 and "embed" not in name
+
+    named = list(model.named_parameters())
+    groups = [
+        {"params": [p for n, p in named if decays(n, p)], "weight_decay": optim.weight_decay},
+        {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        groups, lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.adam_eps, fused=fused or None
+    )
