@@ -205,13 +205,17 @@ def _train(config, resume, until_step, progress, info, device) -> TrainResult:
             bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_second:,.0f}")
             window_loss, window_count, window_start = 0.0, 0, now
 
-        out_of_time = tc.max_minutes > 0 and (time.perf_counter() - run_start) > tc.max_minutes * 60
-        stop = distributed.broadcast_flag(out_of_time, info, device) or step == last_step
+        def out_of_time() -> bool:
+            late = tc.max_minutes > 0 and (time.perf_counter() - run_start) > tc.max_minutes * 60
+            return distributed.broadcast_flag(late, info, device)
+
+        stop = step == last_step or out_of_time()
         if (tc.eval_every and step % tc.eval_every == 0) or stop:
             val_bits, samples = evaluate_during_training(
                 model, ema, graph, schedule, tokenizer, val_windows, config, step, info, device, logger
             )
             window_start = time.perf_counter()
+            stop = stop or out_of_time()  # the evaluation used up the time: stop here, not one step later
         if (tc.save_every and step % tc.save_every == 0) or stop:
             checkpoint = _save(
                 run_dir,
