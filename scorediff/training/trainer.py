@@ -152,6 +152,11 @@ def _train(config, resume, until_step, progress, info, device) -> TrainResult:
     tokens_per_second, val_bits, samples, train_loss = 0.0, None, [], float("nan")
     step = start_step
     max_norm = config.optim.grad_clip if config.optim.grad_clip > 0 else float("inf")
+
+    def out_of_time() -> bool:
+        late = tc.max_minutes > 0 and (time.perf_counter() - run_start) > tc.max_minutes * 60
+        return distributed.broadcast_flag(late, info, device)
+
     model.train()
     while step < last_step:
         generator = torch.Generator().manual_seed(step_seed(tc.seed, step, 0))
@@ -204,10 +209,6 @@ def _train(config, resume, until_step, progress, info, device) -> TrainResult:
             )
             bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_second:,.0f}")
             window_loss, window_count, window_start = 0.0, 0, now
-
-        def out_of_time() -> bool:
-            late = tc.max_minutes > 0 and (time.perf_counter() - run_start) > tc.max_minutes * 60
-            return distributed.broadcast_flag(late, info, device)
 
         stop = step == last_step or out_of_time()
         if (tc.eval_every and step % tc.eval_every == 0) or stop:
