@@ -138,3 +138,14 @@ def test_eval_and_info(capsys, trained_run, tmp_path, cli_corpus):
     info = json.loads(out)
     vocab = load_tokenizer(trained_run).vocab_size
     assert info["model"]["vocab_size"] == vocab + 1 and info["step"] == 6
+
+
+def test_demo_reports_distances_and_bound_gaps(capsys):
+    code, out, _ = run_cli(
+        capsys, ["demo", "--num-tokens", "3", "--seq-len", "2", "--samples", "4000", "--steps", "16", "--json"]
+    )
+    results = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and len(results) == 7
+    floor = results[0]["noise_floor_total_variation"]
+    assert all(r["total_variation"] < floor + 0.05 for r in results if "total_variation" in r)
+    assert all(abs(r["bound_minus_nll_nats"]) < 0.5 for r in results if "bound_minus_nll_nats" in r)
