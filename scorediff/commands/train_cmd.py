@@ -43,11 +43,8 @@ def add_parser(commands) -> None:
 
 
 def _newest_run(out: Path) -> Path:
-    runs = (
-        sorted((p for p in out.iterdir() if (p / "checkpoints").is_dir()), key=lambda p: p.stat().st_mtime)
-        if out.is_dir()
-        else []
-    )
+    candidates = out.iterdir() if out.is_dir() else []
+    runs = sorted((p for p in candidates if (p / "checkpoints").is_dir()), key=lambda p: p.stat().st_mtime)
     if not runs:
         raise UsageError(f"--resume: no run with checkpoints under {out}")
     return runs[-1]

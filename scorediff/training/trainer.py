@@ -150,7 +150,7 @@ def _train(config, resume, until_step, progress, info, device) -> TrainResult:
     window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
     run_start = time.perf_counter()
     tokens_per_second, val_bits, samples, train_loss = 0.0, None, [], float("nan")
-    step = start_step
+    step, last_saved = start_step, None
     max_norm = config.optim.grad_clip if config.optim.grad_clip > 0 else float("inf")
 
     def out_of_time() -> bool:
@@ -218,7 +218,7 @@ def _train(config, resume, until_step, progress, info, device) -> TrainResult:
             window_start = time.perf_counter()
             stop = stop or out_of_time()  # the evaluation used up the time: stop here, not one step later
         if (tc.save_every and step % tc.save_every == 0) or stop:
-            checkpoint = _save(
+            last_saved = _save(
                 run_dir,
                 step,
                 config,
@@ -238,7 +238,8 @@ def _train(config, resume, until_step, progress, info, device) -> TrainResult:
     logger.close()
     if info.is_main:
         logger.plot()
-    checkpoint = list_checkpoints(run_dir)[-1] if info.is_main else run_dir
+    # a resumed run that had already reached its last step saves nothing new
+    checkpoint = (last_saved or list_checkpoints(run_dir)[-1]) if info.is_main else run_dir
     return TrainResult(
         run_dir, checkpoint, step, train_loss, val_bits, samples, tokens_per_second, model.num_parameters()
     )
