@@ -127,9 +127,7 @@ def _train(config, resume, until_step, progress, info, device) -> TrainResult:
         network = torch.compile(network)
     if info.enabled:
         network = DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and tc.bf16 else contextlib.nullcontext()
-    )
+    autocast = distributed.bf16_autocast(device, tc.bf16)
 
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -140,7 +138,8 @@ def _train(config, resume, until_step, progress, info, device) -> TrainResult:
         logger.print(f"run directory: {run_dir}")
         logger.print(
             f"model: {model.num_parameters():,} parameters; data: {train_windows.meta['train_tokens']:,} "
-            f"training tokens, {tokenizer!r}; {info.world_size} process(es) on {device.type}"
+            f"training tokens, {tokenizer!r}; {info.world_size} process(es) on {device.type}, "
+            f"{'bf16 autocast' if tc.bf16 and distributed.fast_bf16(device) else 'float32'}"
         )
     local_batch = tc.batch_size // info.world_size
     micro_batch = local_batch // tc.grad_accum
