@@ -41,7 +41,7 @@ def test_bf16_loss_and_gradients_track_float32():
             log_score = model(x_t, schedule.total(t))
             loss = weighted_score_entropy(model, graph, schedule, x_0, t, x_t=x_t).mean()
         loss.backward()
-        return log_score.dtype, float(loss), torch.cat([p.grad.flatten() for p in model.parameters()])
+        return log_score.dtype, float(loss.detach()), torch.cat([p.grad.flatten() for p in model.parameters()])
 
     dtype32, loss32, grad32 = loss_and_grads(torch.autocast("cpu", enabled=False))
     dtype16, loss16, grad16 = loss_and_grads(torch.autocast("cpu", dtype=torch.bfloat16))
