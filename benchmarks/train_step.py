@@ -23,12 +23,13 @@ from scorediff.config import load_config
 from scorediff.data.prepare import build_tokenizer
 from scorediff.losses import sample_times, weighted_score_entropy
 from scorediff.training.distributed import fast_bf16
+from scorediff.training.optim import make_optimizer
 
 
 def make_variant(config, graph, device, *, bf16: bool, compile: bool):
     torch.manual_seed(0)
     model = build_model(config, graph).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = make_optimizer(model, config.optim, fused=device.type == "cuda")
     network = torch.compile(model) if compile else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     return model, network, optimizer, autocast
