@@ -89,7 +89,7 @@ def main() -> None:
             seconds[name].append((time.perf_counter() - start) / args.steps)
 
     tokens = batch * seq_len
-    base = statistics.median(seconds[names[0]])
+    median = {name: statistics.median(seconds[name]) for name in names}
     result = {
         "benchmark": "train_step",
         "preset": args.preset,
@@ -101,9 +101,9 @@ def main() -> None:
         "native_bf16": fast_bf16(device),
         "variants": {
             name: {
-                "tokens_per_second": tokens / statistics.median(seconds[name]),
-                "median_step_seconds": statistics.median(seconds[name]),
-                "speedup_vs_" + names[0]: base / statistics.median(seconds[name]),
+                "tokens_per_second": tokens / median[name],
+                "median_step_seconds": median[name],
+                "speedup_vs_" + names[0]: median[names[0]] / median[name],
                 "setup_seconds": compile_seconds[name],
             }
             for name in names

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 
@@ -56,9 +55,7 @@ def fast_bf16(device: torch.device) -> bool:
 
 def bf16_autocast(device: torch.device, enabled: bool):
     """bf16 autocast on ``device`` when ``enabled`` and the hardware does bf16 natively; otherwise a no-op."""
-    if enabled and fast_bf16(device):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and fast_bf16(device))
 
 
 def teardown() -> None:
