@@ -1,49 +1,93 @@
-"""Training-step throughput of a preset on this machine: eager float32 against the CPU/GPU speed options.
+"""Training-step throughput of a preset: the library's ``train_step`` under each speed option, as model FLOP/s
+against a matmul peak measured in the same run, and optionally against the original SEDD code.
 
-Every variant runs the same optimizer steps (forward, score entropy, backward, clip, AdamW) on the same
-random batches, interleaved round by round so that machine noise hits them alike; the JSON reports
-tokens/s per variant and each one's ratio to eager float32 measured in this run.
+Every variant runs the trainer's own step (``scorediff.training.step.train_step``: forward, loss, backward,
+clip, AdamW, EMA) on the same batches, interleaved round by round so that machine noise hits them alike; the
+JSON reports tokens/s per variant, each one's ratio to the first, and its model FLOP/s as a fraction of the
+peak of a large matmul in the variant's precision. Model FLOPs per token are the usual count
+``6 N + 12 n_blocks seq_len hidden_size`` (N: parameters outside the embedding; the second term is attention),
+so the fraction is comparable with published MFU numbers.
+
+With ``--original-tree`` the original SEDD code is timed in its own process between the rounds
+(``../shared/tools/sedd_official_bench.py``, at the same shape and batch) and the ratio reported.
 
     python benchmarks/train_step.py --preset tiny --rounds 5 --steps 10
+    python benchmarks/train_step.py --variants bf16,compile+bf16 --original-tree /tmp/sedd-original \
+        --original-python /tmp/sedd-venv/bin/python
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import json
 import platform
 import statistics
+import subprocess
 import time
+from pathlib import Path
 
 import torch
 
-from scorediff.builders import build_graph, build_model, build_schedule
 from scorediff.config import load_config
 from scorediff.data.prepare import build_tokenizer
-from scorediff.losses import sample_times, weighted_score_entropy
-from scorediff.training.distributed import fast_bf16
-from scorediff.training.optim import make_optimizer
+from scorediff.training.distributed import DistInfo, fast_bf16
+from scorediff.training.setup import build
+from scorediff.training.step import train_step
+
+TOOL = Path(__file__).resolve().parents[2] / "shared" / "tools" / "sedd_official_bench.py"
 
 
-def make_variant(config, graph, device, *, bf16: bool, compile: bool):
-    torch.manual_seed(0)
-    model = build_model(config, graph).to(device)
-    optimizer = make_optimizer(model, config.optim, fused=device.type == "cuda")
-    network = torch.compile(model) if compile else model
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    return model, network, optimizer, autocast
+def matmul_peak(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """The best FLOP/s of a ``size``-cubed matmul in ``dtype`` over a few tries."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    best = 0.0
+    for _ in range(repeats + 1):
+        _sync(device)
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = max(best, 2 * size**3 / (time.perf_counter() - start))
+    return best
 
 
-def step(variant, graph, schedule, x_0, t, x_t):
-    model, network, optimizer, autocast = variant
-    with autocast:
-        loss = weighted_score_entropy(network, graph, schedule, x_0, t, x_t=x_t).mean()
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return float(loss.detach())
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def model_flops_per_token(model, config) -> float:
+    """``6 N + 12 n_blocks L D``: training FLOPs per token of the matmuls, N without the token embedding."""
+    embedding = model.vocab_embed.weight.numel()
+    m = config.model
+    return 6 * (model.num_parameters() - embedding) + 12 * m.n_blocks * m.seq_len * m.hidden_size
+
+
+def make_state(config, tokenizer, device, *, bf16: bool, compile: bool):
+    train = dataclasses.replace(config.train, bf16=bf16, compile=compile)
+    return build(dataclasses.replace(config, train=train), tokenizer, device, DistInfo())
+
+
+def time_steps(state, batches, device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    for batch in batches:
+        train_step(state, batch)
+    _sync(device)
+    return (time.perf_counter() - start) / len(batches)
+
+
+def original_run(args, config, vocab_size: int) -> dict:
+    """One run of the original code's own timing script at this shape; its JSON line."""
+    m, graph = config.model, "absorb" if config.diffusion.graph == "absorbing" else "uniform"
+    command = [args.original_python, str(args.original_tool), "--repo-tree", args.original_tree]
+    command += ["--hidden", m.hidden_size, "--blocks", m.n_blocks, "--heads", m.n_heads, "--cond", m.cond_dim]
+    command += ["--length", m.seq_len, "--vocab", vocab_size, "--graph", graph, "--batch", args.batch_size]
+    command += ["--steps", args.original_steps, "--warmup", 3, "--threads", torch.get_num_threads()]
+    command += ["--sample-steps", 0]
+    done = subprocess.run([str(c) for c in command], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -55,61 +99,83 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant (compilation happens here)")
     parser.add_argument("--variants", default="eager,bf16,compile,compile+bf16")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--original-tree", help="a copy of the original SEDD code: also time it, between rounds")
+    parser.add_argument("--original-python", default="python", help="the interpreter that runs the original code")
+    parser.add_argument("--original-tool", type=Path, default=TOOL)
+    parser.add_argument("--original-steps", type=int, default=15)
+    parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
 
     config = load_config(args.preset)
+    if args.batch:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=args.batch))
+    args.batch_size = config.train.batch_size
     device = torch.device(args.device)
-    vocab_size = build_tokenizer(config.data.tokenizer, config.data.source).vocab_size
-    graph, schedule = build_graph(config.diffusion, vocab_size), build_schedule(config.diffusion)
-    batch, seq_len = args.batch or config.train.batch_size, config.model.seq_len
-    generator = torch.Generator().manual_seed(0)
-    x_0 = torch.randint(0, vocab_size, (batch, seq_len), generator=generator)
-    t = sample_times(batch, generator=generator)
-    x_t = graph.sample_transition(x_0, schedule.total(t), generator=generator)
-    x_0, t, x_t = x_0.to(device), t.to(device), x_t.to(device)
-
+    tokenizer = build_tokenizer(config.data.tokenizer, config.data.source)
     names = args.variants.split(",")
-    variants, compile_seconds = {}, {}
+    states, setup_seconds = {}, {}
+    generator = torch.Generator().manual_seed(0)
+    x_0 = torch.randint(0, tokenizer.vocab_size, (args.batch_size, config.model.seq_len), generator=generator)
     for name in names:
         start = time.perf_counter()
-        variants[name] = make_variant(config, graph, device, bf16="bf16" in name, compile="compile" in name)
-        for _ in range(args.warmup):
-            step(variants[name], graph, schedule, x_0, t, x_t)
-        compile_seconds[name] = time.perf_counter() - start
+        states[name] = make_state(config, tokenizer, device, bf16="bf16" in name, compile="compile" in name)
+        warm = [states[name].objective.draw(x_0, generator) for _ in range(args.warmup)]
+        time_steps(states[name], [{k: v.to(device) for k, v in b.items()} for b in warm], device)
+        setup_seconds[name] = time.perf_counter() - start
+    objective = states[names[0]].objective
+    batches = [{k: v.to(device) for k, v in objective.draw(x_0, generator).items()} for _ in range(args.steps)]
+
     seconds = {name: [] for name in names}
+    original = []
     for _ in range(args.rounds):
         for name in names:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                step(variants[name], graph, schedule, x_0, t, x_t)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            seconds[name].append((time.perf_counter() - start) / args.steps)
+            seconds[name].append(time_steps(states[name], batches, device))
+        if args.original_tree:
+            original.append(original_run(args, config, tokenizer.vocab_size)["train_tokens_per_s"])
+    peaks = {"float32": matmul_peak(torch.float32, device)}
+    if any("bf16" in name for name in names) and fast_bf16(device):
+        peaks["bfloat16"] = matmul_peak(torch.bfloat16, device)
+    print(json.dumps(report(args, config, states, names, seconds, setup_seconds, peaks, original, device), indent=2))
 
-    tokens = batch * seq_len
+
+def report(args, config, states, names, seconds, setup_seconds, peaks, original, device) -> dict:
+    tokens = args.batch_size * config.model.seq_len
+    flops = model_flops_per_token(states[names[0]].model, config)
     median = {name: statistics.median(seconds[name]) for name in names}
+    variants = {}
+    for name in names:
+        precision = "bfloat16" if "bf16" in name and fast_bf16(device) else "float32"
+        tokens_per_second = tokens / median[name]
+        variants[name] = {
+            "tokens_per_second": tokens_per_second,
+            "median_step_seconds": median[name],
+            f"speedup_vs_{names[0]}": median[names[0]] / median[name],
+            "model_tflops": flops * tokens_per_second / 1e12,
+            "fraction_of_matmul_peak": flops * tokens_per_second / peaks[precision],
+            "peak_precision": precision,
+            "setup_seconds": setup_seconds[name],
+        }
+        if original:
+            variants[name]["speedup_vs_original"] = tokens_per_second / statistics.median(original)
     result = {
         "benchmark": "train_step",
         "preset": args.preset,
+        "objective": config.objective,
         "device": str(device),
         "cpu_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
         "tokens_per_step": tokens,
+        "model_flops_per_token": flops,
+        "matmul_peak_tflops": {k: v / 1e12 for k, v in peaks.items()},
         "native_bf16": fast_bf16(device),
-        "variants": {
-            name: {
-                "tokens_per_second": tokens / median[name],
-                "median_step_seconds": median[name],
-                "speedup_vs_" + names[0]: median[names[0]] / median[name],
-                "setup_seconds": compile_seconds[name],
-            }
-            for name in names
-        },
+        "variants": variants,
     }
-    print(json.dumps(result, indent=2))
+    if original:
+        result["original_tokens_per_second"] = original
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
-"""Build the graph, schedule and network a run configuration describes."""
+"""Turn a run configuration into objects: the graph, the schedule, the objective and its network."""
 
 from __future__ import annotations
 
-import dataclasses
+from torch import nn
 
 from .config import ConfigError, DiffusionConfig, RunConfig
 from .graphs import Graph, get_graph
-from .model import SEDDTransformer
+from .objectives import AutoregressiveObjective, DiffusionObjective, Objective
 from .schedules import NoiseSchedule, get_schedule
 
 
@@ -25,16 +25,28 @@ def build_schedule(diffusion: DiffusionConfig) -> NoiseSchedule:
     raise ConfigError(f"unknown diffusion.schedule {diffusion.schedule!r}; expected one of ['geometric', 'loglinear']")
 
 
-def build_model(config: RunConfig, graph: Graph) -> SEDDTransformer:
-    """The network for ``graph``: ``vocab_size`` follows the graph; sigma scaling only for the absorbing graph."""
-    model_config = dataclasses.replace(
-        config.model,
-        vocab_size=graph.vocab_size,
-        scale_by_sigma=config.model.scale_by_sigma and graph.mask_id is not None,
-    )
-    if not model_config.time_conditioning and graph.mask_id is None:
-        raise ConfigError("model.time_conditioning=false (RADD) needs diffusion.graph=absorbing")
+def build_objective(config: RunConfig, num_tokens: int) -> Objective:
+    """The objective ``config.objective`` names, over ``num_tokens`` data tokens."""
+    if config.objective == "autoregressive":
+        return AutoregressiveObjective(num_tokens)
+    if config.objective == "diffusion":
+        diffusion = config.diffusion
+        graph, schedule = build_graph(diffusion, num_tokens), build_schedule(diffusion)
+        return DiffusionObjective(graph, schedule, t_min=diffusion.t_min, antithetic=diffusion.antithetic)
+    raise ConfigError(f"unknown objective {config.objective!r}; expected one of ['autoregressive', 'diffusion']")
+
+
+def build_model(config: RunConfig, objective: Objective) -> nn.Module:
+    """The network for ``objective`` with the architecture of ``config.model``."""
     try:
-        return SEDDTransformer(model_config, graph.mask_id)
+        return objective.build_model(config.model)
     except ValueError as error:
         raise ConfigError(f"model: {error}") from None
+
+
+def sampling_options(config: RunConfig) -> dict:
+    """The run's ``sampling`` section as options of its objective's ``sample``."""
+    sampling = config.sampling
+    if config.objective == "autoregressive":
+        return {"temperature": sampling.temperature, "top_p": sampling.top_p}
+    return {"steps": sampling.steps, "predictor": sampling.predictor}

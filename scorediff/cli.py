@@ -105,10 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (2 for a user's mistake, with a one-line message)."""
+    from .checkpoint import CheckpointError
     from .commands import UsageError
     from .config import ConfigError
     from .data.sources import DataError
-    from .training.checkpoint import CheckpointError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

@@ -14,6 +14,7 @@ from typing import Any
 from .model.transformer import ModelConfig
 
 PRESET_DIR = Path(__file__).parent / "configs"
+OBJECTIVES = ("autoregressive", "diffusion")
 
 
 class ConfigError(ValueError):
@@ -126,9 +127,15 @@ class SamplingConfig:
     """Defaults for sampling from the trained model."""
 
     steps: int = 128
+    """Diffusion: reverse steps."""
     predictor: str = "analytic"
+    """Diffusion: ``analytic`` or ``euler``."""
     length: int = 0
     """Tokens per sample (0: the model's seq_len)."""
+    temperature: float = 1.0
+    """Autoregressive: divides the next-token log-probabilities."""
+    top_p: float = 1.0
+    """Autoregressive: nucleus sampling."""
 
 
 @dataclass
@@ -136,6 +143,8 @@ class RunConfig:
     """Everything a training run needs."""
 
     preset: str = "custom"
+    objective: str = "diffusion"
+    """``diffusion`` (score entropy) or ``autoregressive`` (the next-token baseline)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -197,11 +206,14 @@ SECTIONS = {
 
 def config_from_dict(values: dict) -> RunConfig:
     """Build a ``RunConfig``; unknown sections or options raise ``ConfigError`` listing the valid ones."""
-    unknown = sorted(set(values) - set(SECTIONS) - {"preset"})
+    unknown = sorted(set(values) - set(SECTIONS) - {"preset", "objective"})
     if unknown:
         raise ConfigError(f"unknown config section {unknown[0]!r}; valid: {', '.join(sorted(SECTIONS))}")
+    objective = str(values.get("objective", "diffusion"))
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {objective!r}; expected one of {list(OBJECTIVES)}")
     built = {name: _section(cls, values.get(name, {}) or {}, name) for name, cls in SECTIONS.items()}
-    return RunConfig(preset=str(values.get("preset", "custom")), **built)
+    return RunConfig(preset=str(values.get("preset", "custom")), objective=objective, **built)
 
 
 def presets() -> list[str]:

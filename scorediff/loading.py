@@ -1,4 +1,4 @@
-"""``load`` any checkpoint: ours, or the original SEDD layout."""
+"""``load`` any checkpoint: ours (diffusion or autoregressive), or the original SEDD layout."""
 
 from __future__ import annotations
 
@@ -7,13 +7,24 @@ from pathlib import Path
 
 import torch
 
-from .builders import build_graph, build_model, build_schedule
+from .builders import build_model, build_objective
+from .checkpoint import (
+    EMA_FILE,
+    MODEL_FILE,
+    CheckpointError,
+    Header,
+    read_json,
+    read_tensors,
+    resolve_checkpoint,
+    split_config,
+    trainer_state,
+)
 from .config import ConfigError, RunConfig, config_from_dict
 from .data.tokenizers import Tokenizer, load_tokenizer
 from .graphs import Graph
 from .model import SEDDTransformer, is_original_config, read_original_checkpoint
+from .objectives import DiffusionObjective, Objective
 from .schedules import NoiseSchedule
-from .training.checkpoint import CheckpointError, read_json, read_tensors, resolve_checkpoint
 from .types import ScoreFn
 
 
@@ -22,21 +33,25 @@ class Loaded:
     """A model ready to sample and score.
 
     Attributes:
+        kind: ``"diffusion"`` or ``"autoregressive"``, as the checkpoint states.
         model: the network, in eval mode, EMA weights when the checkpoint has them.
-        graph, schedule: the forward process it was trained with.
+        objective: how the model is scored and sampled (``objective.nll``, ``objective.sample``).
         tokenizer: None when the checkpoint has none (the original SEDD layout).
-        score_fn: the ``ScoreFn`` of the math core (takes sigma_bar, as the original model does).
+        graph, schedule, score_fn: the forward process and the ``ScoreFn`` of a diffusion model (None for an
+            autoregressive one). ``score_fn`` takes sigma_bar, as the original model does.
         config: the resolved run configuration (None for the original layout).
         step: training step of the checkpoint (None when unknown).
         path: the checkpoint directory.
         info: what the trainer recorded (step, validation bound, tokens seen), empty when unknown.
     """
 
-    model: SEDDTransformer
-    graph: Graph
-    schedule: NoiseSchedule
+    kind: str
+    model: torch.nn.Module
+    objective: Objective
     tokenizer: Tokenizer | None
-    score_fn: ScoreFn
+    graph: Graph | None
+    schedule: NoiseSchedule | None
+    score_fn: ScoreFn | None
     config: RunConfig | None
     step: int | None
     path: Path
@@ -53,32 +68,63 @@ def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True)
     """
     checkpoint = resolve_checkpoint(path)
     raw = read_json(checkpoint / "config.json")
-    if is_original_config(raw):
-        model_config, graph, schedule, state = read_original_checkpoint(checkpoint)
-        model = SEDDTransformer(model_config, graph.mask_id)
-        _load_weights(model, state, checkpoint / "model.safetensors")
-        model.to(device).eval()
-        return Loaded(model, graph, schedule, _gpt2_if_available(graph), model, None, None, checkpoint, {})
+    if isinstance(raw, dict) and is_original_config(raw):
+        return _load_original(checkpoint, device)
+    header, values = split_config(raw, checkpoint / "config.json")
     try:
-        config = config_from_dict(raw)
+        config = config_from_dict(values)
     except ConfigError as error:
         raise CheckpointError(f"{checkpoint / 'config.json'} is not a scorediff configuration ({error})") from None
+    objective = _objective(header, config, checkpoint)
     tokenizer = load_tokenizer(checkpoint) if (checkpoint / "tokenizer.json").exists() else None
-    vocab_size = config.model.vocab_size
-    graph = build_graph(config.diffusion, vocab_size - (config.diffusion.graph in ("absorbing", "absorb")))
-    schedule = build_schedule(config.diffusion)
-    if tokenizer is not None and tokenizer.vocab_size != graph.num_tokens:
+    if tokenizer is not None and tokenizer.vocab_size != header.num_tokens:
         raise CheckpointError(
-            f"{checkpoint}: tokenizer has {tokenizer.vocab_size} tokens but the model was built for {graph.num_tokens}"
+            f"{checkpoint}: tokenizer has {tokenizer.vocab_size} tokens but the model was built for {header.num_tokens}"
         )
-    model = build_model(config, graph)
-    weights = checkpoint / (
-        "ema.safetensors" if ema and (checkpoint / "ema.safetensors").exists() else "model.safetensors"
-    )
+    model = build_model(config, objective)
+    weights = checkpoint / (EMA_FILE if ema and (checkpoint / EMA_FILE).exists() else MODEL_FILE)
     _load_weights(model, read_tensors(weights), weights)
     model.to(device).eval()
-    info = read_json(checkpoint / "trainer_state.json") if (checkpoint / "trainer_state.json").exists() else {}
-    return Loaded(model, graph, schedule, tokenizer, model, config, info.get("step"), checkpoint, info)
+    info = trainer_state(checkpoint)
+    diffusion = isinstance(objective, DiffusionObjective)
+    return Loaded(
+        kind=header.objective,
+        model=model,
+        objective=objective,
+        tokenizer=tokenizer,
+        graph=objective.graph if diffusion else None,
+        schedule=objective.schedule if diffusion else None,
+        score_fn=model if diffusion else None,
+        config=config,
+        step=info.get("step"),
+        path=checkpoint,
+        info=info,
+    )
+
+
+def _objective(header: Header, config: RunConfig, checkpoint: Path) -> Objective:
+    """The objective the header states, checked against the configuration under it."""
+    source = checkpoint / "config.json"
+    if header.objective != config.objective:
+        raise CheckpointError(f"{source}: header says {header.objective!r}, config says {config.objective!r}")
+    if header.objective == "diffusion" and header.graph != config.diffusion.graph:
+        raise CheckpointError(f"{source}: header says graph {header.graph!r}, config says {config.diffusion.graph!r}")
+    objective = build_objective(config, header.num_tokens)
+    stated = (header.mask_id, header.vocab_size)
+    built = (getattr(getattr(objective, "graph", None), "mask_id", None), objective.vocab_size)
+    if stated != built:
+        raise CheckpointError(f"{source}: mask_id and vocab_size {stated} do not match the objective's {built}")
+    return objective
+
+
+def _load_original(checkpoint: Path, device) -> Loaded:
+    model_config, graph, schedule, state = read_original_checkpoint(checkpoint)
+    model = SEDDTransformer(model_config, graph.mask_id)
+    _load_weights(model, state, checkpoint / MODEL_FILE)
+    model.to(device).eval()
+    objective = DiffusionObjective(graph, schedule)
+    tokenizer = _gpt2_if_available(graph)
+    return Loaded("diffusion", model, objective, tokenizer, graph, schedule, model, None, None, checkpoint, {})
 
 
 def _gpt2_if_available(graph: Graph) -> Tokenizer | None:

@@ -12,10 +12,13 @@ from . import UsageError, atomic_write, check_writable, positive
 
 
 def add_parsers(commands) -> None:
-    parser = commands.add_parser("eval", help="bound the likelihood of held-out text: perplexity and bits per token")
+    parser = commands.add_parser(
+        "eval",
+        help="score held-out text: perplexity and bits per token (a bound for diffusion, exact for autoregressive)",
+    )
     parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
     parser.add_argument("--data", help="text to score (default: the run's own validation split)")
-    parser.add_argument("--num-t", type=int, default=32, help="Monte Carlo times per window")
+    parser.add_argument("--num-t", type=int, default=32, help="diffusion: Monte Carlo times per window")
     parser.add_argument("--max-windows", type=int, default=256, help="windows to score, spread over the split (0: all)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
@@ -62,7 +65,6 @@ def _windows(args, loaded) -> torch.Tensor:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from ..likelihood import elbo
     from ..loading import load
 
     positive("--num-t", args.num_t)
@@ -75,15 +77,11 @@ def run_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"{loaded.path} has no tokenizer.json, so --data text cannot be tokenised")
     windows = _windows(args, loaded)
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    objective = loaded.objective
     nats = torch.cat(
         [
-            elbo(
-                loaded.score_fn,
-                loaded.graph,
-                loaded.schedule,
-                windows[i : i + args.batch_size].to(args.device),
-                num_t=args.num_t,
-                generator=generator,
+            objective.nll(
+                loaded.model, windows[i : i + args.batch_size].to(args.device), generator=generator, num_t=args.num_t
             ).cpu()
             for i in range(0, len(windows), args.batch_size)
         ]
@@ -96,9 +94,11 @@ def run_eval(args: argparse.Namespace) -> int:
     result = {
         "checkpoint": str(loaded.path),
         "data": args.data or "validation split",
+        "kind": loaded.kind,
+        "exact": objective.exact,
         "windows": len(windows),
         "tokens": len(windows) * seq_len,
-        "num_t": args.num_t,
+        "num_t": None if objective.exact else args.num_t,
         "nats_per_token": mean,
         "nats_per_token_ci95": [mean - half_width, mean + half_width],
         "bits_per_token": mean / math.log(2),
@@ -111,17 +111,19 @@ def run_eval(args: argparse.Namespace) -> int:
         scale = bits_per_char / result["bits_per_token"]
         result["bits_per_char"] = bits_per_char
         result["bits_per_char_ci95"] = [v * scale for v in result["bits_per_token_ci95"]]
-    print(
-        f"{result['windows']} windows x {seq_len} tokens of {result['data']}, {args.num_t} times each "
-        f"(upper bounds; 95% confidence intervals over windows and Monte Carlo draws)"
-    )
+    if objective.exact:
+        how, relation = "exact negative log-likelihood; 95% confidence intervals over windows", " ="
+    else:
+        how = f"{args.num_t} times each (upper bounds; 95% confidence intervals over windows and Monte Carlo draws)"
+        relation = "<="
+    print(f"{result['windows']} windows x {seq_len} tokens of {result['data']}, {how}")
     low, high = result["perplexity_ci95"]
-    print(f"perplexity      <= {result['perplexity']:.3f}  [{low:.3f}, {high:.3f}]")
+    print(f"perplexity      {relation} {result['perplexity']:.3f}  [{low:.3f}, {high:.3f}]")
     low, high = result["bits_per_token_ci95"]
-    print(f"bits per token  <= {result['bits_per_token']:.4f}  [{low:.4f}, {high:.4f}]")
+    print(f"bits per token  {relation} {result['bits_per_token']:.4f}  [{low:.4f}, {high:.4f}]")
     if "bits_per_char" in result:
         low, high = result["bits_per_char_ci95"]
-        print(f"bits per char   <= {result['bits_per_char']:.4f}  [{low:.4f}, {high:.4f}]")
+        print(f"bits per char   {relation} {result['bits_per_char']:.4f}  [{low:.4f}, {high:.4f}]")
     if args.json:
         atomic_write(args.json, json.dumps(result, indent=2) + "\n")
     return 0
@@ -133,12 +135,14 @@ def run_info(args: argparse.Namespace) -> int:
     loaded = load(args.checkpoint)
     info = {
         "checkpoint": str(loaded.path),
+        "kind": loaded.kind,
         "step": loaded.step,
         "parameters": loaded.model.num_parameters(),
-        "graph": repr(loaded.graph),
-        "schedule": repr(loaded.schedule),
+        "graph": repr(loaded.graph) if loaded.graph is not None else None,
+        "schedule": repr(loaded.schedule) if loaded.schedule is not None else None,
         "tokenizer": repr(loaded.tokenizer) if loaded.tokenizer else None,
         "validation_bits_per_token": loaded.info.get("val_bits_per_token"),
+        "validation_exact": loaded.objective.exact,
         "tokens_seen": loaded.info.get("tokens_seen"),
         "model": vars(loaded.model.config),
         "config": loaded.config.to_dict() if loaded.config else None,
@@ -148,6 +152,7 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     for key in (
         "checkpoint",
+        "kind",
         "step",
         "parameters",
         "graph",
@@ -161,10 +166,14 @@ def run_info(args: argparse.Namespace) -> int:
             value = f"{value:,}"
         elif isinstance(value, float):
             value = f"{value:.4f}"
-        print(f"{key:26s} {value}")
+        if value is not None or key not in ("graph", "schedule"):
+            print(f"{key:26s} {value}")
     print("model".ljust(26), ", ".join(f"{k}={v}" for k, v in info["model"].items()))
     if loaded.config is not None:
-        for section in ("data", "diffusion", "optim", "train", "sampling"):
+        sections = ["data", "diffusion", "optim", "train", "sampling"]
+        if loaded.kind != "diffusion":
+            sections.remove("diffusion")
+        for section in sections:
             values = info["config"][section]
             print(section.ljust(26), ", ".join(f"{k}={v}" for k, v in values.items()))
     return 0

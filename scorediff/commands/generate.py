@@ -17,8 +17,15 @@ MARKER = re.compile(r"\[MASK(?::(\d+))?\]")
 def _common(parser) -> None:
     parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
     parser.add_argument("--num-samples", type=int, default=1)
-    parser.add_argument("--steps", type=int, help="sampling steps (default: the run's sampling.steps)")
-    parser.add_argument("--predictor", choices=["analytic", "euler"], help="default: the run's sampling.predictor")
+    parser.add_argument("--steps", type=int, help="diffusion: sampling steps (default: the run's sampling.steps)")
+    parser.add_argument(
+        "--predictor", choices=["analytic", "euler"], help="diffusion: default the run's sampling.predictor"
+    )
+    parser.add_argument("--temperature", type=float, help="autoregressive: > 0 (default: the run's, 1)")
+    parser.add_argument("--top-p", type=float, help="autoregressive: nucleus sampling, in (0, 1] (default 1)")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="autoregressive: recompute the whole prefix at every token"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", help="write to this file instead of printing")
@@ -57,11 +64,33 @@ def _load(args):
     return loaded
 
 
-def _settings(args, loaded) -> tuple[int, str]:
+DIFFUSION_FLAGS = {"--steps": "steps", "--predictor": "predictor", "--trajectory": "trajectory"}
+AUTOREGRESSIVE_FLAGS = {"--temperature": "temperature", "--top-p": "top_p", "--no-cache": "no_cache"}
+
+
+def _options(args, loaded) -> dict:
+    """The sampling options of the checkpoint's kind; a flag of the other kind is a usage error."""
+    if loaded.kind == "autoregressive":
+        wrong, why = DIFFUSION_FLAGS, "applies to diffusion models; this checkpoint is autoregressive"
+    else:
+        wrong, why = AUTOREGRESSIVE_FLAGS, "applies to autoregressive models; this checkpoint is a diffusion model"
+    for flag, name in wrong.items():
+        if getattr(args, name):
+            raise UsageError(f"{flag} {why}")
     sampling = loaded.config.sampling if loaded.config is not None else None
-    steps = args.steps or (sampling.steps if sampling else 128)
-    predictor = args.predictor or (sampling.predictor if sampling else "analytic")
-    return steps, predictor
+    if loaded.kind == "autoregressive":
+        temperature = args.temperature if args.temperature is not None else sampling.temperature
+        top_p = args.top_p if args.top_p is not None else sampling.top_p
+        if not temperature > 0:
+            raise UsageError(f"--temperature must be > 0; got {temperature}")
+        if not 0 < top_p <= 1:
+            raise UsageError(f"--top-p must be in (0, 1]; got {top_p}")
+        return {"temperature": temperature, "top_p": top_p, "use_cache": not args.no_cache}
+    return {
+        "steps": args.steps or (sampling.steps if sampling else 128),
+        "predictor": args.predictor or (sampling.predictor if sampling else "analytic"),
+        "return_trajectory": bool(args.trajectory),
+    }
 
 
 def _max_length(loaded) -> int:
@@ -69,23 +98,23 @@ def _max_length(loaded) -> int:
 
 
 def _generate(args, loaded, length: int, condition=None) -> tuple[torch.Tensor, object]:
-    from ..sampling import sample
-
-    steps, predictor = _settings(args, loaded)
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
-    out = sample(
-        loaded.score_fn,
-        loaded.graph,
-        loaded.schedule,
+    out = loaded.objective.sample(
+        loaded.model,
         (args.num_samples, length),
-        steps,
-        predictor,
         condition=condition,
         generator=generator,
-        return_trajectory=bool(args.trajectory),
         device=args.device,
+        **_options(args, loaded),
     )
     return (out.tokens, out) if args.trajectory else (out, None)
+
+
+def _record(args, loaded) -> dict:
+    """What the JSONL output records about how the samples were drawn."""
+    options = _options(args, loaded)
+    options.pop("return_trajectory", None)
+    return options
 
 
 def _emit(args, loaded, tokens: torch.Tensor, extra: dict) -> None:
@@ -124,7 +153,7 @@ def run_sample(args: argparse.Namespace) -> int:
         raise UsageError(f"--length must be at most the model's context of {_max_length(loaded)} tokens; got {length}")
     tokens, trajectory = _generate(args, loaded, length)
     _write_trajectory(args, loaded, trajectory)
-    _emit(args, loaded, tokens, {"steps": _settings(args, loaded)[0]})
+    _emit(args, loaded, tokens, _record(args, loaded))
     return 0
 
 
@@ -170,6 +199,11 @@ def run_infill(args: argparse.Namespace) -> int:
         positive("--length", args.length)
     loaded = _load(args)
     tokenizer = loaded.tokenizer
+    if loaded.kind == "autoregressive" and (args.template is not None or args.suffix):
+        raise UsageError(
+            "an autoregressive model generates left to right, so it can only continue a --prefix "
+            "(no --suffix or --template); use a diffusion checkpoint to fill in text"
+        )
     if args.template is not None:
         tokens, given = parse_template(args.template, tokenizer)
     else:
@@ -189,7 +223,7 @@ def run_infill(args: argparse.Namespace) -> int:
     result, trajectory = _generate(args, loaded, len(tokens), condition=(token_tensor, mask))
     assert torch.equal(result[mask], token_tensor[mask])  # given tokens are never changed
     _write_trajectory(args, loaded, trajectory, mask[0])
-    _emit(args, loaded, result, {"steps": _settings(args, loaded)[0], "given": given})
+    _emit(args, loaded, result, {**_record(args, loaded), "given": given})
     return 0
 
 

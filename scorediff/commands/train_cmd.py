@@ -51,7 +51,6 @@ def _newest_run(out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sampling import sample
     from ..training import train
     from ..training.trainer import config_of_run
 
@@ -90,21 +89,17 @@ def run(args: argparse.Namespace) -> int:
         f"{result.tokens_per_second:,.0f} tokens/s"
     )
     if result.val_bits_per_token is not None:
-        print(f"validation bound: {result.val_bits_per_token:.3f} bits/token (EMA weights)")
+        what = "nll" if config.objective == "autoregressive" else "bound"
+        print(f"validation {what}: {result.val_bits_per_token:.3f} bits/token (EMA weights)")
     print(f"checkpoint: {result.checkpoint}")
     if args.num_samples:
         from ..loading import load
 
         loaded = load(result.checkpoint)
+        from ..builders import sampling_options
+
         length = config.sampling.length or config.model.seq_len
-        tokens = sample(
-            loaded.score_fn,
-            loaded.graph,
-            loaded.schedule,
-            (args.num_samples, length),
-            config.sampling.steps,
-            config.sampling.predictor,
-        )
+        tokens = loaded.objective.sample(loaded.model, (args.num_samples, length), **sampling_options(config))
         for index, row in enumerate(tokens):
             print(f"\n--- sample {index + 1} ---\n{loaded.tokenizer.decode(row.tolist())}")
     return 0

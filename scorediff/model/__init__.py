@@ -1,9 +1,13 @@
-"""The score network: the SEDD diffusion transformer, its presets and the reader of original checkpoints."""
+"""The networks: the SEDD diffusion transformer, the causal (autoregressive) baseline built from the same
+blocks, and the reader of original SEDD checkpoints."""
 
+from .causal import CausalTransformer
 from .convert import convert_state_dict, is_original_config, original_components, read_original_checkpoint
-from .transformer import ModelConfig, SEDDTransformer
+from .transformer import KVCache, ModelConfig, SEDDTransformer
 
 __all__ = [
+    "CausalTransformer",
+    "KVCache",
     "ModelConfig",
     "SEDDTransformer",
     "convert_state_dict",

@@ -77,10 +77,14 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x.float(), (self.dim,)).to(x.dtype) * self.weight
 
 
-def rotary_tables(seq_len: int, head_dim: int, device=None, base: float = 10000.0) -> tuple[Tensor, Tensor]:
-    """``cos`` and ``sin`` of the rotary angles, float32 (L, K), halves repeated (non-interleaved)."""
+def rotary_tables(
+    seq_len: int, head_dim: int, device=None, base: float = 10000.0, start: int = 0
+) -> tuple[Tensor, Tensor]:
+    """``cos`` and ``sin`` of the rotary angles of positions ``start..start+seq_len-1``, float32 (L, K),
+    halves repeated (non-interleaved)."""
     inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
-    freqs = torch.outer(torch.arange(seq_len, dtype=torch.float32, device=device), inv_freq)  # (L, K / 2)
+    positions = torch.arange(start, start + seq_len, dtype=torch.float32, device=device)
+    freqs = torch.outer(positions, inv_freq)  # (L, K / 2)
     angles = torch.cat([freqs, freqs], dim=-1)  # (L, K)
     return angles.cos(), angles.sin()
 
@@ -96,14 +100,51 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return x * (1 + scale[:, None]) + shift[:, None]
 
 
-class DiTBlock(nn.Module):
-    """Pre-norm attention and MLP, each modulated (shift, scale) and gated by the noise embedding."""
+class KVCache:
+    """Keys and values of the positions seen so far, one pair per block, preallocated to ``max_len``.
 
-    def __init__(self, config: ModelConfig):
+    Args:
+        n_blocks (int): blocks of the model.
+        shape (tuple): ``(batch_size, n_heads, max_len, head_dim)`` of each key and value tensor.
+    """
+
+    def __init__(self, n_blocks: int, shape: tuple[int, int, int, int], dtype=torch.float32, device=None):
+        self.keys = [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_blocks)]
+        self.values = [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_blocks)]
+        self.length = 0  # positions already stored
+        self.max_len = shape[2]
+
+    def extend(self, block: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store the new keys and values (B, H, T, K) of ``block``; return all of them so far."""
+        end = self.length + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"the KV cache holds {self.max_len} positions; asked for {end}")
+        self.keys[block][:, :, self.length : end] = k
+        self.values[block][:, :, self.length : end] = v
+        return self.keys[block][:, :, :end], self.values[block][:, :, :end]
+
+    def advance(self, count: int) -> None:
+        """Mark ``count`` more positions as stored (after every block has been extended)."""
+        self.length += count
+
+
+def causal_mask(queries: int, start: int, device=None) -> Tensor:
+    """bool (T, start + T): query ``i`` (at position ``start + i``) sees keys at positions ``<= start + i``."""
+    keys = torch.arange(start + queries, device=device)
+    return keys[None, :] <= (start + torch.arange(queries, device=device))[:, None]
+
+
+class DiTBlock(nn.Module):
+    """Pre-norm attention and MLP; with ``conditioned`` each is modulated (shift, scale) and gated by the noise
+    embedding (adaLN-zero), without it the block is a plain pre-norm transformer block. ``causal`` attention
+    lets a position see only itself and earlier ones (the autoregressive model)."""
+
+    def __init__(self, config: ModelConfig, conditioned: bool = True, causal: bool = False):
         super().__init__()
         dim = config.hidden_size
         self.n_heads = config.n_heads
         self.dropout = config.dropout
+        self.causal = causal
         self.norm1 = LayerNorm(dim)
         self.attn_qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.attn_out = nn.Linear(dim, dim, bias=False)
@@ -113,20 +154,36 @@ class DiTBlock(nn.Module):
             nn.GELU(approximate="tanh"),
             nn.Linear(config.mlp_ratio * dim, dim),
         )
-        self.adaLN_modulation = nn.Linear(config.cond_dim, 6 * dim)
+        if conditioned:
+            self.adaLN_modulation = nn.Linear(config.cond_dim, 6 * dim)
 
-    def forward(self, x: Tensor, c: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        batch_size, seq_len, dim = x.shape
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=-1)
-
-        h = modulate(self.norm1(x), shift_msa, scale_msa)
+    def attention(self, h: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, index: int) -> Tensor:
+        batch_size, seq_len, dim = h.shape
         qkv = self.attn_qkv(h).view(batch_size, seq_len, 3, self.n_heads, dim // self.n_heads)  # (B, L, 3, H, K)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, L, K)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        attn = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        attn = attn.transpose(1, 2).reshape(batch_size, seq_len, dim)  # (B, L, D)
-        x = x + gate_msa[:, None] * F.dropout(self.attn_out(attn), self.dropout, self.training)
+        mask, is_causal = None, self.causal
+        if cache is not None:
+            start = cache.length
+            k, v = cache.extend(index, k, v)  # (B, H, start + L, K)
+            if start and seq_len > 1:
+                mask, is_causal = causal_mask(seq_len, start, h.device), False
+            elif start:
+                is_causal = False  # one new query sees every cached key
+        dropout = self.dropout if self.training else 0.0
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal)
+        return attn.transpose(1, 2).reshape(batch_size, seq_len, dim)  # (B, L, D)
 
+    def forward(
+        self, x: Tensor, c: Tensor | None, cos: Tensor, sin: Tensor, cache: KVCache | None = None, index: int = 0
+    ) -> Tensor:
+        if c is None:
+            h = self.attention(self.norm1(x), cos, sin, cache, index)
+            x = x + F.dropout(self.attn_out(h), self.dropout, self.training)
+            return x + F.dropout(self.mlp(self.norm2(x)), self.dropout, self.training)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=-1)
+        h = self.attention(modulate(self.norm1(x), shift_msa, scale_msa), cos, sin, cache, index)
+        x = x + gate_msa[:, None] * F.dropout(self.attn_out(h), self.dropout, self.training)
         h = modulate(self.norm2(x), shift_mlp, scale_mlp)
         return x + gate_mlp[:, None] * F.dropout(self.mlp(h), self.dropout, self.training)
 

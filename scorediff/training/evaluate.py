@@ -1,4 +1,4 @@
-"""Validation bound on held-out windows and sample previews, used during and after training."""
+"""Validation likelihood on held-out windows and sample previews, used during and after training."""
 
 from __future__ import annotations
 
@@ -7,19 +7,16 @@ import math
 
 import torch
 
-from ..graphs import Graph
-from ..likelihood import elbo
-from ..sampling import sample
-from ..schedules import NoiseSchedule
-from ..types import ScoreFn
+from ..builders import sampling_options
+from ..objectives import Objective
 from .distributed import DistInfo, all_reduce_sum
+from .step import TrainState
 
 
 @torch.no_grad()
-def validation_bound(
-    score_fn: ScoreFn,
-    graph: Graph,
-    schedule: NoiseSchedule,
+def validation_nll(
+    objective: Objective,
+    model: torch.nn.Module,
     windows: torch.Tensor,
     num_t: int,
     seed: int,
@@ -27,7 +24,7 @@ def validation_bound(
     device: torch.device,
     batch_size: int = 32,
 ) -> dict[str, float]:
-    """The likelihood bound over ``windows`` (N, L), split across ranks; nats and bits per token.
+    """The objective's ``nll`` (a bound, or exact) over ``windows`` (N, L), split across ranks.
 
     Returns ``{"val_nats_per_token", "val_bits_per_token", "val_tokens"}``. A fixed seed makes evaluations
     of different checkpoints comparable.
@@ -37,7 +34,7 @@ def validation_bound(
     mine = windows[info.rank :: info.world_size]
     for start in range(0, len(mine), batch_size):
         x_0 = mine[start : start + batch_size].to(device)
-        nats = elbo(score_fn, graph, schedule, x_0, num_t=num_t, generator=generator)
+        nats = objective.nll(model, x_0, generator=generator, num_t=num_t)
         totals += torch.stack([nats.sum(), torch.tensor(float(len(x_0)), device=device, dtype=torch.float64)])
     nats, sequences = all_reduce_sum(totals, info).tolist()
     tokens = sequences * windows.shape[1]
@@ -46,40 +43,36 @@ def validation_bound(
 
 
 @torch.no_grad()
-def preview(score_fn, graph, schedule, tokenizer, num_samples: int, seq_len: int, steps: int, seed: int, device):
+def preview(objective: Objective, model, tokenizer, num_samples: int, seq_len: int, options: dict, seed: int, device):
     """A few unconditional samples, decoded."""
     generator = torch.Generator(device=device).manual_seed(seed)
-    tokens = sample(score_fn, graph, schedule, (num_samples, seq_len), steps, generator=generator, device=device)
+    tokens = objective.sample(model, (num_samples, seq_len), generator=generator, device=device, **options)
     return [tokenizer.decode(row.tolist()) if tokenizer is not None else str(row.tolist()) for row in tokens.cpu()]
 
 
-def evaluate_during_training(model, ema, graph, schedule, tokenizer, val_windows, config, step, info, device, logger):
-    """Validation bound and sample previews with the EMA weights swapped in; returns (bits/token, samples)."""
-    tc = config.train
-    ema.swap(model)
+def evaluate_during_training(state: TrainState, tokenizer, val_windows, device, logger) -> tuple[float, list[str]]:
+    """Validation likelihood and sample previews with the EMA weights swapped in; returns (bits/token, samples)."""
+    tc, model = state.config.train, state.model
+    state.ema.swap(model)
     model.eval()
     try:
-        result = validation_bound(
-            model, graph, schedule, val_windows.spread_windows(tc.eval_windows), tc.eval_num_t, tc.seed, info, device
-        )
+        windows = val_windows.spread_windows(tc.eval_windows)
+        result = validation_nll(state.objective, model, windows, tc.eval_num_t, tc.seed, state.info, device)
         samples = []
-        if info.is_main and tc.preview_samples > 0:
+        if state.info.is_main and tc.preview_samples > 0:
+            seq_len = state.config.model.seq_len
+            options = sampling_options(state.config)
+            if "steps" in options:
+                options["steps"] = min(options["steps"], 128)  # a preview, not the final samples
             samples = preview(
-                model,
-                graph,
-                schedule,
-                tokenizer,
-                tc.preview_samples,
-                config.model.seq_len,
-                min(config.sampling.steps, 128),
-                tc.seed + step,
-                device,
+                state.objective, model, tokenizer, tc.preview_samples, seq_len, options, tc.seed + state.step, device
             )
     finally:
         model.train()
-        ema.swap(model)
-    logger.log({"step": step, **result, "samples": samples})
-    logger.print(f"step {step}: validation bound {result['val_bits_per_token']:.3f} bits/token (EMA weights)")
+        state.ema.swap(model)
+    what = "nll" if state.objective.exact else "bound"
+    logger.log({"step": state.step, **result, "samples": samples})
+    logger.print(f"step {state.step}: validation {what} {result['val_bits_per_token']:.3f} bits/token (EMA weights)")
     for text in samples:
         logger.print("  sample: " + json.dumps(text[:200]))
     return result["val_bits_per_token"], samples

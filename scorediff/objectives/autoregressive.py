@@ -1,0 +1,72 @@
+"""The autoregressive baseline: next-token cross-entropy, exact likelihood, left-to-right sampling."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor, nn
+
+from ..checkpoint import Header
+from ..model import CausalTransformer, ModelConfig
+from ..sampling.autoregressive import sample_autoregressive
+from .base import Objective
+
+
+class AutoregressiveObjective(Objective):
+    """``-log p(x_0) = -sum_i log p(x_i | x_<i)``, with a begin-of-sequence token ``bos_id = num_tokens``.
+
+    Training minimises exactly the quantity ``nll`` reports, so the loss is the exact negative log-likelihood
+    of the training windows, nats per sequence.
+
+    Args:
+        num_tokens (int): data tokens; the network's vocabulary is ``num_tokens + 1`` (the BOS).
+    """
+
+    name = "autoregressive"
+    exact = True
+
+    def __init__(self, num_tokens: int):
+        if int(num_tokens) < 1:
+            raise ValueError(f"num_tokens must be >= 1; got {num_tokens}")
+        self.num_tokens = int(num_tokens)
+        self.vocab_size = self.num_tokens + 1
+        self.bos_id = self.num_tokens
+
+    def header(self) -> Header:
+        return Header(self.name, None, self.num_tokens, None, self.vocab_size)
+
+    def build_model(self, config: ModelConfig) -> CausalTransformer:
+        config = dataclasses.replace(config, vocab_size=self.vocab_size, scale_by_sigma=False, time_conditioning=False)
+        return CausalTransformer(config)
+
+    def loss(self, network: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        return self._chain_rule(network, batch["x_0"])
+
+    @torch.no_grad()
+    def nll(self, model: nn.Module, x_0: Tensor, generator: torch.Generator | None = None, num_t: int = 32) -> Tensor:
+        return self._chain_rule(model, x_0).double()
+
+    def _chain_rule(self, network: nn.Module, x_0: Tensor) -> Tensor:
+        """``-sum_i log p(x_i | BOS, x_<i)`` in one causal pass over ``BOS, x_0[:-1]``, float32 (B,)."""
+        bos = torch.full_like(x_0[:, :1], self.bos_id)
+        log_probs = network(torch.cat([bos, x_0[:, :-1]], dim=1))  # (B, L, V)
+        return -log_probs.gather(-1, x_0[..., None]).squeeze(-1).sum(-1)
+
+    def sample(self, model, shape, *, condition=None, generator=None, device=None, **options):
+        """Options: ``temperature`` (1.0), ``top_p`` (1.0), ``use_cache`` (True).
+
+        ``condition`` may only give a prefix: its ``given`` mask must be True on the first positions and
+        False after them (left-to-right models cannot condition on what comes later).
+        """
+        unknown = sorted(set(options) - {"temperature", "top_p", "use_cache"})
+        if unknown:
+            raise ValueError(f"{unknown[0]} does not apply to an autoregressive model")
+        prompt = None
+        if condition is not None:
+            tokens, given = condition
+            prefix = int(given[0].long().cumprod(0).sum())
+            if not (given[:, :prefix].all() and not given[:, prefix:].any()):
+                raise ValueError("an autoregressive model can only continue a prefix; the given tokens are not one")
+            prompt = tokens[:, :prefix] if prefix else None
+        return sample_autoregressive(model, shape, prompt=prompt, generator=generator, device=device, **options)

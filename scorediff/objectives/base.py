@@ -1,0 +1,74 @@
+"""What a training step optimises and how a trained model is scored and sampled.
+
+The trainer asks an objective for the loss of a batch and knows nothing else of the math; the commands ask
+it to score (an upper bound for diffusion, the exact negative log-likelihood for an autoregressive model) and
+to sample, so every benchmark compares the two through the same code path.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..checkpoint import Header
+from ..model import ModelConfig
+
+
+class Objective(ABC):
+    """One way of modelling sequences of ``num_tokens`` data tokens.
+
+    Subclasses set ``name`` and ``exact`` and implement the methods below. Tensors of tokens are int64
+    ``(batch_size, seq_len)``; per-sequence values are nats, float ``(batch_size,)``.
+    """
+
+    #: ``"diffusion"`` or ``"autoregressive"``: the ``objective`` a checkpoint's ``config.json`` states.
+    name: ClassVar[str]
+    #: Whether ``nll`` is the exact negative log-likelihood (True) or an upper bound on it (False).
+    exact: ClassVar[bool]
+    #: Number of data tokens.
+    num_tokens: int
+    #: The network's input vocabulary (data tokens plus a mask or begin-of-sequence state).
+    vocab_size: int
+
+    @abstractmethod
+    def header(self) -> Header:
+        """What ``config.json`` states about the model outright."""
+
+    @abstractmethod
+    def build_model(self, config: ModelConfig) -> nn.Module:
+        """The network for this objective; ``config.vocab_size`` is replaced by ``self.vocab_size``."""
+
+    def draw(self, x_0: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        """The randomness of one training step for the global batch ``x_0``, drawn on the CPU.
+
+        Drawn for the whole batch on every process and then sliced by rows, so a run on N processes sees
+        the same draws as a run on one. Returns tensors whose first dimension is the batch.
+        """
+        return {"x_0": x_0}
+
+    @abstractmethod
+    def loss(self, network: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """Training loss of a batch from ``draw``, nats per sequence, float ``(batch_size,)``."""
+
+    @abstractmethod
+    def nll(self, model: nn.Module, x_0: Tensor, generator: torch.Generator | None = None, num_t: int = 32) -> Tensor:
+        """``-log p(x_0)`` (exact) or an upper bound on it, nats per sequence, float64 ``(batch_size,)``.
+
+        ``num_t`` is the number of Monte Carlo noise levels of a bound; an exact objective ignores it.
+        """
+
+    @abstractmethod
+    def sample(
+        self,
+        model: nn.Module,
+        shape: tuple[int, int],
+        *,
+        condition: tuple[Tensor, Tensor] | None = None,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        **options,
+    ) -> Tensor:
+        """Draw ``shape`` tokens; ``condition = (tokens, given)`` fixes the tokens where ``given`` is True."""

@@ -1,0 +1,78 @@
+"""Score entropy discrete diffusion: a graph, a noise schedule and the score entropy loss."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor, nn
+
+from ..checkpoint import Header
+from ..graphs import Graph
+from ..likelihood import elbo
+from ..losses import sample_times, weighted_score_entropy
+from ..model import ModelConfig, SEDDTransformer
+from ..sampling import sample
+from ..schedules import NoiseSchedule
+from .base import Objective
+
+
+class DiffusionObjective(Objective):
+    """Train a score network with the score entropy; score with the likelihood bound; sample backwards.
+
+    Args:
+        graph (Graph): the forward process.
+        schedule (NoiseSchedule): its noise schedule.
+        t_min (float): smallest training time drawn.
+        antithetic (bool): stratify training times across the global batch.
+    """
+
+    name = "diffusion"
+    exact = False
+
+    def __init__(self, graph: Graph, schedule: NoiseSchedule, t_min: float = 1e-3, antithetic: bool = True):
+        self.graph, self.schedule = graph, schedule
+        self.t_min, self.antithetic = t_min, antithetic
+        self.num_tokens, self.vocab_size = graph.num_tokens, graph.vocab_size
+
+    def header(self) -> Header:
+        kind = "absorbing" if self.graph.mask_id is not None else "uniform"
+        return Header(self.name, kind, self.num_tokens, self.graph.mask_id, self.vocab_size)
+
+    def build_model(self, config: ModelConfig) -> SEDDTransformer:
+        absorbing = self.graph.mask_id is not None
+        config = dataclasses.replace(
+            config, vocab_size=self.vocab_size, scale_by_sigma=config.scale_by_sigma and absorbing
+        )
+        if not config.time_conditioning and not absorbing:
+            raise ValueError("model.time_conditioning=false (RADD) needs diffusion.graph=absorbing")
+        return SEDDTransformer(config, self.graph.mask_id)
+
+    def draw(self, x_0: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        t = sample_times(x_0.shape[0], antithetic=self.antithetic, t_min=self.t_min, generator=generator)
+        x_t = self.graph.sample_transition(x_0, self.schedule.total(t), generator=generator)
+        return {"x_0": x_0, "t": t, "x_t": x_t}
+
+    def loss(self, network: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        return weighted_score_entropy(network, self.graph, self.schedule, batch["x_0"], batch["t"], x_t=batch["x_t"])
+
+    def nll(self, model: nn.Module, x_0: Tensor, generator: torch.Generator | None = None, num_t: int = 32) -> Tensor:
+        return elbo(model, self.graph, self.schedule, x_0, num_t=num_t, generator=generator)
+
+    def sample(self, model, shape, *, condition=None, generator=None, device=None, **options):
+        """Options: ``steps`` (128), ``predictor`` (``"analytic"``), ``return_trajectory`` (False)."""
+        unknown = sorted(set(options) - {"steps", "predictor", "return_trajectory"})
+        if unknown:
+            raise ValueError(f"{unknown[0]} does not apply to a diffusion model")
+        return sample(
+            model,
+            self.graph,
+            self.schedule,
+            shape,
+            options.get("steps", 128),
+            options.get("predictor", "analytic"),
+            condition=condition,
+            generator=generator,
+            return_trajectory=options.get("return_trajectory", False),
+            device=device,
+        )

@@ -1,0 +1,103 @@
+"""Before the first step: the run directory, the data, the objective and model, and a resumed state."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from ..builders import build_model, build_objective
+from ..checkpoint import (
+    EMA_FILE,
+    MODEL_FILE,
+    TRAINER_FILE,
+    TRAINER_TENSORS_FILE,
+    list_checkpoints,
+    load_optimizer,
+    read_config,
+    read_json,
+    read_tensors,
+)
+from ..config import ConfigError, RunConfig
+from ..data.prepare import build_tokenizer, prepare_shards
+from ..data.tokenizers import Tokenizer, load_tokenizer
+from ..data.windows import TokenWindows
+from . import distributed
+from .distributed import DistInfo
+from .resume import check_resumable
+from .step import TrainState, new_state
+
+
+@dataclass
+class RunData:
+    """The tokenizer and the two splits of the run's token shards."""
+
+    tokenizer: Tokenizer
+    train: TokenWindows
+    val: TokenWindows
+
+
+def run_directory(config: RunConfig) -> Path:
+    name = config.train.run_name or f"{config.preset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return Path(config.train.out_dir) / name
+
+
+def check_batch(config: RunConfig, info: DistInfo) -> None:
+    tc = config.train
+    if tc.batch_size % (info.world_size * tc.grad_accum):
+        raise ConfigError(
+            f"train.batch_size={tc.batch_size} must be divisible by world_size * grad_accum = "
+            f"{info.world_size} * {tc.grad_accum}"
+        )
+
+
+def find_start(run_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from (None for a new run), refusing a resume without one and a restart over one."""
+    checkpoints = list_checkpoints(run_dir)
+    if resume and not checkpoints:
+        raise ConfigError(f"cannot resume: {run_dir} holds no checkpoint")
+    if not resume and checkpoints:
+        raise ConfigError(f"run directory {run_dir} already holds checkpoints; pass resume or another run name")
+    return checkpoints[-1] if resume else None
+
+
+def prepare_data(config: RunConfig, info: DistInfo, checkpoint: Path | None) -> RunData:
+    """Rank 0 builds the tokenizer (or reads the checkpoint's) and tokenises into the shard cache; the other
+    ranks read what it wrote. Nothing is written into the run directory here."""
+    data = config.data
+    tokenizer = load_tokenizer(checkpoint) if checkpoint is not None else None
+    shards = None
+    if info.is_main:
+        if tokenizer is None:
+            tokenizer = build_tokenizer(data.tokenizer, data.source, data.text_field, data.bpe_vocab_size)
+        shards = prepare_shards(data.source, tokenizer, data.cache_dir or None, data.val_fraction, data.text_field)
+        tokenizer.save(shards)  # the shard folder is named after this tokenizer; the other ranks read it there
+    shards = Path(distributed.broadcast_object(str(shards) if shards else None, info))
+    if tokenizer is None:
+        tokenizer = load_tokenizer(shards)
+    seq_len = config.model.seq_len
+    return RunData(tokenizer, TokenWindows(shards, "train", seq_len), TokenWindows(shards, "val", seq_len))
+
+
+def build(config: RunConfig, tokenizer: Tokenizer, device: torch.device, info: DistInfo) -> TrainState:
+    """The objective, the seeded initial model and a fresh training state; ``config`` resolved to the model's."""
+    objective = build_objective(config, tokenizer.vocab_size)
+    torch.manual_seed(config.train.seed)  # the initial weights
+    model = build_model(config, objective)
+    config = dataclasses.replace(config, model=model.config)  # resolved: vocab_size, scale_by_sigma
+    return new_state(config, objective, model, device, info)
+
+
+def restore(state: TrainState, checkpoint: Path, run_dir: Path) -> float:
+    """Load weights, EMA and optimizer from ``checkpoint`` into ``state``; returns the seconds trained before."""
+    _, saved = read_config(checkpoint)
+    check_resumable(saved, state.config.to_dict(), run_dir)
+    state.model.load_state_dict(read_tensors(checkpoint / MODEL_FILE))
+    state.ema.load(read_tensors(checkpoint / EMA_FILE))
+    trainer = read_json(checkpoint / TRAINER_FILE)
+    load_optimizer(state.optimizer, read_tensors(checkpoint / TRAINER_TENSORS_FILE), trainer["optimizer"])
+    state.step, state.tokens_seen = trainer["step"], trainer["tokens_seen"]
+    return trainer["elapsed_seconds"]
