@@ -12,8 +12,9 @@ def corpus_head(path: Path, chars: int) -> Path:
     return path
 
 
-def micro_values(corpus: Path, cache_dir: Path, **train) -> dict:
+def micro_values(corpus: Path, cache_dir: Path, objective: str = "diffusion", **train) -> dict:
     return {
+        "objective": objective,
         "model": {"hidden_size": 32, "cond_dim": 16, "n_blocks": 1, "n_heads": 2, "seq_len": 32},
         "data": {"source": str(corpus), "tokenizer": "char", "cache_dir": str(cache_dir)},
         "optim": {"lr": 3e-3, "warmup_steps": 2},

@@ -112,7 +112,7 @@ def run_eval(args: argparse.Namespace) -> int:
         result["bits_per_char"] = bits_per_char
         result["bits_per_char_ci95"] = [v * scale for v in result["bits_per_token_ci95"]]
     if objective.exact:
-        how, relation = "exact negative log-likelihood; 95% confidence intervals over windows", " ="
+        how, relation = "exact negative log-likelihood; 95% confidence intervals over windows", "="
     else:
         how = f"{args.num_t} times each (upper bounds; 95% confidence intervals over windows and Monte Carlo draws)"
         relation = "<="

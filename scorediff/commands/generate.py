@@ -214,7 +214,7 @@ def run_infill(args: argparse.Namespace) -> int:
         raise UsageError(
             f"the filled-in text would be {len(tokens)} tokens; the model's context is {_max_length(loaded)}"
         )
-    if loaded.graph.mask_id is None:
+    if loaded.kind == "diffusion" and loaded.graph.mask_id is None:
         print(
             "note: with the uniform graph, keeping given tokens fixed only approximates conditioning", file=sys.stderr
         )

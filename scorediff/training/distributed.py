@@ -58,6 +58,12 @@ def bf16_autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and fast_bf16(device))
 
 
+def barrier(info: DistInfo) -> None:
+    """Wait until every process gets here."""
+    if info.enabled:
+        dist.barrier()
+
+
 def teardown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

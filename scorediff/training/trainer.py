@@ -57,7 +57,9 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
         data = prepare_data(config, info, checkpoint)
         state = build(config, data.tokenizer, device, info)
         elapsed_before = restore(state, checkpoint, run_dir) if checkpoint is not None else 0.0
-        return _loop(state, data, run_dir, device, until_step, progress, elapsed_before)
+        result = _loop(state, data, run_dir, device, until_step, progress, elapsed_before)
+        distributed.barrier(info)  # rank 0 may still be writing; tearing gloo down under it can abort a peer
+        return result
     finally:
         distributed.teardown()
 

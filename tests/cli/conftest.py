@@ -31,3 +31,16 @@ def trained_run(tmp_path_factory, micro_yaml):
     )
     assert code == 0
     return out / "shared"
+
+
+@pytest.fixture(scope="session")
+def trained_ar_run(tmp_path_factory, cli_corpus):
+    """An autoregressive run trained once through the command line."""
+    root = tmp_path_factory.mktemp("cli_ar")
+    values = micro_values(cli_corpus, root / "cache", "autoregressive", log_every=2, eval_every=3)
+    del values["train"]["device"]
+    path = root / "micro-ar.yaml"
+    path.write_text(yaml.safe_dump(values))
+    code = main(["train", "--config", str(path), "--out", str(root), "--name", "ar", "--quiet", "--num-samples", "1"])
+    assert code == 0
+    return root / "ar"

@@ -12,8 +12,10 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture
 def micro_config(corpus, tmp_path):
-    def make(**train):
-        values = micro_values(corpus, tmp_path / "cache", out_dir=str(tmp_path / "runs"), run_name="run", **train)
+    def make(objective="diffusion", **train):
+        values = micro_values(
+            corpus, tmp_path / "cache", objective, out_dir=str(tmp_path / "runs"), run_name="run", **train
+        )
         path = tmp_path / "micro.yaml"
         path.write_text(yaml.safe_dump(values))
         return load_config(str(path)), path

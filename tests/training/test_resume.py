@@ -21,8 +21,9 @@ def rename(config, name):
     return dataclasses.replace(config, train=dataclasses.replace(config.train, run_name=name))
 
 
-def test_resume_reproduces_the_uninterrupted_run(micro_config):
-    config, _ = micro_config()
+@pytest.mark.parametrize("objective", ["diffusion", "autoregressive"])
+def test_resume_reproduces_the_uninterrupted_run(micro_config, objective):
+    config, _ = micro_config(objective)
     straight = train(rename(config, "straight"), progress=False)
     assert straight.step == 6 and straight.checkpoint.name == "step_00000006"
 

@@ -1,0 +1,71 @@
+"""The command line on an autoregressive checkpoint: the same commands, exact likelihoods, prefix-only infilling."""
+
+import json
+import re
+
+from cli_run import assert_user_error, run_cli
+
+
+def test_sample_with_and_without_the_cache(capsys, trained_ar_run):
+    base = ["sample", "--checkpoint", str(trained_ar_run), "--length", "24", "--num-samples", "2", "--seed", "3"]
+    code, cached, _ = run_cli(capsys, [*base, "--temperature", "0.8", "--top-p", "0.9"])
+    assert code == 0 and len(re.findall(r"--- sample \d ---\n(.{24})\n", cached)) == 2
+    code, uncached, _ = run_cli(capsys, [*base, "--temperature", "0.8", "--top-p", "0.9", "--no-cache"])
+    assert code == 0 and uncached == cached
+    code, other, _ = run_cli(capsys, [*base, "--temperature", "0.8"])
+    assert code == 0 and other != cached  # top-p changes the draw
+
+
+def test_infill_continues_a_prefix_only(capsys, trained_ar_run):
+    code, out, _ = run_cli(
+        capsys, ["infill", "--checkpoint", str(trained_ar_run), "--prefix", "To be, ", "--length", "10"]
+    )
+    text = out.rstrip("\n")
+    assert code == 0 and text.startswith("To be, ") and len(text) == 17
+    for extra in (["--prefix", "To", "--suffix", " be", "--length", "3"], ["--template", "To [MASK:3] be"]):
+        assert_user_error(
+            capsys,
+            ["infill", "--checkpoint", str(trained_ar_run), *extra],
+            r"autoregressive model .* can only continue a --prefix",
+        )
+
+
+def test_eval_reports_the_exact_likelihood_with_the_same_keys(capsys, trained_ar_run, trained_run, tmp_path):
+    keys = {"bits_per_token", "bits_per_char", "perplexity"}
+    results = {}
+    for name, run in (("ar", trained_ar_run), ("diffusion", trained_run)):
+        target = tmp_path / f"{name}.json"
+        code, out, _ = run_cli(
+            capsys, ["eval", "--checkpoint", str(run), "--num-t", "2", "--max-windows", "6", "--json", str(target)]
+        )
+        assert code == 0
+        results[name] = json.loads(target.read_text())
+        assert keys | {f"{k}_ci95" for k in keys} <= set(results[name])
+        assert ("bits per token  =" in out) == (name == "ar") and ("bits per token  <=" in out) == (name != "ar")
+    assert results["ar"]["exact"] is True and results["diffusion"]["exact"] is False
+    assert results["ar"]["kind"] == "autoregressive" and results["ar"]["num_t"] is None
+    # the same six windows of the same split
+    assert results["ar"]["tokens"] == results["diffusion"]["tokens"] == 6 * 32
+
+
+def test_info_says_which_kind(capsys, trained_ar_run, trained_run):
+    for run, kind in ((trained_ar_run, "autoregressive"), (trained_run, "diffusion")):
+        code, out, _ = run_cli(capsys, ["info", "--checkpoint", str(run), "--json"])
+        info = json.loads(out)
+        assert code == 0 and info["kind"] == kind and info["validation_exact"] == (kind == "autoregressive")
+    code, out, _ = run_cli(capsys, ["info", "--checkpoint", str(trained_ar_run)])
+    assert re.search(r"kind\s+autoregressive", out) and "graph" not in out.split("model")[0]
+
+
+def test_flags_of_the_other_kind_are_refused(capsys, trained_ar_run, trained_run):
+    ar = ["sample", "--checkpoint", str(trained_ar_run)]
+    diffusion = ["sample", "--checkpoint", str(trained_run)]
+    assert_user_error(
+        capsys, [*ar, "--predictor", "euler"], r"--predictor applies to diffusion models; .* autoregressive"
+    )
+    assert_user_error(capsys, [*ar, "--steps", "8"], r"--steps applies to diffusion models")
+    assert_user_error(capsys, [*diffusion, "--top-p", "0.9"], r"--top-p applies to autoregressive models")
+    assert_user_error(capsys, [*diffusion, "--no-cache"], r"--no-cache applies to autoregressive models")
+    assert_user_error(capsys, [*ar, "--top-p", "1.5"], r"--top-p must be in \(0, 1\]; got 1.5")
+    assert_user_error(capsys, [*ar, "--top-p", "0"], r"--top-p must be in \(0, 1\]; got 0")
+    assert_user_error(capsys, [*ar, "--temperature", "0"], r"--temperature must be > 0; got 0")
