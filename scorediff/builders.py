@@ -32,7 +32,13 @@ def build_objective(config: RunConfig, num_tokens: int) -> Objective:
     if config.objective == "diffusion":
         diffusion = config.diffusion
         graph, schedule = build_graph(diffusion, num_tokens), build_schedule(diffusion)
-        return DiffusionObjective(graph, schedule, t_min=diffusion.t_min, antithetic=diffusion.antithetic)
+        return DiffusionObjective(
+            graph,
+            schedule,
+            t_min=diffusion.t_min,
+            antithetic=diffusion.antithetic,
+            time_conditioning=config.model.time_conditioning,
+        )
     raise ConfigError(f"unknown objective {config.objective!r}; expected one of ['autoregressive', 'diffusion']")
 
 

@@ -91,6 +91,9 @@ class TrainConfig:
     """Optimizer steps of the whole run (the cosine schedule ends here)."""
     max_minutes: float = 0.0
     """Stop early after this many minutes of training (0: no limit); a checkpoint is saved."""
+    time_budget_minutes: float = 0.0
+    """Fit the schedule to this budget (0: off): after a short probe of the step time, max_steps becomes the steps
+    that fit, evaluations included (never more than max_steps), and is recorded in the run's config."""
     ema: float = 0.999
     """Decay of the exponential moving average of the weights used for evaluation and sampling."""
     seed: int = 0

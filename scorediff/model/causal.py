@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .transformer import DiTBlock, KVCache, LayerNorm, ModelConfig, rotary_tables
+from .transformer import DiTBlock, KVCache, LayerNorm, ModelConfig, RotaryTables
 
 
 class CausalTransformer(nn.Module):
@@ -42,6 +42,7 @@ class CausalTransformer(nn.Module):
         self.blocks = nn.ModuleList(DiTBlock(config, conditioned=False, causal=True) for _ in range(config.n_blocks))
         self.norm_final = LayerNorm(config.hidden_size)
         self.linear = nn.Linear(config.hidden_size, config.vocab_size)
+        self.rotary = RotaryTables(config.hidden_size // config.n_heads, config.seq_len)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -68,8 +69,7 @@ class CausalTransformer(nn.Module):
     def forward(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
         start = cache.length if cache is not None else 0
         x = self.vocab_embed(tokens)  # (B, T, D)
-        head_dim = self.config.hidden_size // self.config.n_heads
-        cos, sin = rotary_tables(tokens.shape[1], head_dim, x.device, start=start)
+        cos, sin = self.rotary(tokens.shape[1], start)
         for index, block in enumerate(self.blocks):
             x = block(x, None, cos, sin, cache, index)
         if cache is not None:

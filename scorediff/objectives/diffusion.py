@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ..checkpoint import Header
 from ..graphs import Graph
+from ..graphs.base import expm1_stable
 from ..likelihood import elbo
 from ..losses import sample_times, weighted_score_entropy
 from ..model import ModelConfig, SEDDTransformer
@@ -18,22 +19,42 @@ from .base import Objective
 
 
 class DiffusionObjective(Objective):
-    """Train a score network with the score entropy; score with the likelihood bound; sample backwards.
+    r"""Train a score network with the score entropy; score with the likelihood bound; sample backwards.
+
+    With the absorbing graph and a time-independent network (``model.time_conditioning=false``: RADD, or MDLM's
+    SUBS parameterisation) the score at a mask is ``p_theta(x_0 = y | x_t) / (e^sigma_bar - 1)`` with ``p_theta``
+    normalised over the data tokens, and the score entropy of a masked position reduces exactly to a weighted
+    cross-entropy:
+
+    .. math:: \mathrm{DSE}_i = \frac{-\log p_\theta(x_0^i \mid x_t)}{e^{\bar\sigma} - 1}, \qquad
+              \sigma(t)\,\mathrm{DSE}_i = -\frac{1}{t}\log p_\theta(x_0^i \mid x_t) \text{ (log-linear schedule)}
+
+    which the loss then computes directly (MDLM's ``1/t``-weighted masked cross-entropy), without the sum of
+    scores that cancels.
 
     Args:
         graph (Graph): the forward process.
         schedule (NoiseSchedule): its noise schedule.
         t_min (float): smallest training time drawn.
         antithetic (bool): stratify training times across the global batch.
+        time_conditioning (bool): whether the network sees the noise level.
     """
 
     name = "diffusion"
     exact = False
 
-    def __init__(self, graph: Graph, schedule: NoiseSchedule, t_min: float = 1e-3, antithetic: bool = True):
+    def __init__(
+        self,
+        graph: Graph,
+        schedule: NoiseSchedule,
+        t_min: float = 1e-3,
+        antithetic: bool = True,
+        time_conditioning: bool = True,
+    ):
         self.graph, self.schedule = graph, schedule
         self.t_min, self.antithetic = t_min, antithetic
         self.num_tokens, self.vocab_size = graph.num_tokens, graph.vocab_size
+        self.cross_entropy = graph.mask_id is not None and not time_conditioning
 
     def header(self) -> Header:
         kind = "absorbing" if self.graph.mask_id is not None else "uniform"
@@ -54,7 +75,20 @@ class DiffusionObjective(Objective):
         return {"x_0": x_0, "t": t, "x_t": x_t}
 
     def loss(self, network: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        if self.cross_entropy:
+            return self.masked_cross_entropy(network, batch)
         return weighted_score_entropy(network, self.graph, self.schedule, batch["x_0"], batch["t"], x_t=batch["x_t"])
+
+    def masked_cross_entropy(self, network: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """``sigma(t) sum_i DSE_i`` of a time-independent absorbing network as its weighted cross-entropy, (B,)."""
+        x_0, t, x_t = batch["x_0"], batch["t"], batch["x_t"]
+        sigma_bar = self.schedule.total(t)
+        log_score = network(x_t, sigma_bar)  # (B, L, V): log p_theta(y | x_t) - log(e^sigma_bar - 1) at masks
+        esigm1 = expm1_stable(sigma_bar.float())  # (B,)
+        log_p = log_score.gather(-1, x_0[..., None]).squeeze(-1) + esigm1.log()[:, None]  # (B, L)
+        masked = x_t == self.graph.mask_id
+        weight = self.schedule.rate(t).float() / esigm1  # (B,)
+        return -(weight[:, None] * torch.where(masked, log_p, 0.0)).sum(-1)
 
     def nll(self, model: nn.Module, x_0: Tensor, generator: torch.Generator | None = None, num_t: int = 32) -> Tensor:
         return elbo(model, self.graph, self.schedule, x_0, num_t=num_t, generator=generator)

@@ -16,8 +16,8 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         decay = min(self.decay, (1 + step) / (10 + step))
-        for name, param in model.named_parameters():
-            self.shadow[name].lerp_(param.detach().float(), 1 - decay)
+        params = [param.detach().float() for _, param in model.named_parameters()]
+        torch._foreach_lerp_(list(self.shadow.values()), params, 1 - decay)
 
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The model's full state dict with EMA values in place of the parameters."""

@@ -9,6 +9,7 @@ from ..config import ConfigError
 # Options that may differ when resuming: they change how the run is executed, not what it computes.
 RESUMABLE_CHANGES = {
     "train.max_minutes",
+    "train.time_budget_minutes",
     "train.device",
     "train.compile",
     "train.log_every",

@@ -49,7 +49,7 @@ def new_state(config: RunConfig, objective: Objective, model: nn.Module, device:
     """A ``TrainState`` at step 0 for ``model`` (already built and seeded), on ``device``."""
     model.to(device)
     ema = EMA(model, config.train.ema)
-    optimizer = make_optimizer(model, config.optim, fused=device.type == "cuda")
+    optimizer = make_optimizer(model, config.optim)
     network = torch.compile(model) if config.train.compile else model
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ import torch
 from .. import __version__
 from ..checkpoint import CONFIG_FILE, config_json, list_checkpoints, read_config, save_checkpoint
 from ..config import RunConfig, config_from_dict
+from ..fileio import atomic_write_text
 from . import distributed
+from .budget import BudgetProbe, evaluation_seconds, schedule_steps
 from .evaluate import evaluate_during_training
 from .logger import MetricsLogger
 from .optim import lr_at, step_seed
@@ -49,6 +52,7 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
             still ends at ``train.max_steps``.
         progress: show a progress bar on rank 0.
     """
+    started = time.perf_counter()
     info, device = distributed.setup(config.train.device)
     try:
         check_batch(config, info)
@@ -57,7 +61,7 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
         data = prepare_data(config, info, checkpoint)
         state = build(config, data.tokenizer, device, info)
         elapsed_before = restore(state, checkpoint, run_dir) if checkpoint is not None else 0.0
-        result = _loop(state, data, run_dir, device, until_step, progress, elapsed_before)
+        result = _loop(state, data, run_dir, device, until_step, progress, elapsed_before, started)
         distributed.barrier(info)  # rank 0 may still be writing; tearing gloo down under it can abort a peer
         return result
     finally:
@@ -76,7 +80,7 @@ def draw_batch(state: TrainState, windows, device: torch.device) -> dict[str, to
     return {name: value[rows].to(device) for name, value in batch.items()}
 
 
-def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_before) -> TrainResult:
+def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_before, started) -> TrainResult:
     info, tc = state.info, state.config.train
     logger = _start_logging(state, data, run_dir, device)
     last_step = min(tc.max_steps, until_step) if until_step is not None else tc.max_steps
@@ -84,6 +88,7 @@ def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_b
     window = _Window()
     run_start = time.perf_counter()
     val_bits, samples, last_saved = None, [], None
+    probe = BudgetProbe(state.step)
 
     def out_of_time() -> bool:
         late = tc.max_minutes > 0 and (time.perf_counter() - run_start) > tc.max_minutes * 60
@@ -97,6 +102,13 @@ def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_b
             raise FloatingPointError(f"training loss became {step_loss} at step {state.step}; lower optim.lr?")
         window.add(step_loss)
         bar.update(1)
+        step_seconds = probe.after_step(state) if probe.wants(state) else None
+        if step_seconds is not None:
+            fit_to_budget(state, data, run_dir, device, step_seconds, time.perf_counter() - started, logger)
+            tc = state.config.train
+            last_step = min(tc.max_steps, until_step) if until_step is not None else tc.max_steps
+            bar.total = tc.max_steps
+            bar.refresh()
         if state.step % tc.log_every == 0 or state.step == last_step:
             record = window.record(state, output.grad_norm, elapsed_before + time.perf_counter() - run_start)
             logger.log(record)
@@ -160,6 +172,25 @@ class _Window:
             "elapsed_seconds": elapsed,
             "tokens_seen": state.tokens_seen,
         }
+
+
+def fit_to_budget(state: TrainState, data: RunData, run_dir: Path, device, step_seconds, elapsed, logger) -> None:
+    """Set ``train.max_steps`` to what fits in ``train.time_budget_minutes`` and record it in the run's config."""
+    tc = state.config.train
+    eval_seconds = evaluation_seconds(state, data.val, device)
+    left = tc.time_budget_minutes * 60 - elapsed
+    steps = schedule_steps(state, step_seconds, eval_seconds, left, cap=tc.max_steps)
+    steps = distributed.broadcast_object(steps, state.info)  # rank 0's measurement decides for all
+    state.config = dataclasses.replace(state.config, train=dataclasses.replace(tc, max_steps=steps))
+    if state.info.is_main:
+        atomic_write_text(run_dir / CONFIG_FILE, config_json(state.objective.header(), state.config.to_dict()))
+    logger.log(
+        {"step": state.step, "schedule_steps": steps, "step_seconds": step_seconds, "eval_seconds": eval_seconds}
+    )
+    logger.print(
+        f"time budget {tc.time_budget_minutes:g} min: {step_seconds * 1000:.0f} ms per step, about "
+        f"{eval_seconds:.0f} s per evaluation; the schedule ends at step {steps:,}"
+    )
 
 
 def _start_logging(state: TrainState, data: RunData, run_dir: Path, device) -> MetricsLogger:
