@@ -38,6 +38,7 @@ def build_objective(config: RunConfig, num_tokens: int) -> Objective:
             t_min=diffusion.t_min,
             antithetic=diffusion.antithetic,
             time_conditioning=config.model.time_conditioning,
+            mask_count=diffusion.mask_count,
         )
     raise ConfigError(f"unknown objective {config.objective!r}; expected one of ['autoregressive', 'diffusion']")
 

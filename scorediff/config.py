@@ -39,6 +39,11 @@ class DiffusionConfig:
     """Smallest training time drawn."""
     antithetic: bool = True
     """Stratify training times across the global batch."""
+    mask_count: bool = False
+    """Absorbing graph with a time-independent network: draw the number k of masked positions uniformly from
+    1..L (stratified across the batch) and mask k positions, weighting by L / k, instead of masking each
+    position with probability t and weighting by 1 / t. The same bound in expectation (the any-order
+    autoregressive form, Ou et al. 2024), with the count's spread removed."""
 
 
 @dataclass

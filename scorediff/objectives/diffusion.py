@@ -14,7 +14,7 @@ from ..likelihood import elbo
 from ..losses import sample_times, weighted_score_entropy
 from ..model import ModelConfig, SEDDTransformer
 from ..sampling import sample
-from ..schedules import NoiseSchedule
+from ..schedules import LogLinearSchedule, NoiseSchedule
 from .base import Objective
 
 
@@ -38,6 +38,8 @@ class DiffusionObjective(Objective):
         t_min (float): smallest training time drawn.
         antithetic (bool): stratify training times across the global batch.
         time_conditioning (bool): whether the network sees the noise level.
+        mask_count (bool): draw the number of masked positions instead of each mask (see ``draw``); needs the
+            absorbing graph and a time-independent network.
     """
 
     name = "diffusion"
@@ -50,11 +52,18 @@ class DiffusionObjective(Objective):
         t_min: float = 1e-3,
         antithetic: bool = True,
         time_conditioning: bool = True,
+        mask_count: bool = False,
     ):
         self.graph, self.schedule = graph, schedule
         self.t_min, self.antithetic = t_min, antithetic
         self.num_tokens, self.vocab_size = graph.num_tokens, graph.vocab_size
         self.cross_entropy = graph.mask_id is not None and not time_conditioning
+        if mask_count and not (self.cross_entropy and isinstance(schedule, LogLinearSchedule)):
+            raise ValueError(
+                "diffusion.mask_count needs the absorbing graph, the loglinear schedule and "
+                "model.time_conditioning=false"
+            )
+        self.mask_count = mask_count
 
     def header(self) -> Header:
         kind = "absorbing" if self.graph.mask_id is not None else "uniform"
@@ -70,9 +79,27 @@ class DiffusionObjective(Objective):
         return SEDDTransformer(config, self.graph.mask_id)
 
     def draw(self, x_0: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        """Times ``t`` and noised ``x_t ~ p_t(. | x_0)``.
+
+        With ``mask_count``: ``k`` uniform on ``1..L`` (stratified like the times), ``k`` positions masked
+        uniformly at random and ``t = k / L``, so the loss weight ``1 / t`` is ``L / k``. Since
+        ``int_0^1 (1/t) P(|M| = k) dt = 1 / k`` for independent masking with probability ``t``, the expected
+        loss is the same sum over mask sizes, ``sum_k (1/k) E_{|M| = k} sum_{i in M} CE_i``.
+        """
+        if self.mask_count:
+            return self._draw_count(x_0, generator)
         t = sample_times(x_0.shape[0], antithetic=self.antithetic, t_min=self.t_min, generator=generator)
         x_t = self.graph.sample_transition(x_0, self.schedule.total(t), generator=generator)
         return {"x_0": x_0, "t": t, "x_t": x_t}
+
+    def _draw_count(self, x_0: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        batch_size, seq_len = x_0.shape
+        u = sample_times(batch_size, antithetic=self.antithetic, t_min=0.0, generator=generator)  # [0, 1)
+        count = 1 + (u * seq_len).long().clamp_max(seq_len - 1)  # (B,) uniform on 1..L
+        rank = torch.rand(x_0.shape, generator=generator).argsort(-1).argsort(-1)  # a random order per row
+        x_t = torch.where(rank < count[:, None], self.graph.mask_id, x_0)
+        # t such that the loss weight sigma(t) / (e^sigma_bar - 1) is L / k (log-linear: 1 / t)
+        return {"x_0": x_0, "t": count.double() / seq_len, "x_t": x_t}
 
     def loss(self, network: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         if self.cross_entropy:
