@@ -31,7 +31,8 @@ import torch
 
 from scorediff.config import load_config
 from scorediff.data.prepare import build_tokenizer
-from scorediff.training.distributed import DistInfo, fast_bf16
+from scorediff.devices import fast_bf16
+from scorediff.training.distributed import DistInfo
 from scorediff.training.setup import build
 from scorediff.training.step import train_step
 

@@ -30,3 +30,18 @@ def check_writable(path) -> None:
         raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
     if path.is_dir():
         raise UsageError(f"cannot write {path}: it is a folder")
+
+
+def check_memory(needed: int) -> None:
+    """Refuse a request that would need more than this machine's physical memory."""
+    import os
+
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: no estimate to compare with
+        return
+    if needed > total:
+        raise UsageError(
+            f"this request would need about {needed / 2**30:,.1f} GiB; the machine has {total / 2**30:,.1f} GiB "
+            f"(ask for fewer --num-samples, a shorter --length or fewer --steps)"
+        )

@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from . import UsageError, atomic_write, positive
+from . import UsageError, atomic_write, check_memory, positive
 
 MARKER = re.compile(r"\[MASK(?::(\d+))?\]")
 
@@ -19,13 +19,20 @@ def _common(parser) -> None:
     parser.add_argument("--num-samples", type=int, default=1)
     parser.add_argument("--steps", type=int, help="diffusion: sampling steps (default: the run's sampling.steps)")
     parser.add_argument(
-        "--predictor", choices=["analytic", "euler"], help="diffusion: default the run's sampling.predictor"
+        "--predictor",
+        choices=["analytic", "euler", "first_hitting"],
+        help="diffusion: the step rule, or first_hitting (exact, one token per network call; absorbing graph)",
     )
-    parser.add_argument("--temperature", type=float, help="autoregressive: > 0 (default: the run's, 1)")
-    parser.add_argument("--top-p", type=float, help="autoregressive: nucleus sampling, in (0, 1] (default 1)")
+    parser.add_argument("--temperature", type=float, help="> 0 (default: the run's sampling.temperature, 1)")
+    parser.add_argument("--top-p", type=float, help="nucleus sampling, in (0, 1] (default: the run's, 1)")
     parser.add_argument(
-        "--no-cache", action="store_true", help="autoregressive: recompute the whole prefix at every token"
+        "--no-cache",
+        action="store_true",
+        help="recompute everything at every step (autoregressive: the whole prefix; diffusion: unchanged sequences)",
     )
+    parser.add_argument("--greedy-tail", action="store_true", help="diffusion: the last step takes the likeliest token")
+    parser.add_argument("--block", type=int, help="past the context: new tokens per window (default: half of it)")
+    parser.add_argument("--stats", action="store_true", help="print nfe, steps, seconds, tokens/s as JSON on stderr")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", help="write to this file instead of printing")
@@ -64,31 +71,40 @@ def _load(args):
     return loaded
 
 
-DIFFUSION_FLAGS = {"--steps": "steps", "--predictor": "predictor", "--trajectory": "trajectory"}
-AUTOREGRESSIVE_FLAGS = {"--temperature": "temperature", "--top-p": "top_p", "--no-cache": "no_cache"}
+DIFFUSION_FLAGS = {
+    "--steps": "steps",
+    "--predictor": "predictor",
+    "--trajectory": "trajectory",
+    "--greedy-tail": "greedy_tail",
+}
 
 
 def _options(args, loaded) -> dict:
-    """The sampling options of the checkpoint's kind; a flag of the other kind is a usage error."""
+    """The sampling options for the checkpoint's kind; a diffusion-only flag on an autoregressive one is refused."""
     if loaded.kind == "autoregressive":
-        wrong, why = DIFFUSION_FLAGS, "applies to diffusion models; this checkpoint is autoregressive"
-    else:
-        wrong, why = AUTOREGRESSIVE_FLAGS, "applies to autoregressive models; this checkpoint is a diffusion model"
-    for flag, name in wrong.items():
-        if getattr(args, name):
-            raise UsageError(f"{flag} {why}")
+        for flag, name in DIFFUSION_FLAGS.items():
+            if getattr(args, name):
+                raise UsageError(f"{flag} applies to diffusion models; this checkpoint is autoregressive")
     sampling = loaded.config.sampling if loaded.config is not None else None
+    temperature = args.temperature if args.temperature is not None else (sampling.temperature if sampling else 1.0)
+    top_p = args.top_p if args.top_p is not None else (sampling.top_p if sampling else 1.0)
+    if not temperature > 0:
+        raise UsageError(f"--temperature must be > 0; got {temperature}")
+    if not 0 < top_p <= 1:
+        raise UsageError(f"--top-p must be in (0, 1]; got {top_p}")
+    positive("--block", args.block)
+    options = {"temperature": temperature, "top_p": top_p, "block": args.block, "return_stats": args.stats}
     if loaded.kind == "autoregressive":
-        temperature = args.temperature if args.temperature is not None else sampling.temperature
-        top_p = args.top_p if args.top_p is not None else sampling.top_p
-        if not temperature > 0:
-            raise UsageError(f"--temperature must be > 0; got {temperature}")
-        if not 0 < top_p <= 1:
-            raise UsageError(f"--top-p must be in (0, 1]; got {top_p}")
-        return {"temperature": temperature, "top_p": top_p, "use_cache": not args.no_cache}
+        return {**options, "use_cache": not args.no_cache}
+    predictor = args.predictor or (sampling.predictor if sampling else "analytic")
+    if predictor == "first_hitting" and loaded.graph.mask_id is None:
+        raise UsageError("--predictor first_hitting needs the absorbing graph; this model uses the uniform graph")
     return {
+        **options,
         "steps": args.steps or (sampling.steps if sampling else 128),
-        "predictor": args.predictor or (sampling.predictor if sampling else "analytic"),
+        "predictor": predictor,
+        "cache": not args.no_cache,
+        "greedy_tail": args.greedy_tail,
         "return_trajectory": bool(args.trajectory),
     }
 
@@ -98,6 +114,8 @@ def _max_length(loaded) -> int:
 
 
 def _generate(args, loaded, length: int, condition=None) -> tuple[torch.Tensor, object]:
+    options = _options(args, loaded)
+    check_memory(estimate_bytes(loaded.model.config, args.num_samples, length, options.get("steps", 0)))
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     out = loaded.objective.sample(
         loaded.model,
@@ -105,15 +123,28 @@ def _generate(args, loaded, length: int, condition=None) -> tuple[torch.Tensor, 
         condition=condition,
         generator=generator,
         device=args.device,
-        **_options(args, loaded),
+        **options,
     )
+    if args.stats:
+        out, stats = out
+        print(json.dumps(stats.to_dict()), file=sys.stderr)
     return (out.tokens, out) if args.trajectory else (out, None)
+
+
+def estimate_bytes(model_config, num_samples: int, length: int, steps: int) -> int:
+    """A generous estimate of what sampling allocates: float64 per-position distributions and scores of one
+    window, the network's activations, the output and the time grid."""
+    window = min(length, model_config.seq_len)
+    distributions = 8 * 8 * num_samples * window * model_config.vocab_size
+    activations = 4 * 16 * num_samples * window * model_config.hidden_size * max(1, model_config.mlp_ratio)
+    return distributions + activations + 16 * num_samples * length + 32 * steps
 
 
 def _record(args, loaded) -> dict:
     """What the JSONL output records about how the samples were drawn."""
     options = _options(args, loaded)
-    options.pop("return_trajectory", None)
+    for key in ("return_trajectory", "return_stats", "block"):
+        options.pop(key, None)
     return options
 
 
@@ -149,8 +180,10 @@ def run_sample(args: argparse.Namespace) -> int:
     positive("--length", args.length)
     loaded = _load(args)
     length = args.length or (loaded.config.sampling.length if loaded.config else 0) or _max_length(loaded)
-    if length > _max_length(loaded):
-        raise UsageError(f"--length must be at most the model's context of {_max_length(loaded)} tokens; got {length}")
+    if length > _max_length(loaded) and args.trajectory:
+        raise UsageError(
+            f"--trajectory draws one window of at most {_max_length(loaded)} tokens; got --length {length}"
+        )
     tokens, trajectory = _generate(args, loaded, length)
     _write_trajectory(args, loaded, trajectory)
     _emit(args, loaded, tokens, _record(args, loaded))

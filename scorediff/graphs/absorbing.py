@@ -82,6 +82,22 @@ class AbsorbingGraph(Graph):
         constant = ratio * (torch.log(ratio) - 1)
         return torch.where(masked, positive - linear + constant, 0.0)
 
+    @staticmethod
+    def score_from_clean(log_p: Tensor, x_t: Tensor, sigma_bar: Tensor) -> Tensor:
+        r"""The log score of a time-independent denoiser (RADD, Ou et al. 2024, Theorem 1).
+
+        .. math:: \log s_\theta(x_t)_i[y] = \log p_\theta(x_0^i = y \mid x_t) - \log(e^{\bar\sigma} - 1)
+
+        for data tokens ``y`` at masked positions, 0 at each current token.
+
+        Args:
+            log_p (Tensor): float (B, L, V), ``log p_theta(x_0 = y | x_t)``, ``-inf`` at the mask.
+            x_t (Tensor): int64 (B, L).
+            sigma_bar (Tensor): float (B,).
+        """
+        shift = torch.log(expm1_stable(sigma_bar.to(log_p.dtype)))  # (B,)
+        return (log_p - shift[:, None, None]).scatter(-1, x_t[..., None], 0.0)
+
     def prior_kl(self, x_0: Tensor, sigma_bar: Tensor | float) -> Tensor:
         """``KL(p(x_t | x_0) || base)`` per position, with a base that is not a point mass.
 

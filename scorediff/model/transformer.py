@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..graphs.absorbing import AbsorbingGraph
 from ..graphs.base import expm1_stable
 
 
@@ -322,6 +323,24 @@ class SEDDTransformer(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, x_t: Tensor, sigma_bar: Tensor) -> Tensor:
+        return self.to_log_score(self.logits(x_t, sigma_bar), x_t, sigma_bar)
+
+    @property
+    def time_independent(self) -> bool:
+        """Whether the output ignores the noise level (RADD): then ``clean_log_probs`` is the whole network."""
+        return not self.config.time_conditioning
+
+    def clean_log_probs(self, x_t: Tensor) -> Tensor:
+        """A time-independent network's ``log p_theta(x_0 = y | x_t)``, float32 (B, L, V), ``-inf`` at the mask."""
+        if not self.time_independent:
+            raise ValueError("clean_log_probs needs a time-independent network (model.time_conditioning=false)")
+        return self._token_log_probs(self.logits(x_t, None))
+
+    def _token_log_probs(self, logits: Tensor) -> Tensor:
+        return logits.index_fill(-1, torch.tensor([self.mask_id], device=logits.device), -torch.inf).log_softmax(-1)
+
+    def logits(self, x_t: Tensor, sigma_bar: Tensor | None) -> Tensor:
+        """The raw outputs, float32 (B, L, V); ``sigma_bar`` (B,) is unused by a time-independent network."""
         batch_size, seq_len = x_t.shape
         x = self.vocab_embed(x_t)  # (B, L, D)
         if self.config.time_conditioning:
@@ -331,17 +350,14 @@ class SEDDTransformer(nn.Module):
         cos, sin = self.rotary(seq_len)
         for block in self.blocks:
             x = block(x, c, cos, sin)
-        logits = self.output_layer(x, c).float()  # (B, L, V)
-        return self.to_log_score(logits, x_t, sigma_bar)
+        return self.output_layer(x, c).float()  # (B, L, V)
 
     def to_log_score(self, logits: Tensor, x_t: Tensor, sigma_bar: Tensor) -> Tensor:
         """Turn raw outputs into log scores with 0 at each current token."""
-        if not self.config.time_conditioning:
+        if self.time_independent:
             # RADD: s_y = p(x_0 = y | unmasked) / (e^sigma_bar - 1) for data tokens y.
-            token_logits = logits.index_fill(-1, torch.tensor([self.mask_id], device=logits.device), -torch.inf)
-            logits = token_logits.log_softmax(-1)
-            logits = logits - torch.log(expm1_stable(sigma_bar.float()))[:, None, None]
-        elif self.config.scale_by_sigma:
+            return AbsorbingGraph.score_from_clean(self._token_log_probs(logits), x_t, sigma_bar)
+        if self.config.scale_by_sigma:
             # The absorbing score at a mask is about 1 / (e^sigma_bar - 1) per token: start the raw output there.
             shift = torch.log(expm1_stable(sigma_bar.float())) + math.log(logits.shape[-1] - 1)
             logits = logits - shift[:, None, None]

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import torch
 from torch import Tensor, nn
 
 from ..checkpoint import Header
+from ..devices import bf16_autocast
 from ..model import CausalTransformer, ModelConfig
+from ..sampling import SampleStats
 from ..sampling.autoregressive import sample_autoregressive
-from .base import Objective
+from ..sampling.blocks import default_block, generate_in_blocks
+from .base import Objective, resolve_options
 
 
 class AutoregressiveObjective(Objective):
@@ -54,19 +58,52 @@ class AutoregressiveObjective(Objective):
         return -log_probs.gather(-1, x_0[..., None]).squeeze(-1).sum(-1)
 
     def sample(self, model, shape, *, condition=None, generator=None, device=None, **options):
-        """Options: ``temperature`` (1.0), ``top_p`` (1.0), ``use_cache`` (True).
+        """Options: ``temperature`` (1.0), ``top_p`` (1.0), ``use_cache`` (True), ``bf16`` (True: bf16 autocast where
+        native), ``block`` (new tokens per window past the context; half of it), ``return_stats`` (False).
 
         ``condition`` may only give a prefix: its ``given`` mask must be True on the first positions and
         False after them (left-to-right models cannot condition on what comes later).
         """
-        unknown = sorted(set(options) - {"temperature", "top_p", "use_cache"})
-        if unknown:
-            raise ValueError(f"{unknown[0]} does not apply to an autoregressive model")
-        prompt = None
-        if condition is not None:
+        settings = resolve_options(options, SAMPLE_OPTIONS, "an autoregressive model")
+        started = time.perf_counter()
+        if condition is None:
+            tokens = torch.zeros(shape, dtype=torch.int64, device=device)
+            given = torch.zeros(shape, dtype=torch.bool, device=device)
+        else:
             tokens, given = condition
-            prefix = int(given[0].long().cumprod(0).sum())
-            if not (given[:, :prefix].all() and not given[:, prefix:].any()):
-                raise ValueError("an autoregressive model can only continue a prefix; the given tokens are not one")
-            prompt = tokens[:, :prefix] if prefix else None
-        return sample_autoregressive(model, shape, prompt=prompt, generator=generator, device=device, **options)
+        autocast = bf16_autocast(torch.device(device or "cpu"), settings["bf16"])
+        keywords = {k: settings[k] for k in ("temperature", "top_p", "use_cache")}
+        calls = {"nfe": 0}
+
+        def fill(window: Tensor, known: Tensor) -> Tensor:
+            prefix = _prefix_length(known)
+            calls["nfe"] += window.shape[1] - prefix
+            prompt = window[:, :prefix] if prefix else None
+            with autocast:
+                return sample_autoregressive(
+                    model, window.shape, prompt=prompt, generator=generator, device=device, **keywords
+                )
+
+        context = model.config.seq_len
+        x = generate_in_blocks(fill, tokens, given, context, settings["block"] or default_block(context))
+        if not settings["return_stats"]:
+            return x
+        return x, SampleStats(calls["nfe"], calls["nfe"], time.perf_counter() - started, shape[0] * shape[1])
+
+
+SAMPLE_OPTIONS = {
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "use_cache": True,
+    "bf16": True,
+    "block": None,
+    "return_stats": False,
+}
+
+
+def _prefix_length(given: Tensor) -> int:
+    """How many leading positions ``given`` (B, L) marks, refusing anything but the same prefix in every row."""
+    prefix = int(given[0].long().cumprod(0).sum())
+    if not (given[:, :prefix].all() and not given[:, prefix:].any()):
+        raise ValueError("an autoregressive model can only continue a prefix; the given tokens are not one")
+    return prefix

@@ -72,3 +72,11 @@ class Objective(ABC):
         **options,
     ) -> Tensor:
         """Draw ``shape`` tokens; ``condition = (tokens, given)`` fixes the tokens where ``given`` is True."""
+
+
+def resolve_options(options: dict, defaults: dict, kind: str) -> dict:
+    """``defaults`` updated by ``options``; a name that is not among them raises ``ValueError``."""
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ValueError(f"{unknown[0]} does not apply to {kind}; its options: {', '.join(sorted(defaults))}")
+    return {**defaults, **options}

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import torch
 from torch import Tensor, nn
 
 from ..checkpoint import Header
+from ..devices import bf16_autocast
 from ..graphs import Graph
 from ..graphs.base import expm1_stable
 from ..likelihood import elbo
 from ..losses import sample_times, weighted_score_entropy
 from ..model import ModelConfig, SEDDTransformer
-from ..sampling import sample
+from ..sampling import SampleStats, TimeIndependentScore, sample
+from ..sampling.blocks import default_block, generate_in_blocks
 from ..schedules import LogLinearSchedule, NoiseSchedule
-from .base import Objective
+from ..types import ScoreFn
+from .base import Objective, resolve_options
 
 
 class DiffusionObjective(Objective):
@@ -121,19 +125,84 @@ class DiffusionObjective(Objective):
         return elbo(model, self.graph, self.schedule, x_0, num_t=num_t, generator=generator)
 
     def sample(self, model, shape, *, condition=None, generator=None, device=None, **options):
-        """Options: ``steps`` (128), ``predictor`` (``"analytic"``), ``return_trajectory`` (False)."""
-        unknown = sorted(set(options) - {"steps", "predictor", "return_trajectory"})
-        if unknown:
-            raise ValueError(f"{unknown[0]} does not apply to a diffusion model")
-        return sample(
-            model,
-            self.graph,
-            self.schedule,
-            shape,
-            options.get("steps", 128),
-            options.get("predictor", "analytic"),
-            condition=condition,
-            generator=generator,
-            return_trajectory=options.get("return_trajectory", False),
-            device=device,
-        )
+        """Options: ``steps`` (128), ``predictor`` (``"analytic"``, ``"euler"``, ``"first_hitting"``), ``cache``
+        (True: skip network calls for unchanged sequences of a time-independent network), ``temperature`` and
+        ``top_p`` (1), ``greedy_tail`` (False), ``bf16`` (True: bf16 autocast where the hardware does it
+        natively; the draws stay float64), ``block`` (new tokens per window past the context; half of it),
+        ``return_trajectory`` and ``return_stats`` (False).
+        """
+        settings = resolve_options(options, SAMPLE_OPTIONS, "a diffusion model")
+        score_fn = self.score_fn(model, settings["cache"], settings["bf16"], device)
+        keywords = {k: settings[k] for k in ("temperature", "top_p", "greedy_tail")}
+        steps, predictor = settings["steps"], settings["predictor"]
+        context = model.config.seq_len
+        started = time.perf_counter()
+        if shape[1] <= context:
+            return sample(
+                score_fn,
+                self.graph,
+                self.schedule,
+                shape,
+                steps,
+                predictor,
+                condition=condition,
+                generator=generator,
+                return_trajectory=settings["return_trajectory"],
+                device=device,
+                return_stats=settings["return_stats"],
+                **keywords,
+            )
+        if settings["return_trajectory"]:
+            raise ValueError(f"a trajectory is drawn for one window of at most {context} tokens; got {shape[1]}")
+        calls = {"steps": 0, "nfe": 0}
+
+        def fill(tokens: Tensor, given: Tensor) -> Tensor:
+            x, stats = sample(
+                score_fn, self.graph, self.schedule, tokens.shape, steps, predictor, condition=(tokens, given),
+                generator=generator, device=device, return_stats=True, **keywords,
+            )  # fmt: skip
+            calls["steps"] += stats.steps
+            calls["nfe"] += stats.nfe
+            return x
+
+        tokens, given = condition if condition is not None else _nothing_given(shape, device)
+        x = generate_in_blocks(fill, tokens, given, context, settings["block"] or default_block(context))
+        if not settings["return_stats"]:
+            return x
+        nfe = score_fn.nfe if hasattr(score_fn, "nfe") else calls["nfe"]  # a cache counts across windows
+        return x, SampleStats(nfe, calls["steps"], time.perf_counter() - started, shape[0] * shape[1])
+
+    def score_fn(self, model: nn.Module, cache: bool, bf16: bool, device) -> ScoreFn:
+        """The model as a ``ScoreFn``: cached when it is time-independent, under bf16 autocast when asked."""
+        autocast = bf16_autocast(torch.device(device or "cpu"), bf16)
+        if getattr(model, "time_independent", False):
+
+            def clean_log_probs(x_t: Tensor) -> Tensor:
+                with autocast:
+                    return model.clean_log_probs(x_t)
+
+            return TimeIndependentScore(clean_log_probs, cache=cache)
+
+        def network(x_t: Tensor, sigma_bar: Tensor) -> Tensor:
+            with autocast:
+                return model(x_t, sigma_bar)
+
+        return network
+
+
+SAMPLE_OPTIONS = {
+    "steps": 128,
+    "predictor": "analytic",
+    "cache": True,
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "greedy_tail": False,
+    "bf16": True,
+    "block": None,
+    "return_trajectory": False,
+    "return_stats": False,
+}
+
+
+def _nothing_given(shape: tuple[int, int], device) -> tuple[Tensor, Tensor]:
+    return torch.zeros(shape, dtype=torch.int64, device=device), torch.zeros(shape, dtype=torch.bool, device=device)

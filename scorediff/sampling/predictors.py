@@ -16,6 +16,7 @@ from ..graphs import Graph
 from ..graphs.base import sample_from
 from ..schedules import NoiseSchedule
 from ..types import ScoreFn
+from .filters import temper
 
 
 def _batch_times(t: float, x: Tensor) -> Tensor:
@@ -42,10 +43,13 @@ class Predictor(ABC):
         t: float,
         t_next: float,
         generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
     ) -> Tensor:
-        """Draw ``x_{t_next}`` given ``x_t``; int64 (B, L)."""
-        probs = self.step_probs(score_fn, graph, schedule, x, t, t_next)
-        return sample_from(probs.clamp_min(0.0), generator)
+        """Draw ``x_{t_next}`` given ``x_t``; int64 (B, L). ``temperature`` and ``top_p`` shape where a position
+        moves to, not whether it moves (see ``temper_moves``)."""
+        probs = self.step_probs(score_fn, graph, schedule, x, t, t_next).clamp_min(0.0)
+        return sample_from(temper_moves(probs, x, temperature, top_p), generator)
 
 
 class EulerPredictor(Predictor):
@@ -80,7 +84,30 @@ class AnalyticPredictor(Predictor):
         return graph.staggered_score(score, delta) * graph.transp_transition(x, delta.to(score.dtype))
 
 
+def temper_moves(probs: Tensor, x: Tensor, temperature: float = 1.0, top_p: float = 1.0) -> Tensor:
+    """Apply temperature and top-p to the distribution over the states a position can move to.
+
+    The chance of staying at ``x`` and the total chance of moving are kept; only which state a move goes to
+    is sharpened (``temperature < 1``) or cut to its nucleus. At a mask of the absorbing graph that is the
+    denoising distribution ``p(x_0^i | x_t)``; ``temperature = top_p = 1`` changes nothing.
+
+    Args:
+        probs (Tensor): non-negative, unnormalised, float (B, L, V).
+        x (Tensor): int64 (B, L), the current states.
+    """
+    if temperature == 1.0 and top_p == 1.0:
+        return probs
+    probs = probs.double()
+    stay = probs.gather(-1, x[..., None])  # (B, L, 1)
+    move = probs.scatter(-1, x[..., None], 0.0)
+    total = move.sum(-1, keepdim=True)
+    shaped = temper(move.log(), temperature, top_p).nan_to_num(0.0) * total  # a row with no move stays 0
+    return shaped.scatter(-1, x[..., None], stay)
+
+
 PREDICTORS: dict[str, type[Predictor]] = {"analytic": AnalyticPredictor, "euler": EulerPredictor}
+#: Every name ``sample(predictor=...)`` takes: the step rules above and the first-hitting sampler.
+SAMPLERS = ("analytic", "euler", "first_hitting")
 
 
 def get_predictor(name: str) -> Predictor:

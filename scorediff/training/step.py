@@ -10,8 +10,9 @@ import torch
 from torch import Tensor, nn
 
 from ..config import RunConfig
+from ..devices import bf16_autocast
 from ..objectives import Objective
-from .distributed import DistInfo, bf16_autocast
+from .distributed import DistInfo
 from .ema import EMA
 from .optim import lr_at, make_optimizer
 

@@ -13,6 +13,7 @@ import torch
 from .. import __version__
 from ..checkpoint import CONFIG_FILE, config_json, list_checkpoints, read_config, save_checkpoint
 from ..config import RunConfig, config_from_dict
+from ..devices import fast_bf16
 from ..fileio import atomic_write_text
 from . import distributed
 from .budget import BudgetProbe, evaluation_seconds, schedule_steps
@@ -54,6 +55,10 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
     """
     started = time.perf_counter()
     info, device = distributed.setup(config.train.device)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    if device.type == "cpu":
+        # compiled CPU kernels otherwise reduce in an order that varies between processes (about 1% slower)
+        torch.use_deterministic_algorithms(True)
     try:
         check_batch(config, info)
         run_dir = run_directory(config)
@@ -65,6 +70,7 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
         distributed.barrier(info)  # rank 0 may still be writing; tearing gloo down under it can abort a peer
         return result
     finally:
+        torch.use_deterministic_algorithms(deterministic)
         distributed.teardown()
 
 
@@ -201,7 +207,7 @@ def _start_logging(state: TrainState, data: RunData, run_dir: Path, device) -> M
         data.tokenizer.save(run_dir)
         (run_dir / CONFIG_FILE).write_text(config_json(state.objective.header(), state.config.to_dict()))
     logger = MetricsLogger(run_dir, enabled=info.is_main)
-    precision = "bf16 autocast" if tc.bf16 and distributed.fast_bf16(device) else "float32"
+    precision = "bf16 autocast" if tc.bf16 and fast_bf16(device) else "float32"
     logger.print(f"run directory: {run_dir}")
     logger.print(
         f"{state.objective.name} model: {state.model.num_parameters():,} parameters; data: "

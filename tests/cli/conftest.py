@@ -44,3 +44,18 @@ def trained_ar_run(tmp_path_factory, cli_corpus):
     code = main(["train", "--config", str(path), "--out", str(root), "--name", "ar", "--quiet", "--num-samples", "1"])
     assert code == 0
     return root / "ar"
+
+
+@pytest.fixture(scope="session")
+def trained_radd_run(tmp_path_factory, cli_corpus):
+    """A time-independent absorbing run (the tiny preset's parameterisation), trained through the command line."""
+    root = tmp_path_factory.mktemp("cli_radd")
+    values = micro_values(cli_corpus, root / "cache")
+    values["model"]["time_conditioning"] = False
+    values["diffusion"] = {"mask_count": True}
+    del values["train"]["device"]
+    path = root / "micro-radd.yaml"
+    path.write_text(yaml.safe_dump(values))
+    code = main(["train", "--config", str(path), "--out", str(root), "--name", "radd", "--quiet", "--num-samples", "0"])
+    assert code == 0
+    return root / "radd"

@@ -64,8 +64,8 @@ def test_flags_of_the_other_kind_are_refused(capsys, trained_ar_run, trained_run
         capsys, [*ar, "--predictor", "euler"], r"--predictor applies to diffusion models; .* autoregressive"
     )
     assert_user_error(capsys, [*ar, "--steps", "8"], r"--steps applies to diffusion models")
-    assert_user_error(capsys, [*diffusion, "--top-p", "0.9"], r"--top-p applies to autoregressive models")
-    assert_user_error(capsys, [*diffusion, "--no-cache"], r"--no-cache applies to autoregressive models")
+    assert_user_error(capsys, [*ar, "--greedy-tail"], r"--greedy-tail applies to diffusion models")
+    assert_user_error(capsys, [*diffusion, "--top-p", "2"], r"--top-p must be in \(0, 1\]; got 2")
     assert_user_error(capsys, [*ar, "--top-p", "1.5"], r"--top-p must be in \(0, 1\]; got 1.5")
     assert_user_error(capsys, [*ar, "--top-p", "0"], r"--top-p must be in \(0, 1\]; got 0")
     assert_user_error(capsys, [*ar, "--temperature", "0"], r"--temperature must be > 0; got 0")

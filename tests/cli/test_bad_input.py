@@ -79,7 +79,10 @@ def test_prompts_lengths_and_templates(capsys, trained_run, tmp_path):
     )
     assert_user_error(capsys, ["infill", *checkpoint, "--template", "no markers"], r"no \[MASK:n\] marker")
     assert_user_error(capsys, ["sample", *checkpoint, "--length", "0"], r"--length must be > 0; got 0")
-    assert_user_error(capsys, ["sample", *checkpoint, "--length", "33"], r"at most the model's context of 32")
+    # past the context, sample goes block by block; a trajectory is of one window only
+    assert_user_error(
+        capsys, ["sample", *checkpoint, "--length", "33", "--trajectory", "t.html"], r"one window of at most 32"
+    )
     assert_user_error(capsys, ["infill", *checkpoint, "--length", "-3"], r"--length must be > 0; got -3")
     assert_user_error(capsys, ["sample", *checkpoint, "--num-samples", "0"], r"--num-samples must be > 0")
     assert_user_error(capsys, ["sample", *checkpoint, "--length", "abc"], r"invalid int value: 'abc'")

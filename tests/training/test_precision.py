@@ -2,11 +2,11 @@
 
 import torch
 
+from scorediff.devices import bf16_autocast, fast_bf16
 from scorediff.graphs import AbsorbingGraph
 from scorediff.losses import sample_times, weighted_score_entropy
 from scorediff.model import ModelConfig, SEDDTransformer
 from scorediff.schedules import LogLinearSchedule
-from scorediff.training.distributed import bf16_autocast, fast_bf16
 
 CPU = torch.device("cpu")
 
