@@ -61,7 +61,9 @@ class CausalTransformer(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def new_cache(self, batch_size: int, max_len: int, device=None, dtype=torch.float32) -> KVCache:
+    def new_cache(self, batch_size: int, max_len: int, device=None, dtype=None) -> KVCache:
+        """An empty cache for ``batch_size`` sequences of up to ``max_len`` positions, in the weights' dtype."""
+        dtype = dtype or self.linear.weight.dtype
         head_dim = self.config.hidden_size // self.config.n_heads
         shape = (batch_size, self.config.n_heads, max_len, head_dim)
         return KVCache(self.config.n_blocks, shape, dtype, device)

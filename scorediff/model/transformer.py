@@ -63,7 +63,8 @@ class NoiseEmbedding(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(frequency_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
 
     def forward(self, sigma_bar: Tensor) -> Tensor:
-        return self.mlp(timestep_embedding(sigma_bar, self.frequency_dim))
+        features = timestep_embedding(sigma_bar, self.frequency_dim)
+        return self.mlp(features.to(self.mlp[0].weight.dtype))
 
 
 class LayerNorm(nn.Module):

@@ -9,12 +9,11 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import Header
-from ..devices import bf16_autocast
 from ..model import CausalTransformer, ModelConfig
 from ..sampling import SampleStats
 from ..sampling.autoregressive import sample_autoregressive
 from ..sampling.blocks import default_block, generate_in_blocks
-from .base import Objective, resolve_options
+from .base import Objective, inference_copy, resolve_options
 
 
 class AutoregressiveObjective(Objective):
@@ -58,8 +57,9 @@ class AutoregressiveObjective(Objective):
         return -log_probs.gather(-1, x_0[..., None]).squeeze(-1).sum(-1)
 
     def sample(self, model, shape, *, condition=None, generator=None, device=None, **options):
-        """Options: ``temperature`` (1.0), ``top_p`` (1.0), ``use_cache`` (True), ``bf16`` (True: bf16 autocast where
-        native), ``block`` (new tokens per window past the context; half of it), ``return_stats`` (False).
+        """Options: ``temperature`` (1.0), ``top_p`` (1.0), ``use_cache`` (True), ``bf16`` (True: a bf16 copy of the
+        network where bf16 is native), ``block`` (new tokens per window past the context; half of it),
+        ``return_stats`` (False).
 
         ``condition`` may only give a prefix: its ``given`` mask must be True on the first positions and
         False after them (left-to-right models cannot condition on what comes later).
@@ -71,7 +71,7 @@ class AutoregressiveObjective(Objective):
             given = torch.zeros(shape, dtype=torch.bool, device=device)
         else:
             tokens, given = condition
-        autocast = bf16_autocast(torch.device(device or "cpu"), settings["bf16"])
+        model = inference_copy(model, device, settings["bf16"])
         keywords = {k: settings[k] for k in ("temperature", "top_p", "use_cache")}
         calls = {"nfe": 0}
 
@@ -79,10 +79,9 @@ class AutoregressiveObjective(Objective):
             prefix = _prefix_length(known)
             calls["nfe"] += window.shape[1] - prefix
             prompt = window[:, :prefix] if prefix else None
-            with autocast:
-                return sample_autoregressive(
-                    model, window.shape, prompt=prompt, generator=generator, device=device, **keywords
-                )
+            return sample_autoregressive(
+                model, window.shape, prompt=prompt, generator=generator, device=device, **keywords
+            )
 
         context = model.config.seq_len
         x = generate_in_blocks(fill, tokens, given, context, settings["block"] or default_block(context))

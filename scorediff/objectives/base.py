@@ -7,6 +7,7 @@ to sample, so every benchmark compares the two through the same code path.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -14,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import Header
+from ..devices import fast_bf16
 from ..model import ModelConfig
 
 
@@ -80,3 +82,13 @@ def resolve_options(options: dict, defaults: dict, kind: str) -> dict:
     if unknown:
         raise ValueError(f"{unknown[0]} does not apply to {kind}; its options: {', '.join(sorted(defaults))}")
     return {**defaults, **options}
+
+
+def inference_copy(model: nn.Module, device, bf16: bool) -> nn.Module:
+    """The model to sample with: a bf16 copy where asked and the hardware does bf16 natively, else the model.
+
+    A copy in bf16 is cast once; autocast would cast every weight again at each of the sampler's network calls.
+    """
+    if bf16 and fast_bf16(torch.device(device or "cpu")):
+        return copy.deepcopy(model).to(torch.bfloat16)
+    return model

@@ -9,7 +9,6 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import Header
-from ..devices import bf16_autocast
 from ..graphs import Graph
 from ..graphs.base import expm1_stable
 from ..likelihood import elbo
@@ -19,7 +18,7 @@ from ..sampling import SampleStats, TimeIndependentScore, sample
 from ..sampling.blocks import default_block, generate_in_blocks
 from ..schedules import LogLinearSchedule, NoiseSchedule
 from ..types import ScoreFn
-from .base import Objective, resolve_options
+from .base import Objective, inference_copy, resolve_options
 
 
 class DiffusionObjective(Objective):
@@ -127,12 +126,13 @@ class DiffusionObjective(Objective):
     def sample(self, model, shape, *, condition=None, generator=None, device=None, **options):
         """Options: ``steps`` (128), ``predictor`` (``"analytic"``, ``"euler"``, ``"first_hitting"``), ``cache``
         (True: skip network calls for unchanged sequences of a time-independent network), ``temperature`` and
-        ``top_p`` (1), ``greedy_tail`` (False), ``bf16`` (True: bf16 autocast where the hardware does it
-        natively; the draws stay float64), ``block`` (new tokens per window past the context; half of it),
+        ``top_p`` (1), ``greedy_tail`` (False), ``bf16`` (True: a bf16 copy of the network where the hardware does
+        bf16 natively; the draws stay float64), ``block`` (new tokens per window past the context; half of it),
         ``return_trajectory`` and ``return_stats`` (False).
         """
         settings = resolve_options(options, SAMPLE_OPTIONS, "a diffusion model")
-        score_fn = self.score_fn(model, settings["cache"], settings["bf16"], device)
+        model = inference_copy(model, device, settings["bf16"])
+        score_fn = self.score_fn(model, settings["cache"])
         keywords = {k: settings[k] for k in ("temperature", "top_p", "greedy_tail")}
         steps, predictor = settings["steps"], settings["predictor"]
         context = model.config.seq_len
@@ -172,22 +172,11 @@ class DiffusionObjective(Objective):
         nfe = score_fn.nfe if hasattr(score_fn, "nfe") else calls["nfe"]  # a cache counts across windows
         return x, SampleStats(nfe, calls["steps"], time.perf_counter() - started, shape[0] * shape[1])
 
-    def score_fn(self, model: nn.Module, cache: bool, bf16: bool, device) -> ScoreFn:
-        """The model as a ``ScoreFn``: cached when it is time-independent, under bf16 autocast when asked."""
-        autocast = bf16_autocast(torch.device(device or "cpu"), bf16)
+    def score_fn(self, model: nn.Module, cache: bool = True) -> ScoreFn:
+        """The model as a ``ScoreFn``, cached when it is time-independent."""
         if getattr(model, "time_independent", False):
-
-            def clean_log_probs(x_t: Tensor) -> Tensor:
-                with autocast:
-                    return model.clean_log_probs(x_t)
-
-            return TimeIndependentScore(clean_log_probs, cache=cache)
-
-        def network(x_t: Tensor, sigma_bar: Tensor) -> Tensor:
-            with autocast:
-                return model(x_t, sigma_bar)
-
-        return network
+            return TimeIndependentScore(model.clean_log_probs, cache=cache)
+        return model
 
 
 SAMPLE_OPTIONS = {
