@@ -11,8 +11,6 @@ Conventions (shared by every module):
 - Losses and bounds are in nats per sequence; divide by ``seq_len`` for nats per token.
 """
 
-__version__ = "0.1.0"
-
 from .config import RunConfig, load_config
 from .exact import ExactScore
 from .graphs import GRAPHS, AbsorbingGraph, DenseGraph, Graph, UniformGraph, get_graph
@@ -24,6 +22,7 @@ from .sampling import PREDICTORS, AnalyticPredictor, EulerPredictor, Predictor, 
 from .schedules import SCHEDULES, GeometricSchedule, LogLinearSchedule, NoiseSchedule, get_schedule
 from .training import TrainResult, train
 from .types import ScoreFn
+from .version import __version__
 
 __all__ = [
     "GRAPHS",

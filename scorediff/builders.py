@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
 
 from .config import ConfigError, DiffusionConfig, RunConfig
 from .graphs import Graph, get_graph
 from .objectives import AutoregressiveObjective, DiffusionObjective, Objective
-from .schedules import NoiseSchedule, get_schedule
+from .schedules import SCHEDULES, NoiseSchedule, get_schedule
 
 
 def build_graph(diffusion: DiffusionConfig, num_tokens: int) -> Graph:
@@ -18,11 +20,12 @@ def build_graph(diffusion: DiffusionConfig, num_tokens: int) -> Graph:
 
 
 def build_schedule(diffusion: DiffusionConfig) -> NoiseSchedule:
-    if diffusion.schedule == "loglinear":
-        return get_schedule("loglinear", eps=diffusion.eps)
-    if diffusion.schedule == "geometric":
-        return get_schedule("geometric", sigma_min=diffusion.sigma_min, sigma_max=diffusion.sigma_max)
-    raise ConfigError(f"unknown diffusion.schedule {diffusion.schedule!r}; expected one of ['geometric', 'loglinear']")
+    """The registered schedule ``diffusion.schedule``, given the ``diffusion`` fields its constructor names
+    (a new schedule is one file, one registry line and, if it takes new parameters, their config fields)."""
+    if diffusion.schedule not in SCHEDULES:
+        raise ConfigError(f"unknown diffusion.schedule {diffusion.schedule!r}; expected one of {sorted(SCHEDULES)}")
+    parameters = inspect.signature(SCHEDULES[diffusion.schedule]).parameters
+    return get_schedule(diffusion.schedule, **{name: getattr(diffusion, name) for name in parameters})
 
 
 def build_objective(config: RunConfig, num_tokens: int) -> Objective:

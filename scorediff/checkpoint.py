@@ -201,7 +201,50 @@ def read_config(directory: Path) -> tuple[Header, dict]:
     return split_config(read_json(path), path)
 
 
+def safetensors_header(path: Path) -> dict[str, dict]:
+    """The tensor entries of a safetensors file's header (``dtype``, ``shape``, ``data_offsets``), read without
+    loading any tensor; ``CheckpointError`` when the file is missing, truncated or not safetensors."""
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 0 < size <= 100_000_000:
+                raise ValueError(f"header length {size}")
+            header = json.loads(handle.read(size))
+        entries = {k: v for k, v in header.items() if k != "__metadata__"}
+        end = max((v["data_offsets"][1] for v in entries.values()), default=0)
+        if path.stat().st_size < 8 + size + end:
+            raise ValueError("the file is shorter than its header says")
+        return entries
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file {path} is missing") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise CheckpointError(f"checkpoint file {path} is truncated or corrupt ({error})") from None
+
+
+def safetensors_complete(path: Path) -> bool:
+    """Whether a safetensors file is as long as its header says (a truncated copy is not), without reading it."""
+    try:
+        safetensors_header(path)
+    except CheckpointError:
+        return False
+    return True
+
+
+def checkpoint_intact(checkpoint: Path) -> bool:
+    """Every file of a training checkpoint present, parseable and complete (cheap: no tensor is read)."""
+    try:
+        read_config(checkpoint)
+        for name in (TRAINER_FILE, "tokenizer.json"):
+            read_json(checkpoint / name)
+    except CheckpointError:
+        return False
+    return all(safetensors_complete(checkpoint / name) for name in (MODEL_FILE, EMA_FILE, TRAINER_TENSORS_FILE))
+
+
 def trainer_state(checkpoint: Path) -> dict:
     """``trainer_state.json`` (step, tokens seen, ...) or an empty dict when the checkpoint has none."""
     path = checkpoint / TRAINER_FILE
-    return read_json(path) if path.exists() else {}
+    state = read_json(path) if path.exists() else {}
+    if not isinstance(state, dict) or not isinstance(state.get("step", 0), int):
+        raise CheckpointError(f"{path} must hold a JSON object with an integer step")
+    return state

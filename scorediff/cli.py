@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -74,17 +75,30 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"  # every character str.splitlines breaks at
+
+
+def one_line(text: object) -> str:
+    """``text`` on one line: line breaks that came with a user's input are shown escaped."""
+    return "".join(c.encode("unicode_escape").decode() if c in LINE_BREAKS else c for c in str(text))
+
+
+def _fail(message: object) -> int:
+    print(f"scorediff: error: {one_line(message)}", file=sys.stderr)
+    return 2
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a mistake is one line on stderr and exit code 2."""
 
     def error(self, message: str):
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        print(f"{self.prog}: error: {one_line(message)}", file=sys.stderr)
         raise SystemExit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
     from .commands import evaluate, generate, train_cmd
+    from .version import __version__
 
     parser = _Parser(prog="scorediff", description="Score Entropy Discrete Diffusion: train, sample, infill, eval.")
     parser.add_argument("--version", action="version", version=f"scorediff {__version__}")
@@ -109,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     from .commands import UsageError
     from .config import ConfigError
     from .data.sources import DataError
+    from .training.step import TrainingDiverged
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -120,12 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     args.overrides = overrides
     try:
         return args.run(args)
-    except (UsageError, ConfigError, DataError, CheckpointError) as error:
-        print(f"scorediff: error: {error}", file=sys.stderr)
-        return 2
-    except ImportError as error:
-        print(f"scorediff: error: {error}", file=sys.stderr)
-        return 2
+    except (UsageError, ConfigError, DataError, CheckpointError, TrainingDiverged, ImportError) as error:
+        return _fail(error)
+    except BrokenPipeError:  # `scorediff info ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as error:  # a folder that cannot be written, a disk that is full, ...
+        where = f": {error.filename}" if error.filename else ""
+        return _fail(f"{error.strerror or error}{where}")
     except KeyboardInterrupt:
         print("scorediff: interrupted", file=sys.stderr)
         return 130

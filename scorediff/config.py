@@ -7,13 +7,17 @@ need nothing but the checkpoint.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .checks import at_least, one_of, positive, within
 from .model.transformer import ModelConfig
 
 PRESET_DIR = Path(__file__).parent / "configs"
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 OBJECTIVES = ("autoregressive", "diffusion")
 
 
@@ -45,6 +49,14 @@ class DiffusionConfig:
     position with probability t and weighting by 1 / t. The same bound in expectation (the any-order
     autoregressive form, Ou et al. 2024), with the count's spread removed."""
 
+    def __post_init__(self):
+        one_of("graph", self.graph, ("absorbing", "absorb", "uniform"))
+        within("eps", self.eps, 0.0, 1.0, low_open=True, high_open=True)
+        positive("sigma_min", self.sigma_min)
+        if not (math.isfinite(self.sigma_max) and self.sigma_max > self.sigma_min):
+            raise ValueError(f"sigma_max must be > sigma_min = {self.sigma_min}; got {self.sigma_max}")
+        within("t_min", self.t_min, 0.0, 1.0, low_open=False, high_open=True)
+
 
 @dataclass
 class DataConfig:
@@ -63,6 +75,10 @@ class DataConfig:
     """Fraction of the token stream held out for validation (deterministic)."""
     cache_dir: str = ""
     """Where token shards are cached; default ``~/.cache/scorediff/shards``."""
+
+    def __post_init__(self):
+        within("val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+        at_least("bpe_vocab_size", self.bpe_vocab_size, 257, 2**24)
 
 
 @dataclass
@@ -83,6 +99,16 @@ class OptimConfig:
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0 disables)."""
 
+    def __post_init__(self):
+        positive("lr", self.lr)
+        within("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0, low_open=False, high_open=False)
+        at_least("warmup_steps", self.warmup_steps, 0)
+        within("weight_decay", self.weight_decay, 0.0, 1e6, low_open=False, high_open=False)
+        within("beta1", self.beta1, 0.0, 1.0, low_open=False, high_open=True)
+        within("beta2", self.beta2, 0.0, 1.0, low_open=False, high_open=True)
+        positive("adam_eps", self.adam_eps)
+        within("grad_clip", self.grad_clip, 0.0, 1e12, low_open=False, high_open=False)
+
 
 @dataclass
 class TrainConfig:
@@ -99,6 +125,8 @@ class TrainConfig:
     time_budget_minutes: float = 0.0
     """Fit the schedule to this budget (0: off): after a short probe of the step time, max_steps becomes the steps
     that fit, evaluations included (never more than max_steps), and is recorded in the run's config."""
+    max_skipped_steps: int = 10
+    """Consecutive steps with a non-finite loss or gradient (skipped, not applied) after which the run stops."""
     ema: float = 0.999
     """Decay of the exponential moving average of the weights used for evaluation and sampling."""
     seed: int = 0
@@ -129,6 +157,19 @@ class TrainConfig:
     run_name: str = ""
     """Run directory name; default ``<preset>-<date>-<time>``."""
 
+    def __post_init__(self):
+        for name in ("batch_size", "grad_accum", "max_steps", "max_skipped_steps", "log_every", "eval_windows"):
+            at_least(name, getattr(self, name), 1)
+        for name in ("eval_every", "preview_samples", "save_every", "keep_last"):
+            at_least(name, getattr(self, name), 0)
+        at_least("seed", self.seed, 0, 2**63 - 1)
+        at_least("eval_num_t", self.eval_num_t, 1, 4096)
+        within("max_minutes", self.max_minutes, 0.0, 1e9, low_open=False, high_open=False)
+        within("time_budget_minutes", self.time_budget_minutes, 0.0, 1e9, low_open=False, high_open=False)
+        within("ema", self.ema, 0.0, 1.0, low_open=False, high_open=True)
+        if not DEVICE.fullmatch(self.device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+
 
 @dataclass
 class SamplingConfig:
@@ -144,6 +185,13 @@ class SamplingConfig:
     """Autoregressive: divides the next-token log-probabilities."""
     top_p: float = 1.0
     """Autoregressive: nucleus sampling."""
+
+    def __post_init__(self):
+        at_least("steps", self.steps, 1, 10**7)
+        one_of("predictor", self.predictor, ("analytic", "euler", "first_hitting"))
+        at_least("length", self.length, 0)
+        positive("temperature", self.temperature)
+        within("top_p", self.top_p, 0.0, 1.0, low_open=True, high_open=False)
 
 
 @dataclass
@@ -174,17 +222,41 @@ def _coerce(value: Any, kind: type, where: str) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
             return value.lower() in ("true", "1", "yes")
         raise ConfigError(f"{where} expects true or false; got {value!r}")
-    if kind in (int, float):
+    if kind is int:
+        number = _integer(value)
+        if number is None:
+            raise ConfigError(f"{where} expects an integer; got {value!r}")
+        return number
+    if kind is float:
         try:
-            number = float(value) if isinstance(value, str) else value
-            if kind is int:
-                if isinstance(number, bool) or float(number) != int(number):
-                    raise ValueError
-                return int(number)
-            return float(number)
+            number = float(value) if not isinstance(value, bool) else None
         except (TypeError, ValueError):
-            raise ConfigError(f"{where} expects {'an integer' if kind is int else 'a number'}; got {value!r}") from None
-    return str(value)
+            number = None
+        if number is None or not math.isfinite(number):
+            raise ConfigError(f"{where} expects a finite number; got {value!r}")
+        return number
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} expects text; got {value!r}")
+    return value
+
+
+def _integer(value: Any) -> int | None:
+    """``value`` as an exact integer (``"12"``, ``12``, ``1e3``, ``"1e3"``; big ones without going through
+    float), or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if math.isfinite(number) and number.is_integer() else None
 
 
 def _types(cls) -> dict[str, type]:
@@ -199,7 +271,11 @@ def _section(cls, values: dict, where: str):
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"unknown option {where}.{unknown[0]}; valid: {', '.join(sorted(known))}")
-    return cls(**{k: _coerce(v, known[k], f"{where}.{k}") for k, v in values.items()})
+    coerced = {k: _coerce(v, known[k], f"{where}.{k}") for k, v in values.items()}
+    try:
+        return cls(**coerced)
+    except ValueError as error:
+        raise ConfigError(f"{where}.{error}") from None
 
 
 SECTIONS = {
@@ -233,8 +309,8 @@ def _read_yaml(path: Path) -> dict:
 
     try:
         values = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"cannot read config {path}: {error}") from None
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config {path}: {str(error).splitlines()[0]}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config {path} must hold a mapping of sections")
     return values

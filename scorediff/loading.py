@@ -16,6 +16,7 @@ from .checkpoint import (
     read_json,
     read_tensors,
     resolve_checkpoint,
+    safetensors_header,
     split_config,
     trainer_state,
 )
@@ -76,13 +77,15 @@ def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True)
     except ConfigError as error:
         raise CheckpointError(f"{checkpoint / 'config.json'} is not a scorediff configuration ({error})") from None
     objective = _objective(header, config, checkpoint)
-    tokenizer = load_tokenizer(checkpoint) if (checkpoint / "tokenizer.json").exists() else None
+    tokenizer = _tokenizer(checkpoint)
     if tokenizer is not None and tokenizer.vocab_size != header.num_tokens:
         raise CheckpointError(
             f"{checkpoint}: tokenizer has {tokenizer.vocab_size} tokens but the model was built for {header.num_tokens}"
         )
-    model = build_model(config, objective)
     weights = checkpoint / (EMA_FILE if ema and (checkpoint / EMA_FILE).exists() else MODEL_FILE)
+    with torch.device("meta"):  # sizes first, against the file's header: nothing large is allocated for a lie
+        _check_shapes(build_model(config, objective), safetensors_header(weights), weights)
+    model = build_model(config, objective)
     _load_weights(model, read_tensors(weights), weights)
     model.to(device).eval()
     info = trainer_state(checkpoint)
@@ -118,7 +121,10 @@ def _objective(header: Header, config: RunConfig, checkpoint: Path) -> Objective
 
 
 def _load_original(checkpoint: Path, device) -> Loaded:
-    model_config, graph, schedule, state = read_original_checkpoint(checkpoint)
+    try:
+        model_config, graph, schedule, state = read_original_checkpoint(checkpoint)
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{checkpoint} is not a usable original SEDD checkpoint ({error})") from None
     model = SEDDTransformer(model_config, graph.mask_id)
     _load_weights(model, state, checkpoint / MODEL_FILE)
     model.to(device).eval()
@@ -139,6 +145,35 @@ def _gpt2_if_available(graph: Graph) -> Tokenizer | None:
         return None
 
 
+def _tokenizer(checkpoint: Path) -> Tokenizer | None:
+    if not (checkpoint / "tokenizer.json").exists():
+        return None
+    try:
+        return load_tokenizer(checkpoint)
+    except Exception as error:  # the tokenizers library raises its own exception type for a bad file
+        raise CheckpointError(f"{checkpoint / 'tokenizer.json'} cannot be used ({error})") from None
+
+
+FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
+
+
+def _check_shapes(model: torch.nn.Module, header: dict[str, dict], source: Path) -> None:
+    """The weight file holds exactly the model's tensors, with its shapes, in a floating-point dtype."""
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    missing, unexpected = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise CheckpointError(f"{source} does not match the model in config.json: {what}")
+    for name, entry in header.items():
+        if tuple(entry["shape"]) != expected[name]:
+            raise CheckpointError(
+                f"{source}: {name} has shape {tuple(entry['shape'])}, the model in config.json expects "
+                f"{expected[name]} (made for another vocabulary or size?)"
+            )
+        if entry["dtype"] not in FLOAT_DTYPES:
+            raise CheckpointError(f"{source}: {name} is {entry['dtype']}; weights must be floating point")
+
+
 def _load_weights(model: torch.nn.Module, state: dict, source: Path) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -152,4 +187,8 @@ def _load_weights(model: torch.nn.Module, state: dict, source: Path) -> None:
                 f"{source}: {name} has shape {tuple(tensor.shape)}, the model expects {tuple(expected[name].shape)} "
                 f"(made for another vocabulary or size?)"
             )
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"{source}: {name} is {tensor.dtype}; weights must be floating point")
+        if not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source}: {name} holds NaN or infinite values; it cannot be sampled or scored")
     model.load_state_dict(state)

@@ -23,6 +23,8 @@ def positive(name: str, value: int | float | None, allow_zero: bool = False) -> 
 
 
 def check_writable(path) -> None:
+    """A file can be written at ``path``: its folder exists and may be written, and it is not a folder."""
+    import os
     from pathlib import Path
 
     path = Path(path)
@@ -30,6 +32,38 @@ def check_writable(path) -> None:
         raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
     if path.is_dir():
         raise UsageError(f"cannot write {path}: it is a folder")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"cannot write {path}: permission denied")
+
+
+def check_folder_writable(path) -> None:
+    """A folder can be created (or written) at ``path``: it is not a file, and its nearest existing folder may
+    be written."""
+    import os
+    from pathlib import Path
+
+    path = Path(path).absolute()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"cannot write into {path}: it is a file, not a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UsageError(f"cannot write into {path}: {existing} is not a folder this user may write")
+
+
+def check_device(name: str) -> None:
+    """``name`` is a torch device that exists here (``cuda`` needs a GPU)."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device must be cpu, cuda or cuda:N; got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device must be cpu, cuda or cuda:N; got {name!r}")
 
 
 def check_memory(needed: int) -> None:

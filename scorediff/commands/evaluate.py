@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from . import UsageError, atomic_write, check_writable, positive
+from . import UsageError, atomic_write, check_device, check_writable, positive
 
 
 def add_parsers(commands) -> None:
@@ -70,6 +70,7 @@ def run_eval(args: argparse.Namespace) -> int:
     positive("--num-t", args.num_t)
     positive("--batch-size", args.batch_size)
     positive("--max-windows", args.max_windows, allow_zero=True)
+    check_device(args.device)
     if args.json:
         check_writable(args.json)  # fail now, not after the evaluation
     loaded = load(args.checkpoint, device=args.device)

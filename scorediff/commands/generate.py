@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from . import UsageError, atomic_write, check_memory, positive
+from . import UsageError, atomic_write, check_device, check_memory, check_writable, positive
 
 MARKER = re.compile(r"\[MASK(?::(\d+))?\]")
 
@@ -65,6 +65,11 @@ def _load(args):
 
     positive("--num-samples", args.num_samples)
     positive("--steps", args.steps)
+    check_device(args.device)
+    if args.out:
+        check_writable(args.out)
+    if args.trajectory:
+        check_writable(args.trajectory)
     loaded = load(args.checkpoint, device=args.device)
     if loaded.tokenizer is None:
         raise UsageError(f"{loaded.path} has no tokenizer.json, so its tokens cannot be turned into text")
@@ -190,34 +195,41 @@ def run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_template(template: str, tokenizer) -> tuple[list[int], list[bool]]:
-    """Tokens and a given-mask from a template whose ``[MASK:n]`` markers stand for n unknown tokens."""
-    tokens: list[int] = []
-    given: list[bool] = []
+def parse_template(template: str, tokenizer, context: int) -> tuple[list[int], list[bool]]:
+    """Tokens and a given-mask from a template whose ``[MASK:n]`` markers stand for n unknown tokens; a
+    template longer than ``context`` tokens is refused before anything of its length is built."""
+    pieces: list[tuple[list[int], int]] = []  # (given tokens, unknown tokens after them)
     position = 0
     for match in MARKER.finditer(template):
-        text = template[position : match.start()]
-        ids = _encode(tokenizer, text)
-        tokens += ids
-        given += [True] * len(ids)
         count = int(match.group(1)) if match.group(1) is not None else 1
         if count <= 0:
             raise UsageError(f"[MASK:n] needs n > 0; got {match.group(0)}")
-        tokens += [0] * count
-        given += [False] * count
+        pieces.append((_encode(tokenizer, template[position : match.start()]), count))
         position = match.end()
-    ids = _encode(tokenizer, template[position:])
-    tokens += ids
-    given += [True] * len(ids)
-    if all(given):
+    pieces.append((_encode(tokenizer, template[position:]), 0))
+    if len(pieces) == 1:
         raise UsageError("the template has no [MASK:n] marker, so there is nothing to fill in")
+    _check_context(sum(len(ids) + count for ids, count in pieces), context)
+    tokens: list[int] = []
+    given: list[bool] = []
+    for ids, count in pieces:
+        tokens += ids + [0] * count
+        given += [True] * len(ids) + [False] * count
     return tokens, given
+
+
+def _check_context(length: int, context: int) -> None:
+    if length > context:
+        raise UsageError(f"the filled-in text would be {length} tokens; the model's context is {context}")
 
 
 def _encode(tokenizer, text: str) -> list[int]:
     try:
+        text.encode("utf-8")
         return tokenizer.encode(text) if text else []
-    except ValueError as error:
+    except UnicodeError:
+        raise UsageError("cannot encode the prompt: it is not valid UTF-8 text") from None
+    except (ValueError, TypeError) as error:
         raise UsageError(f"cannot encode the prompt: {error}") from None
 
 
@@ -238,15 +250,12 @@ def run_infill(args: argparse.Namespace) -> int:
             "(no --suffix or --template); use a diffusion checkpoint to fill in text"
         )
     if args.template is not None:
-        tokens, given = parse_template(args.template, tokenizer)
+        tokens, given = parse_template(args.template, tokenizer, _max_length(loaded))
     else:
         prefix, suffix = _encode(tokenizer, args.prefix), _encode(tokenizer, args.suffix)
+        _check_context(len(prefix) + args.length + len(suffix), _max_length(loaded))
         tokens = prefix + [0] * args.length + suffix
         given = [True] * len(prefix) + [False] * args.length + [True] * len(suffix)
-    if len(tokens) > _max_length(loaded):
-        raise UsageError(
-            f"the filled-in text would be {len(tokens)} tokens; the model's context is {_max_length(loaded)}"
-        )
     if loaded.kind == "diffusion" and loaded.graph.mask_id is None:
         print(
             "note: with the uniform graph, keeping given tokens fixed only approximates conditioning", file=sys.stderr

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..config import load_config, override_config
-from . import UsageError, positive
+from . import UsageError, check_device, check_folder_writable, positive
 
 
 def add_parser(commands) -> None:
@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     from ..training.trainer import config_of_run
 
     positive("--max-minutes", args.max_minutes)
+    if args.device and args.device != "auto":
+        check_device(args.device)
+    check_folder_writable(args.out or "runs")
     positive("--num-samples", args.num_samples, allow_zero=True)
     overrides = list(args.overrides)
     for flag, key in (
@@ -84,6 +87,14 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", 0)) != 0:  # under torchrun only the first process reports
         return 0
     minutes = (time.perf_counter() - start) / 60
+    if result.interrupted:
+        from ..training.signals import EXIT_CODES
+
+        print(
+            f"\nstopped by {result.interrupted} at step {result.step}; checkpoint: {result.checkpoint}\n"
+            f"continue with: scorediff train --resume {result.run_dir}"
+        )
+        return EXIT_CODES[result.interrupted]
     print(
         f"\nfinished step {result.step} in {minutes:.1f} min; {result.num_parameters:,} parameters, "
         f"{result.tokens_per_second:,.0f} tokens/s"

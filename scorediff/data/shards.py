@@ -42,7 +42,7 @@ def write_shards(
         raise DataError(f"val_fraction must be in (0, 1); got {val_fraction}")
     out_dir = Path(out_dir)
     dtype = _token_dtype(tokenizer.vocab_size)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, replace=False) as tmp:  # first writer wins; readers never see it vanish
         counts = {"train": 0, "val": 0}
         with open(tmp / "train.bin", "wb") as train, open(tmp / "val.bin", "wb") as val:
             files = {"train": train, "val": val}
@@ -68,10 +68,12 @@ def write_shards(
                 except ValueError as error:
                     raise DataError(f"{spec}: {error}") from None
                 started = True
-                while len(buffer) >= chunk_tokens:
-                    flush(buffer[:chunk_tokens], chunk_index)
-                    buffer = buffer[chunk_tokens:]
+                start = 0
+                while len(buffer) - start >= chunk_tokens:
+                    flush(buffer[start : start + chunk_tokens], chunk_index)
+                    start += chunk_tokens
                     chunk_index += 1
+                del buffer[:start]  # once per piece: slicing per chunk made one long line quadratic
             if buffer:
                 flush(buffer, chunk_index)
         total = counts["train"] + counts["val"]

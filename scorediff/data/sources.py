@@ -53,17 +53,30 @@ def _lines(path: Path) -> Iterator[str]:
 
 
 def _plain(path: Path) -> Iterator[str | None]:
-    piece: list[str] = []
-    size = 0
-    for line in _lines(path):
-        piece.append(line)
-        size += len(line)
-        if size >= PIECE_CHARS:
-            yield "".join(piece)
-            piece, size = [], 0
-    if piece:
-        yield "".join(piece)
+    """Pieces of about ``PIECE_CHARS`` characters, cut after a newline (or else a space) so that words stay
+    whole; a file with one enormous line streams as well as one of many lines."""
+    yield from _blocks(path)
     yield None
+
+
+def _blocks(path: Path) -> Iterator[str]:
+    carry = ""
+    try:
+        with _open_text(path) as handle:
+            while block := handle.read(PIECE_CHARS):
+                text = carry + block
+                cut = text.rfind("\n")
+                if cut < len(text) // 2:
+                    cut = max(cut, text.rfind(" "))
+                cut = cut + 1 if cut >= 0 else len(text)  # no whitespace at all: cut anywhere
+                carry = text[cut:]
+                if cut:
+                    yield text[:cut]
+    except UnicodeDecodeError as error:
+        byte = error.object[error.start]
+        raise DataError(f"{path} is not UTF-8 text: byte 0x{byte:02x} at offset {error.start} of a block") from None
+    if carry:
+        yield carry
 
 
 def _jsonl(path: Path, text_field: str) -> Iterator[str | None]:

@@ -73,6 +73,10 @@ class CharTokenizer(Tokenizer):
             ) from None
 
     def decode(self, ids: Iterable[int]) -> str:
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ValueError(f"token ids must be in [0, {self.vocab_size}); got {bad[0]}")
         return "".join(self.chars[i] for i in ids)
 
     def save(self, directory: str | Path) -> Path:
@@ -194,6 +198,8 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         raise ValueError(f"cannot read a tokenizer from {path}: {error}") from None
     kind = spec.get("type") if isinstance(spec, dict) else None
     if kind == "char":
+        if not isinstance(spec.get("chars"), str) or not spec["chars"]:
+            raise ValueError(f'{path}: a char tokenizer needs a non-empty string of "chars"')
         return CharTokenizer(spec["chars"])
     if kind == "byte":
         return ByteTokenizer()

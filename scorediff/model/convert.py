@@ -76,7 +76,15 @@ def read_original_checkpoint(path: str | Path) -> tuple[ModelConfig, Graph, Nois
     if weights.exists():
         state = load_file(str(weights))
     elif (path / "pytorch_model.bin").exists():
-        state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        import pickle
+
+        try:  # weights only: a pickle that holds anything but tensors is refused, never run
+            state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+            reason = str(error).splitlines()[0][:160]
+            raise ValueError(
+                f"pytorch_model.bin is not a plain file of weights, so it is not read ({reason})"
+            ) from None
     else:
         raise FileNotFoundError(f"{path} has no model.safetensors (or pytorch_model.bin)")
     return model_config, graph, schedule, convert_state_dict(state, model_config)

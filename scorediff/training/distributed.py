@@ -31,10 +31,14 @@ def setup(device_request: str) -> tuple[DistInfo, torch.device]:
         local_rank=int(os.environ.get("LOCAL_RANK", 0)),
         world_size=int(os.environ.get("WORLD_SIZE", 1)),
     )
-    use_cuda = device_request == "cuda" or (device_request == "auto" and torch.cuda.is_available())
-    if device_request == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device=cuda but CUDA is not available; use train.device=cpu or auto")
-    device = torch.device("cuda", info.local_rank) if use_cuda else torch.device("cpu")
+    wants_cuda = device_request.startswith("cuda")
+    if wants_cuda and not torch.cuda.is_available():
+        from ..config import ConfigError
+
+        raise ConfigError(f"train.device={device_request} but CUDA is not available; use train.device=cpu or auto")
+    use_cuda = wants_cuda or (device_request == "auto" and torch.cuda.is_available())
+    index = int(device_request.split(":")[1]) if ":" in device_request else info.local_rank
+    device = torch.device("cuda", index) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
     if info.enabled and not dist.is_initialized():
@@ -59,13 +63,13 @@ def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return values
 
 
-def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
-    """Rank 0's decision, seen by every rank (so all stop at the same step)."""
+def any_rank(flags: list[bool], info: DistInfo, device: torch.device) -> list[bool]:
+    """Each flag true on every rank when it is true on any (so all stop at the same step)."""
     if not info.enabled:
-        return flag
-    value = torch.tensor([1 if flag else 0], device=device)
-    dist.broadcast(value, src=0)
-    return bool(value.item())
+        return list(flags)
+    values = torch.tensor([float(flag) for flag in flags], device=device)
+    dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return [bool(value) for value in values.tolist()]
 
 
 def broadcast_object(value, info: DistInfo):

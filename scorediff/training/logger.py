@@ -80,7 +80,7 @@ def plot_metrics(run_dir: Path) -> Path | None:
     except ImportError:
         return None
     records = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line]
-    train = [(r["step"], r["loss_nats_per_token"]) for r in records if "loss_nats_per_token" in r]
+    train = [(r["step"], r["loss_nats_per_token"]) for r in records if r.get("loss_nats_per_token") is not None]
     val = [(r["step"], r["val_bits_per_token"]) for r in records if "val_bits_per_token" in r]
     if not train:
         return None

@@ -9,6 +9,9 @@ from ..config import ConfigError
 # Options that may differ when resuming: they change how the run is executed, not what it computes.
 RESUMABLE_CHANGES = {
     "train.max_minutes",
+    "train.out_dir",
+    "train.run_name",
+    "train.max_skipped_steps",
     "train.time_budget_minutes",
     "train.device",
     "train.compile",

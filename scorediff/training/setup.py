@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -15,7 +14,6 @@ from ..checkpoint import (
     MODEL_FILE,
     TRAINER_FILE,
     TRAINER_TENSORS_FILE,
-    list_checkpoints,
     load_optimizer,
     read_config,
     read_json,
@@ -40,11 +38,6 @@ class RunData:
     val: TokenWindows
 
 
-def run_directory(config: RunConfig) -> Path:
-    name = config.train.run_name or f"{config.preset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    return Path(config.train.out_dir) / name
-
-
 def check_batch(config: RunConfig, info: DistInfo) -> None:
     tc = config.train
     if tc.batch_size % (info.world_size * tc.grad_accum):
@@ -52,16 +45,6 @@ def check_batch(config: RunConfig, info: DistInfo) -> None:
             f"train.batch_size={tc.batch_size} must be divisible by world_size * grad_accum = "
             f"{info.world_size} * {tc.grad_accum}"
         )
-
-
-def find_start(run_dir: Path, resume: bool) -> Path | None:
-    """The checkpoint to resume from (None for a new run), refusing a resume without one and a restart over one."""
-    checkpoints = list_checkpoints(run_dir)
-    if resume and not checkpoints:
-        raise ConfigError(f"cannot resume: {run_dir} holds no checkpoint")
-    if not resume and checkpoints:
-        raise ConfigError(f"run directory {run_dir} already holds checkpoints; pass resume or another run name")
-    return checkpoints[-1] if resume else None
 
 
 def prepare_data(config: RunConfig, info: DistInfo, checkpoint: Path | None) -> RunData:

@@ -60,6 +60,10 @@ def new_state(config: RunConfig, objective: Objective, model: nn.Module, device:
     return TrainState(config, objective, model, network, optimizer, ema, info, autocast)
 
 
+class TrainingDiverged(ValueError):
+    """The loss, the gradients or the weights stopped being finite; the message names the step."""
+
+
 @dataclass
 class StepOutput:
     """What one optimizer step reports."""
@@ -68,6 +72,8 @@ class StepOutput:
     """This process's mean training loss, nats per token, a 0-dim float tensor (not yet averaged over ranks)."""
     grad_norm: Tensor
     """Global gradient norm before clipping."""
+    skipped: bool = False
+    """The loss or the gradient was not finite: the weights, the optimizer and the EMA were left as they were."""
 
 
 def train_step(state: TrainState, batch: dict[str, Tensor]) -> StepOutput:
@@ -92,9 +98,19 @@ def train_step(state: TrainState, batch: dict[str, Tensor]) -> StepOutput:
         loss_sum += loss.detach()
     clip = config.optim.grad_clip if config.optim.grad_clip > 0 else float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), clip)
-    state.optimizer.step()
+    # the gradient is synchronised, so every process takes the same decision
+    skipped = not bool(torch.isfinite(grad_norm) & torch.isfinite(loss_sum))
+    if not skipped:
+        state.optimizer.step()
     state.optimizer.zero_grad(set_to_none=True)
-    state.ema.update(state.model, state.step)
+    if not skipped:
+        state.ema.update(state.model, state.step)
     state.step += 1
     state.tokens_seen += config.train.batch_size * seq_len
-    return StepOutput(loss_sum, grad_norm)
+    return StepOutput(loss_sum, grad_norm, skipped)
+
+
+def all_finite(state: TrainState) -> bool:
+    """Whether the weights and their moving average hold only finite numbers (what may be saved)."""
+    tensors = [p.detach() for p in state.model.parameters()] + list(state.ema.shadow.values())
+    return all(bool(torch.isfinite(t).all()) for t in tensors)

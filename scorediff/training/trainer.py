@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .. import __version__
 from ..checkpoint import CONFIG_FILE, config_json, list_checkpoints, read_config, save_checkpoint
-from ..config import RunConfig, config_from_dict
+from ..config import ConfigError, RunConfig, config_from_dict
 from ..devices import fast_bf16
 from ..fileio import atomic_write_text
+from ..version import __version__
 from . import distributed
 from .budget import BudgetProbe, evaluation_seconds, schedule_steps
 from .evaluate import evaluate_during_training
 from .logger import MetricsLogger
-from .optim import lr_at, step_seed
-from .setup import RunData, build, check_batch, find_start, prepare_data, restore, run_directory
-from .step import TrainState, train_step
+from .optim import step_seed
+from .progress import Skips, Window
+from .rundir import claim, find_start, run_directory
+from .setup import RunData, build, check_batch, prepare_data, restore
+from .signals import StopSignals
+from .step import TrainingDiverged, TrainState, all_finite, train_step
 
 
 @dataclass
@@ -37,6 +39,8 @@ class TrainResult:
     samples: list[str]
     tokens_per_second: float
     num_parameters: int
+    interrupted: str | None = None
+    """``"SIGTERM"`` or ``"SIGINT"`` when a signal stopped the run (after saving a checkpoint)."""
 
 
 def train(config: RunConfig, resume: bool = False, until_step: int | None = None, progress: bool = True) -> TrainResult:
@@ -65,13 +69,32 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
         checkpoint = find_start(run_dir, resume)
         data = prepare_data(config, info, checkpoint)
         state = build(config, data.tokenizer, device, info)
-        elapsed_before = restore(state, checkpoint, run_dir) if checkpoint is not None else 0.0
-        result = _loop(state, data, run_dir, device, until_step, progress, elapsed_before, started)
-        distributed.barrier(info)  # rank 0 may still be writing; tearing gloo down under it can abort a peer
+        lock = _claim(run_dir, checkpoint, resume, info)  # only now, with data and model checked, is anything written
+        try:
+            elapsed_before = restore(state, checkpoint, run_dir) if checkpoint is not None else 0.0
+            result = _loop(state, data, run_dir, device, until_step, progress, elapsed_before, started)
+            distributed.barrier(info)  # rank 0 may still be writing; tearing gloo down under it can abort a peer
+        finally:
+            if lock is not None:
+                lock.release()
         return result
     finally:
         torch.use_deterministic_algorithms(deterministic)
         distributed.teardown()
+
+
+def _claim(run_dir: Path, checkpoint: Path | None, resume: bool, info):
+    """Rank 0 takes the run's lock; a refusal reaches every rank, so none waits for the others forever."""
+    lock, refusal = None, None
+    if info.is_main:
+        try:
+            lock = claim(run_dir, checkpoint, resume)
+        except ConfigError as error:
+            refusal = str(error)
+    refusal = distributed.broadcast_object(refusal, info)
+    if refusal:
+        raise ConfigError(refusal)
+    return lock
 
 
 def draw_batch(state: TrainState, windows, device: torch.device) -> dict[str, torch.Tensor]:
@@ -91,45 +114,46 @@ def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_b
     logger = _start_logging(state, data, run_dir, device)
     last_step = min(tc.max_steps, until_step) if until_step is not None else tc.max_steps
     bar = logger.progress(total=tc.max_steps, initial=state.step, enabled=progress)
-    window = _Window()
+    window, skips = Window(), Skips(tc.max_skipped_steps)
     run_start = time.perf_counter()
-    val_bits, samples, last_saved = None, [], None
+    val_bits, samples, last_saved, interrupted = None, [], None, None
     probe = BudgetProbe(state.step)
-
-    def out_of_time() -> bool:
-        late = tc.max_minutes > 0 and (time.perf_counter() - run_start) > tc.max_minutes * 60
-        return distributed.broadcast_flag(late, info, device)
-
     state.model.train()
-    while state.step < last_step:
-        output = train_step(state, draw_batch(state, data.train, device))
-        step_loss = float(distributed.all_reduce_sum(output.loss, info)) / info.world_size
-        if not math.isfinite(step_loss):
-            raise FloatingPointError(f"training loss became {step_loss} at step {state.step}; lower optim.lr?")
-        window.add(step_loss)
-        bar.update(1)
-        step_seconds = probe.after_step(state) if probe.wants(state) else None
-        if step_seconds is not None:
-            fit_to_budget(state, data, run_dir, device, step_seconds, time.perf_counter() - started, logger)
-            tc = state.config.train
-            last_step = min(tc.max_steps, until_step) if until_step is not None else tc.max_steps
-            bar.total = tc.max_steps
-            bar.refresh()
-        if state.step % tc.log_every == 0 or state.step == last_step:
-            record = window.record(state, output.grad_norm, elapsed_before + time.perf_counter() - run_start)
-            logger.log(record)
-            bar.set_postfix(loss=f"{record['loss_nats_per_token']:.3f}", tok_s=f"{record['tokens_per_second']:,.0f}")
-        stop = state.step == last_step or out_of_time()
-        if (tc.eval_every and state.step % tc.eval_every == 0) or stop:
-            val_bits, samples = evaluate_during_training(state, data.tokenizer, data.val, device, logger)
-            window.restart()
-            stop = stop or out_of_time()  # the evaluation used up the time: stop here, not one step later
-        if (tc.save_every and state.step % tc.save_every == 0) or stop:
-            elapsed = elapsed_before + time.perf_counter() - run_start
-            last_saved = save(state, run_dir, data.tokenizer, elapsed, val_bits)
-            window.restart()
-        if stop:
-            break
+    with StopSignals() as signals:
+        while state.step < last_step:
+            output = train_step(state, draw_batch(state, data.train, device))
+            skips.count(output, state)
+            loss = None if output.skipped else float(distributed.all_reduce_sum(output.loss, info)) / info.world_size
+            window.add(loss)
+            bar.update(1)
+            step_seconds = probe.after_step(state) if probe.wants(state) else None
+            if step_seconds is not None:
+                fit_to_budget(state, data, run_dir, device, step_seconds, time.perf_counter() - started, logger)
+                tc = state.config.train
+                last_step = min(tc.max_steps, until_step) if until_step is not None else tc.max_steps
+                bar.total = tc.max_steps
+                bar.refresh()
+            if state.step % tc.log_every == 0 or state.step == last_step:
+                record = window.record(state, output.grad_norm, elapsed_before + time.perf_counter() - run_start)
+                logger.log({**record, "skipped_steps": skips.total})
+                shown = f"{window.train_loss:.3f}"
+                bar.set_postfix(loss=shown, tok_s=f"{record['tokens_per_second']:,.0f}", skipped=skips.total)
+            late = tc.max_minutes > 0 and (time.perf_counter() - run_start) > tc.max_minutes * 60
+            late, signalled = distributed.any_rank([late, signals.received is not None], info, device)
+            interrupted = (signals.received or "SIGTERM") if signalled else None
+            stop = state.step == last_step or late or signalled
+            if ((tc.eval_every and state.step % tc.eval_every == 0) or stop) and not signalled:
+                val_bits, samples = evaluate_during_training(state, data.tokenizer, data.val, device, logger)
+                window.restart()
+                # the evaluation used up the time: stop here, not one step later
+                stop = stop or tc.max_minutes > 0 and (time.perf_counter() - run_start) > tc.max_minutes * 60
+                stop = distributed.any_rank([stop], info, device)[0]
+            if (tc.save_every and state.step % tc.save_every == 0) or stop:
+                elapsed = elapsed_before + time.perf_counter() - run_start
+                last_saved = save(state, run_dir, data.tokenizer, elapsed, val_bits) or last_saved
+                window.restart()
+            if stop:
+                break
     bar.close()
     logger.close()
     if info.is_main:
@@ -145,39 +169,8 @@ def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_b
         samples,
         window.tokens_per_second,
         state.model.num_parameters(),
+        interrupted,
     )
-
-
-class _Window:
-    """Training loss and throughput over the steps since the last log line."""
-
-    def __init__(self):
-        self.loss, self.count, self.start = 0.0, 0, time.perf_counter()
-        self.train_loss, self.tokens_per_second = float("nan"), 0.0
-
-    def add(self, loss: float) -> None:
-        self.loss += loss
-        self.count += 1
-
-    def restart(self) -> None:
-        """Leave evaluations and checkpoint writes out of the throughput."""
-        self.start = time.perf_counter()
-
-    def record(self, state: TrainState, grad_norm, elapsed: float) -> dict:
-        now = time.perf_counter()
-        tokens = self.count * state.config.train.batch_size * state.config.model.seq_len
-        self.tokens_per_second = tokens / max(now - self.start, 1e-9)
-        self.train_loss = self.loss / self.count
-        self.loss, self.count, self.start = 0.0, 0, now
-        return {
-            "step": state.step,
-            "loss_nats_per_token": self.train_loss,
-            "lr": lr_at(state.step - 1, state.config),
-            "grad_norm": float(grad_norm),
-            "tokens_per_second": self.tokens_per_second,
-            "elapsed_seconds": elapsed,
-            "tokens_seen": state.tokens_seen,
-        }
 
 
 def fit_to_budget(state: TrainState, data: RunData, run_dir: Path, device, step_seconds, elapsed, logger) -> None:
@@ -218,7 +211,13 @@ def _start_logging(state: TrainState, data: RunData, run_dir: Path, device) -> M
 
 
 def save(state: TrainState, run_dir: Path, tokenizer, elapsed: float, val_bits: float | None) -> Path | None:
-    """Write a checkpoint of ``state`` (rank 0 only; the others return None)."""
+    """Write a checkpoint of ``state`` (rank 0 only; the others return None); weights that are no longer finite
+    are never saved."""
+    if not all_finite(state):
+        raise TrainingDiverged(
+            f"the weights became non-finite at step {state.step} (optim.lr={state.config.optim.lr:g}); "
+            f"nothing was saved for this step"
+        )
     if not state.info.is_main:
         return None
     trainer_info = {

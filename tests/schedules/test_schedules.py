@@ -5,7 +5,8 @@ import torch
 
 from scorediff import SCHEDULES, GeometricSchedule, LogLinearSchedule, get_schedule
 
-ALL = [LogLinearSchedule(), LogLinearSchedule(eps=1e-2), GeometricSchedule(), GeometricSchedule(1e-3, 5.0)]
+# every registered schedule with its defaults (a new one is tested by adding its registry line), and a few settings
+ALL = [cls() for cls in SCHEDULES.values()] + [LogLinearSchedule(eps=1e-2), GeometricSchedule(1e-3, 5.0)]
 
 
 @pytest.mark.parametrize("schedule", ALL, ids=repr)

@@ -1,0 +1,81 @@
+"""A run directory: its name, the one trainer that writes into it, and what a killed run left behind."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+
+from ..checkpoint import CHECKPOINT_DIR, checkpoint_intact, list_checkpoints
+from ..config import ConfigError, RunConfig
+from ..fileio import DirectoryLock, LockHeld, atomic_write_text, remove_debris
+
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
+
+
+def run_directory(config: RunConfig) -> Path:
+    """``train.out_dir / train.run_name`` (default ``<preset>-<date>-<time>``); a name is one folder, no path."""
+    name = config.train.run_name or f"{config.preset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    if not NAME.fullmatch(name) or name in (".", ".."):
+        raise ConfigError(
+            f"train.run_name must be one folder name (letters, digits, _ . + = -, not starting with . or -); "
+            f"got {name!r}"
+        )
+    return Path(config.train.out_dir) / name
+
+
+def find_start(run_dir: Path, resume: bool) -> Path | None:
+    """The newest intact checkpoint to resume from (None for a new run); a resume without one and a restart
+    over one are refused. A newest checkpoint that is truncated or incomplete is passed over for the one
+    before it."""
+    checkpoints = list_checkpoints(run_dir)
+    if not resume:
+        if checkpoints:
+            raise ConfigError(f"run directory {run_dir} already holds checkpoints; pass resume or another run name")
+        return None
+    intact = [path for path in checkpoints if checkpoint_intact(path)]
+    if not intact:
+        what = "no intact checkpoint" if checkpoints else "no checkpoint"
+        raise ConfigError(f"cannot resume: {run_dir} holds {what}")
+    if intact[-1] != checkpoints[-1]:
+        print(f"note: {checkpoints[-1].name} is incomplete or corrupt; resuming from {intact[-1].name}", flush=True)
+    return intact[-1]
+
+
+def claim(run_dir: Path, start: Path | None, resume: bool) -> DirectoryLock:
+    """Take the run's lock (refused while another trainer holds it), then clean what a killed run left:
+    half-written checkpoints, and metrics past the step it resumes from (or all of them for a new run)."""
+    try:
+        lock = DirectoryLock(run_dir).acquire()
+    except LockHeld as held:
+        message = f"another `scorediff train` ({held}) is writing into {run_dir}; wait or use another name"
+        raise ConfigError(message) from None
+    try:
+        if find_start(run_dir, resume) != start:  # checked again now that nobody else can write
+            raise ConfigError(f"{run_dir} changed while this run was preparing; start it again")
+        remove_debris(run_dir / CHECKPOINT_DIR)
+        trim_metrics(run_dir / "metrics.jsonl", step_of(start))
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def step_of(checkpoint: Path | None) -> int:
+    return int(checkpoint.name.removeprefix("step_")) if checkpoint is not None else 0
+
+
+def trim_metrics(path: Path, last_step: int) -> None:
+    """Keep only the records up to ``last_step``: the steps after it are about to be run again."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= last_step:
+            kept.append(line)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
