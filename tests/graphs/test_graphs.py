@@ -13,9 +13,25 @@ KIMURA = torch.tensor(
 KIMURA -= torch.diag(KIMURA.sum(0))
 
 
+# what each registered graph is built with in the contract tests: every name in GRAPHS must appear here
+REGISTERED = {
+    "absorbing": (5, {}),
+    "uniform": (5, {}),
+    "jc69": (4, {}),
+    "k80": (4, {"kappa": 3.0}),
+    "f81": (4, {"base_frequencies": [0.1, 0.2, 0.3, 0.4]}),
+    "hky85": (4, {"kappa": 2.5, "base_frequencies": [0.35, 0.15, 0.2, 0.3]}),
+    "dense": (3, {"rate_matrix": [[0, 1, 2], [0.5, 0, 0.5], [1, 1, 0]]}),
+}
+
+
 def all_graphs():
-    graphs = [cls(5) for cls in GRAPHS.values()]
+    graphs = [get_graph(name, n, **options) for name, (n, options) in REGISTERED.items()]
     return graphs + [DenseGraph(DENSE_Q), DenseGraph(KIMURA)]
+
+
+def test_every_registered_graph_is_under_contract():
+    assert set(REGISTERED) == set(GRAPHS)
 
 
 GRAPH_IDS = [repr(g) for g in all_graphs()]
