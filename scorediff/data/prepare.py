@@ -6,22 +6,24 @@ import os
 import tempfile
 from pathlib import Path
 
+from . import dna
 from .shards import META_FILE, cache_key, write_shards
 from .sources import DataError, iter_text
 from .tokenizers import (
     ByteTokenizer,
     CharTokenizer,
+    DnaTokenizer,
     HFTokenizer,
     Tokenizer,
     gpt2_files,
     load_tokenizer,
 )
 
-TOKENIZERS = ("char", "byte", "gpt2", "bpe")
+TOKENIZERS = ("char", "byte", "dna", "gpt2", "bpe")
 
 
 def build_tokenizer(name: str, source: str, text_field: str = "text", bpe_vocab_size: int = 4096) -> Tokenizer:
-    """``char`` / ``bpe`` learn from ``source``; ``byte`` and ``gpt2`` are fixed; a path is read from disk."""
+    """``char`` / ``bpe`` learn from ``source``; ``byte``, ``dna`` and ``gpt2`` are fixed; a path is read from disk."""
     if name == "char":
         tokenizer = CharTokenizer.from_texts(piece for piece in iter_text(source, text_field) if piece)
         if tokenizer.vocab_size < 2:
@@ -29,6 +31,8 @@ def build_tokenizer(name: str, source: str, text_field: str = "text", bpe_vocab_
         return tokenizer
     if name == "byte":
         return ByteTokenizer()
+    if name == "dna":
+        return DnaTokenizer()
     if name == "gpt2":
         return HFTokenizer.from_gpt2_files(*gpt2_files())
     if name == "bpe":
@@ -62,3 +66,19 @@ def prepare_shards(
     if (target / META_FILE).exists():
         return target
     return write_shards(source, tokenizer, target, val_fraction, chunk_tokens, text_field)
+
+
+def prepare_dna_shards(
+    source: str,
+    cache_dir: str | Path | None = None,
+    val_fraction: float = 0.05,
+    policy: str = "split",
+    label_regex: str = "",
+    chunk_tokens: int = 16384,
+) -> Path:
+    """Base shards for the FASTA files of ``source`` (``file`` or ``name=file,name=file``), written once."""
+    key = dna.cache_key(source, val_fraction, chunk_tokens, policy, label_regex)
+    target = (Path(cache_dir) if cache_dir else default_cache_dir()) / key
+    if (target / META_FILE).exists():
+        return target
+    return dna.write_dna_shards(source, target, val_fraction, chunk_tokens, policy, label_regex)

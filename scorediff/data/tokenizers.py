@@ -103,6 +103,39 @@ class ByteTokenizer(Tokenizer):
         return path
 
 
+class DnaTokenizer(Tokenizer):
+    """The four bases A, C, G, T as ids 0-3 (complement: ``3 - id``); lower case (soft-masked repeats) is read as
+    upper case. Any other letter (N, IUPAC ambiguity codes) cannot be encoded: the FASTA reader splits
+    sequences there (see ``scorediff.data.dna``), so a window never holds a base the data did not determine."""
+
+    kind = "dna"
+    vocab_size = 4
+    bases = "ACGT"
+    _table = {ord(c): i for i, c in enumerate("ACGT")} | {ord(c): i for i, c in enumerate("acgt")}
+
+    def encode(self, text: str) -> list[int]:
+        ids = [self._table.get(ord(c), -1) for c in text]
+        if -1 in ids:
+            raise ValueError(f"{text[ids.index(-1)]!r} is not a base (expected A, C, G or T)")
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < 4]
+        if bad:
+            raise ValueError(f"base ids must be in [0, 4); got {bad[0]}")
+        return "".join(self.bases[i] for i in ids)
+
+    @property
+    def separator(self) -> list[int]:
+        return []  # records are kept apart by the shards' segments, not by a token
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / TOKENIZER_FILE
+        path.write_text(json.dumps({"type": "dna"}))
+        return path
+
+
 class HFTokenizer(Tokenizer):
     """A Hugging Face ``tokenizers.Tokenizer``."""
 
@@ -203,6 +236,8 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         return CharTokenizer(spec["chars"])
     if kind == "byte":
         return ByteTokenizer()
+    if kind == "dna":
+        return DnaTokenizer()
     if isinstance(spec, dict) and "model" in spec:
         return HFTokenizer.from_file(path)
-    raise ValueError(f"{path} is not a tokenizer file (expected a scorediff char/byte or a tokenizers JSON)")
+    raise ValueError(f"{path} is not a tokenizer file (expected a scorediff char/byte/dna or a tokenizers JSON)")

@@ -16,8 +16,12 @@ from .sources import DataError
 class TokenWindows:
     """One split (``train`` or ``val``) of a shard directory, read through ``np.memmap``.
 
+    A split is a list of segments, ``(start, length, label)`` rows of its token file: windows lie inside one
+    segment. Text shards are one segment (documents are joined by the tokenizer's separator); DNA shards list
+    one segment per chunk of a record (``scorediff.data.dna``), with the record's label.
+
     Args:
-        directory (str | Path): written by ``write_shards``.
+        directory (str | Path): written by ``write_shards`` or ``write_dna_shards``.
         split (str): ``"train"`` or ``"val"``.
         seq_len (int): window length L.
     """
@@ -26,30 +30,63 @@ class TokenWindows:
         directory = Path(directory)
         meta = json.loads((directory / META_FILE).read_text())
         self.meta = meta
+        self.labels: list[str] = list(meta.get("labels", []))
         self.seq_len = int(seq_len)
         self.tokens = np.memmap(directory / f"{split}.bin", dtype=np.dtype(meta["dtype"]), mode="r")
-        if len(self.tokens) < self.seq_len:
+        listed = directory / f"{split}.segments.npy"
+        segments = np.load(listed) if listed.exists() else np.array([[0, len(self.tokens), -1]], dtype=np.int64)
+        self.segments = segments[segments[:, 1] >= self.seq_len]  # (S, 3): those that hold a window
+        if not len(self.segments):
+            longest = int(segments[:, 1].max()) if len(segments) else 0
             raise DataError(
-                f"the {split} split has {len(self.tokens)} tokens; need at least seq_len={self.seq_len} "
+                f"the {split} split's longest stretch is {longest} tokens; need at least seq_len={self.seq_len} "
                 f"(use more data or a shorter model.seq_len)"
             )
+        self._starts_per_segment = self.segments[:, 1] - self.seq_len + 1
+        self._cumulative = np.cumsum(self._starts_per_segment)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.labels)
 
     def __len__(self) -> int:
         """Number of non-overlapping windows (what ``all_windows`` yields)."""
-        return len(self.tokens) // self.seq_len
+        return int((self.segments[:, 1] // self.seq_len).sum())
 
     def random_batch(self, batch_size: int, generator: torch.Generator) -> Tensor:
         """Windows at uniformly drawn offsets, int64 (batch_size, seq_len)."""
-        high = len(self.tokens) - self.seq_len + 1
-        offsets = torch.randint(0, high, (batch_size,), generator=generator).numpy()
+        return self.random_examples(batch_size, generator)["x_0"]
+
+    def random_examples(self, batch_size: int, generator: torch.Generator) -> dict[str, Tensor]:
+        """``x_0``: windows drawn uniformly among every window that fits in a segment, int64 (B, L); ``label``:
+        their segments' labels, int64 (B,), when the split is labelled."""
+        draws = torch.randint(0, int(self._cumulative[-1]), (batch_size,), generator=generator).numpy()
+        segment = np.searchsorted(self._cumulative, draws, side="right")
+        offsets = self.segments[segment, 0] + draws - (self._cumulative[segment] - self._starts_per_segment[segment])
+        return self._examples(offsets, segment)
+
+    def _examples(self, offsets: np.ndarray, segment: np.ndarray) -> dict[str, Tensor]:
         rows = np.stack([self.tokens[o : o + self.seq_len] for o in offsets]).astype(np.int64)
-        return torch.from_numpy(rows)
+        out = {"x_0": torch.from_numpy(rows)}
+        if self.labelled:
+            out["label"] = torch.from_numpy(self.segments[segment, 2].astype(np.int64))
+        return out
+
+    def _window_starts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Offsets of the non-overlapping windows, segment by segment, and the segment of each."""
+        counts = self.segments[:, 1] // self.seq_len
+        segment = np.repeat(np.arange(len(self.segments)), counts)
+        within = np.arange(len(segment)) - np.repeat(np.cumsum(counts) - counts, counts)
+        return self.segments[segment, 0] + within * self.seq_len, segment
 
     def all_windows(self, max_windows: int | None = None) -> Tensor:
         """Consecutive non-overlapping windows from the start, int64 (N, seq_len)."""
-        count = len(self) if max_windows is None else min(len(self), int(max_windows))
-        flat = np.asarray(self.tokens[: count * self.seq_len], dtype=np.int64)
-        return torch.from_numpy(flat.reshape(count, self.seq_len))
+        return self.all_examples(max_windows)["x_0"]
+
+    def all_examples(self, max_windows: int | None = None) -> dict[str, Tensor]:
+        starts, segment = self._window_starts()
+        count = len(starts) if max_windows is None else min(len(starts), int(max_windows))
+        return self._examples(starts[:count], segment[:count])
 
     def spread_windows(self, count: int | None = None) -> Tensor:
         """``count`` non-overlapping windows spread evenly over the split (all of them when None or more).
@@ -57,9 +94,12 @@ class TokenWindows:
         Evaluating on a spread rather than on the first windows keeps a small evaluation representative
         of the whole split.
         """
-        total = len(self)
+        return self.spread_examples(count)["x_0"]
+
+    def spread_examples(self, count: int | None = None) -> dict[str, Tensor]:
+        starts, segment = self._window_starts()
+        total = len(starts)
         if count is None or count >= total:
-            return self.all_windows()
-        starts = (np.arange(count, dtype=np.int64) * total // count) * self.seq_len
-        rows = np.stack([self.tokens[s : s + self.seq_len] for s in starts]).astype(np.int64)
-        return torch.from_numpy(rows)
+            return self._examples(starts, segment)
+        picked = np.arange(count, dtype=np.int64) * total // count
+        return self._examples(starts[picked], segment[picked])
