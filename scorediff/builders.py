@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 
 from torch import nn
 
@@ -13,10 +14,18 @@ from .schedules import SCHEDULES, NoiseSchedule, get_schedule
 
 
 def build_graph(diffusion: DiffusionConfig, num_tokens: int) -> Graph:
+    """The registered graph ``diffusion.graph``, given the ``diffusion`` fields its builder names."""
+    options = {"kappa": diffusion.kappa}
     try:
-        return get_graph(diffusion.graph, num_tokens)
-    except ValueError as error:
-        raise ConfigError(f"diffusion.graph: {error}") from None
+        if diffusion.base_frequencies:
+            options["base_frequencies"] = [float(f) for f in diffusion.base_frequencies.split(",")]
+        if diffusion.rate_matrix:
+            options["rate_matrix"] = json.loads(diffusion.rate_matrix)
+        elif diffusion.graph == "dense":
+            raise ValueError("diffusion.graph=dense needs diffusion.rate_matrix (a JSON file or list of rows)")
+        return get_graph(diffusion.graph, num_tokens, **options)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"diffusion.graph={diffusion.graph}: {error}") from None
 
 
 def build_schedule(diffusion: DiffusionConfig) -> NoiseSchedule:
@@ -35,14 +44,19 @@ def build_objective(config: RunConfig, num_tokens: int) -> Objective:
     if config.objective == "diffusion":
         diffusion = config.diffusion
         graph, schedule = build_graph(diffusion, num_tokens), build_schedule(diffusion)
-        return DiffusionObjective(
-            graph,
-            schedule,
-            t_min=diffusion.t_min,
-            antithetic=diffusion.antithetic,
-            time_conditioning=config.model.time_conditioning,
-            mask_count=diffusion.mask_count,
-        )
+        try:
+            return DiffusionObjective(
+                graph,
+                schedule,
+                t_min=diffusion.t_min,
+                antithetic=diffusion.antithetic,
+                time_conditioning=config.model.time_conditioning,
+                mask_count=diffusion.mask_count,
+                label_dropout=diffusion.label_dropout,
+                graph_name="absorbing" if diffusion.graph == "absorb" else diffusion.graph,
+            )
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     raise ConfigError(f"unknown objective {config.objective!r}; expected one of ['autoregressive', 'diffusion']")
 
 

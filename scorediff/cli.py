@@ -97,15 +97,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import evaluate, generate, train_cmd
+    from .commands import dna, evaluate, generate, train_cmd
     from .version import __version__
 
-    parser = _Parser(prog="scorediff", description="Score Entropy Discrete Diffusion: train, sample, infill, eval.")
+    parser = _Parser(
+        prog="scorediff", description="Score Entropy Discrete Diffusion: train, sample, infill, eval, eval-dna."
+    )
     parser.add_argument("--version", action="version", version=f"scorediff {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train_cmd.add_parser(commands)
     generate.add_parsers(commands)
     evaluate.add_parsers(commands)
+    dna.add_parser(commands)
     demo = commands.add_parser("demo", help="sample a small known distribution with its exact score")
     demo.add_argument("--num-tokens", type=int, default=4)
     demo.add_argument("--seq-len", type=int, default=4)

@@ -19,6 +19,7 @@ from .model.transformer import ModelConfig
 PRESET_DIR = Path(__file__).parent / "configs"
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 OBJECTIVES = ("autoregressive", "diffusion")
+GRAPH_NAMES = ("absorbing", "absorb", "uniform", "jc69", "k80", "f81", "hky85", "dense")
 
 
 class ConfigError(ValueError):
@@ -30,7 +31,9 @@ class DiffusionConfig:
     """The forward process."""
 
     graph: str = "absorbing"
-    """``absorbing`` or ``uniform``."""
+    """``absorbing`` or ``uniform`` (any tokens); for DNA (``data.tokenizer=dna``) also the substitution models
+    ``jc69``, ``k80`` (``kappa``), ``f81`` and ``hky85`` (``kappa``, ``base_frequencies``); ``dense``: the generator
+    in ``rate_matrix``."""
     schedule: str = "loglinear"
     """``loglinear`` or ``geometric``."""
     eps: float = 1e-3
@@ -43,6 +46,17 @@ class DiffusionConfig:
     """Smallest training time drawn."""
     antithetic: bool = True
     """Stratify training times across the global batch."""
+    kappa: float = 2.0
+    """``k80`` / ``hky85``: the rate of transitions (A <-> G, C <-> T) over that of transversions."""
+    base_frequencies: str = ""
+    """``f81`` / ``hky85``: frequencies of A, C, G, T as ``"0.3,0.2,0.2,0.3"``; empty: counted in the training
+    data when the run starts, and recorded here."""
+    rate_matrix: str = ""
+    """``dense``: a JSON file holding the generator as rows (``R[x][y]`` the rate of ``x -> y``; the diagonal is
+    filled in), or that JSON itself; a file is read when the run starts and recorded here inline."""
+    label_dropout: float = 0.1
+    """Labelled data: the fraction of training rows shown with the null label, so that one network is both the
+    conditional and the unconditional model that classifier-free guidance combines."""
     mask_count: bool = False
     """Absorbing graph with a time-independent network: draw the number k of masked positions uniformly from
     1..L (stratified across the batch) and mask k positions, weighting by L / k, instead of masking each
@@ -50,7 +64,9 @@ class DiffusionConfig:
     autoregressive form, Ou et al. 2024), with the count's spread removed."""
 
     def __post_init__(self):
-        one_of("graph", self.graph, ("absorbing", "absorb", "uniform"))
+        one_of("graph", self.graph, GRAPH_NAMES)
+        positive("kappa", self.kappa)
+        within("label_dropout", self.label_dropout, 0.0, 1.0, low_open=False, high_open=True)
         within("eps", self.eps, 0.0, 1.0, low_open=True, high_open=True)
         positive("sigma_min", self.sigma_min)
         if not (math.isfinite(self.sigma_max) and self.sigma_max > self.sigma_min):
@@ -75,8 +91,23 @@ class DataConfig:
     """Fraction of the token stream held out for validation (deterministic)."""
     cache_dir: str = ""
     """Where token shards are cached; default ``~/.cache/scorediff/shards``."""
+    dna_policy: str = "split"
+    """``tokenizer=dna``: ``split`` windows at N and IUPAC codes, ``skip`` them, or refuse them (``strict``)."""
+    label_regex: str = ""
+    """``tokenizer=dna``: take each record's label from its FASTA header (the first group of this regex)."""
+    reverse_complement: bool = False
+    """``tokenizer=dna``: replace each training window by its reverse complement with probability 1/2."""
+    labels: str = ""
+    """Labelled data: the label names, comma-separated, in the order of the model's label ids (set from the data
+    when the run starts)."""
 
     def __post_init__(self):
+        one_of("dna_policy", self.dna_policy, ("split", "skip", "strict"))
+        if self.label_regex:
+            try:
+                re.compile(self.label_regex)
+            except re.error as error:
+                raise ValueError(f"label_regex is not a regular expression: {error}") from None
         within("val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
         at_least("bpe_vocab_size", self.bpe_vocab_size, 257, 2**24)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
+from pathlib import Path
 
 import torch
 
@@ -33,6 +35,10 @@ def _common(parser) -> None:
     parser.add_argument("--greedy-tail", action="store_true", help="diffusion: the last step takes the likeliest token")
     parser.add_argument("--block", type=int, help="past the context: new tokens per window (default: half of it)")
     parser.add_argument("--stats", action="store_true", help="print nfe, steps, seconds, tokens/s as JSON on stderr")
+    parser.add_argument("--label", help="a conditional model's class, by the name it was trained with")
+    parser.add_argument(
+        "--guidance", type=float, help="classifier-free guidance weight with --label (0: the conditional model)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", help="write to this file instead of printing")
@@ -57,6 +63,9 @@ def add_parsers(commands) -> None:
     parser.add_argument("--suffix", default="")
     parser.add_argument("--length", type=int, help="unknown tokens between prefix and suffix")
     parser.add_argument("--template")
+    parser.add_argument("--fasta", help="DNA: regenerate --region of this FASTA file's sequence, in its context")
+    parser.add_argument("--region", help="with --fasta: START-END, 1-based and inclusive (e.g. 100-180)")
+    parser.add_argument("--record", help="with --fasta: the record's name (default: the first record)")
     parser.set_defaults(run=run_infill)
 
 
@@ -81,6 +90,8 @@ DIFFUSION_FLAGS = {
     "--predictor": "predictor",
     "--trajectory": "trajectory",
     "--greedy-tail": "greedy_tail",
+    "--label": "label",
+    "--guidance": "guidance",
 }
 
 
@@ -106,12 +117,30 @@ def _options(args, loaded) -> dict:
         raise UsageError("--predictor first_hitting needs the absorbing graph; this model uses the uniform graph")
     return {
         **options,
+        **_conditioning(args, loaded),
         "steps": args.steps or (sampling.steps if sampling else 128),
         "predictor": predictor,
         "cache": not args.no_cache,
         "greedy_tail": args.greedy_tail,
         "return_trajectory": bool(args.trajectory),
     }
+
+
+def _conditioning(args, loaded) -> dict:
+    """``--label`` as the model's label id, and ``--guidance``; both checked against what the model knows."""
+    names = [n for n in (loaded.config.data.labels if loaded.config else "").split(",") if n]
+    if args.guidance is not None and args.label is None:
+        raise UsageError("--guidance needs --label (the class to guide towards)")
+    if args.label is None:
+        return {}
+    if not names:
+        raise UsageError(f"--label {args.label}: this model is unconditional (it was trained without labels)")
+    if args.label not in names:
+        raise UsageError(f"--label {args.label}: the model knows the labels {', '.join(names)}")
+    guidance = 0.0 if args.guidance is None else args.guidance
+    if not math.isfinite(guidance):
+        raise UsageError(f"--guidance must be a finite number; got {guidance}")
+    return {"label": names.index(args.label), "guidance": guidance}
 
 
 def _max_length(loaded) -> int:
@@ -233,9 +262,48 @@ def _encode(tokenizer, text: str) -> list[int]:
         raise UsageError(f"cannot encode the prompt: {error}") from None
 
 
+REGION = re.compile(r"(\d+)-(\d+)")
+
+
+def fasta_region(args, context: int) -> tuple[list[int], list[bool], int]:
+    """The bases of a window of at most ``context`` around ``--region`` of ``--fasta`` (the region centred where
+    the record allows), the given-mask (False on the region), and the window's first position (0-based)."""
+    from ..data.dna import fasta_records
+    from ..data.sources import DataError
+    from ..data.tokenizers import DnaTokenizer
+
+    found = REGION.fullmatch(args.region or "")
+    if not found or not 1 <= int(found.group(1)) <= int(found.group(2)):
+        raise UsageError(f"--region must be START-END with 1 <= START <= END (1-based); got {args.region!r}")
+    start, end = int(found.group(1)) - 1, int(found.group(2))  # 0-based, end exclusive
+    try:
+        records = fasta_records(Path(args.fasta))
+        sequence = next((seq for name, seq in records if args.record in (None, name.split()[0])), None)
+    except (OSError, DataError) as error:
+        raise UsageError(f"--fasta {args.fasta}: {error}") from None
+    if sequence is None:
+        raise UsageError(f"--fasta {args.fasta} has no record {args.record!r}" if args.record else "--fasta: no record")
+    if end > len(sequence):
+        raise UsageError(f"--region {args.region} ends past the record's {len(sequence)} bases")
+    if end - start > context:
+        raise UsageError(f"--region is {end - start} bases; the model's context is {context}")
+    first = max(0, min(start - (context - (end - start)) // 2, len(sequence) - context))
+    window = sequence[first : first + context]
+    try:
+        tokens = DnaTokenizer().encode(window)
+    except ValueError as error:
+        raise UsageError(f"the window {first + 1}-{first + len(window)} around --region: {error}") from None
+    given = [not start <= first + i < end for i in range(len(window))]
+    return tokens, given, first
+
+
 def run_infill(args: argparse.Namespace) -> int:
     if args.trajectory:
         _check_trajectory_path(args.trajectory)
+    if args.fasta is not None and (args.template is not None or args.prefix or args.suffix or args.length):
+        raise UsageError("give either --fasta/--region or --template or --prefix/--suffix/--length")
+    if args.fasta is not None:
+        return _infill_fasta(args)
     if args.template is not None and (args.prefix or args.suffix or args.length is not None):
         raise UsageError("give either --template or --prefix/--suffix/--length, not both")
     if args.template is None:
@@ -266,6 +334,20 @@ def run_infill(args: argparse.Namespace) -> int:
     assert torch.equal(result[mask], token_tensor[mask])  # given tokens are never changed
     _write_trajectory(args, loaded, trajectory, mask[0])
     _emit(args, loaded, result, {**_record(args, loaded), "given": given})
+    return 0
+
+
+def _infill_fasta(args) -> int:
+    loaded = _load(args)
+    if loaded.tokenizer.kind != "dna" or loaded.kind != "diffusion":
+        raise UsageError("--fasta needs a DNA diffusion model (data.tokenizer=dna, the diffusion objective)")
+    tokens, given, first = fasta_region(args, _max_length(loaded))
+    token_tensor = torch.tensor(tokens, device=args.device).expand(args.num_samples, -1)
+    mask = torch.tensor(given, device=args.device).expand(args.num_samples, -1)
+    result, trajectory = _generate(args, loaded, len(tokens), condition=(token_tensor, mask))
+    _write_trajectory(args, loaded, trajectory, mask[0])
+    window = {"window_start": first + 1, "window_end": first + len(tokens), "region": args.region}
+    _emit(args, loaded, result, {**_record(args, loaded), **window})
     return 0
 
 

@@ -23,8 +23,13 @@ def add_parser(commands) -> None:
         help="preset name (tiny, small, medium) or a YAML file (default: tiny; "
         "when resuming, the run's own configuration)",
     )
-    parser.add_argument("--data", help="embedded corpus, text file, folder, glob, JSONL, FASTA or saved dataset")
-    parser.add_argument("--tokenizer", help="char | byte | gpt2 | bpe | path to a tokenizer")
+    parser.add_argument(
+        "--data",
+        action="append",
+        help="embedded corpus, text file, folder, glob, JSONL, FASTA or saved dataset; FASTA with --tokenizer dna "
+        "may be labelled for a conditional model and repeated: --data ecoli=a.fa.gz --data saureus=b.fa.gz",
+    )
+    parser.add_argument("--tokenizer", help="char | byte | dna | gpt2 | bpe | path to a tokenizer")
     parser.add_argument("--out", help="parent folder of run directories (default: runs)")
     parser.add_argument("--name", help="run directory name (default: <preset>-<date>-<time>)")
     parser.add_argument(
@@ -61,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     positive("--num-samples", args.num_samples, allow_zero=True)
     overrides = list(args.overrides)
     for flag, key in (
-        (args.data, "data.source"),
+        (",".join(args.data) if args.data else None, "data.source"),
         (args.tokenizer, "data.tokenizer"),
         (args.out, "train.out_dir"),
         (args.name, "train.run_name"),

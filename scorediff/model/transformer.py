@@ -45,6 +45,9 @@ class ModelConfig:
     score is that probability over e^sigma_bar - 1, so equal inputs give equal network outputs."""
     mlp_ratio: int = 4
     """MLP width as a multiple of hidden_size."""
+    num_labels: int = 0
+    """Classes a conditional model knows (set from labelled data); 0: unconditional. Label ``num_labels`` (or any
+    negative label) is the null label, the unconditional model of classifier-free guidance."""
 
     def __post_init__(self):
         # the upper bounds keep an untrusted config.json from asking for an absurd allocation
@@ -55,6 +58,7 @@ class ModelConfig:
         at_least("n_heads", self.n_heads, 1, self.hidden_size)
         at_least("seq_len", self.seq_len, 1, 2**20)
         at_least("mlp_ratio", self.mlp_ratio, 1, 64)
+        at_least("num_labels", self.num_labels, 0, 2**16)
         within("dropout", self.dropout, 0.0, 1.0, low_open=False, high_open=True)
         if self.hidden_size % self.n_heads or (self.hidden_size // self.n_heads) % 2:
             raise ValueError(
@@ -318,6 +322,8 @@ class SEDDTransformer(nn.Module):
             self.sigma_map = NoiseEmbedding(config.cond_dim)
         else:
             self.cond = nn.Parameter(torch.zeros(config.cond_dim))
+        if config.num_labels:
+            self.label_embed = nn.Embedding(config.num_labels + 1, config.cond_dim)  # the last row: the null label
         self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.n_blocks))
         self.output_layer = FinalLayer(config)
         self.rotary = RotaryTables(config.hidden_size // config.n_heads, config.seq_len)
@@ -338,6 +344,8 @@ class SEDDTransformer(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
         nn.init.normal_(self.vocab_embed.weight, std=0.02)
+        if self.config.num_labels:
+            nn.init.normal_(self.label_embed.weight, std=0.02)
         for module in [*self.blocks, self.output_layer]:
             nn.init.zeros_(module.adaLN_modulation.weight)
             nn.init.zeros_(module.adaLN_modulation.bias)
@@ -347,28 +355,33 @@ class SEDDTransformer(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, x_t: Tensor, sigma_bar: Tensor) -> Tensor:
-        return self.to_log_score(self.logits(x_t, sigma_bar), x_t, sigma_bar)
+    def forward(self, x_t: Tensor, sigma_bar: Tensor, label: Tensor | None = None) -> Tensor:
+        """``label`` int64 (B,) of a conditional model (None: the null label, the unconditional model)."""
+        return self.to_log_score(self.logits(x_t, sigma_bar, label), x_t, sigma_bar)
 
     @property
     def time_independent(self) -> bool:
         """Whether the output ignores the noise level (RADD): then ``clean_log_probs`` is the whole network."""
         return not self.config.time_conditioning
 
-    def clean_log_probs(self, x_t: Tensor) -> Tensor:
+    def clean_log_probs(self, x_t: Tensor, label: Tensor | None = None) -> Tensor:
         """A time-independent network's ``log p_theta(x_0 = y | x_t)``, float32 (B, L, V), ``-inf`` at the mask."""
         if not self.time_independent:
             raise ValueError("clean_log_probs needs a time-independent network (model.time_conditioning=false)")
-        return self._token_log_probs(self.logits(x_t, None))
+        return self._token_log_probs(self.logits(x_t, None, label))
 
     def _token_log_probs(self, logits: Tensor) -> Tensor:
         return logits.index_fill(-1, torch.tensor([self.mask_id], device=logits.device), -torch.inf).log_softmax(-1)
 
-    def logits(self, x_t: Tensor, sigma_bar: Tensor | None) -> Tensor:
+    def logits(self, x_t: Tensor, sigma_bar: Tensor | None, label: Tensor | None = None) -> Tensor:
         """The raw outputs, float32 (B, L, V); ``sigma_bar`` (B,) is unused by a time-independent network."""
         batch_size, seq_len = x_t.shape
         x = self.vocab_embed(x_t)  # (B, L, D)
-        if self.config.time_conditioning:
+        if self.config.num_labels:
+            c = self._conditioning(sigma_bar, self._labels(label, batch_size, x_t.device)).to(x.dtype)
+        elif label is not None:
+            raise ValueError("this model is unconditional: it takes no label")
+        elif self.config.time_conditioning:
             c = F.silu(self.sigma_map(sigma_bar.reshape(batch_size)))  # (B, C)
         else:
             c = F.silu(self.cond).to(x.dtype).expand(batch_size, -1)
@@ -376,6 +389,19 @@ class SEDDTransformer(nn.Module):
         for block in self.blocks:
             x = block(x, c, cos, sin)
         return self.output_layer(x, c).float()  # (B, L, V)
+
+    def _labels(self, label: Tensor | None, batch_size: int, device) -> Tensor:
+        """Labels as int64 (B,); None or a negative label is the null label."""
+        null = self.config.num_labels
+        if label is None:
+            return torch.full((batch_size,), null, dtype=torch.int64, device=device)
+        label = label.to(device=device, dtype=torch.int64).reshape(batch_size)
+        return torch.where(label < 0, null, label)
+
+    def _conditioning(self, sigma_bar: Tensor | None, label: Tensor) -> Tensor:
+        """adaLN's input of a conditional model: the noise (or constant) embedding plus the label's, (B, C)."""
+        base = self.sigma_map(sigma_bar.reshape(len(label))) if self.config.time_conditioning else self.cond
+        return F.silu(base + self.label_embed(label))
 
     def to_log_score(self, logits: Tensor, x_t: Tensor, sigma_bar: Tensor) -> Tensor:
         """Turn raw outputs into log scores with 0 at each current token."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import torch
@@ -16,6 +17,7 @@ from ..losses import sample_times, weighted_score_entropy
 from ..model import ModelConfig, SEDDTransformer
 from ..sampling import SampleStats, TimeIndependentScore, sample
 from ..sampling.blocks import default_block, generate_in_blocks
+from ..sampling.guidance import guide_log_probs, guide_log_scores
 from ..schedules import LogLinearSchedule, NoiseSchedule
 from ..types import ScoreFn
 from .base import Objective, inference_copy, resolve_options
@@ -43,6 +45,8 @@ class DiffusionObjective(Objective):
         time_conditioning (bool): whether the network sees the noise level.
         mask_count (bool): draw the number of masked positions instead of each mask (see ``draw``); needs the
             absorbing graph and a time-independent network.
+        label_dropout (float): labelled data: the fraction of rows trained with the null label (-1).
+        graph_name (str | None): the graph's name in the checkpoint's header (default: absorbing or uniform).
     """
 
     name = "diffusion"
@@ -56,8 +60,12 @@ class DiffusionObjective(Objective):
         antithetic: bool = True,
         time_conditioning: bool = True,
         mask_count: bool = False,
+        label_dropout: float = 0.1,
+        graph_name: str | None = None,
     ):
         self.graph, self.schedule = graph, schedule
+        self.label_dropout = label_dropout
+        self.graph_name = graph_name or ("absorbing" if graph.mask_id is not None else "uniform")
         self.t_min, self.antithetic = t_min, antithetic
         self.num_tokens, self.vocab_size = graph.num_tokens, graph.vocab_size
         self.cross_entropy = graph.mask_id is not None and not time_conditioning
@@ -69,8 +77,7 @@ class DiffusionObjective(Objective):
         self.mask_count = mask_count
 
     def header(self) -> Header:
-        kind = "absorbing" if self.graph.mask_id is not None else "uniform"
-        return Header(self.name, kind, self.num_tokens, self.graph.mask_id, self.vocab_size)
+        return Header(self.name, self.graph_name, self.num_tokens, self.graph.mask_id, self.vocab_size)
 
     def build_model(self, config: ModelConfig) -> SEDDTransformer:
         absorbing = self.graph.mask_id is not None
@@ -81,8 +88,9 @@ class DiffusionObjective(Objective):
             raise ValueError("model.time_conditioning=false (RADD) needs diffusion.graph=absorbing")
         return SEDDTransformer(config, self.graph.mask_id)
 
-    def draw(self, x_0: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
-        """Times ``t`` and noised ``x_t ~ p_t(. | x_0)``.
+    def draw(self, x_0: Tensor, generator: torch.Generator, label: Tensor | None = None) -> dict[str, Tensor]:
+        """Times ``t`` and noised ``x_t ~ p_t(. | x_0)``; with ``label`` (B,), that label, replaced by the null
+        label (-1) in a ``label_dropout`` fraction of the rows.
 
         With ``mask_count``: ``k`` uniform on ``1..L`` (stratified like the times), ``k`` positions masked
         uniformly at random and ``t = k / L``, so the loss weight ``1 / t`` is ``L / k``. Since
@@ -90,10 +98,15 @@ class DiffusionObjective(Objective):
         loss is the same sum over mask sizes, ``sum_k (1/k) E_{|M| = k} sum_{i in M} CE_i``.
         """
         if self.mask_count:
-            return self._draw_count(x_0, generator)
-        t = sample_times(x_0.shape[0], antithetic=self.antithetic, t_min=self.t_min, generator=generator)
-        x_t = self.graph.sample_transition(x_0, self.schedule.total(t), generator=generator)
-        return {"x_0": x_0, "t": t, "x_t": x_t}
+            batch = self._draw_count(x_0, generator)
+        else:
+            t = sample_times(x_0.shape[0], antithetic=self.antithetic, t_min=self.t_min, generator=generator)
+            x_t = self.graph.sample_transition(x_0, self.schedule.total(t), generator=generator)
+            batch = {"x_0": x_0, "t": t, "x_t": x_t}
+        if label is not None:
+            dropped = torch.rand(label.shape, generator=generator) < self.label_dropout
+            batch["label"] = torch.where(dropped, -1, label)
+        return batch
 
     def _draw_count(self, x_0: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
         batch_size, seq_len = x_0.shape
@@ -105,6 +118,8 @@ class DiffusionObjective(Objective):
         return {"x_0": x_0, "t": count.double() / seq_len, "x_t": x_t}
 
     def loss(self, network: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        if "label" in batch:
+            network = functools.partial(network, label=batch["label"])
         if self.cross_entropy:
             return self.masked_cross_entropy(network, batch)
         return weighted_score_entropy(network, self.graph, self.schedule, batch["x_0"], batch["t"], x_t=batch["x_t"])
@@ -120,19 +135,29 @@ class DiffusionObjective(Objective):
         weight = self.schedule.rate(t).float() / esigm1  # (B,)
         return -(weight[:, None] * torch.where(masked, log_p, 0.0)).sum(-1)
 
-    def nll(self, model: nn.Module, x_0: Tensor, generator: torch.Generator | None = None, num_t: int = 32) -> Tensor:
-        return elbo(model, self.graph, self.schedule, x_0, num_t=num_t, generator=generator)
+    def nll(
+        self,
+        model: nn.Module,
+        x_0: Tensor,
+        generator: torch.Generator | None = None,
+        num_t: int = 32,
+        label: Tensor | None = None,
+    ) -> Tensor:
+        """The bound per sequence, nats (B,); with ``label`` (B,) that of the class-conditional model."""
+        score = model if label is None else functools.partial(model, label=label)
+        return elbo(score, self.graph, self.schedule, x_0, num_t=num_t, generator=generator)
 
     def sample(self, model, shape, *, condition=None, generator=None, device=None, **options):
         """Options: ``steps`` (128), ``predictor`` (``"analytic"``, ``"euler"``, ``"first_hitting"``), ``cache``
         (True: skip network calls for unchanged sequences of a time-independent network), ``temperature`` and
         ``top_p`` (1), ``greedy_tail`` (False), ``bf16`` (True: a bf16 copy of the network where the hardware does
         bf16 natively; the draws stay float64), ``block`` (new tokens per window past the context; half of it),
-        ``return_trajectory`` and ``return_stats`` (False).
+        ``return_trajectory`` and ``return_stats`` (False); a conditional model's ``label`` (an int; None: the
+        unconditional model) and ``guidance`` (0: the conditional model; see ``scorediff.sampling.guidance``).
         """
         settings = resolve_options(options, SAMPLE_OPTIONS, "a diffusion model")
         model = inference_copy(model, device, settings["bf16"])
-        score_fn = self.score_fn(model, settings["cache"])
+        score_fn = self.score_fn(model, settings["cache"], settings["label"], settings["guidance"])
         keywords = {k: settings[k] for k in ("temperature", "top_p", "greedy_tail")}
         steps, predictor = settings["steps"], settings["predictor"]
         context = model.config.seq_len
@@ -172,11 +197,23 @@ class DiffusionObjective(Objective):
         nfe = score_fn.nfe if hasattr(score_fn, "nfe") else calls["nfe"]  # a cache counts across windows
         return x, SampleStats(nfe, calls["steps"], time.perf_counter() - started, shape[0] * shape[1])
 
-    def score_fn(self, model: nn.Module, cache: bool = True) -> ScoreFn:
-        """The model as a ``ScoreFn``, cached when it is time-independent."""
-        if getattr(model, "time_independent", False):
-            return TimeIndependentScore(model.clean_log_probs, cache=cache)
-        return model
+    def score_fn(
+        self, model: nn.Module, cache: bool = True, label: int | None = None, guidance: float = 0.0
+    ) -> ScoreFn:
+        """The model as a ``ScoreFn``, cached when it is time-independent; a conditional model's class ``label``,
+        guided by ``guidance`` (the conditional and the null label are evaluated in one batch)."""
+        num_labels = getattr(getattr(model, "config", None), "num_labels", 0)
+        if label is None and guidance:
+            raise ValueError("guidance needs a label")
+        if label is not None and not 0 <= int(label) < num_labels:
+            known = f"labels 0..{num_labels - 1}" if num_labels else "no labels (an unconditional model)"
+            raise ValueError(f"label {label} is not one of the model's: it knows {known}")
+        time_independent = getattr(model, "time_independent", False)
+        if label is None:
+            return TimeIndependentScore(model.clean_log_probs, cache=cache) if time_independent else model
+        if time_independent:
+            return TimeIndependentScore(_labelled(model.clean_log_probs, int(label), guidance, guide_log_probs), cache)
+        return _labelled(model, int(label), guidance, guide_log_scores)
 
 
 SAMPLE_OPTIONS = {
@@ -190,7 +227,27 @@ SAMPLE_OPTIONS = {
     "block": None,
     "return_trajectory": False,
     "return_stats": False,
+    "label": None,
+    "guidance": 0.0,
 }
+
+
+def _labelled(network, label: int, guidance: float, combine):
+    """``network(x, *rest, label=...)`` at one class ``label``; guided: with the null label in the same call."""
+
+    def call(x: Tensor, *rest: Tensor) -> Tensor:
+        rows = len(x)
+        labels = torch.full((rows,), label, dtype=torch.int64, device=x.device)
+        if guidance == 0:
+            return network(x, *rest, label=labels)
+        both = network(
+            torch.cat([x, x]),
+            *(torch.cat([r, r]) for r in rest),
+            label=torch.cat([labels, torch.full_like(labels, -1)]),
+        )
+        return combine(both[:rows], both[rows:], guidance)
+
+    return call
 
 
 def _nothing_given(shape: tuple[int, int], device) -> tuple[Tensor, Tensor]:

@@ -6,6 +6,7 @@ from .blocks import generate_in_blocks
 from .cache import TimeIndependentScore
 from .filters import temper
 from .first_hitting import sample_first_hitting
+from .guidance import guide_log_probs, guide_log_scores, guided, guided_log_probs
 from .predictors import (
     PREDICTORS,
     SAMPLERS,
@@ -28,6 +29,10 @@ __all__ = [
     "SampleTrajectory",
     "TimeIndependentScore",
     "denoise_probs",
+    "guide_log_probs",
+    "guide_log_scores",
+    "guided",
+    "guided_log_probs",
     "generate_in_blocks",
     "get_predictor",
     "sample",

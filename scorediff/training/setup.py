@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from ..checkpoint import (
     read_tensors,
 )
 from ..config import ConfigError, RunConfig
-from ..data.prepare import build_tokenizer, prepare_shards
+from ..data.prepare import build_tokenizer, prepare_dna_shards, prepare_shards
 from ..data.tokenizers import Tokenizer, load_tokenizer
 from ..data.windows import TokenWindows
 from . import distributed
@@ -56,13 +57,47 @@ def prepare_data(config: RunConfig, info: DistInfo, checkpoint: Path | None) -> 
     if info.is_main:
         if tokenizer is None:
             tokenizer = build_tokenizer(data.tokenizer, data.source, data.text_field, data.bpe_vocab_size)
-        shards = prepare_shards(data.source, tokenizer, data.cache_dir or None, data.val_fraction, data.text_field)
+        if tokenizer.kind == "dna":
+            shards = prepare_dna_shards(
+                data.source, data.cache_dir or None, data.val_fraction, data.dna_policy, data.label_regex
+            )
+        else:
+            shards = prepare_shards(data.source, tokenizer, data.cache_dir or None, data.val_fraction, data.text_field)
         tokenizer.save(shards)  # the shard folder is named after this tokenizer; the other ranks read it there
     shards = Path(distributed.broadcast_object(str(shards) if shards else None, info))
     if tokenizer is None:
         tokenizer = load_tokenizer(shards)
     seq_len = config.model.seq_len
     return RunData(tokenizer, TokenWindows(shards, "train", seq_len), TokenWindows(shards, "val", seq_len))
+
+
+DNA_GRAPHS = ("jc69", "k80", "f81", "hky85")
+
+
+def resolve_from_data(config: RunConfig, data: RunData) -> RunConfig:
+    """The fields the data decides, to be recorded in the run's config: a conditional model's number of labels,
+    F81/HKY85 base frequencies counted in the training split, a dense graph's rates read from their file."""
+    diffusion, model = config.diffusion, config.model
+    if config.objective != "diffusion":
+        return config
+    if diffusion.graph in DNA_GRAPHS and data.tokenizer.kind != "dna":
+        raise ConfigError(f"diffusion.graph={diffusion.graph} is a model of DNA: it needs data.tokenizer=dna")
+    labels = data.train.labels
+    if labels and model.num_labels not in (0, len(labels)):
+        raise ConfigError(f"model.num_labels={model.num_labels}, but the data has {len(labels)} labels: {labels}")
+    model = dataclasses.replace(model, num_labels=len(labels))
+    data_config = dataclasses.replace(config.data, labels=",".join(labels))
+    if diffusion.graph in ("f81", "hky85") and not diffusion.base_frequencies:
+        counts = data.train.meta["base_counts"]
+        diffusion = dataclasses.replace(diffusion, base_frequencies=",".join(f"{c / sum(counts):.6g}" for c in counts))
+    if diffusion.graph == "dense" and diffusion.rate_matrix and not diffusion.rate_matrix.lstrip().startswith("["):
+        path = Path(diffusion.rate_matrix).expanduser()
+        try:
+            rows = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ConfigError(f"diffusion.rate_matrix: cannot read a JSON list of rows from {path}: {error}") from None
+        diffusion = dataclasses.replace(diffusion, rate_matrix=json.dumps(rows))
+    return dataclasses.replace(config, model=model, diffusion=diffusion, data=data_config)
 
 
 def build(config: RunConfig, tokenizer: Tokenizer, device: torch.device, info: DistInfo) -> TrainState:

@@ -11,6 +11,7 @@ import torch
 
 from ..checkpoint import CONFIG_FILE, config_json, list_checkpoints, read_config, save_checkpoint
 from ..config import ConfigError, RunConfig, config_from_dict
+from ..data.dna import random_reverse_complement
 from ..devices import fast_bf16
 from ..fileio import atomic_write_text
 from ..version import __version__
@@ -21,7 +22,7 @@ from .logger import MetricsLogger
 from .optim import step_seed
 from .progress import Skips, Window
 from .rundir import claim, find_start, run_directory
-from .setup import RunData, build, check_batch, prepare_data, restore
+from .setup import RunData, build, check_batch, prepare_data, resolve_from_data, restore
 from .signals import StopSignals
 from .step import TrainingDiverged, TrainState, all_finite, train_step
 
@@ -68,6 +69,7 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
         run_dir = run_directory(config)
         checkpoint = find_start(run_dir, resume)
         data = prepare_data(config, info, checkpoint)
+        config = resolve_from_data(config, data)
         state = build(config, data.tokenizer, device, info)
         lock = _claim(run_dir, checkpoint, resume, info)  # only now, with data and model checked, is anything written
         try:
@@ -101,8 +103,14 @@ def draw_batch(state: TrainState, windows, device: torch.device) -> dict[str, to
     """This process's rows of the global batch of the current step, with the objective's noise, on ``device``."""
     tc, info = state.config.train, state.info
     generator = torch.Generator().manual_seed(step_seed(tc.seed, state.step, 0))
-    x_0 = windows.random_batch(tc.batch_size, generator)  # the global batch, the same on every rank
-    batch = state.objective.draw(x_0, generator)
+    examples = windows.random_examples(tc.batch_size, generator)  # the global batch, the same on every rank
+    x_0 = examples["x_0"]
+    if state.config.data.reverse_complement:
+        x_0 = random_reverse_complement(x_0, generator)
+    if state.config.model.num_labels:
+        batch = state.objective.draw(x_0, generator, examples["label"])
+    else:
+        batch = state.objective.draw(x_0, generator)
     local = tc.batch_size // info.world_size
     rows = slice(info.rank * local, (info.rank + 1) * local)
     torch.manual_seed(step_seed(tc.seed, state.step, 1 + info.rank))  # dropout

@@ -1,0 +1,254 @@
+"""``scorediff eval-dna``: generated windows against held-out real ones, with biology-aware metrics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .. import dna_metrics
+from ..data.prepare import prepare_dna_shards
+from ..data.sources import DataError
+from ..data.windows import TokenWindows
+from ..loading import load
+from ..training.distributed import DistInfo
+from ..training.setup import prepare_data
+from . import UsageError, atomic_write, check_device, check_folder_writable, check_writable, positive
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser(
+        "eval-dna",
+        help="DNA: k-mer spectra, GC content, a discriminator and a species classifier on generated windows",
+        description="Generate windows from a DNA checkpoint and compare them with held-out real windows. For a "
+        "conditional model, every label is generated (or only --label) at each --guidance weight.",
+    )
+    parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
+    parser.add_argument(
+        "--data",
+        action="append",
+        help="held-out FASTA (name=file for labelled files, repeatable; default: the run's validation split)",
+    )
+    parser.add_argument("--label", help="a conditional model: evaluate this class only (default: every class)")
+    parser.add_argument(
+        "--guidance", type=float, nargs="+", default=[0.0], help="guidance weights; the JSON's top level is the first"
+    )
+    parser.add_argument("--num-samples", type=int, default=256, help="generated windows per class (or in all)")
+    parser.add_argument("--steps", type=int, help="sampling steps (default: the run's sampling.steps)")
+    parser.add_argument("--max-windows", type=int, default=1024, help="real windows to compare with and to score")
+    parser.add_argument("--num-t", type=int, default=16, help="Monte Carlo times per window of the bound")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--plots", metavar="DIR", help="write k-mer spectra, GC histograms, accuracy vs guidance")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    for flag in ("--num-samples", "--steps", "--max-windows", "--num-t", "--batch-size"):
+        positive(flag, getattr(args, flag[2:].replace("-", "_")))
+    check_device(args.device)
+    if args.json:
+        check_writable(args.json)
+    if args.plots:
+        check_folder_writable(args.plots)
+    loaded = load(args.checkpoint, device=args.device)
+    if loaded.tokenizer is None or loaded.tokenizer.kind != "dna":
+        raise UsageError(f"{loaded.path} is not a DNA model (its tokenizer is not data.tokenizer=dna)")
+    names = [n for n in loaded.config.data.labels.split(",") if n]
+    classes = _classes(args, loaded, names)
+    real = _real_windows(args, loaded, names)
+    result = {"checkpoint": str(loaded.path), "kind": loaded.kind, "labels": names, "windows": len(real["x_0"])}
+    result.update(_likelihood(args, loaded, real))
+    classifier, result["real_species_accuracy"] = _species_classifier(real, len(names), args.seed)
+    result["by_guidance"] = [_at_guidance(args, loaded, real, classes, classifier, w) for w in args.guidance]
+    result.update({k: v for k, v in result["by_guidance"][0].items() if k != "samples"})
+    _print(result)
+    if args.plots:
+        _plots(Path(args.plots), real, result)
+    for entry in result["by_guidance"]:
+        entry.pop("samples")
+    if args.json:
+        atomic_write(args.json, json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _classes(args, loaded, names: list[str]) -> list[int | None]:
+    """The label ids to generate: every class of a conditional model (or ``--label``), else the one ``None``."""
+    if args.label is not None:
+        if not names:
+            raise UsageError(f"--label {args.label}: this model is unconditional (it was trained without labels)")
+        if args.label not in names:
+            raise UsageError(f"--label {args.label}: the model knows the labels {', '.join(names)}")
+        return [names.index(args.label)]
+    if not names and any(w != 0 for w in args.guidance):
+        raise UsageError("--guidance needs a conditional model; this one was trained without labels")
+    if any(not math.isfinite(w) for w in args.guidance):
+        raise UsageError(f"--guidance must be finite numbers; got {args.guidance}")
+    return list(range(len(names))) or [None]
+
+
+def _real_windows(args, loaded, names: list[str]) -> dict[str, Tensor]:
+    """Held-out windows of the model's length; labels translated to the model's label ids."""
+    config, seq_len = loaded.config, loaded.model.config.seq_len
+    try:
+        if args.data:
+            data = config.data
+            shards = prepare_dna_shards(
+                ",".join(args.data), data.cache_dir or None, data.val_fraction, data.dna_policy, data.label_regex
+            )
+            splits = [TokenWindows(shards, split, seq_len) for split in ("train", "val")]  # all of it is held out
+        else:
+            splits = [prepare_data(config, DistInfo(), loaded.path).val]
+    except (DataError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    parts = [split.spread_examples(args.max_windows) for split in splits]
+    real = {"x_0": torch.cat([p["x_0"] for p in parts])[: args.max_windows]}
+    data_names = splits[0].labels
+    if names and data_names:
+        unknown = sorted(set(data_names) - set(names))
+        if unknown:
+            raise UsageError(f"the data's labels {unknown} are not the model's ({', '.join(names)})")
+        ids = torch.tensor([names.index(n) for n in data_names])
+        real["label"] = ids[torch.cat([p["label"] for p in parts])[: args.max_windows]]
+    return real
+
+
+def _likelihood(args, loaded, real: dict[str, Tensor]) -> dict:
+    """Bits per base on the real windows: the bound of a diffusion model (its class-conditional one when the
+    windows are labelled), the exact likelihood of an autoregressive one."""
+    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    x, labels, nats = real["x_0"], real.get("label"), []
+    for start in range(0, len(x), args.batch_size):
+        rows = slice(start, start + args.batch_size)
+        options = {"label": labels[rows].to(args.device)} if labels is not None and loaded.kind == "diffusion" else {}
+        batch = x[rows].to(args.device)
+        nats.append(loaded.objective.nll(loaded.model, batch, generator=generator, num_t=args.num_t, **options).cpu())
+    bits = torch.cat(nats) / x.shape[1] / math.log(2)
+    half = 1.96 * float(bits.std()) / math.sqrt(len(bits)) if len(bits) > 1 else float("nan")
+    mean = float(bits.mean())
+    return {"bits_per_base": mean, "bits_per_base_ci95": [mean - half, mean + half], "exact": loaded.objective.exact}
+
+
+def _species_classifier(real: dict[str, Tensor], num_labels: int, seed: int):
+    """A k-mer classifier fitted on half of the labelled real windows, and its accuracy on the other half."""
+    if "label" not in real or num_labels < 2:
+        return None, None
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(real["x_0"]), generator=generator)
+    fit, held = order[: len(order) // 2], order[len(order) // 2 :]
+    classifier = dna_metrics.KmerClassifier(num_labels).fit(real["x_0"][fit], real["label"][fit])
+    return classifier, classifier.accuracy(real["x_0"][held], real["label"][held])
+
+
+def _generate(args, loaded, label: int | None, guidance: float) -> Tensor:
+    options = {} if loaded.kind == "autoregressive" else {"steps": args.steps or loaded.config.sampling.steps}
+    if label is not None:
+        options.update(label=label, guidance=guidance)
+    generator = torch.Generator(device=args.device).manual_seed(args.seed + 1000 * (label or 0))
+    length, rows = loaded.model.config.seq_len, []
+    for start in range(0, args.num_samples, args.batch_size):
+        count = min(args.batch_size, args.num_samples - start)
+        shape = (count, length)
+        rows.append(loaded.objective.sample(loaded.model, shape, generator=generator, device=args.device, **options))
+    return torch.cat(rows).cpu()
+
+
+def _at_guidance(args, loaded, real, classes, classifier, guidance: float) -> dict:
+    generated = {c: _generate(args, loaded, c, guidance) for c in classes}
+    samples = torch.cat(list(generated.values()))
+    if classes == [None]:
+        reference = real["x_0"]
+    else:
+        labelled = "label" in real
+        keep = torch.isin(real["label"], torch.tensor(classes)) if labelled else torch.ones(len(real["x_0"])).bool()
+        reference = real["x_0"][keep]
+    if len(reference) < 4:
+        raise UsageError(f"only {len(reference)} real windows of the evaluated classes; need more --data")
+    entry = {
+        "guidance": guidance,
+        "kmer_js": dna_metrics.kmer_js(reference, samples),
+        # the same distance between two halves of the real windows: what finite samples alone give
+        "kmer_js_real_halves": _real_halves_js(reference, len(samples), args.seed),
+        "gc_distance": dna_metrics.gc_distance(reference, samples),
+        "gc_mean_real": float(dna_metrics.gc_content(reference).mean()),
+        "gc_mean_generated": float(dna_metrics.gc_content(samples).mean()),
+        "discriminator_auroc": dna_metrics.discriminator_auroc(reference[: len(samples)], samples, seed=args.seed),
+        "samples": samples,
+    }
+    if classifier is not None:
+        intended = torch.cat([torch.full((len(v),), c) for c, v in generated.items()])
+        entry["species_accuracy"] = classifier.accuracy(samples, intended)
+    return entry
+
+
+def _real_halves_js(reference: Tensor, count: int, seed: int) -> dict[str, float]:
+    order = torch.randperm(len(reference), generator=torch.Generator().manual_seed(seed))
+    size = min(count, len(reference) // 2)
+    return dna_metrics.kmer_js(reference[order[:size]], reference[order[size : 2 * size]])
+
+
+def _print(result: dict) -> None:
+    relation = "=" if result["exact"] else "<="
+    low, high = result["bits_per_base_ci95"]
+    bits = result["bits_per_base"]
+    print(f"{result['windows']} real windows; bits per base {relation} {bits:.4f} [{low:.4f}, {high:.4f}]")
+    if result["real_species_accuracy"] is not None:
+        print(f"species classifier on held-out real windows: accuracy {result['real_species_accuracy']:.3f}")
+    for entry in result["by_guidance"]:
+        js = ", ".join(f"{k}: {v:.4f}" for k, v in entry["kmer_js"].items())
+        js += "; real halves " + ", ".join(f"{v:.4f}" for v in entry["kmer_js_real_halves"].values())
+        line = f"guidance {entry['guidance']:g}: k-mer JS {{{js}}}, GC distance {entry['gc_distance']:.4f}, "
+        line += f"discriminator AUROC {entry['discriminator_auroc']:.3f}"
+        if "species_accuracy" in entry:
+            line += f", species accuracy {entry['species_accuracy']:.3f}"
+        print(line)
+
+
+def _plots(folder: Path, real: dict[str, Tensor], result: dict) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError('--plots needs matplotlib: pip install "scorediff[plot]"') from None
+    folder.mkdir(parents=True, exist_ok=True)
+    first = result["by_guidance"][0]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for axis, k in zip(axes, (3, 6), strict=True):
+        a, b = dna_metrics.kmer_spectrum(real["x_0"], k), dna_metrics.kmer_spectrum(first["samples"], k)
+        axis.loglog(a.clamp_min(1e-7), b.clamp_min(1e-7), ".", alpha=0.5, markersize=3 if k == 6 else 6)
+        axis.plot([1e-7, 1], [1e-7, 1], color="grey", linewidth=0.8)
+        js, floor = first["kmer_js"][str(k)], first["kmer_js_real_halves"][str(k)]
+        title = f"{k}-mers: JS {js:.3f} (two halves of the real windows: {floor:.3f})"
+        axis.set(xlabel="real frequency", ylabel="generated frequency", title=title)
+    figure.tight_layout()
+    figure.savefig(folder / "kmer_spectra.png", dpi=110)
+    plt.close(figure)
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    bins = torch.linspace(0, 1, 51).tolist()
+    axis.hist(dna_metrics.gc_content(real["x_0"]).tolist(), bins=bins, alpha=0.5, density=True, label="real")
+    for entry in result["by_guidance"]:
+        gc = dna_metrics.gc_content(entry["samples"]).tolist()
+        axis.hist(gc, bins=bins, histtype="step", density=True, label=f"generated, guidance {entry['guidance']:g}")
+    axis.set(xlabel="GC content of a window", ylabel="density", title="GC content")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(folder / "gc_content.png", dpi=110)
+    plt.close(figure)
+    if "species_accuracy" in first:
+        figure, axis = plt.subplots(figsize=(6.5, 4.5))
+        weights = [e["guidance"] for e in result["by_guidance"]]
+        axis.plot(weights, [e["species_accuracy"] for e in result["by_guidance"]], "o-", label="generated")
+        axis.axhline(result["real_species_accuracy"], color="grey", linestyle="--", label="real (held out)")
+        axis.set(xlabel="guidance weight", ylabel="species accuracy", ylim=(0, 1.02), title="species accuracy")
+        axis.legend()
+        figure.tight_layout()
+        figure.savefig(folder / "accuracy_vs_guidance.png", dpi=110)
+        plt.close(figure)

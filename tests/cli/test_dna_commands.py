@@ -1,0 +1,99 @@
+"""DNA through the command line: a conditional model trained on real genome fixtures, guided sampling,
+infilling a FASTA region, eval-dna's report, and one-line refusals of bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+from cli_run import assert_user_error, run_cli
+
+from scorediff.cli import main
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "dna"
+ECOLI, SAUREUS = FIXTURES / "ecoli_mg1655_4kb.fa", FIXTURES / "saureus_n315_4kb.fa"
+MICRO = [
+    "--model.hidden_size=32", "--model.cond_dim=16", "--model.n_blocks=1", "--model.n_heads=2",
+    "--model.seq_len=32", "--train.batch_size=8", "--train.max_steps=6", "--train.eval_windows=4",
+    "--train.eval_num_t=2", "--train.compile=false", "--train.time_budget_minutes=0", "--train.max_minutes=0",
+    "--sampling.steps=4", "--quiet", "--num-samples=0",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dna_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dna_runs")
+    cache = f"--data.cache_dir={out / 'cache'}"
+    argv = ["train", "--config", "dna", "--data", f"ecoli={ECOLI}", "--data", f"saureus={SAUREUS}", cache]
+    assert main([*argv, *MICRO, "--out", str(out), "--name", "species"]) == 0
+    return out / "species"
+
+
+def test_the_run_records_its_labels_and_samples_each(dna_run, capsys):
+    config = json.loads((dna_run / "config.json").read_text())
+    assert config["data"]["labels"] == "ecoli,saureus"
+    assert config["model"]["num_labels"] == 2
+    for label in ("ecoli", "saureus"):
+        code, out, _ = run_cli(capsys, ["sample", "--checkpoint", str(dna_run), "--label", label, "--guidance", "2",
+                                        "--num-samples", "2", "--format", "jsonl"])  # fmt: skip
+        assert code == 0
+        rows = [json.loads(line) for line in out.splitlines()]
+        assert [len(r["text"]) for r in rows] == [32, 32] and set("".join(r["text"] for r in rows)) <= set("ACGT")
+        assert rows[0]["label"] == ["ecoli", "saureus"].index(label) and rows[0]["guidance"] == 2.0
+
+
+def test_infill_keeps_everything_outside_the_region(dna_run, capsys):
+    code, out, _ = run_cli(capsys, ["infill", "--checkpoint", str(dna_run), "--fasta", str(ECOLI), "--region",
+                                    "101-110", "--num-samples", "3", "--format", "jsonl"])  # fmt: skip
+    assert code == 0
+    genome = "".join(line.strip() for line in ECOLI.read_text().splitlines()[1:])
+    for line in out.splitlines():
+        row = json.loads(line)
+        start = row["window_start"] - 1
+        text = row["text"]
+        assert len(text) == 32 and start <= 100 and start + 32 >= 110
+        outside = [i for i in range(32) if not 100 <= start + i < 110]
+        assert all(text[i] == genome[start + i] for i in outside)
+
+
+def test_eval_dna_reports_every_metric(dna_run, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    code, printed, _ = run_cli(capsys, ["eval-dna", "--checkpoint", str(dna_run), "--guidance", "0", "1",
+                                        "--num-samples", "24", "--max-windows", "48", "--json", str(out)])  # fmt: skip
+    assert code == 0, printed
+    result = json.loads(out.read_text())
+    for key in ("kmer_js", "gc_distance", "discriminator_auroc", "bits_per_base", "species_accuracy"):
+        assert key in result
+    assert set(result["kmer_js"]) == {"3", "4", "5", "6"}
+    assert [e["guidance"] for e in result["by_guidance"]] == [0.0, 1.0]
+    assert 0.5 < result["bits_per_base"] < 3.0  # an upper bound on held-out bases: above any real genome's entropy
+    assert 0.0 <= result["discriminator_auroc"] <= 1.0 and 0.0 <= result["species_accuracy"] <= 1.0
+
+
+def test_dna_mistakes_are_one_line(dna_run, tmp_path, capsys):
+    run = str(dna_run)
+    assert_user_error(capsys, ["sample", "--checkpoint", run, "--label", "hpylori"], "knows the labels ecoli, saureus")
+    assert_user_error(capsys, ["sample", "--checkpoint", run, "--guidance", "2"], "--guidance needs --label")
+    assert_user_error(capsys, ["infill", "--checkpoint", run, "--fasta", str(ECOLI), "--region", "90-10"], "START-END")
+    assert_user_error(capsys, ["infill", "--checkpoint", run, "--fasta", str(ECOLI), "--region", "1-99"],
+                      "context is 32")  # fmt: skip
+    empty, only_n, odd = tmp_path / "empty.fa", tmp_path / "n.fa", tmp_path / "odd.fa"
+    empty.write_text("")
+    only_n.write_text(">r\n" + "N" * 200 + "\n")
+    odd.write_text(">r\nACGTXACGT\n")
+    out = tmp_path / "runs"
+    base = ["train", "--config", "dna", *MICRO, "--out", str(out), f"--data.cache_dir={tmp_path / 'cache'}"]
+    assert_user_error(capsys, [*base, "--data", str(empty)], "holds no FASTA record")
+    assert_user_error(capsys, [*base, "--data", str(only_n)], "holds no bases")
+    assert_user_error(capsys, [*base, "--data", str(odd), "--data.dna_policy=strict"], "'X' at base 5")
+    assert_user_error(capsys, [*base, "--data", f"a={ECOLI}", "--data", str(SAUREUS)], "label every file or none")
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written
+    assert not any(p.name.startswith(".tmp") for p in (tmp_path / "cache").rglob("*"))
+
+
+def test_guidance_on_an_unconditional_model_is_refused(tmp_path, capsys):
+    out = tmp_path / "runs"
+    cache = f"--data.cache_dir={tmp_path / 'cache'}"
+    assert main(["train", "--config", "dna", "--data", str(ECOLI), cache, *MICRO, "--out", str(out), "--name", "u"]) == 0
+    run = str(out / "u")
+    assert_user_error(capsys, ["sample", "--checkpoint", run, "--label", "ecoli"], "this model is unconditional")
+    assert_user_error(capsys, ["eval-dna", "--checkpoint", run, "--guidance", "1"], "needs a conditional model")
