@@ -8,19 +8,23 @@ import os
 import sys
 import time
 
+import torch
+
+from . import AbsorbingGraph, ExactScore, GeometricSchedule, LogLinearSchedule, UniformGraph, elbo, sample
+from .checkpoint import CheckpointError
+from .commands import UsageError, dna, evaluate, generate, train_cmd
+from .config import ConfigError
+from .data.sources import DataError
+from .training.step import TrainingDiverged
+from .version import __version__
+
 
 def _usage(message: str):
-    from .commands import UsageError
-
     return UsageError(message)
 
 
 def _demo(args: argparse.Namespace) -> int:
     """Sample a known distribution with its exact score and report how close the samples come."""
-    import torch
-
-    from . import AbsorbingGraph, ExactScore, GeometricSchedule, LogLinearSchedule, UniformGraph, elbo, sample
-
     if args.num_tokens < 2 or args.seq_len < 1 or args.num_tokens**args.seq_len > 100_000:
         raise _usage(
             f"--num-tokens >= 2 and --seq-len >= 1 with num_tokens ** seq_len <= 100000 expected; "
@@ -97,9 +101,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import dna, evaluate, generate, train_cmd
-    from .version import __version__
-
     parser = _Parser(
         prog="scorediff", description="Score Entropy Discrete Diffusion: train, sample, infill, eval, eval-dna."
     )
@@ -122,12 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (2 for a user's mistake, with a one-line message)."""
-    from .checkpoint import CheckpointError
-    from .commands import UsageError
-    from .config import ConfigError
-    from .data.sources import DataError
-    from .training.step import TrainingDiverged
-
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import torch
+
+from ..fileio import atomic_write_text
+
 
 class UsageError(ValueError):
     """A mistake in what the user asked for: printed as one line, exit code 2, no traceback."""
@@ -9,8 +16,6 @@ class UsageError(ValueError):
 
 def atomic_write(path, text: str) -> None:
     """Write a user's output file whole or not at all."""
-    from ..fileio import atomic_write_text
-
     check_writable(path)
     atomic_write_text(path, text)
 
@@ -24,9 +29,6 @@ def positive(name: str, value: int | float | None, allow_zero: bool = False) -> 
 
 def check_writable(path) -> None:
     """A file can be written at ``path``: its folder exists and may be written, and it is not a folder."""
-    import os
-    from pathlib import Path
-
     path = Path(path)
     if not path.parent.is_dir():
         raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
@@ -39,8 +41,6 @@ def check_writable(path) -> None:
 def check_folder_writable(path) -> None:
     """A folder can be created (or written) at ``path``: it is not a file, and its nearest existing folder may
     be written."""
-    import os
-    from pathlib import Path
 
     path = Path(path).absolute()
     if path.exists() and not path.is_dir():
@@ -54,8 +54,6 @@ def check_folder_writable(path) -> None:
 
 def check_device(name: str) -> None:
     """``name`` is a torch device that exists here (``cuda`` needs a GPU)."""
-    import torch
-
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -68,8 +66,6 @@ def check_device(name: str) -> None:
 
 def check_memory(needed: int) -> None:
     """Refuse a request that would need more than this machine's physical memory."""
-    import os
-
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not a POSIX system: no estimate to compare with

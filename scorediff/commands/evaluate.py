@@ -8,6 +8,10 @@ import math
 
 import torch
 
+from ..data.prepare import prepare_shards
+from ..data.sources import iter_text
+from ..data.windows import TokenWindows
+from ..loading import load
 from . import UsageError, atomic_write, check_device, check_writable, positive
 
 
@@ -33,10 +37,6 @@ def add_parsers(commands) -> None:
 
 
 def _windows(args, loaded) -> torch.Tensor:
-    from ..data.prepare import prepare_shards
-    from ..data.sources import iter_text
-    from ..data.windows import TokenWindows
-
     seq_len = loaded.model.config.seq_len
     limit = args.max_windows or None
     if args.data is None:
@@ -65,8 +65,6 @@ def _windows(args, loaded) -> torch.Tensor:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from ..loading import load
-
     positive("--num-t", args.num_t)
     positive("--batch-size", args.batch_size)
     positive("--max-windows", args.max_windows, allow_zero=True)
@@ -131,8 +129,6 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from ..loading import load
-
     loaded = load(args.checkpoint)
     info = {
         "checkpoint": str(loaded.path),

@@ -11,7 +11,12 @@ from pathlib import Path
 
 import torch
 
+from ..data.dna import fasta_records
+from ..data.sources import DataError
+from ..data.tokenizers import DnaTokenizer
+from ..loading import load
 from . import UsageError, atomic_write, check_device, check_memory, check_writable, positive
+from .trajectory import write_trajectory
 
 MARKER = re.compile(r"\[MASK(?::(\d+))?\]")
 
@@ -70,8 +75,6 @@ def add_parsers(commands) -> None:
 
 
 def _load(args):
-    from ..loading import load
-
     positive("--num-samples", args.num_samples)
     positive("--steps", args.steps)
     check_device(args.device)
@@ -202,7 +205,6 @@ def _emit(args, loaded, tokens: torch.Tensor, extra: dict) -> None:
 def _write_trajectory(args, loaded, trajectory, given=None) -> None:
     if not args.trajectory:
         return
-    from .trajectory import write_trajectory
 
     path = write_trajectory(args.trajectory, trajectory, loaded.tokenizer, loaded.graph.mask_id, given)
     print(f"wrote the denoising trajectory to {path}", file=sys.stderr)
@@ -268,9 +270,6 @@ REGION = re.compile(r"(\d+)-(\d+)")
 def fasta_region(args, context: int) -> tuple[list[int], list[bool], int]:
     """The bases of a window of at most ``context`` around ``--region`` of ``--fasta`` (the region centred where
     the record allows), the given-mask (False on the region), and the window's first position (0-based)."""
-    from ..data.dna import fasta_records
-    from ..data.sources import DataError
-    from ..data.tokenizers import DnaTokenizer
 
     found = REGION.fullmatch(args.region or "")
     if not found or not 1 <= int(found.group(1)) <= int(found.group(2)):

@@ -7,7 +7,12 @@ import os
 import time
 from pathlib import Path
 
+from ..builders import sampling_options
 from ..config import load_config, override_config
+from ..loading import load
+from ..training import train
+from ..training.signals import EXIT_CODES
+from ..training.trainer import config_of_run
 from . import UsageError, check_device, check_folder_writable, positive
 
 
@@ -56,9 +61,6 @@ def _newest_run(out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training import train
-    from ..training.trainer import config_of_run
-
     positive("--max-minutes", args.max_minutes)
     if args.device and args.device != "auto":
         check_device(args.device)
@@ -93,8 +95,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     minutes = (time.perf_counter() - start) / 60
     if result.interrupted:
-        from ..training.signals import EXIT_CODES
-
         print(
             f"\nstopped by {result.interrupted} at step {result.step}; checkpoint: {result.checkpoint}\n"
             f"continue with: scorediff train --resume {result.run_dir}"
@@ -109,11 +109,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"validation {what}: {result.val_bits_per_token:.3f} bits/token (EMA weights)")
     print(f"checkpoint: {result.checkpoint}")
     if args.num_samples:
-        from ..loading import load
-
         loaded = load(result.checkpoint)
-        from ..builders import sampling_options
-
         length = config.sampling.length or config.model.seq_len
         tokens = loaded.objective.sample(loaded.model, (args.num_samples, length), **sampling_options(config))
         for index, row in enumerate(tokens):
