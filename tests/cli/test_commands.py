@@ -1,6 +1,7 @@
 """The command line end to end on a micro model: train, resume, sample, infill, eval, info."""
 
 import json
+import math
 import re
 
 from cli_run import run_cli
@@ -112,7 +113,11 @@ def test_eval_and_info(capsys, trained_run, tmp_path, cli_corpus):
     result = json.loads(target.read_text())
     assert code == 0 and "bits per char" in out and result["windows"] == 8
     low, high = result["bits_per_token_ci95"]
-    assert low < result["bits_per_token"] < high
+    mean = result["bits_per_token"]
+    assert abs((high - mean) - (mean - low)) < 1e-9 and 0 < high - mean < mean  # symmetric, not degenerate
+    nats_low, nats_high = result["nats_per_token_ci95"]  # one interval, reported in three units
+    assert abs(low - nats_low / math.log(2)) < 1e-9 and abs(high - nats_high / math.log(2)) < 1e-9
+    assert abs(result["perplexity_ci95"][1] - math.exp(nats_high)) < 1e-9 * result["perplexity_ci95"][1]
     assert abs(result["bits_per_char"] - result["bits_per_token"]) < 1e-9  # characters are the tokens
     assert abs(result["perplexity"] - 2 ** result["bits_per_token"]) < 1e-6 * result["perplexity"]
     code, _, _ = run_cli(
