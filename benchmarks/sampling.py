@@ -137,7 +137,8 @@ def quality(args) -> dict:
         points.append(point)
         print(json.dumps(point), flush=True)
     reference = {"generative_perplexity": evaluator.perplexity(real_texts(diffusion, args.quality_samples, length))}
-    return {"points": points, "real_text": reference, "evaluator": evaluator.name}
+    front = [f"{p['sampler']} {p['steps']}" for p in pareto_front(points)]
+    return {"points": points, "real_text": reference, "evaluator": evaluator.name, "pareto_front": front}
 
 
 def real_texts(loaded, count: int, length: int) -> list[str]:
@@ -147,6 +148,16 @@ def real_texts(loaded, count: int, length: int) -> list[str]:
 
     windows = prepare_data(loaded.config, DistInfo(), loaded.path).val.spread_windows(count)
     return [loaded.tokenizer.decode(row[:length].tolist()) for row in windows]
+
+
+def pareto_front(points: list[dict]) -> list[dict]:
+    """The points no other point beats on both wall time and generative perplexity, fastest first."""
+    front, best = [], float("inf")
+    for point in sorted(points, key=lambda p: (p["seconds_per_sample"], p["generative_perplexity"])):
+        if point["generative_perplexity"] < best:
+            front.append(point)
+            best = point["generative_perplexity"]
+    return front
 
 
 def plot(result: dict, path: Path) -> None:
@@ -175,6 +186,9 @@ def plot(result: dict, path: Path) -> None:
                 axis.plot(point["seconds_per_sample"], point["generative_perplexity"], "o")
                 axis.annotate(f"{point['sampler']} {point['steps']}", (point["seconds_per_sample"],
                               point["generative_perplexity"]), fontsize=7)  # fmt: skip
+            front = pareto_front(result["quality"]["points"])
+            axis.step([p["seconds_per_sample"] for p in front], [p["generative_perplexity"] for p in front],
+                      where="post", color="black", linewidth=0.8, label="Pareto front")  # fmt: skip
             real = result["quality"]["real_text"]["generative_perplexity"]
             axis.axhline(real, color="grey", linestyle="--", label="real text")
             axis.set(xscale="log", yscale="log", xlabel="seconds per sample", ylabel="generative perplexity")
