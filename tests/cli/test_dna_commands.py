@@ -93,7 +93,8 @@ def test_dna_mistakes_are_one_line(dna_run, tmp_path, capsys):
 def test_guidance_on_an_unconditional_model_is_refused(tmp_path, capsys):
     out = tmp_path / "runs"
     cache = f"--data.cache_dir={tmp_path / 'cache'}"
-    assert main(["train", "--config", "dna", "--data", str(ECOLI), cache, *MICRO, "--out", str(out), "--name", "u"]) == 0
+    argv = ["train", "--config", "dna", "--data", str(ECOLI), cache, *MICRO, "--out", str(out), "--name", "u"]
+    assert main(argv) == 0
     run = str(out / "u")
     assert_user_error(capsys, ["sample", "--checkpoint", run, "--label", "ecoli"], "this model is unconditional")
     assert_user_error(capsys, ["eval-dna", "--checkpoint", run, "--guidance", "1"], "needs a conditional model")
