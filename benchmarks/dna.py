@@ -1,8 +1,9 @@
 """DNA benchmark: species-conditional generation from four bacterial genomes, unconditional Drosophila promoters,
 three forward processes compared, and the autoregressive baseline's exact bits per base.
 
-    python benchmarks/dna.py            # 1,000 steps per model; about 75 minutes on 2 CPU cores
-    python benchmarks/dna.py --quick    # 150 steps, fewer samples: a smoke check in about 15 minutes
+    python benchmarks/dna.py                          # 1,000 steps, 128 windows per class: hours on 2 CPU cores
+    python benchmarks/dna.py --steps 600 --samples 64 # the README's run: about 1.5 hours on 2 cores
+    python benchmarks/dna.py --quick                  # 150 steps, fewer samples: a smoke check, about half an hour
 
 Real data comes from two Debian packages, which this script fetches itself with ``apt-get download`` and unpacks
 with ``dpkg -x`` into ``--data-dir`` (nothing is installed system-wide, R is not pulled in):
