@@ -7,15 +7,12 @@ import json
 import math
 import re
 import sys
-from pathlib import Path
 
 import torch
 
-from ..data.dna import fasta_records
-from ..data.sources import DataError
-from ..data.tokenizers import DnaTokenizer
 from ..loading import load
-from . import UsageError, atomic_write, check_device, check_memory, check_writable, positive
+from . import UsageError, atomic_write, check_device, check_memory, check_writable, label_id, positive
+from .dna import fasta_region
 from .trajectory import write_trajectory
 
 MARKER = re.compile(r"\[MASK(?::(\d+))?\]")
@@ -131,19 +128,15 @@ def _options(args, loaded) -> dict:
 
 def _conditioning(args, loaded) -> dict:
     """``--label`` as the model's label id, and ``--guidance``; both checked against what the model knows."""
-    names = [n for n in (loaded.config.data.labels if loaded.config else "").split(",") if n]
     if args.guidance is not None and args.label is None:
         raise UsageError("--guidance needs --label (the class to guide towards)")
     if args.label is None:
         return {}
-    if not names:
-        raise UsageError(f"--label {args.label}: this model is unconditional (it was trained without labels)")
-    if args.label not in names:
-        raise UsageError(f"--label {args.label}: the model knows the labels {', '.join(names)}")
+    label = label_id(loaded, args.label)
     guidance = 0.0 if args.guidance is None else args.guidance
     if not math.isfinite(guidance):
         raise UsageError(f"--guidance must be a finite number; got {guidance}")
-    return {"label": names.index(args.label), "guidance": guidance}
+    return {"label": label, "guidance": guidance}
 
 
 def _max_length(loaded) -> int:
@@ -262,38 +255,6 @@ def _encode(tokenizer, text: str) -> list[int]:
         raise UsageError("cannot encode the prompt: it is not valid UTF-8 text") from None
     except (ValueError, TypeError) as error:
         raise UsageError(f"cannot encode the prompt: {error}") from None
-
-
-REGION = re.compile(r"(\d+)-(\d+)")
-
-
-def fasta_region(args, context: int) -> tuple[list[int], list[bool], int]:
-    """The bases of a window of at most ``context`` around ``--region`` of ``--fasta`` (the region centred where
-    the record allows), the given-mask (False on the region), and the window's first position (0-based)."""
-
-    found = REGION.fullmatch(args.region or "")
-    if not found or not 1 <= int(found.group(1)) <= int(found.group(2)):
-        raise UsageError(f"--region must be START-END with 1 <= START <= END (1-based); got {args.region!r}")
-    start, end = int(found.group(1)) - 1, int(found.group(2))  # 0-based, end exclusive
-    try:
-        records = fasta_records(Path(args.fasta))
-        sequence = next((seq for name, seq in records if args.record in (None, name.split()[0])), None)
-    except (OSError, DataError) as error:
-        raise UsageError(f"--fasta {args.fasta}: {error}") from None
-    if sequence is None:
-        raise UsageError(f"--fasta {args.fasta} has no record {args.record!r}" if args.record else "--fasta: no record")
-    if end > len(sequence):
-        raise UsageError(f"--region {args.region} ends past the record's {len(sequence)} bases")
-    if end - start > context:
-        raise UsageError(f"--region is {end - start} bases; the model's context is {context}")
-    first = max(0, min(start - (context - (end - start)) // 2, len(sequence) - context))
-    window = sequence[first : first + context]
-    try:
-        tokens = DnaTokenizer().encode(window)
-    except ValueError as error:
-        raise UsageError(f"the window {first + 1}-{first + len(window)} around --region: {error}") from None
-    given = [not start <= first + i < end for i in range(len(window))]
-    return tokens, given, first
 
 
 def run_infill(args: argparse.Namespace) -> int:
