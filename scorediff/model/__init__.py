@@ -1,9 +1,10 @@
 """The networks: the SEDD diffusion transformer, the causal (autoregressive) baseline built from the same
 blocks, and the reader of original SEDD checkpoints."""
 
+from .attention import KVCache
 from .causal import CausalTransformer
 from .convert import convert_state_dict, is_original_config, original_components, read_original_checkpoint
-from .transformer import KVCache, ModelConfig, SEDDTransformer
+from .transformer import ModelConfig, SEDDTransformer
 
 __all__ = [
     "CausalTransformer",

@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .transformer import DiTBlock, KVCache, LayerNorm, ModelConfig, RotaryTables
+from .attention import KVCache
+from .transformer import DiTBlock, LayerNorm, ModelConfig, RotaryTables
 
 
 class CausalTransformer(nn.Module):

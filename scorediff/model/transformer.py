@@ -18,6 +18,7 @@ from torch import Tensor
 from ..checks import at_least, within
 from ..graphs.absorbing import AbsorbingGraph
 from ..graphs.base import expm1_stable
+from .attention import KVCache, causal_mask, explicit_attention, explicit_attention_pays
 
 
 @dataclass
@@ -160,67 +161,6 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return x * (1 + scale[:, None]) + shift[:, None]
 
 
-class KVCache:
-    """Keys and values of the positions seen so far, one pair per block, preallocated to ``max_len``.
-
-    Args:
-        n_blocks (int): blocks of the model.
-        shape (tuple): ``(batch_size, n_heads, max_len, head_dim)`` of each key and value tensor.
-    """
-
-    def __init__(self, n_blocks: int, shape: tuple[int, int, int, int], dtype=torch.float32, device=None):
-        self.keys = [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_blocks)]
-        self.values = [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_blocks)]
-        self.length = 0  # positions already stored
-        self.max_len = shape[2]
-
-    def extend(self, block: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Store the new keys and values (B, H, T, K) of ``block``; return all of them so far."""
-        end = self.length + k.shape[2]
-        if end > self.max_len:
-            raise ValueError(f"the KV cache holds {self.max_len} positions; asked for {end}")
-        self.keys[block][:, :, self.length : end] = k
-        self.values[block][:, :, self.length : end] = v
-        return self.keys[block][:, :, :end], self.values[block][:, :, :end]
-
-    def advance(self, count: int) -> None:
-        """Mark ``count`` more positions as stored (after every block has been extended)."""
-        self.length += count
-
-
-#: Longest key sequence for which bf16 attention on a CPU is computed explicitly (scores of B x H x L x L).
-EXPLICIT_ATTENTION_MAX_LEN = 512
-
-
-def _explicit_attention_pays(q: Tensor, k: Tensor) -> bool:
-    """Training in bf16 on a CPU, on short sequences: there the fused kernel's backward is the slow part; in
-    inference the fused kernel is 3-5x faster."""
-    cpu_bf16 = q.device.type == "cpu" and q.dtype == torch.bfloat16
-    return cpu_bf16 and torch.is_grad_enabled() and k.shape[2] <= EXPLICIT_ATTENTION_MAX_LEN
-
-
-def explicit_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | str | None, dropout: float) -> Tensor:
-    """``softmax(q k^T / sqrt(K)) v`` with the softmax in float32, (B, H, L, K) each.
-
-    On CPUs with bf16 matrix units PyTorch's fused attention kernel is slower than this in bf16 (its backward
-    most of all: 2.7x at L = 128 on a Sapphire Rapids core pair); the scores of short sequences are cheap to
-    hold. ``mask`` is a bool (L, S) tensor of allowed pairs, ``"causal"``, or None.
-    """
-    scores = (q @ k.transpose(-1, -2)).float() * (q.shape[-1] ** -0.5)  # (B, H, L, S)
-    if isinstance(mask, str):
-        mask = causal_mask(q.shape[2], k.shape[2] - q.shape[2], q.device)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, -torch.inf)
-    probs = F.dropout(scores.softmax(-1), dropout, training=dropout > 0).to(v.dtype)
-    return probs @ v
-
-
-def causal_mask(queries: int, start: int, device=None) -> Tensor:
-    """bool (T, start + T): query ``i`` (at position ``start + i``) sees keys at positions ``<= start + i``."""
-    keys = torch.arange(start + queries, device=device)
-    return keys[None, :] <= (start + torch.arange(queries, device=device))[:, None]
-
-
 class DiTBlock(nn.Module):
     """Pre-norm attention and MLP; with ``conditioned`` each is modulated (shift, scale) and gated by the noise
     embedding (adaLN-zero), without it the block is a plain pre-norm transformer block. ``causal`` attention
@@ -258,7 +198,7 @@ class DiTBlock(nn.Module):
             elif start:
                 is_causal = False  # one new query sees every cached key
         dropout = self.dropout if self.training else 0.0
-        if _explicit_attention_pays(q, k):
+        if explicit_attention_pays(q, k):
             attn = explicit_attention(q, k, v, mask if mask is not None or not is_causal else "causal", dropout)
         else:
             attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal)

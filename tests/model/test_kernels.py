@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scorediff.model.transformer import TanhGELU, causal_mask, explicit_attention
+from scorediff.model.attention import causal_mask, explicit_attention
+from scorediff.model.transformer import TanhGELU
 
 
 def test_sigmoid_form_of_tanh_gelu_is_the_same_function():
