@@ -76,12 +76,18 @@ def same_weights(a: dict, b: dict) -> bool:
     return all(torch.equal(a[f][k], b[f][k]) for f in a for k in a[f])
 
 
+#: Kills per trial after which the run is left to finish.
+MAX_KILLS = 5
+
+
 def trial(root: Path, config: Path, reference: Path, rng: random.Random, seconds: float) -> dict:
     name = "killed"
     kills = 0
     resume = False
     while True:
-        started = run(command(config, root, name, resume), kill_after=rng.uniform(0.3, seconds))
+        # a run's start-up alone can take most of `seconds`: after MAX_KILLS the last run may finish, so a trial ends
+        kill_after = rng.uniform(0.3, seconds) if kills < MAX_KILLS else None
+        started = run(command(config, root, name, resume), kill_after=kill_after)
         if started == 0:
             break
         kills += 1
