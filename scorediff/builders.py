@@ -9,7 +9,7 @@ from torch import nn
 
 from .config import ConfigError, DiffusionConfig, RunConfig
 from .graphs import Graph, get_graph
-from .objectives import AutoregressiveObjective, DiffusionObjective, Objective
+from .objectives import AutoregressiveObjective, BlockDiffusionObjective, DiffusionObjective, Objective
 from .schedules import SCHEDULES, NoiseSchedule, get_schedule
 
 
@@ -38,13 +38,18 @@ def build_schedule(diffusion: DiffusionConfig) -> NoiseSchedule:
 
 
 def build_objective(config: RunConfig, num_tokens: int) -> Objective:
-    """The objective ``config.objective`` names, over ``num_tokens`` data tokens."""
+    """The objective ``config.objective`` names, over ``num_tokens`` data tokens; diffusion with
+    ``model.block_size > 0`` is block diffusion."""
     if config.objective == "autoregressive":
+        if config.model.block_size:
+            raise ConfigError("model.block_size applies to block diffusion; this objective is autoregressive")
         return AutoregressiveObjective(num_tokens)
     if config.objective == "diffusion":
         diffusion = config.diffusion
         graph, schedule = build_graph(diffusion, num_tokens), build_schedule(diffusion)
         try:
+            if config.model.block_size:
+                return _block_objective(config, graph, schedule)
             return DiffusionObjective(
                 graph,
                 schedule,
@@ -58,6 +63,23 @@ def build_objective(config: RunConfig, num_tokens: int) -> Objective:
         except ValueError as error:
             raise ConfigError(str(error)) from None
     raise ConfigError(f"unknown objective {config.objective!r}; expected one of ['autoregressive', 'diffusion']")
+
+
+def _block_objective(config: RunConfig, graph: Graph, schedule: NoiseSchedule) -> BlockDiffusionObjective:
+    if config.diffusion.graph not in ("absorbing", "absorb") or config.model.time_conditioning:
+        raise ValueError(
+            "block diffusion (model.block_size > 0) needs diffusion.graph=absorbing and model.time_conditioning=false"
+        )
+    diffusion = config.diffusion
+    return BlockDiffusionObjective(
+        graph,
+        schedule,
+        config.model.block_size,
+        mask_count=diffusion.mask_count,
+        antithetic=diffusion.antithetic,
+        t_min=diffusion.t_min,
+        label_dropout=diffusion.label_dropout,
+    )
 
 
 def build_model(config: RunConfig, objective: Objective) -> nn.Module:

@@ -24,7 +24,7 @@ from .config import ConfigError, RunConfig, config_from_dict
 from .data.tokenizers import Tokenizer, load_tokenizer
 from .graphs import Graph
 from .model import SEDDTransformer, is_original_config, read_original_checkpoint
-from .objectives import DiffusionObjective, Objective
+from .objectives import BlockDiffusionObjective, DiffusionObjective, Objective
 from .schedules import NoiseSchedule
 from .types import ScoreFn
 
@@ -39,7 +39,8 @@ class Loaded:
         objective: how the model is scored and sampled (``objective.nll``, ``objective.sample``).
         tokenizer: None when the checkpoint has none (the original SEDD layout).
         graph, schedule, score_fn: the forward process and the ``ScoreFn`` of a diffusion model (None for an
-            autoregressive one). ``score_fn`` takes sigma_bar, as the original model does.
+            autoregressive one, and ``score_fn`` None for block diffusion, which is sampled and scored through
+            ``objective``). ``score_fn`` takes sigma_bar, as the original model does.
         config: the resolved run configuration (None for the original layout).
         step: training step of the checkpoint (None when unknown).
         path: the checkpoint directory.
@@ -97,7 +98,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True)
         tokenizer=tokenizer,
         graph=objective.graph if diffusion else None,
         schedule=objective.schedule if diffusion else None,
-        score_fn=model if diffusion else None,
+        score_fn=model if diffusion and not isinstance(objective, BlockDiffusionObjective) else None,
         config=config,
         step=info.get("step"),
         path=checkpoint,

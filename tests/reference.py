@@ -1,5 +1,6 @@
 """Brute-force references over state spaces small enough to enumerate (float64)."""
 
+import itertools
 import math
 
 import torch
@@ -81,3 +82,98 @@ class IndependentExactScore:
         kernel = kernel[..., : self.graph.num_tokens]  # (B, V, N)
         log_marginal = torch.einsum("byn,ln->bly", kernel, self.probs).log()  # (B, L, V)
         return log_marginal - log_marginal.gather(-1, x_t[..., None])
+
+
+class TokenCache:
+    """What an exact block denoiser caches: the finished tokens themselves."""
+
+    def __init__(self, tokens: torch.Tensor):
+        self.tokens = tokens
+        self.length = tokens.shape[1]
+
+    def select(self, rows: torch.Tensor, room: int) -> "TokenCache":
+        return TokenCache(self.tokens[rows])
+
+
+class ExactBlockDenoiser:
+    """The exact block denoiser of a distribution ``probs`` over ``num_tokens ** seq_len`` sequences:
+    ``p(x_0^i = y | the unmasked tokens of its block, the clean blocks before it)``, float64, in the two forms
+    a ``BlockDiffusionTransformer`` has (``(x_t, x_0)`` for training and scoring, a cache for sampling)."""
+
+    def __init__(self, probs: torch.Tensor, block_size: int):
+        self.num_tokens, self.seq_len = probs.shape[0], probs.dim()
+        self.probs = probs.reshape(-1).double()
+        self.states = all_sequences(self.num_tokens, self.seq_len)  # (S, L)
+        self.mask_id = self.num_tokens
+        self.config = type("Config", (), {"block_size": block_size, "seq_len": self.seq_len})()
+
+    def conditionals(self, tokens: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """``log p(x_i = y | x_j = tokens_j where known)``, (B, L, N + 1) with ``-inf`` at the mask."""
+        consistent = ((self.states[None] == tokens[:, None]) | ~known[:, None]).all(-1)  # (B, S)
+        one_hot = torch.nn.functional.one_hot(self.states, self.num_tokens).double()  # (S, L, N)
+        marginal = torch.einsum("bs,sln->bln", self.probs * consistent, one_hot)
+        out = torch.full((*tokens.shape, self.num_tokens + 1), -torch.inf, dtype=torch.float64)
+        out[..., : self.num_tokens] = (marginal / marginal.sum(-1, keepdim=True)).log()
+        return out
+
+    def __call__(self, x_t: torch.Tensor, x_0: torch.Tensor, label=None) -> torch.Tensor:
+        block = torch.arange(self.seq_len) // self.config.block_size
+        out = torch.empty((*x_t.shape, self.num_tokens + 1), dtype=torch.float64)
+        for b in range(int(block.max()) + 1):
+            tokens = torch.where(block < b, x_0, x_t)
+            known = (block < b) | ((block == b) & (x_t != self.mask_id))
+            out[:, block == b] = self.conditionals(tokens, known)[:, block == b]
+        return out
+
+    def new_cache(self, batch_size: int, max_len: int, device=None) -> TokenCache:
+        return TokenCache(torch.zeros(batch_size, 0, dtype=torch.int64))
+
+    def block_log_probs(self, x_t: torch.Tensor, cache: TokenCache, label=None) -> torch.Tensor:
+        start, end = cache.length, cache.length + x_t.shape[1]
+        tokens = torch.zeros(x_t.shape[0], self.seq_len, dtype=torch.int64)
+        tokens[:, :end] = torch.cat([cache.tokens, x_t], dim=1)
+        known = torch.zeros_like(tokens, dtype=torch.bool)
+        known[:, :start] = True
+        known[:, start:end] = x_t != self.mask_id
+        return self.conditionals(tokens, known)[:, start:end]
+
+    def extend_cache(self, x_0: torch.Tensor, cache: TokenCache, label=None) -> None:
+        cache.tokens = torch.cat([cache.tokens, x_0], dim=1)
+        cache.length = cache.tokens.shape[1]
+
+
+def block_bound(denoiser, x_0: torch.Tensor, block_size: int, mask_id: int) -> torch.Tensor:
+    """The block diffusion bound of every row of ``x_0`` (B, L), by enumerating every mask of every block:
+    ``sum_b mean_k (B / k) mean_{|M| = k} sum_{i in M} -log p(x_0^i | ...)``, float64 (B,)."""
+    length = x_0.shape[1]
+    total = torch.zeros(x_0.shape[0], dtype=torch.float64)
+    for start in range(0, length, block_size):
+        for k in range(1, block_size + 1):
+            subsets = list(itertools.combinations(range(start, start + block_size), k))
+            for subset in subsets:
+                x_t = x_0.clone()
+                x_t[:, list(subset)] = mask_id
+                log_p = denoiser(x_t, x_0).double().gather(-1, x_0[..., None]).squeeze(-1)  # (B, L)
+                total -= (block_size / k) * log_p[:, list(subset)].sum(-1) / len(subsets) / block_size
+    return total
+
+
+def block_order_law(denoiser, states: torch.Tensor, block_size: int, mask_id: int) -> torch.Tensor:
+    """The law of the first-hitting block sampler of ``denoiser``: every block filled one position at a time in a
+    uniformly random order, each from its conditional; probabilities of ``states`` (S, L), float64 (S,)."""
+    law = torch.ones(states.shape[0], dtype=torch.float64)
+    for start in range(0, states.shape[1], block_size):
+        positions = list(range(start, start + block_size))
+        block_law = torch.zeros_like(law)
+        orders = list(itertools.permutations(positions))
+        for order in orders:
+            x_t = states.clone()
+            x_t[:, positions] = mask_id
+            probability = torch.ones_like(law)
+            for i in order:
+                log_p = denoiser(x_t, states).double()[:, i].gather(-1, states[:, i : i + 1]).squeeze(-1)
+                probability *= log_p.exp()
+                x_t[:, i] = states[:, i]
+            block_law += probability / len(orders)
+        law *= block_law
+    return law

@@ -133,6 +133,7 @@ def run_info(args: argparse.Namespace) -> int:
     info = {
         "checkpoint": str(loaded.path),
         "kind": loaded.kind,
+        "block_size": getattr(loaded.model.config, "block_size", 0) or None,
         "step": loaded.step,
         "parameters": loaded.model.num_parameters(),
         "graph": repr(loaded.graph) if loaded.graph is not None else None,
@@ -150,6 +151,7 @@ def run_info(args: argparse.Namespace) -> int:
     for key in (
         "checkpoint",
         "kind",
+        "block_size",
         "step",
         "parameters",
         "graph",
@@ -163,7 +165,7 @@ def run_info(args: argparse.Namespace) -> int:
             value = f"{value:,}"
         elif isinstance(value, float):
             value = f"{value:.4f}"
-        if value is not None or key not in ("graph", "schedule"):
+        if value is not None or key not in ("graph", "schedule", "block_size"):
             print(f"{key:26s} {value}")
     print("model".ljust(26), ", ".join(f"{k}={v}" for k, v in info["model"].items()))
     if loaded.config is not None:

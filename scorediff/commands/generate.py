@@ -11,6 +11,7 @@ import sys
 import torch
 
 from ..loading import load
+from ..objectives import BlockDiffusionObjective
 from . import UsageError, atomic_write, check_device, check_memory, check_writable, label_id, positive
 from .dna import fasta_region
 from .trajectory import write_trajectory
@@ -112,6 +113,8 @@ def _options(args, loaded) -> dict:
     options = {"temperature": temperature, "top_p": top_p, "block": args.block, "return_stats": args.stats}
     if loaded.kind == "autoregressive":
         return {**options, "use_cache": not args.no_cache}
+    if args.trajectory and _left_to_right(loaded):
+        raise UsageError("--trajectory draws one window at once; a block diffusion model fills one block at a time")
     predictor = args.predictor or (sampling.predictor if sampling else "analytic")
     if predictor == "first_hitting" and loaded.graph.mask_id is None:
         raise UsageError("--predictor first_hitting needs the absorbing graph; this model uses the uniform graph")
@@ -137,6 +140,11 @@ def _conditioning(args, loaded) -> dict:
     if not math.isfinite(guidance):
         raise UsageError(f"--guidance must be a finite number; got {guidance}")
     return {"label": label, "guidance": guidance}
+
+
+def _left_to_right(loaded) -> bool:
+    """Whether the model generates left to right (autoregressive, or block diffusion), so it sees no suffix."""
+    return loaded.kind == "autoregressive" or isinstance(loaded.objective, BlockDiffusionObjective)
 
 
 def _max_length(loaded) -> int:
@@ -272,10 +280,11 @@ def run_infill(args: argparse.Namespace) -> int:
         positive("--length", args.length)
     loaded = _load(args)
     tokenizer = loaded.tokenizer
-    if loaded.kind == "autoregressive" and (args.template is not None or args.suffix):
+    if _left_to_right(loaded) and (args.template is not None or args.suffix):
+        what = "an autoregressive" if loaded.kind == "autoregressive" else "a block diffusion"
         raise UsageError(
-            "an autoregressive model generates left to right, so it can only continue a --prefix "
-            "(no --suffix or --template); use a diffusion checkpoint to fill in text"
+            f"{what} model generates left to right, so it can only continue a --prefix "
+            "(no --suffix or --template); use a diffusion checkpoint without model.block_size to fill in text"
         )
     if args.template is not None:
         tokens, given = parse_template(args.template, tokenizer, _max_length(loaded))
@@ -299,8 +308,11 @@ def run_infill(args: argparse.Namespace) -> int:
 
 def _infill_fasta(args) -> int:
     loaded = _load(args)
-    if loaded.tokenizer.kind != "dna" or loaded.kind != "diffusion":
-        raise UsageError("--fasta needs a DNA diffusion model (data.tokenizer=dna, the diffusion objective)")
+    if loaded.tokenizer.kind != "dna" or _left_to_right(loaded):
+        raise UsageError(
+            "--fasta needs a DNA diffusion model that sees both sides of the region (data.tokenizer=dna, the "
+            "diffusion objective without model.block_size)"
+        )
     tokens, given, first = fasta_region(args, _max_length(loaded))
     token_tensor = torch.tensor(tokens, device=args.device).expand(args.num_samples, -1)
     mask = torch.tensor(given, device=args.device).expand(args.num_samples, -1)

@@ -25,6 +25,23 @@ class KVCache:
         self.length = 0  # positions already stored
         self.max_len = shape[2]
 
+    @classmethod
+    def for_model(cls, config, batch_size: int, max_len: int, dtype=torch.float32, device=None) -> KVCache:
+        """An empty cache for a transformer of ``config`` (its ``n_blocks``, ``n_heads``, ``hidden_size``)."""
+        shape = (batch_size, config.n_heads, max_len, config.hidden_size // config.n_heads)
+        return cls(config.n_blocks, shape, dtype, device)
+
+    def select(self, rows: Tensor, room: int) -> KVCache:
+        """A copy holding the stored positions of ``rows`` (bool (B,)), with room for ``room`` more positions."""
+        first = self.keys[0]
+        shape = (int(rows.sum()), first.shape[1], self.length + room, first.shape[3])
+        picked = KVCache(len(self.keys), shape, first.dtype, first.device)
+        for targets, sources in ((picked.keys, self.keys), (picked.values, self.values)):
+            for target, source in zip(targets, sources, strict=True):
+                target[:, :, : self.length] = source[rows, :, : self.length]
+        picked.length = self.length
+        return picked
+
     def extend(self, block: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store the new keys and values (B, H, T, K) of ``block``; return all of them so far."""
         end = self.length + k.shape[2]
@@ -70,3 +87,19 @@ def causal_mask(queries: int, start: int, device=None) -> Tensor:
     """bool (T, start + T): query ``i`` (at position ``start + i``) sees keys at positions ``<= start + i``."""
     keys = torch.arange(start + queries, device=device)
     return keys[None, :] <= (start + torch.arange(queries, device=device))[:, None]
+
+
+def block_diffusion_mask(seq_len: int, block_size: int, device=None) -> Tensor:
+    """bool (2L, 2L): which keys each query sees in the training pass of a block diffusion model over the
+    concatenation ``[x_t, x_0]`` (BD3-LM's vectorised form; Arriola et al. 2025, Sec. 3.2).
+
+    A noised token (first half) in block ``b`` sees the noised tokens of block ``b`` and the clean tokens of the
+    blocks before ``b``; a clean token (second half) in block ``b`` sees the clean tokens of blocks ``<= b``, which
+    are exactly the keys and values a KV cache holds when the clean blocks are fed one at a time.
+    """
+    block = torch.arange(seq_len, device=device) // block_size
+    same = block[:, None] == block[None, :]  # (L, L)
+    earlier = block[:, None] > block[None, :]
+    noised_row = torch.cat([same, earlier], dim=1)  # (L, 2L)
+    clean_row = torch.cat([torch.zeros_like(same), same | earlier], dim=1)
+    return torch.cat([noised_row, clean_row], dim=0)

@@ -64,10 +64,7 @@ class CausalTransformer(nn.Module):
 
     def new_cache(self, batch_size: int, max_len: int, device=None, dtype=None) -> KVCache:
         """An empty cache for ``batch_size`` sequences of up to ``max_len`` positions, in the weights' dtype."""
-        dtype = dtype or self.linear.weight.dtype
-        head_dim = self.config.hidden_size // self.config.n_heads
-        shape = (batch_size, self.config.n_heads, max_len, head_dim)
-        return KVCache(self.config.n_blocks, shape, dtype, device)
+        return KVCache.for_model(self.config, batch_size, max_len, dtype or self.linear.weight.dtype, device)
 
     def forward(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
         start = cache.length if cache is not None else 0

@@ -46,6 +46,10 @@ class ModelConfig:
     score is that probability over e^sigma_bar - 1, so equal inputs give equal network outputs."""
     mlp_ratio: int = 4
     """MLP width as a multiple of hidden_size."""
+    block_size: int = 0
+    """Block diffusion (BD3-LM, Arriola et al. 2025): generate ``block_size`` tokens at a time, left to right; a
+    block's noised tokens see one another and the clean blocks before it. 0: one block, the whole sequence
+    (SEDD). Must divide seq_len; needs the absorbing graph and time_conditioning=false; 1 is a left-to-right model."""
     num_labels: int = 0
     """Classes a conditional model knows (set from labelled data); 0: unconditional. Label ``num_labels`` (or any
     negative label) is the null label, the unconditional model of classifier-free guidance."""
@@ -60,6 +64,9 @@ class ModelConfig:
         at_least("seq_len", self.seq_len, 1, 2**20)
         at_least("mlp_ratio", self.mlp_ratio, 1, 64)
         at_least("num_labels", self.num_labels, 0, 2**16)
+        at_least("block_size", self.block_size, 0, self.seq_len)
+        if self.block_size and self.seq_len % self.block_size:
+            raise ValueError(f"block_size must divide seq_len = {self.seq_len}; got {self.block_size}")
         within("dropout", self.dropout, 0.0, 1.0, low_open=False, high_open=True)
         if self.hidden_size % self.n_heads or (self.hidden_size // self.n_heads) % 2:
             raise ValueError(
@@ -184,19 +191,20 @@ class DiTBlock(nn.Module):
         if conditioned:
             self.adaLN_modulation = nn.Linear(config.cond_dim, 6 * dim)
 
-    def attention(self, h: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, index: int) -> Tensor:
+    def attention(
+        self, h: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, index: int, mask: Tensor | None = None
+    ) -> Tensor:
         batch_size, seq_len, dim = h.shape
         qkv = self.attn_qkv(h).view(batch_size, seq_len, 3, self.n_heads, dim // self.n_heads)  # (B, L, 3, H, K)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, L, K)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        mask, is_causal = None, self.causal
+        is_causal = self.causal and mask is None
         if cache is not None:
             start = cache.length
             k, v = cache.extend(index, k, v)  # (B, H, start + L, K)
-            if start and seq_len > 1:
-                mask, is_causal = causal_mask(seq_len, start, h.device), False
-            elif start:
-                is_causal = False  # one new query sees every cached key
+            if is_causal and start:
+                # new queries see every cached key and, among themselves, the earlier ones
+                mask, is_causal = (causal_mask(seq_len, start, h.device) if seq_len > 1 else None), False
         dropout = self.dropout if self.training else 0.0
         if explicit_attention_pays(q, k):
             attn = explicit_attention(q, k, v, mask if mask is not None or not is_causal else "causal", dropout)
@@ -205,14 +213,22 @@ class DiTBlock(nn.Module):
         return attn.transpose(1, 2).reshape(batch_size, seq_len, dim)  # (B, L, D)
 
     def forward(
-        self, x: Tensor, c: Tensor | None, cos: Tensor, sin: Tensor, cache: KVCache | None = None, index: int = 0
+        self,
+        x: Tensor,
+        c: Tensor | None,
+        cos: Tensor,
+        sin: Tensor,
+        cache: KVCache | None = None,
+        index: int = 0,
+        mask: Tensor | None = None,
     ) -> Tensor:
+        """``mask``: bool (L, S) of the key positions each query may see (None: all, or the causal ones)."""
         if c is None:
-            h = self.attention(self.norm1(x), cos, sin, cache, index)
+            h = self.attention(self.norm1(x), cos, sin, cache, index, mask)
             x = x + F.dropout(self.attn_out(h), self.dropout, self.training)
             return x + F.dropout(self.mlp(self.norm2(x)), self.dropout, self.training)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=-1)
-        h = self.attention(modulate(self.norm1(x), shift_msa, scale_msa), cos, sin, cache, index)
+        h = self.attention(modulate(self.norm1(x), shift_msa, scale_msa), cos, sin, cache, index, mask)
         x = x + gate_msa[:, None] * F.dropout(self.attn_out(h), self.dropout, self.training)
         h = modulate(self.norm2(x), shift_mlp, scale_mlp)
         return x + gate_mlp[:, None] * F.dropout(self.mlp(h), self.dropout, self.training)
@@ -315,20 +331,23 @@ class SEDDTransformer(nn.Module):
 
     def logits(self, x_t: Tensor, sigma_bar: Tensor | None, label: Tensor | None = None) -> Tensor:
         """The raw outputs, float32 (B, L, V); ``sigma_bar`` (B,) is unused by a time-independent network."""
-        batch_size, seq_len = x_t.shape
         x = self.vocab_embed(x_t)  # (B, L, D)
-        if self.config.num_labels:
-            c = self._conditioning(sigma_bar, self._labels(label, batch_size, x_t.device)).to(x.dtype)
-        elif label is not None:
-            raise ValueError("this model is unconditional: it takes no label")
-        elif self.config.time_conditioning:
-            c = F.silu(self.sigma_map(sigma_bar.reshape(batch_size)))  # (B, C)
-        else:
-            c = F.silu(self.cond).to(x.dtype).expand(batch_size, -1)
-        cos, sin = self.rotary(seq_len)
+        c = self.adaln_input(sigma_bar, label, x_t.shape[0], x.dtype, x_t.device)
+        cos, sin = self.rotary(x_t.shape[1])
         for block in self.blocks:
             x = block(x, c, cos, sin)
         return self.output_layer(x, c).float()  # (B, L, V)
+
+    def adaln_input(self, sigma_bar: Tensor | None, label: Tensor | None, batch_size: int, dtype, device) -> Tensor:
+        """What drives adaLN, (B, C): the noise embedding (or the constant of a time-independent network), plus
+        the label's embedding in a conditional model."""
+        if self.config.num_labels:
+            return self._conditioning(sigma_bar, self._labels(label, batch_size, device)).to(dtype)
+        if label is not None:
+            raise ValueError("this model is unconditional: it takes no label")
+        if self.config.time_conditioning:
+            return F.silu(self.sigma_map(sigma_bar.reshape(batch_size)))  # (B, C)
+        return F.silu(self.cond).to(dtype).expand(batch_size, -1)
 
     def _labels(self, label: Tensor | None, batch_size: int, device) -> Tensor:
         """Labels as int64 (B,); None or a negative label is the null label."""

@@ -2,8 +2,9 @@
 
 from .autoregressive import AutoregressiveObjective
 from .base import Objective
+from .block_diffusion import BlockDiffusionObjective
 from .diffusion import DiffusionObjective
 
 OBJECTIVES = {"diffusion": DiffusionObjective, "autoregressive": AutoregressiveObjective}
 
-__all__ = ["OBJECTIVES", "AutoregressiveObjective", "DiffusionObjective", "Objective"]
+__all__ = ["OBJECTIVES", "AutoregressiveObjective", "BlockDiffusionObjective", "DiffusionObjective", "Objective"]

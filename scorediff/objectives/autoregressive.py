@@ -13,7 +13,7 @@ from ..model import CausalTransformer, ModelConfig
 from ..sampling import SampleStats
 from ..sampling.autoregressive import sample_autoregressive
 from ..sampling.blocks import default_block, generate_in_blocks
-from .base import Objective, inference_copy, resolve_options
+from .base import Objective, inference_copy, prefix_length, resolve_options
 
 
 class AutoregressiveObjective(Objective):
@@ -76,7 +76,7 @@ class AutoregressiveObjective(Objective):
         calls = {"nfe": 0}
 
         def fill(window: Tensor, known: Tensor) -> Tensor:
-            prefix = _prefix_length(known)
+            prefix = prefix_length(known, "an autoregressive model")
             calls["nfe"] += window.shape[1] - prefix
             prompt = window[:, :prefix] if prefix else None
             return sample_autoregressive(
@@ -98,11 +98,3 @@ SAMPLE_OPTIONS = {
     "block": None,
     "return_stats": False,
 }
-
-
-def _prefix_length(given: Tensor) -> int:
-    """How many leading positions ``given`` (B, L) marks, refusing anything but the same prefix in every row."""
-    prefix = int(given[0].long().cumprod(0).sum())
-    if not (given[:, :prefix].all() and not given[:, prefix:].any()):
-        raise ValueError("an autoregressive model can only continue a prefix; the given tokens are not one")
-    return prefix

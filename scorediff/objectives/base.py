@@ -92,3 +92,12 @@ def inference_copy(model: nn.Module, device, bf16: bool) -> nn.Module:
     if bf16 and fast_bf16(torch.device(device or "cpu")):
         return copy.deepcopy(model).to(torch.bfloat16)
     return model
+
+
+def prefix_length(given: Tensor, kind: str) -> int:
+    """How many leading positions ``given`` (B, L) marks, refusing anything but the same prefix in every row
+    (``kind`` names the model in the message)."""
+    prefix = int(given[0].long().cumprod(0).sum())
+    if not (given[:, :prefix].all() and not given[:, prefix:].any()):
+        raise ValueError(f"{kind} can only continue a prefix; the given tokens are not one")
+    return prefix

@@ -190,7 +190,7 @@ class DiffusionObjective(Objective):
             calls["nfe"] += stats.nfe
             return x
 
-        tokens, given = condition if condition is not None else _nothing_given(shape, device)
+        tokens, given = condition if condition is not None else nothing_given(shape, device)
         x = generate_in_blocks(fill, tokens, given, context, settings["block"] or default_block(context))
         if not settings["return_stats"]:
             return x
@@ -250,5 +250,5 @@ def _labelled(network, label: int, guidance: float, combine):
     return call
 
 
-def _nothing_given(shape: tuple[int, int], device) -> tuple[Tensor, Tensor]:
+def nothing_given(shape: tuple[int, int], device) -> tuple[Tensor, Tensor]:
     return torch.zeros(shape, dtype=torch.int64, device=device), torch.zeros(shape, dtype=torch.bool, device=device)

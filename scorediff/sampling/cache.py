@@ -29,15 +29,18 @@ class TimeIndependentScore:
     Args:
         log_probs_fn (CleanLogProbsFn): the denoiser.
         cache (bool): reuse the outputs of sequences that did not change since the last call.
+        pass_rows (bool): call ``log_probs_fn(x_t[rows], rows)`` with the bool (B,) rows it is given, for a
+            denoiser that holds per-row state (the clean blocks a block diffusion model has cached).
 
     Attributes:
         nfe (int): calls of ``log_probs_fn`` so far (on the whole batch or on the rows that changed).
         rows_evaluated (int): sequences passed to ``log_probs_fn`` so far.
     """
 
-    def __init__(self, log_probs_fn: CleanLogProbsFn, cache: bool = True):
+    def __init__(self, log_probs_fn: CleanLogProbsFn, cache: bool = True, pass_rows: bool = False):
         self.log_probs_fn = log_probs_fn
         self.cache = cache
+        self.pass_rows = pass_rows
         self.nfe = 0
         self.rows_evaluated = 0
         self._x: Tensor | None = None
@@ -50,15 +53,18 @@ class TimeIndependentScore:
         else:
             rows = (self._x != x_t).any(-1)
         if rows.all():
-            self._log_p = self.log_probs_fn(x_t)
+            self._log_p = self._denoise(x_t, rows)
         elif rows.any():
             self._log_p = self._log_p.clone()
-            self._log_p[rows] = self.log_probs_fn(x_t[rows])
+            self._log_p[rows] = self._denoise(x_t[rows], rows)
         if rows.any():
             self.nfe += 1
             self.rows_evaluated += int(rows.sum())
         self._x = x_t.clone()
         return self._log_p
+
+    def _denoise(self, x_t: Tensor, rows: Tensor) -> Tensor:
+        return self.log_probs_fn(x_t, rows) if self.pass_rows else self.log_probs_fn(x_t)
 
     def __call__(self, x_t: Tensor, sigma_bar: Tensor) -> Tensor:
         return AbsorbingGraph.score_from_clean(self.clean_log_probs(x_t), x_t, sigma_bar)

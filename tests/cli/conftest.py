@@ -59,3 +59,20 @@ def trained_radd_run(tmp_path_factory, cli_corpus):
     code = main(["train", "--config", str(path), "--out", str(root), "--name", "radd", "--quiet", "--num-samples", "0"])
     assert code == 0
     return root / "radd"
+
+
+@pytest.fixture(scope="session")
+def trained_block_run(tmp_path_factory, cli_corpus):
+    """A block diffusion run (blocks of 8), trained through the command line."""
+    root = tmp_path_factory.mktemp("cli_block")
+    values = micro_values(cli_corpus, root / "cache", log_every=2, eval_every=3)
+    values["model"].update(time_conditioning=False, block_size=8)
+    values["diffusion"] = {"mask_count": True}
+    del values["train"]["device"]
+    path = root / "micro-block.yaml"
+    path.write_text(yaml.safe_dump(values))
+    code = main(
+        ["train", "--config", str(path), "--out", str(root), "--name", "block", "--quiet", "--num-samples", "1"]
+    )
+    assert code == 0
+    return root / "block"

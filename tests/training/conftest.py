@@ -13,9 +13,15 @@ def corpus(tmp_path_factory):
 @pytest.fixture
 def micro_config(corpus, tmp_path):
     def make(objective="diffusion", **train):
+        """``objective``: ``diffusion``, ``autoregressive``, or ``block`` (block diffusion, blocks of 8)."""
+        block = objective == "block"
         values = micro_values(
-            corpus, tmp_path / "cache", objective, out_dir=str(tmp_path / "runs"), run_name="run", **train
-        )
+            corpus, tmp_path / "cache", "diffusion" if block else objective, out_dir=str(tmp_path / "runs"),
+            run_name="run", **train,
+        )  # fmt: skip
+        if block:
+            values["model"].update(block_size=8, time_conditioning=False)
+            values["diffusion"] = {"mask_count": True}
         path = tmp_path / "micro.yaml"
         path.write_text(yaml.safe_dump(values))
         return load_config(str(path)), path

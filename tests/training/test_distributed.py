@@ -24,7 +24,7 @@ def run(args, cwd):
     return done
 
 
-@pytest.mark.parametrize("objective", ["diffusion", "autoregressive"])
+@pytest.mark.parametrize("objective", ["diffusion", "autoregressive", "block"])
 def test_two_processes_match_one(micro_config, tmp_path, objective):
     _, path = micro_config(objective, max_steps=5, save_every=5)
     # the documented command: `torchrun ... -m scorediff train`

@@ -21,7 +21,7 @@ def rename(config, name):
     return dataclasses.replace(config, train=dataclasses.replace(config.train, run_name=name))
 
 
-@pytest.mark.parametrize("objective", ["diffusion", "autoregressive"])
+@pytest.mark.parametrize("objective", ["diffusion", "autoregressive", "block"])
 def test_resume_reproduces_the_uninterrupted_run(micro_config, objective):
     config, _ = micro_config(objective)
     straight = train(rename(config, "straight"), progress=False)

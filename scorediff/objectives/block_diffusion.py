@@ -1,0 +1,173 @@
+r"""Block diffusion (BD3-LM; Arriola et al., ICLR 2025): absorbing diffusion within blocks, left to right across
+them, so the likelihood bound moves from the all-at-once diffusion bound (one block) to the exact autoregressive
+likelihood (blocks of one token).
+
+The chain rule over blocks is exact, and each block's term is the any-order bound of a time-independent absorbing
+model (RADD; Ou et al. 2024) given the clean blocks before it:
+
+.. math:: -\log p_\theta(x_0) \le \sum_b \mathbb E_{k \sim U\{1..B\}} \frac{B}{k}
+          \mathbb E_{|M| = k} \sum_{i \in M} -\log p_\theta(x_0^i \mid x_0^{(b) \setminus M}, x_0^{(<b)})
+
+with ``B`` the block size and ``M`` the masked positions of block ``b``; it is an equality for a denoiser whose
+conditionals are those of one distribution. ``B = 1`` leaves one term per token, ``-log p(x_i | x_<i)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import torch
+from torch import Tensor, nn
+
+from ..graphs import Graph
+from ..graphs.base import expm1_stable
+from ..losses import sample_times
+from ..model import BlockDiffusionTransformer, ModelConfig
+from ..sampling import SampleStats
+from ..sampling.block_diffusion import sample_blocks
+from ..sampling.blocks import default_block, generate_in_blocks
+from ..schedules import NoiseSchedule
+from .base import inference_copy, prefix_length, resolve_options
+from .diffusion import SAMPLE_OPTIONS, DiffusionObjective, nothing_given
+
+
+class BlockDiffusionObjective(DiffusionObjective):
+    """Block diffusion with the absorbing graph and a time-independent denoiser.
+
+    Training draws, for every block of every row, a number ``k`` of masked positions (``mask_count``) or a time
+    ``t`` (each position masked with probability ``1 - e^{-sigma_bar(t)}``), stratified over the batch's blocks,
+    and weights the block's masked cross-entropies by ``B / k`` or ``sigma(t) / (e^{sigma_bar(t)} - 1)``: the
+    bound above in expectation. ``nll`` estimates it with ``num_t`` counts per block, stratified.
+
+    Args:
+        graph (Graph): the absorbing graph.
+        schedule (NoiseSchedule): its schedule (log-linear with ``mask_count``).
+        block_size (int): positions per block.
+        mask_count (bool): draw mask counts (the any-order form) instead of times.
+        antithetic (bool): stratify the draws across the batch's blocks.
+        t_min (float): smallest training time drawn without ``mask_count``.
+        label_dropout (float): labelled data: the fraction of rows trained with the null label (-1).
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        schedule: NoiseSchedule,
+        block_size: int,
+        mask_count: bool = True,
+        antithetic: bool = True,
+        t_min: float = 1e-3,
+        label_dropout: float = 0.1,
+    ):
+        if graph.mask_id is None:
+            raise ValueError("block diffusion (model.block_size > 0) needs diffusion.graph=absorbing")
+        super().__init__(
+            graph, schedule, t_min=t_min, antithetic=antithetic, time_conditioning=False, mask_count=mask_count,
+            label_dropout=label_dropout, graph_name="absorbing",
+        )  # fmt: skip
+        if int(block_size) < 1:
+            raise ValueError(f"block_size must be >= 1; got {block_size}")
+        self.block_size = int(block_size)
+
+    def build_model(self, config: ModelConfig) -> BlockDiffusionTransformer:
+        config = dataclasses.replace(config, vocab_size=self.vocab_size, scale_by_sigma=False)
+        if config.block_size != self.block_size or config.time_conditioning:
+            raise ValueError(
+                f"a block diffusion objective of block_size {self.block_size} needs model.block_size="
+                f"{self.block_size} and model.time_conditioning=false"
+            )
+        return BlockDiffusionTransformer(config, self.graph.mask_id)
+
+    def draw(self, x_0: Tensor, generator: torch.Generator, label: Tensor | None = None) -> dict[str, Tensor]:
+        """Noised ``x_t`` and each position's loss weight (B, L): per block a mask count or a time."""
+        blocks = self._blocks(x_0)
+        u = sample_times(blocks.numel() // self.block_size, antithetic=self.antithetic, t_min=0.0, generator=generator)
+        u = u.view(blocks.shape[:2])  # (B, N) in [0, 1)
+        if self.mask_count:
+            masked, weight = self._mask_counts(u, blocks.shape, generator)
+        else:
+            t = self.t_min + (1 - self.t_min) * u
+            sigma_bar = self.schedule.total(t)
+            masked = (
+                torch.rand(blocks.shape, generator=generator, dtype=torch.float64) < -torch.expm1(-sigma_bar)[..., None]
+            )
+            weight = self.schedule.rate(t) / expm1_stable(sigma_bar)
+        x_t = torch.where(masked.view(x_0.shape), self.graph.mask_id, x_0)
+        batch = {"x_0": x_0, "x_t": x_t, "weight": weight.float().repeat_interleave(self.block_size, dim=1)}
+        if label is not None:
+            dropped = torch.rand(label.shape, generator=generator) < self.label_dropout
+            batch["label"] = torch.where(dropped, -1, label)
+        return batch
+
+    def _mask_counts(self, u: Tensor, shape: torch.Size, generator) -> tuple[Tensor, Tensor]:
+        """``k = 1 + floor(u B)`` masked positions per block, chosen uniformly; weights ``B / k``, (B, N)."""
+        count = 1 + (u * self.block_size).long().clamp_max(self.block_size - 1)  # (B, N)
+        rank = torch.rand(shape, generator=generator, device=u.device).argsort(-1).argsort(-1)  # (B, N, block)
+        return rank < count[..., None], self.block_size / count.double()
+
+    def _blocks(self, x_0: Tensor) -> Tensor:
+        """``x_0`` (B, L) as (B, N, block_size); the length must be a whole number of blocks."""
+        if x_0.shape[1] % self.block_size:
+            raise ValueError(f"block diffusion scores whole blocks of {self.block_size}; got length {x_0.shape[1]}")
+        return x_0.view(x_0.shape[0], -1, self.block_size)
+
+    def loss(self, network: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        extra = {"label": batch["label"]} if "label" in batch else {}
+        return self._weighted_cross_entropy(network, batch["x_0"], batch["x_t"], batch["weight"], extra)
+
+    def _weighted_cross_entropy(self, network, x_0: Tensor, x_t: Tensor, weight: Tensor, extra: dict) -> Tensor:
+        """``sum_i w_i [x_t^i = mask] (-log p_theta(x_0^i | ...))``, float (B,)."""
+        log_p = network(x_t, x_0, **extra).gather(-1, x_0[..., None]).squeeze(-1)  # (B, L)
+        return -(weight * torch.where(x_t == self.graph.mask_id, log_p, 0.0)).sum(-1)
+
+    @torch.no_grad()
+    def nll(self, model, x_0, generator=None, num_t=32, label=None):
+        """The bound per sequence, nats, float64 (B,): ``num_t`` mask counts per block, stratified over 1..B (an
+        offset drawn per block), each with its own random positions. ``label`` (B,): the class-conditional bound."""
+        if int(num_t) < 1:
+            raise ValueError(f"num_t must be >= 1; got {num_t}")
+        self.graph.check_tokens(x_0, "x_0")
+        blocks = self._blocks(x_0)
+        offset = torch.rand(blocks.shape[:2], generator=generator, device=x_0.device, dtype=torch.float64)
+        extra = {} if label is None else {"label": label}
+        total = torch.zeros(x_0.shape[0], dtype=torch.float64, device=x_0.device)
+        for k in range(int(num_t)):
+            masked, weight = self._mask_counts((k + offset) / num_t, blocks.shape, generator)
+            x_t = torch.where(masked.view(x_0.shape), self.graph.mask_id, x_0)
+            weight = weight.float().repeat_interleave(self.block_size, dim=1)
+            total += self._weighted_cross_entropy(model, x_0, x_t, weight, extra).double()
+        return total / num_t
+
+    def sample(self, model, shape, *, condition=None, generator=None, device=None, **options):
+        """Options as for ``DiffusionObjective.sample`` but ``return_trajectory``; ``steps`` is the number of
+        sampler steps over the whole window, spread evenly over its blocks (at least one each). Only a prefix
+        may be given: a block sees the blocks before it, not those after."""
+        settings = resolve_options(options, SAMPLE_OPTIONS, "a block diffusion model")
+        if settings.pop("return_trajectory"):
+            raise ValueError("a block diffusion model fills one block at a time; it draws no single trajectory")
+        model = inference_copy(model, device, settings["bf16"])
+        started, calls = time.perf_counter(), {"nfe": 0, "steps": 0}
+        keywords = {k: settings[k] for k in ("cache", "label", "guidance", "temperature", "top_p", "greedy_tail")}
+
+        def fill(window: Tensor, known: Tensor) -> Tensor:
+            prefix_length(known, "a block diffusion model")
+            per_block = max(1, round(settings["steps"] * self.block_size / window.shape[1]))
+            x, nfe, steps = sample_blocks(
+                model, self.graph, self.schedule, window, known, per_block, settings["predictor"],
+                generator=generator, **keywords,
+            )  # fmt: skip
+            calls["nfe"], calls["steps"] = calls["nfe"] + nfe, calls["steps"] + steps
+            return x
+
+        tokens, given = condition if condition is not None else nothing_given(shape, device)
+        context = model.config.seq_len
+        x = generate_in_blocks(fill, tokens, given, context, settings["block"] or default_block(context))
+        if not settings["return_stats"]:
+            return x
+        return x, SampleStats(calls["nfe"], calls["steps"], time.perf_counter() - started, shape[0] * shape[1])
+
+    def score_fn(self, model, cache=True, label=None, guidance=0.0):
+        raise ValueError(
+            "a block diffusion model has no score of the whole sequence; use its objective's sample and nll"
+        )

@@ -1,0 +1,109 @@
+"""Block diffusion sampling (BD3-LM; Arriola et al., ICLR 2025): blocks left to right, each by the reverse
+absorbing chain, every position of the block in parallel, against a KV cache of the finished blocks.
+
+The denoiser contract (``scorediff.model.BlockDiffusionTransformer`` fits it): ``denoiser.config.block_size``;
+``denoiser.new_cache(batch_size, max_len, device=...)`` gives a cache with ``select(rows, room)``;
+``denoiser.block_log_probs(x_t, cache, label)`` is ``log p(x_0 | x_t, cached blocks)`` (B, T, V) for the block
+``x_t`` (B, T) after the cached ones, leaving the cache as it was; ``denoiser.extend_cache(x_0, cache, label)``
+appends a finished block.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..graphs import Graph
+from ..schedules import NoiseSchedule
+from .cache import TimeIndependentScore
+from .guidance import guide_log_probs
+from .sampler import sample
+
+
+@torch.inference_mode()
+def sample_blocks(
+    denoiser,
+    graph: Graph,
+    schedule: NoiseSchedule,
+    tokens: Tensor,
+    given: Tensor,
+    steps: int,
+    predictor: Literal["analytic", "euler", "first_hitting"] = "analytic",
+    *,
+    cache: bool = True,
+    label: int | None = None,
+    guidance: float = 0.0,
+    generator: torch.Generator | None = None,
+    **options,
+) -> tuple[Tensor, int, int]:
+    """Fill the positions of ``tokens`` where ``given`` is False, one block at a time.
+
+    Each block is sampled by ``scorediff.sample`` with ``steps`` steps (the predictor, temperature, top-p and
+    greedy tail of ``options`` act as there) given the finished blocks, its given tokens clamped. Given tokens
+    must form a prefix (a block sees only the blocks before it); a block that is all given is only cached.
+    With the absorbing graph and an exact denoiser this samples the model's distribution exactly in the limit
+    of many steps (and exactly with ``predictor="first_hitting"``).
+
+    Args:
+        denoiser: a block diffusion network (see the module docstring).
+        graph (Graph): the absorbing graph it was trained with; schedule (NoiseSchedule): its schedule.
+        tokens (Tensor): int64 (B, L); values where ``given`` is False are ignored.
+        given (Tensor): bool (B, L), True on a prefix of each row.
+        steps (int): sampler steps per block.
+        predictor (str): ``"analytic"``, ``"euler"`` or ``"first_hitting"``.
+        cache (bool): skip the network for sequences whose block did not change since the last step.
+        label (int | None): a conditional model's class; guidance (float): classifier-free guidance weight.
+        generator (torch.Generator | None): source of all randomness.
+
+    Returns:
+        tuple: the tokens, int64 (B, L); network calls; sampler steps.
+    """
+    batch_size, length = tokens.shape
+    block_size = denoiser.config.block_size
+    labels = _labels(label, guidance, batch_size, tokens.device)
+    kv = denoiser.new_cache(batch_size * (2 if guidance else 1), length, device=tokens.device)
+    x, nfe, step_count = tokens.clone(), 0, 0
+    for start in range(0, length, block_size):
+        block = slice(start, min(start + block_size, length))
+        if not bool(given[:, block].all()):
+            score = TimeIndependentScore(_block_log_probs(denoiser, kv, labels, guidance), cache, pass_rows=True)
+            shape = (batch_size, block.stop - block.start)
+            x[:, block], stats = sample(
+                score, graph, schedule, shape, steps, predictor, condition=(x[:, block], given[:, block]),
+                generator=generator, return_stats=True, **options,
+            )  # fmt: skip
+            nfe, step_count = nfe + stats.nfe, step_count + stats.steps
+        if block.stop < length:
+            finished = x[:, block]
+            denoiser.extend_cache(torch.cat([finished, finished]) if guidance else finished, kv, labels)
+            nfe += 1
+    return x, nfe, step_count
+
+
+def _labels(label: int | None, guidance: float, batch_size: int, device) -> Tensor | None:
+    """The label of every cached row: the class, then (guided) the null label (-1) for a second copy."""
+    if label is None:
+        if guidance:
+            raise ValueError("guidance needs a label")
+        return None
+    labels = torch.full((batch_size,), int(label), dtype=torch.int64, device=device)
+    return torch.cat([labels, torch.full_like(labels, -1)]) if guidance else labels
+
+
+def _block_log_probs(denoiser, kv, labels: Tensor | None, guidance: float):
+    """``(x_t, rows) -> log p(x_0 | x_t, cached blocks)`` for the rows of the batch given, guided when asked:
+    the conditional and the null-label rows are evaluated in one call."""
+
+    def log_probs(x_t: Tensor, rows: Tensor) -> Tensor:
+        if guidance:
+            x_t, rows = torch.cat([x_t, x_t]), torch.cat([rows, rows])
+        kept = kv if bool(rows.all()) else kv.select(rows, x_t.shape[1])
+        out = denoiser.block_log_probs(x_t, kept, None if labels is None else labels[rows])
+        if not guidance:
+            return out
+        half = len(out) // 2
+        return guide_log_probs(out[:half], out[half:], guidance)
+
+    return log_probs
