@@ -209,10 +209,12 @@ class DiffusionObjective(Objective):
             known = f"labels 0..{num_labels - 1}" if num_labels else "no labels (an unconditional model)"
             raise ValueError(f"label {label} is not one of the model's: it knows {known}")
         time_independent = getattr(model, "time_independent", False)
+        mask_id = self.graph.mask_id
         if label is None:
-            return TimeIndependentScore(model.clean_log_probs, cache=cache) if time_independent else model
+            return TimeIndependentScore(model.clean_log_probs, cache, mask_id=mask_id) if time_independent else model
         if time_independent:
-            return TimeIndependentScore(_labelled(model.clean_log_probs, int(label), guidance, guide_log_probs), cache)
+            log_probs = _labelled(model.clean_log_probs, int(label), guidance, guide_log_probs)
+            return TimeIndependentScore(log_probs, cache, mask_id=mask_id)
         return _labelled(model, int(label), guidance, guide_log_scores)
 
 

@@ -68,7 +68,8 @@ def sample_blocks(
     for start in range(0, length, block_size):
         block = slice(start, min(start + block_size, length))
         if not bool(given[:, block].all()):
-            score = TimeIndependentScore(_block_log_probs(denoiser, kv, labels, guidance), cache, pass_rows=True)
+            log_probs = _block_log_probs(denoiser, kv, labels, guidance)
+            score = TimeIndependentScore(log_probs, cache, pass_rows=True, mask_id=graph.mask_id)
             shape = (batch_size, block.stop - block.start)
             x[:, block], stats = sample(
                 score, graph, schedule, shape, steps, predictor, condition=(x[:, block], given[:, block]),

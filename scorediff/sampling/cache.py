@@ -31,16 +31,21 @@ class TimeIndependentScore:
         cache (bool): reuse the outputs of sequences that did not change since the last call.
         pass_rows (bool): call ``log_probs_fn(x_t[rows], rows)`` with the bool (B,) rows it is given, for a
             denoiser that holds per-row state (the clean blocks a block diffusion model has cached).
+        mask_id (int | None): the mask state; when given, a cached call also skips sequences with no mask left,
+            whose tokens can no longer move whatever the score says (the last step of a short run, mostly).
 
     Attributes:
         nfe (int): calls of ``log_probs_fn`` so far (on the whole batch or on the rows that changed).
         rows_evaluated (int): sequences passed to ``log_probs_fn`` so far.
     """
 
-    def __init__(self, log_probs_fn: CleanLogProbsFn, cache: bool = True, pass_rows: bool = False):
+    def __init__(
+        self, log_probs_fn: CleanLogProbsFn, cache: bool = True, pass_rows: bool = False, mask_id: int | None = None
+    ):
         self.log_probs_fn = log_probs_fn
         self.cache = cache
         self.pass_rows = pass_rows
+        self.mask_id = mask_id
         self.nfe = 0
         self.rows_evaluated = 0
         self._x: Tensor | None = None
@@ -52,6 +57,8 @@ class TimeIndependentScore:
             rows = torch.ones(x_t.shape[0], dtype=torch.bool, device=x_t.device)
         else:
             rows = (self._x != x_t).any(-1)
+            if self.mask_id is not None:
+                rows &= (x_t == self.mask_id).any(-1)
         if rows.all():
             self._log_p = self._denoise(x_t, rows)
         elif rows.any():
