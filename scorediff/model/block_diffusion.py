@@ -48,9 +48,11 @@ class BlockDiffusionTransformer(SEDDTransformer):
         cos, sin = self.rotary(seq_len)
         cos, sin = cos.repeat(2, 1), sin.repeat(2, 1)  # the clean copy sits at the same positions, (2L, K)
         mask = block_diffusion_mask(seq_len, self.config.block_size, x_t.device)
-        for block in self.blocks:
-            x = block(x, c, cos, sin, mask=mask)
-        return self._token_log_probs(self.output_layer(x[:, :seq_len], c).float())  # (B, L, V)
+        last = len(self.blocks) - 1
+        for index, block in enumerate(self.blocks):
+            # the clean copy only lends keys and values: the last block computes the noised positions alone
+            x = block(x, c, cos, sin, mask=mask, queries=seq_len if index == last else None)
+        return self._token_log_probs(self.output_layer(x, c).float())  # (B, L, V)
 
     def logits(self, x_t: Tensor, sigma_bar: Tensor | None, label: Tensor | None = None) -> Tensor:
         raise ValueError("a block diffusion network sees the clean blocks before each block: call model(x_t, x_0)")

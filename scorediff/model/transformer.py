@@ -192,12 +192,20 @@ class DiTBlock(nn.Module):
             self.adaLN_modulation = nn.Linear(config.cond_dim, 6 * dim)
 
     def attention(
-        self, h: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, index: int, mask: Tensor | None = None
+        self,
+        h: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        cache: KVCache | None,
+        index: int,
+        mask: Tensor | None = None,
+        queries: int | None = None,
     ) -> Tensor:
         batch_size, seq_len, dim = h.shape
         qkv = self.attn_qkv(h).view(batch_size, seq_len, 3, self.n_heads, dim // self.n_heads)  # (B, L, 3, H, K)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, L, K)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k = apply_rotary(q[:, :, :queries], cos[:queries], sin[:queries]), apply_rotary(k, cos, sin)
+        mask = None if mask is None else mask[:queries]
         is_causal = self.causal and mask is None
         if cache is not None:
             start = cache.length
@@ -210,7 +218,7 @@ class DiTBlock(nn.Module):
             attn = explicit_attention(q, k, v, mask if mask is not None or not is_causal else "causal", dropout)
         else:
             attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal)
-        return attn.transpose(1, 2).reshape(batch_size, seq_len, dim)  # (B, L, D)
+        return attn.transpose(1, 2).reshape(batch_size, q.shape[2], dim)  # (B, L, D)
 
     def forward(
         self,
@@ -221,15 +229,17 @@ class DiTBlock(nn.Module):
         cache: KVCache | None = None,
         index: int = 0,
         mask: Tensor | None = None,
+        queries: int | None = None,
     ) -> Tensor:
-        """``mask``: bool (L, S) of the key positions each query may see (None: all, or the causal ones)."""
+        """``mask``: bool (L, S) of the key positions each query may see (None: all, or the causal ones).
+        ``queries``: compute only the first positions (all still serve as keys and values); None: all."""
         if c is None:
-            h = self.attention(self.norm1(x), cos, sin, cache, index, mask)
-            x = x + F.dropout(self.attn_out(h), self.dropout, self.training)
+            h = self.attention(self.norm1(x), cos, sin, cache, index, mask, queries)
+            x = x[:, :queries] + F.dropout(self.attn_out(h), self.dropout, self.training)
             return x + F.dropout(self.mlp(self.norm2(x)), self.dropout, self.training)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=-1)
-        h = self.attention(modulate(self.norm1(x), shift_msa, scale_msa), cos, sin, cache, index, mask)
-        x = x + gate_msa[:, None] * F.dropout(self.attn_out(h), self.dropout, self.training)
+        h = self.attention(modulate(self.norm1(x), shift_msa, scale_msa), cos, sin, cache, index, mask, queries)
+        x = x[:, :queries] + gate_msa[:, None] * F.dropout(self.attn_out(h), self.dropout, self.training)
         h = modulate(self.norm2(x), shift_mlp, scale_mlp)
         return x + gate_mlp[:, None] * F.dropout(self.mlp(h), self.dropout, self.training)
 
