@@ -169,36 +169,51 @@ def _generate(args, loaded, label: int | None, guidance: float) -> Tensor:
 
 def _at_guidance(args, loaded, real, classes, classifier, guidance: float) -> dict:
     generated = {c: _generate(args, loaded, c, guidance) for c in classes}
-    samples = torch.cat(list(generated.values()))
-    if classes == [None]:
-        reference = real["x_0"]
-    else:
-        labelled = "label" in real
-        keep = torch.isin(real["label"], torch.tensor(classes)) if labelled else torch.ones(len(real["x_0"])).bool()
-        reference = real["x_0"][keep]
+    everything = torch.cat(list(generated.values()))
+    reference, samples, halves = _compared_sets(real, generated, args.seed)
     if len(reference) < 4:
         raise UsageError(f"only {len(reference)} real windows of the evaluated classes; need more --data")
     entry = {
         "guidance": guidance,
         "kmer_js": dna_metrics.kmer_js(reference, samples),
         # the same distance between two halves of the real windows: what finite samples alone give
-        "kmer_js_real_halves": _real_halves_js(reference, len(samples), args.seed),
+        "kmer_js_real_halves": dna_metrics.kmer_js(*halves),
         "gc_distance": dna_metrics.gc_distance(reference, samples),
         "gc_mean_real": float(dna_metrics.gc_content(reference).mean()),
         "gc_mean_generated": float(dna_metrics.gc_content(samples).mean()),
-        "discriminator_auroc": dna_metrics.discriminator_auroc(reference[: len(samples)], samples, seed=args.seed),
-        "samples": samples,
+        "discriminator_auroc": dna_metrics.discriminator_auroc(reference, samples, seed=args.seed),
+        "compared_windows": len(samples),
+        "samples": everything,
     }
     if classifier is not None:
         intended = torch.cat([torch.full((len(v),), c) for c, v in generated.items()])
-        entry["species_accuracy"] = classifier.accuracy(samples, intended)
+        entry["species_accuracy"] = classifier.accuracy(everything, intended)
     return entry
 
 
-def _real_halves_js(reference: Tensor, count: int, seed: int) -> dict[str, float]:
-    order = torch.randperm(len(reference), generator=torch.Generator().manual_seed(seed))
-    size = min(count, len(reference) // 2)
-    return dna_metrics.kmer_js(reference[order[:size]], reference[order[size : 2 * size]])
+def _compared_sets(real: dict[str, Tensor], generated: dict, seed: int) -> tuple[Tensor, Tensor, tuple]:
+    """Real and generated windows of the same size and, for a conditional model, the same classes in the same
+    numbers; and a second set of real windows like the first, whose distance to it is the floor that finite
+    samples set.
+
+    Generated classes come in equal numbers while real windows come in the proportions of the data (genome
+    sizes); comparing the two mixtures would score the mixing, not the model, so each class is compared with as
+    many real windows of that class as were generated for it (fewer of both when real ones run short).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    if None in generated or "label" not in real:
+        pools = [(real["x_0"], torch.cat(list(generated.values())))]
+    else:
+        pools = [(real["x_0"][real["label"] == label], rows) for label, rows in generated.items()]
+    reference, samples, second = [], [], []
+    for mine, rows in pools:
+        mine = mine[torch.randperm(len(mine), generator=generator)]
+        count = min(len(rows), len(mine) // 2)
+        reference.append(mine[:count])
+        second.append(mine[count : 2 * count])
+        samples.append(rows[:count])
+    reference = torch.cat(reference)
+    return reference, torch.cat(samples), (reference, torch.cat(second))
 
 
 def _print(result: dict) -> None:

@@ -72,3 +72,21 @@ def test_species_classifier_learns_composition():
     test = torch.cat([draw(200, 128, 0.35, 3), draw(200, 128, 0.55, 4)])
     assert classifier.accuracy(test, torch.cat([torch.zeros(200), torch.ones(200)])) > 0.95
     assert classifier.accuracy(test, torch.cat([torch.ones(200), torch.zeros(200)])) < 0.05
+
+
+def test_a_perfect_conditional_model_is_compared_class_by_class():
+    """Real windows come in the data's proportions (here 5:1), a conditional model's in equal numbers: compared as
+    two mixtures, even perfect samples are told apart; eval-dna compares like with like."""
+    from scorediff.commands.dna import _compared_sets
+
+    real = {"x_0": torch.cat([draw(1000, 128, 0.65, 1), draw(200, 128, 0.35, 2)])}
+    real["label"] = torch.cat([torch.zeros(1000), torch.ones(200)]).long()
+    generated = {0: draw(200, 128, 0.65, 3), 1: draw(200, 128, 0.35, 4)}  # exact draws from each class's law
+    samples = torch.cat(list(generated.values()))
+    assert discriminator_auroc(real["x_0"][:400], samples) > 0.7  # the mixtures differ: 5:1 against 1:1
+    reference, compared, (first, second) = _compared_sets(real, generated, seed=0)
+    # class 1 has 200 real windows: 100 compared with 100 generated, 100 for the floor
+    assert len(reference) == len(compared) == len(first) == len(second) == 300 and torch.equal(first, reference)
+    assert abs(float(gc_content(reference).mean()) - float(gc_content(compared).mean())) < 0.01
+    assert abs(discriminator_auroc(reference, compared) - 0.5) < 0.1  # 200 test rows a side: s.e. about 0.03
+    assert kmer_js(reference, compared)["3"] < 2 * kmer_js(first, second)["3"]
