@@ -29,17 +29,23 @@ from pathlib import Path
 PACKAGES = ("ragout-examples", "r-bioc-biostrings")
 SPECIES = {"ecoli": "E.Coli", "hpylori": "H.Pylori", "saureus": "S.Aureus", "vcholerae": "V.Cholerae"}
 TIME_CONDITIONED = ["--model.time_conditioning=true", "--diffusion.mask_count=false"]
-SPECIES_MODELS = {  # name: (preset, overrides, guidance weights evaluated)
-    "absorbing": ("dna", [], [0.0, 1.0, 3.0]),
-    "uniform": ("dna", ["--diffusion.graph=uniform", "--model.scale_by_sigma=false", *TIME_CONDITIONED], [3.0]),
+# the absorbing models sample exactly (first-hitting: one position per network call, no discretisation error);
+# the others take --sample-steps analytic steps
+EXACT = "first_hitting"
+SPECIES_MODELS = {  # name: (preset, overrides, guidance weights evaluated, predictor)
+    "absorbing": ("dna", [], [0.0, 1.0, 3.0], EXACT),
+    "uniform": (
+        "dna", ["--diffusion.graph=uniform", "--model.scale_by_sigma=false", *TIME_CONDITIONED], [3.0], "analytic"
+    ),
     "k80": (
         "dna",
         ["--diffusion.graph=k80", "--diffusion.kappa=2.0", "--model.scale_by_sigma=false", *TIME_CONDITIONED],
         [3.0],
-    ),  # fmt: skip
-    "ar": ("dna-ar", [], [0.0]),
-}
-PROMOTER_MODELS = {"absorbing": ("dna", [], [0.0]), "ar": ("dna-ar", [], [0.0])}
+        "analytic",
+    ),
+    "ar": ("dna-ar", [], [0.0], None),
+}  # fmt: skip
+PROMOTER_MODELS = {"absorbing": ("dna", [], [0.0], EXACT), "ar": ("dna-ar", [], [0.0], None)}
 
 
 def fetch_data(folder: Path) -> dict:
@@ -65,9 +71,10 @@ def scorediff(*argv: str) -> float:
 
 
 def train_and_score(name: str, spec: tuple, data_args: list[str], args, out: Path) -> dict:
-    preset, overrides, guidance = spec
+    preset, overrides, guidance, predictor = spec
     run = out / name
     report = run / "eval-dna.json"
+    sampling = ["--predictor", predictor, "--steps", str(args.sample_steps)] if predictor else []
     if report.exists():  # a run of an earlier invocation into the same --out: reuse it
         return json.loads((run / "benchmark.json").read_text())
     if (run / "checkpoints").is_dir():
@@ -77,12 +84,12 @@ def train_and_score(name: str, spec: tuple, data_args: list[str], args, out: Pat
         (run / "train_seconds.json").write_text(json.dumps(train_seconds))
     eval_seconds = scorediff(
         "eval-dna", "--checkpoint", str(run), "--guidance", *map(str, guidance), "--num-samples",
-        str(args.samples), "--steps", str(args.sample_steps), "--max-windows", str(args.windows), "--json",
+        str(args.samples), *sampling, "--max-windows", str(args.windows), "--json",
         str(report), "--plots", str(run / "plots"),
     )  # fmt: skip
     result = json.loads(report.read_text())
     result.update(name=name, train_seconds=train_seconds, eval_seconds=eval_seconds, steps=args.steps)
-    result.update(samples_per_class=args.samples, real_windows=args.windows)
+    result.update(samples_per_class=args.samples, real_windows=args.windows, predictor=predictor)
     (run / "benchmark.json").write_text(json.dumps(result))
     print(json.dumps({k: result[k] for k in ("name", "bits_per_base", "train_seconds", "eval_seconds")}), flush=True)
     return result
@@ -110,6 +117,7 @@ def summary_rows(results: dict) -> list[dict]:
                     "discriminator_auroc": entry["discriminator_auroc"],
                     "species_accuracy": entry.get("species_accuracy"),
                     "real_species_accuracy": result["real_species_accuracy"],
+                    "compared_windows": entry.get("compared_windows"), "predictor": result.get("predictor"),
                     "train_seconds": result["train_seconds"], "eval_seconds": result["eval_seconds"],
                 })  # fmt: skip
     return rows
@@ -149,8 +157,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000, help="training steps per model")
     parser.add_argument("--samples", type=int, default=128, help="generated windows per class (or in all)")
-    parser.add_argument("--sample-steps", type=int, default=128)
-    parser.add_argument("--windows", type=int, default=1024, help="real windows to compare with and score")
+    parser.add_argument("--sample-steps", type=int, default=256, help="steps of the models not sampled exactly")
+    parser.add_argument(
+        "--windows", type=int, default=4096, help="real windows to score and to compare with (as many as generated, "
+        "class by class)"
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="150 steps, 32 samples, 256 windows")
     parser.add_argument("--data-dir", type=Path, default=Path.home() / ".cache" / "scorediff" / "dna-bench")
     parser.add_argument("--out", type=Path, help="folder for runs, JSON and PNG (default: runs/dna-<time>)")
@@ -161,7 +172,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.quick:
-        args.steps, args.samples, args.sample_steps, args.windows = 150, 32, 64, 256
+        args.steps, args.samples, args.sample_steps, args.windows = 150, 32, 64, 512
     out = args.out or Path("runs") / time.strftime("dna-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     data = fetch_data(args.data_dir)

@@ -51,6 +51,11 @@ def add_parser(commands) -> None:
     )
     parser.add_argument("--num-samples", type=int, default=256, help="generated windows per class (or in all)")
     parser.add_argument("--steps", type=int, help="sampling steps (default: the run's sampling.steps)")
+    parser.add_argument(
+        "--predictor",
+        choices=["analytic", "euler", "first_hitting"],
+        help="diffusion: the step rule (default: the run's), or first_hitting (exact; absorbing graph)",
+    )
     parser.add_argument("--max-windows", type=int, default=1024, help="real windows to compare with and to score")
     parser.add_argument("--num-t", type=int, default=16, help="Monte Carlo times per window of the bound")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -72,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
     loaded = load(args.checkpoint, device=args.device)
     if loaded.tokenizer is None or loaded.tokenizer.kind != "dna":
         raise UsageError(f"{loaded.path} is not a DNA model (its tokenizer is not data.tokenizer=dna)")
+    if args.predictor and loaded.kind != "diffusion":
+        raise UsageError("--predictor applies to diffusion models; this checkpoint is autoregressive")
+    if args.predictor == "first_hitting" and loaded.graph.mask_id is None:
+        raise UsageError(f"--predictor first_hitting needs the absorbing graph; this model uses {loaded.graph!r}")
     names = label_names(loaded)
     classes = _classes(args, loaded, names)
     real = _real_windows(args, loaded, names)
@@ -155,7 +164,10 @@ def _species_classifier(real: dict[str, Tensor], num_labels: int, seed: int):
 
 
 def _generate(args, loaded, label: int | None, guidance: float) -> Tensor:
-    options = {} if loaded.kind == "autoregressive" else {"steps": args.steps or loaded.config.sampling.steps}
+    options = {}
+    if loaded.kind == "diffusion":
+        sampling = loaded.config.sampling
+        options = {"steps": args.steps or sampling.steps, "predictor": args.predictor or sampling.predictor}
     if label is not None:
         options.update(label=label, guidance=guidance)
     generator = torch.Generator(device=args.device).manual_seed(args.seed + 1000 * (label or 0))

@@ -69,6 +69,17 @@ def test_eval_dna_reports_every_metric(dna_run, tmp_path, capsys):
     assert 0.0 <= result["discriminator_auroc"] <= 1.0 and 0.0 <= result["species_accuracy"] <= 1.0
 
 
+def test_eval_dna_samples_with_the_first_hitting_sampler(dna_run, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    code, printed, _ = run_cli(capsys, ["eval-dna", "--checkpoint", str(dna_run), "--predictor", "first_hitting",
+                                        "--data", f"ecoli={ECOLI}", "--data", f"saureus={SAUREUS}", "--num-samples",
+                                        "8", "--max-windows", "200", "--json", str(out)])  # fmt: skip
+    assert code == 0, printed
+    result = json.loads(out.read_text())
+    # two classes of 8 generated windows, each compared with as many real windows of its own class
+    assert result["by_guidance"][0]["compared_windows"] == 16
+
+
 def test_dna_mistakes_are_one_line(dna_run, tmp_path, capsys):
     run = str(dna_run)
     assert_user_error(capsys, ["sample", "--checkpoint", run, "--label", "hpylori"], "knows the labels ecoli, saureus")
