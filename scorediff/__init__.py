@@ -17,7 +17,7 @@ from .graphs import GRAPHS, AbsorbingGraph, DenseGraph, Graph, UniformGraph, get
 from .likelihood import bits_per_token, elbo, perplexity
 from .loading import Loaded, load
 from .losses import sample_times, score_entropy_loss, weighted_score_entropy
-from .model import ModelConfig, SEDDTransformer
+from .model import BlockDiffusionTransformer, ModelConfig, SEDDTransformer
 from .sampling import PREDICTORS, AnalyticPredictor, EulerPredictor, Predictor, SampleTrajectory, sample
 from .schedules import SCHEDULES, GeometricSchedule, LogLinearSchedule, NoiseSchedule, get_schedule
 from .training import TrainResult, train
@@ -30,6 +30,7 @@ __all__ = [
     "SCHEDULES",
     "AbsorbingGraph",
     "AnalyticPredictor",
+    "BlockDiffusionTransformer",
     "DenseGraph",
     "EulerPredictor",
     "ExactScore",
