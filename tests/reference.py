@@ -128,7 +128,9 @@ class ExactBlockDenoiser:
     def new_cache(self, batch_size: int, max_len: int, device=None) -> TokenCache:
         return TokenCache(torch.zeros(batch_size, 0, dtype=torch.int64))
 
-    def block_log_probs(self, x_t: torch.Tensor, cache: TokenCache, label=None) -> torch.Tensor:
+    def block_log_probs(self, x_t: torch.Tensor, cache: TokenCache, label=None, clean=None) -> torch.Tensor:
+        if clean is not None:
+            self.extend_cache(clean, cache)
         start, end = cache.length, cache.length + x_t.shape[1]
         tokens = torch.zeros(x_t.shape[0], self.seq_len, dtype=torch.int64)
         tokens[:, :end] = torch.cat([cache.tokens, x_t], dim=1)

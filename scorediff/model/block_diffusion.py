@@ -66,18 +66,31 @@ class BlockDiffusionTransformer(SEDDTransformer):
         self._cached_pass(x_0, cache, label)
         cache.advance(x_0.shape[1])
 
-    def block_log_probs(self, x_t: Tensor, cache: KVCache, label: Tensor | None = None) -> Tensor:
+    def block_log_probs(
+        self, x_t: Tensor, cache: KVCache, label: Tensor | None = None, clean: Tensor | None = None
+    ) -> Tensor:
         """``log p_theta(x_0 = y | x_t, cached blocks)`` (B, T, V) for the noised block ``x_t`` (B, T) that follows
-        the cached ones; ``-inf`` at the mask. The cache is left as it was."""
-        x, c = self._cached_pass(x_t, cache, label)
-        return self._token_log_probs(self.output_layer(x, c).float())
+        the cached ones; ``-inf`` at the mask. The cache is left as it was, but for ``clean`` (B, C): finished
+        tokens that go before ``x_t``, appended to the cache in the same call (as ``extend_cache`` would)."""
+        if clean is None:
+            x, c = self._cached_pass(x_t, cache, label)
+            return self._token_log_probs(self.output_layer(x, c).float())
+        before, new = cache.length, clean.shape[1]
+        keys = torch.ones(new + x_t.shape[1], before + new + x_t.shape[1], dtype=torch.bool, device=x_t.device)
+        keys[:new, before + new :] = False  # the clean tokens do not see the noised block after them
+        x, c = self._cached_pass(torch.cat([clean, x_t], dim=1), cache, label, keys)
+        cache.advance(new)
+        return self._token_log_probs(self.output_layer(x[:, new:], c).float())
 
-    def _cached_pass(self, tokens: Tensor, cache: KVCache, label: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _cached_pass(
+        self, tokens: Tensor, cache: KVCache, label: Tensor | None, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """The blocks over ``tokens`` (B, T) at the positions after the cached ones; their keys and values are
-        written after the cached ones (kept only if the caller advances the cache)."""
+        written after the cached ones (kept only if the caller advances the cache). ``mask``: bool (T, cached + T)
+        of the keys each token sees (None: all)."""
         x = self.vocab_embed(tokens)  # (B, T, D)
         c = self.adaln_input(None, label, tokens.shape[0], x.dtype, tokens.device)
         cos, sin = self.rotary(tokens.shape[1], cache.length)
         for index, block in enumerate(self.blocks):
-            x = block(x, c, cos, sin, cache, index)
+            x = block(x, c, cos, sin, cache, index, mask)
         return x, c

@@ -3,9 +3,9 @@ absorbing chain, every position of the block in parallel, against a KV cache of 
 
 The denoiser contract (``scorediff.model.BlockDiffusionTransformer`` fits it): ``denoiser.config.block_size``;
 ``denoiser.new_cache(batch_size, max_len, device=...)`` gives a cache with ``select(rows, room)``;
-``denoiser.block_log_probs(x_t, cache, label)`` is ``log p(x_0 | x_t, cached blocks)`` (B, T, V) for the block
-``x_t`` (B, T) after the cached ones, leaving the cache as it was; ``denoiser.extend_cache(x_0, cache, label)``
-appends a finished block.
+``denoiser.block_log_probs(x_t, cache, label, clean)`` is ``log p(x_0 | x_t, cached blocks)`` (B, T, V) for the
+block ``x_t`` (B, T) after the cached ones, leaving the cache as it was except that the finished tokens ``clean``
+(B, C), given with a block's first call, are appended before it (so finishing a block costs no extra call).
 """
 
 from __future__ import annotations
@@ -65,21 +65,20 @@ def sample_blocks(
     labels = _labels(label, guidance, batch_size, tokens.device)
     kv = denoiser.new_cache(batch_size * (2 if guidance else 1), length, device=tokens.device)
     x, nfe, step_count = tokens.clone(), 0, 0
+    finished = tokens[:, :0]  # finished tokens not yet in the cache: they ride along with the next network call
     for start in range(0, length, block_size):
         block = slice(start, min(start + block_size, length))
         if not bool(given[:, block].all()):
-            log_probs = _block_log_probs(denoiser, kv, labels, guidance)
-            score = TimeIndependentScore(log_probs, cache, pass_rows=True, mask_id=graph.mask_id)
+            denoise = _BlockDenoiser(denoiser, kv, labels, guidance, finished)
+            score = TimeIndependentScore(denoise, cache, pass_rows=True, mask_id=graph.mask_id)
             shape = (batch_size, block.stop - block.start)
             x[:, block], stats = sample(
                 score, graph, schedule, shape, steps, predictor, condition=(x[:, block], given[:, block]),
                 generator=generator, return_stats=True, **options,
             )  # fmt: skip
             nfe, step_count = nfe + stats.nfe, step_count + stats.steps
-        if block.stop < length:
-            finished = x[:, block]
-            denoiser.extend_cache(torch.cat([finished, finished]) if guidance else finished, kv, labels)
-            nfe += 1
+            finished = x[:, :0]
+        finished = torch.cat([finished, x[:, block]], dim=1)
     return x, nfe, step_count
 
 
@@ -93,18 +92,27 @@ def _labels(label: int | None, guidance: float, batch_size: int, device) -> Tens
     return torch.cat([labels, torch.full_like(labels, -1)]) if guidance else labels
 
 
-def _block_log_probs(denoiser, kv, labels: Tensor | None, guidance: float):
-    """``(x_t, rows) -> log p(x_0 | x_t, cached blocks)`` for the rows of the batch given, guided when asked:
-    the conditional and the null-label rows are evaluated in one call."""
+class _BlockDenoiser:
+    """``(x_t, rows) -> log p(x_0 | x_t, cached blocks)`` for the rows given of the block after the cached ones,
+    guided when asked (the conditional and the null-label rows in one call). Its first call, on every row,
+    also appends the ``finished`` tokens to the cache, so finishing a block costs no call of its own."""
 
-    def log_probs(x_t: Tensor, rows: Tensor) -> Tensor:
-        if guidance:
+    def __init__(self, denoiser, kv, labels: Tensor | None, guidance: float, finished: Tensor):
+        self.denoiser, self.kv, self.labels, self.guidance = denoiser, kv, labels, guidance
+        self.finished = finished if finished.shape[1] else None
+
+    def __call__(self, x_t: Tensor, rows: Tensor) -> Tensor:
+        clean = self.finished
+        if self.guidance:
             x_t, rows = torch.cat([x_t, x_t]), torch.cat([rows, rows])
-        kept = kv if bool(rows.all()) else kv.select(rows, x_t.shape[1])
-        out = denoiser.block_log_probs(x_t, kept, None if labels is None else labels[rows])
-        if not guidance:
+            clean = None if clean is None else torch.cat([clean, clean])
+        if clean is not None and not bool(rows.all()):
+            raise RuntimeError("the first call of a block must cover every row")  # TimeIndependentScore's does
+        kept = self.kv if bool(rows.all()) else self.kv.select(rows, x_t.shape[1])
+        labels = None if self.labels is None else self.labels[rows]
+        out = self.denoiser.block_log_probs(x_t, kept, labels, clean=clean)
+        self.finished = None
+        if not self.guidance:
             return out
         half = len(out) // 2
-        return guide_log_probs(out[:half], out[half:], guidance)
-
-    return log_probs
+        return guide_log_probs(out[:half], out[half:], self.guidance)

@@ -15,7 +15,7 @@ def test_sample_past_the_context_with_and_without_the_cache(capsys, trained_bloc
     code, uncached, _ = run_cli(capsys, [*base, "--steps", "64", "--no-cache"])
     assert code == 0 and uncached == cached
     # 40 tokens: a window of 32 (4 blocks) and one of 8 new tokens after 24 given; 16 steps a block
-    assert stats["steps"] == 16 * 5 and stats["nfe"] <= 5 * 17 + 3 + 3
+    assert stats["steps"] == 16 * 5 and stats["nfe"] <= 5 * 17  # finished blocks ride along with the next call
 
 
 def test_infill_continues_a_prefix_only(capsys, trained_block_run):

@@ -104,6 +104,20 @@ def test_the_mask_layout():
     assert mask.tolist() == [[bool(v) for v in row] for row in noised_rows + clean_rows]
 
 
+def test_a_finished_block_can_ride_along_with_the_next_call():
+    network = random_network(2)
+    x_0, x_t = noised(5)
+    with torch.no_grad():
+        apart = blockwise(network, x_t, x_0)
+        cache = network.new_cache(3, 8)
+        parts = [network.block_log_probs(x_t[:, :2], cache)]
+        for start in range(2, 8, 2):
+            parts.append(network.block_log_probs(x_t[:, start : start + 2], cache, clean=x_0[:, start - 2 : start]))
+        together = torch.cat(parts, dim=1)
+    assert cache.length == 6  # the last block is never appended
+    torch.testing.assert_close(together[..., :NUM_TOKENS], apart[..., :NUM_TOKENS], rtol=0, atol=1e-10)
+
+
 def test_cache_rows_can_be_selected():
     network = random_network(4)
     x_0, x_t = noised(4, batch_size=4)
