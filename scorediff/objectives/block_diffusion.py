@@ -29,7 +29,7 @@ from ..sampling.block_diffusion import sample_blocks
 from ..sampling.blocks import default_block, generate_in_blocks
 from ..schedules import NoiseSchedule
 from .base import inference_copy, prefix_length, resolve_options
-from .diffusion import SAMPLE_OPTIONS, DiffusionObjective, nothing_given
+from .diffusion import SAMPLE_OPTIONS, DiffusionObjective, check_label, nothing_given
 
 
 class BlockDiffusionObjective(DiffusionObjective):
@@ -144,6 +144,7 @@ class BlockDiffusionObjective(DiffusionObjective):
         sampler steps over the whole window, spread evenly over its blocks (at least one each). Only a prefix
         may be given: a block sees the blocks before it, not those after."""
         settings = resolve_options(options, SAMPLE_OPTIONS, "a block diffusion model")
+        check_label(model, settings["label"], settings["guidance"])
         if settings.pop("return_trajectory"):
             raise ValueError("a block diffusion model fills one block at a time; it draws no single trajectory")
         model = inference_copy(model, device, settings["bf16"])

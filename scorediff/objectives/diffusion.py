@@ -202,12 +202,7 @@ class DiffusionObjective(Objective):
     ) -> ScoreFn:
         """The model as a ``ScoreFn``, cached when it is time-independent; a conditional model's class ``label``,
         guided by ``guidance`` (the conditional and the null label are evaluated in one batch)."""
-        num_labels = getattr(getattr(model, "config", None), "num_labels", 0)
-        if label is None and guidance:
-            raise ValueError("guidance needs a label")
-        if label is not None and not 0 <= int(label) < num_labels:
-            known = f"labels 0..{num_labels - 1}" if num_labels else "no labels (an unconditional model)"
-            raise ValueError(f"label {label} is not one of the model's: it knows {known}")
+        check_label(model, label, guidance)
         time_independent = getattr(model, "time_independent", False)
         mask_id = self.graph.mask_id
         if label is None:
@@ -232,6 +227,16 @@ SAMPLE_OPTIONS = {
     "label": None,
     "guidance": 0.0,
 }
+
+
+def check_label(model: nn.Module, label: int | None, guidance: float) -> None:
+    """A class the model knows (or None), and guidance only with a class."""
+    num_labels = getattr(getattr(model, "config", None), "num_labels", 0)
+    if label is None and guidance:
+        raise ValueError("guidance needs a label")
+    if label is not None and not 0 <= int(label) < num_labels:
+        known = f"labels 0..{num_labels - 1}" if num_labels else "no labels (an unconditional model)"
+        raise ValueError(f"label {label} is not one of the model's: it knows {known}")
 
 
 def _labelled(network, label: int, guidance: float, combine):

@@ -169,3 +169,11 @@ def test_skipping_unchanged_rows_draws_the_same_tokens(guidance):
     assert slow.nfe == 4 * (64 + 1)  # 64 steps and the denoising step per block (finished blocks ride along)
     assert fast.nfe <= 4 * (6 * 4 + 1)  # a row changes at most 4 times a block: at most 25 calls a block
     assert not torch.equal(run(False, label=0)[0], plain)  # the label matters
+
+
+def test_labels_are_checked():
+    objective, network = objective_and_network(block_size=2, seq_len=4)
+    with pytest.raises(ValueError, match="no labels"):
+        objective.sample(network, (2, 4), label=0)
+    with pytest.raises(ValueError, match="guidance needs a label"):
+        objective.sample(network, (2, 4), guidance=1.0)
