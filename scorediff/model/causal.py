@@ -14,7 +14,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from .attention import KVCache
-from .transformer import DiTBlock, LayerNorm, ModelConfig, RotaryTables
+from .layers import LayerNorm, RotaryTables
+from .transformer import DiTBlock, ModelConfig
 
 
 class CausalTransformer(nn.Module):

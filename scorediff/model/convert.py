@@ -16,7 +16,8 @@ from torch import Tensor
 
 from ..graphs import Graph, get_graph
 from ..schedules import NoiseSchedule, get_schedule
-from .transformer import ModelConfig, rotary_tables
+from .layers import rotary_tables
+from .transformer import ModelConfig
 
 
 def is_original_config(config: dict) -> bool:

@@ -19,6 +19,7 @@ from ..checks import at_least, within
 from ..graphs.absorbing import AbsorbingGraph
 from ..graphs.base import expm1_stable
 from .attention import KVCache, causal_mask, explicit_attention, explicit_attention_pays
+from .layers import LayerNorm, NoiseEmbedding, RotaryTables, TanhGELU, apply_rotary, modulate
 
 
 @dataclass
@@ -73,99 +74,6 @@ class ModelConfig:
                 f"hidden_size must be divisible by n_heads with an even head size; "
                 f"got hidden_size={self.hidden_size}, n_heads={self.n_heads}"
             )
-
-
-def timestep_embedding(sigma_bar: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
-    """Sinusoidal features of the noise level, ``cat(cos, sin)``, float32 (B, dim)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=sigma_bar.device) / half)
-    args = sigma_bar.float()[:, None] * freqs[None]  # (B, dim / 2)
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-
-
-class NoiseEmbedding(nn.Module):
-    """``sigma_bar -> MLP(sinusoidal(sigma_bar))``, (B,) -> (B, C)."""
-
-    def __init__(self, cond_dim: int, frequency_dim: int = 256):
-        super().__init__()
-        self.frequency_dim = frequency_dim
-        self.mlp = nn.Sequential(nn.Linear(frequency_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
-
-    def forward(self, sigma_bar: Tensor) -> Tensor:
-        features = timestep_embedding(sigma_bar, self.frequency_dim)
-        return self.mlp(features.to(self.mlp[0].weight.dtype))
-
-
-class LayerNorm(nn.Module):
-    """LayerNorm without bias, computed in float32."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.dim = dim
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.layer_norm(x.float(), (self.dim,)).to(x.dtype) * self.weight
-
-
-def rotary_tables(
-    seq_len: int, head_dim: int, device=None, base: float = 10000.0, start: int = 0
-) -> tuple[Tensor, Tensor]:
-    """``cos`` and ``sin`` of the rotary angles of positions ``start..start+seq_len-1``, float32 (L, K),
-    halves repeated (non-interleaved)."""
-    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
-    positions = torch.arange(start, start + seq_len, dtype=torch.float32, device=device)
-    freqs = torch.outer(positions, inv_freq)  # (L, K / 2)
-    angles = torch.cat([freqs, freqs], dim=-1)  # (L, K)
-    return angles.cos(), angles.sin()
-
-
-class RotaryTables(nn.Module):
-    """The rotary tables of positions ``0..max_len-1``, computed once (a buffer that is not saved); longer
-    requests are computed on the spot."""
-
-    def __init__(self, head_dim: int, max_len: int):
-        super().__init__()
-        self.head_dim = head_dim
-        cos, sin = rotary_tables(max_len, head_dim)
-        self.register_buffer("cos", cos, persistent=False)
-        self.register_buffer("sin", sin, persistent=False)
-
-    def forward(self, length: int, start: int = 0) -> tuple[Tensor, Tensor]:
-        if start + length <= self.cos.shape[0]:
-            return self.cos[start : start + length], self.sin[start : start + length]
-        return rotary_tables(length, self.head_dim, self.cos.device, start=start)
-
-
-class TanhGELU(nn.Module):
-    """GELU with the tanh approximation (the original SEDD's activation).
-
-    Compiled, it is written as ``x sigmoid(2 z)``, the same function (``(1 + tanh z) / 2 = sigmoid(2 z)``),
-    because the CPU code inductor generates for that form runs at twice the speed of its tanh form. Eager
-    PyTorch's own kernel is the fastest there.
-    """
-
-    @staticmethod
-    def sigmoid_form(x: Tensor) -> Tensor:
-        return x * torch.sigmoid(GELU_TANH_SCALE * (x + 0.044715 * x * x * x))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.sigmoid_form(x) if _is_compiling() else F.gelu(x, approximate="tanh")
-
-
-GELU_TANH_SCALE = 2 * math.sqrt(2 / math.pi)
-_is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)  # torch >= 2.3
-
-
-def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate query or key ``x`` (B, H, L, K) by position: ``x cos + rotate_half(x) sin``."""
-    first, second = x.chunk(2, dim=-1)
-    rotated = torch.cat([-second, first], dim=-1)
-    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
-
-
-def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    return x * (1 + scale[:, None]) + shift[:, None]
 
 
 class DiTBlock(nn.Module):

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from scorediff.model.attention import causal_mask, explicit_attention
-from scorediff.model.transformer import TanhGELU
+from scorediff.model.layers import TanhGELU
 
 
 def test_sigmoid_form_of_tanh_gelu_is_the_same_function():
