@@ -1,4 +1,4 @@
-"""Likelihood at matched compute: diffusion (absorbing, uniform) against the autoregressive baseline.
+"""Likelihood at matched compute: diffusion (absorbing, uniform, block diffusion) against the autoregressive baseline.
 
 Each model trains with the same steps, batch, optimizer and data (matched tokens) through the library's
 trainer, then is scored on the whole validation split through its objective's ``nll`` (the code path of
@@ -7,7 +7,7 @@ diffusion bound is estimated twice with independent seeds; the spread between th
 error, and ``--num-t`` is raised until that error is under ``--mc-target`` bits per character. Writes JSON and
 a PNG of validation bits per character against training tokens, and prints the ratios to the AR model.
 
-    python benchmarks/quality.py                        # tiny absorbing, tiny uniform, tiny-ar; about 45 minutes
+    python benchmarks/quality.py                        # AR, absorbing, block diffusion (2, 4, 16), uniform: 3.5 h
     python benchmarks/quality.py --quick                # a smoke check in a few minutes
     python benchmarks/quality.py --models "radd=tiny,model.time_conditioning=false" --steps 600
 """
@@ -30,11 +30,16 @@ from scorediff.training.distributed import DistInfo
 from scorediff.training.setup import prepare_data
 
 MODELS = {
+    "ar": "tiny-ar",  # first: the others' paired differences are taken against it
     "absorbing": "tiny",
+    "block4": "tiny-block",
+    "block2": "tiny-block,model.block_size=2",
+    "block16": "tiny-block,model.block_size=16",
+    # block diffusion runs every token twice: 1,160 steps are the FLOPs of 2,500 plain ones (at --steps 2500)
+    "block4-matched-flops": "tiny-block,train.max_steps=1160",
     # the uniform graph needs a time-conditioned network, and SEDD's geometric schedule
     "uniform": "tiny,diffusion.graph=uniform,diffusion.schedule=geometric,model.time_conditioning=true,"
     "diffusion.mask_count=false",
-    "ar": "tiny-ar",
 }
 
 
@@ -133,32 +138,37 @@ def curve(run_dir: Path, tokens_per_step: int, chars_per_token: float) -> list[l
 
 
 def plot(results: dict, path: Path) -> None:
+    """Bits per character against training tokens and against training FLOPs (block diffusion runs every token
+    twice), one curve per model, the whole-split estimate as a star with its 95% interval."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for name, entry in results["models"].items():
-        points = entry["curve"]
-        kind = "exact" if entry["exact"] else "bound"
-        line = axes.plot([p[0] for p in points], [p[1] for p in points], "o-", label=f"{name} ({kind})")[0]
-        low, high = entry["bits_per_char_ci95"]
-        final_x = points[-1][0] if points else 0
-        axes.errorbar(
-            [final_x],
-            [entry["bits_per_char"]],
-            yerr=[[entry["bits_per_char"] - low], [high - entry["bits_per_char"]]],
-            fmt="*",
-            markersize=12,
-            color=line.get_color(),
-        )
-    axes.set_xlabel("training tokens")
-    axes.set_ylabel("validation bits per character")
+    figure, panels = plt.subplots(1, 2, figsize=(13, 4.8))
+    for axes, per in zip(panels, ("tokens", "flops"), strict=True):
+        for name, entry in results["models"].items():
+            scale = entry.get("training_flops_per_token", 1.0) if per == "flops" else 1.0
+            points = entry["curve"]
+            kind = "exact" if entry["exact"] else "bound"
+            xs = [p[0] * scale for p in points]
+            line = axes.plot(xs, [p[1] for p in points], "o-", label=f"{name} ({kind})")[0]
+            low, high = entry["bits_per_char_ci95"]
+            axes.errorbar(
+                [xs[-1] if xs else 0],
+                [entry["bits_per_char"]],
+                yerr=[[entry["bits_per_char"] - low], [high - entry["bits_per_char"]]],
+                fmt="*",
+                markersize=12,
+                color=line.get_color(),
+            )
+        axes.set_xlabel("training tokens" if per == "tokens" else "training FLOPs (matmuls)")
+        axes.set_ylabel("validation bits per character")
+        axes.grid(alpha=0.3)
     windows = next(iter(results["models"].values()))["windows"]
-    axes.set_title(f"Shakespeare characters, matched steps and batch (star: {windows} windows, 95% CI)")
-    axes.grid(alpha=0.3)
-    axes.legend()
+    panels[0].set_title(f"Shakespeare characters, same batch (star: {windows} windows, 95% CI)")
+    panels[1].set_title("the same against compute")
+    panels[1].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -166,7 +176,7 @@ def plot(results: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="*", help="name=preset,section.key=value,... (default: absorbing uniform ar)")
+    parser.add_argument("--models", nargs="*", help="name=preset,section.key=value,... (default: MODELS)")
     parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--num-t", type=int, default=8, help="starting Monte Carlo times per window per seed")
@@ -179,6 +189,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.steps, args.eval_every, args.max_windows, args.mc_target = 300, 100, 256, 0.03
+        args.models = args.models or ["ar=tiny-ar", "absorbing=tiny", "block4=tiny-block"]
     args.max_windows = args.max_windows or None
     out = args.out or Path("runs") / f"quality-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     results = {"benchmark": "quality", "steps": args.steps, "seed": args.seed, "torch": torch.__version__}
