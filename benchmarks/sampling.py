@@ -15,6 +15,7 @@ text; generative perplexity against seconds per sample gives the Pareto front.
 
     python benchmarks/sampling.py --speed --original-tree /tmp/sedd-original --original-python /tmp/sedd-venv/bin/python
     python benchmarks/sampling.py --quality --diffusion runs/tiny-... --ar runs/tiny-ar-...
+    python benchmarks/sampling.py --quality --ar runs/tiny-ar-... --block runs/tiny-block-...   # no plain diffusion
 """
 
 from __future__ import annotations
@@ -113,11 +114,14 @@ def quality(args) -> dict:
     from scorediff.loading import load
 
     evaluator = GenerativePerplexity.from_smollm2()
-    diffusion, ar = load(args.diffusion), load(args.ar)
-    length = diffusion.model.config.seq_len
+    ar = load(args.ar)
+    length = ar.model.config.seq_len
     points = []
-    settings = [("ar", ar, 0)] + [(s, diffusion, n) for s in ("cached", "uncached") for n in args.steps]
-    settings.append(("first_hitting", diffusion, length))
+    settings = [("ar", ar, 0)]
+    if args.diffusion:  # optional: block diffusion checkpoints can be compared with the AR model alone
+        diffusion = load(args.diffusion)
+        settings += [(s, diffusion, n) for s in ("cached", "uncached") for n in args.steps]
+        settings.append(("first_hitting", diffusion, length))
     for run in args.block or []:
         block = load(run)
         name = f"block{block.model.config.block_size}"
@@ -147,7 +151,7 @@ def quality(args) -> dict:
         }
         points.append(point)
         print(json.dumps(point), flush=True)
-    reference = {"generative_perplexity": evaluator.perplexity(real_texts(diffusion, args.quality_samples, length))}
+    reference = {"generative_perplexity": evaluator.perplexity(real_texts(ar, args.quality_samples, length))}
     front = [f"{p['sampler']} {p['steps']}" for p in pareto_front(points)]
     return {"points": points, "real_text": reference, "evaluator": evaluator.name, "pareto_front": front}
 
@@ -233,6 +237,8 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.speed or args.quality):
         parser.error("pass --speed, --quality or both")
+    if args.quality and not (args.ar and (args.diffusion or args.block)):
+        parser.error("--quality needs --ar and --diffusion, --block or both")
     result = {"benchmark": "sampling", "torch": torch.__version__, "threads": torch.get_num_threads()}
     result["machine"] = platform.processor() or platform.machine()
     if args.speed:
