@@ -2,7 +2,7 @@
 three forward processes compared, and the autoregressive baseline's exact bits per base.
 
     python benchmarks/dna.py                          # 1,000 steps, 128 windows per class: hours on 2 CPU cores
-    python benchmarks/dna.py --steps 600 --samples 64 # the README's run: about 1.5 hours on 2 cores
+    python benchmarks/dna.py --steps 600 --samples 64 --windows 1024 --only species-absorbing   # the README: 1.7 h
     python benchmarks/dna.py --quick                  # 150 steps, fewer samples: a smoke check, about half an hour
 
 Real data comes from two Debian packages, which this script fetches itself with ``apt-get download`` and unpacks
