@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 
 import torch
@@ -13,10 +12,8 @@ import torch
 from ..loading import load
 from ..objectives import BlockDiffusionObjective
 from . import UsageError, atomic_write, check_device, check_memory, check_writable, label_id, positive
-from .dna import fasta_region
+from .infill_inputs import check_context, encode_text, fasta_region, parse_template
 from .trajectory import write_trajectory
-
-MARKER = re.compile(r"\[MASK(?::(\d+))?\]")
 
 
 def _common(parser) -> None:
@@ -227,44 +224,6 @@ def run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_template(template: str, tokenizer, context: int) -> tuple[list[int], list[bool]]:
-    """Tokens and a given-mask from a template whose ``[MASK:n]`` markers stand for n unknown tokens; a
-    template longer than ``context`` tokens is refused before anything of its length is built."""
-    pieces: list[tuple[list[int], int]] = []  # (given tokens, unknown tokens after them)
-    position = 0
-    for match in MARKER.finditer(template):
-        count = int(match.group(1)) if match.group(1) is not None else 1
-        if count <= 0:
-            raise UsageError(f"[MASK:n] needs n > 0; got {match.group(0)}")
-        pieces.append((_encode(tokenizer, template[position : match.start()]), count))
-        position = match.end()
-    pieces.append((_encode(tokenizer, template[position:]), 0))
-    if len(pieces) == 1:
-        raise UsageError("the template has no [MASK:n] marker, so there is nothing to fill in")
-    _check_context(sum(len(ids) + count for ids, count in pieces), context)
-    tokens: list[int] = []
-    given: list[bool] = []
-    for ids, count in pieces:
-        tokens += ids + [0] * count
-        given += [True] * len(ids) + [False] * count
-    return tokens, given
-
-
-def _check_context(length: int, context: int) -> None:
-    if length > context:
-        raise UsageError(f"the filled-in text would be {length} tokens; the model's context is {context}")
-
-
-def _encode(tokenizer, text: str) -> list[int]:
-    try:
-        text.encode("utf-8")
-        return tokenizer.encode(text) if text else []
-    except UnicodeError:
-        raise UsageError("cannot encode the prompt: it is not valid UTF-8 text") from None
-    except (ValueError, TypeError) as error:
-        raise UsageError(f"cannot encode the prompt: {error}") from None
-
-
 def run_infill(args: argparse.Namespace) -> int:
     if args.trajectory:
         _check_trajectory_path(args.trajectory)
@@ -289,21 +248,15 @@ def run_infill(args: argparse.Namespace) -> int:
     if args.template is not None:
         tokens, given = parse_template(args.template, tokenizer, _max_length(loaded))
     else:
-        prefix, suffix = _encode(tokenizer, args.prefix), _encode(tokenizer, args.suffix)
-        _check_context(len(prefix) + args.length + len(suffix), _max_length(loaded))
+        prefix, suffix = encode_text(tokenizer, args.prefix), encode_text(tokenizer, args.suffix)
+        check_context(len(prefix) + args.length + len(suffix), _max_length(loaded))
         tokens = prefix + [0] * args.length + suffix
         given = [True] * len(prefix) + [False] * args.length + [True] * len(suffix)
     if loaded.kind == "diffusion" and loaded.graph.mask_id is None:
         print(
             "note: with the uniform graph, keeping given tokens fixed only approximates conditioning", file=sys.stderr
         )
-    token_tensor = torch.tensor(tokens, device=args.device).expand(args.num_samples, -1)
-    mask = torch.tensor(given, device=args.device).expand(args.num_samples, -1)
-    result, trajectory = _generate(args, loaded, len(tokens), condition=(token_tensor, mask))
-    assert torch.equal(result[mask], token_tensor[mask])  # given tokens are never changed
-    _write_trajectory(args, loaded, trajectory, mask[0])
-    _emit(args, loaded, result, {**_record(args, loaded), "given": given})
-    return 0
+    return _fill(args, loaded, tokens, given, {"given": given})
 
 
 def _infill_fasta(args) -> int:
@@ -314,12 +267,18 @@ def _infill_fasta(args) -> int:
             "diffusion objective without model.block_size)"
         )
     tokens, given, first = fasta_region(args, _max_length(loaded))
+    window = {"window_start": first + 1, "window_end": first + len(tokens), "region": args.region}
+    return _fill(args, loaded, tokens, given, window)
+
+
+def _fill(args, loaded, tokens: list[int], given: list[bool], extra: dict) -> int:
+    """Generate the positions not ``given``, keeping the given ``tokens``; write the samples and ``extra``."""
     token_tensor = torch.tensor(tokens, device=args.device).expand(args.num_samples, -1)
     mask = torch.tensor(given, device=args.device).expand(args.num_samples, -1)
     result, trajectory = _generate(args, loaded, len(tokens), condition=(token_tensor, mask))
+    assert torch.equal(result[mask], token_tensor[mask])  # given tokens are never changed
     _write_trajectory(args, loaded, trajectory, mask[0])
-    window = {"window_start": first + 1, "window_end": first + len(tokens), "region": args.region}
-    _emit(args, loaded, result, {**_record(args, loaded), **window})
+    _emit(args, loaded, result, {**_record(args, loaded), **extra})
     return 0
 
 
