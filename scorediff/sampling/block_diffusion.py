@@ -65,11 +65,11 @@ def sample_blocks(
     labels = _labels(label, guidance, batch_size, tokens.device)
     kv = denoiser.new_cache(batch_size * (2 if guidance else 1), length, device=tokens.device)
     x, nfe, step_count = tokens.clone(), 0, 0
-    finished = tokens[:, :0]  # finished tokens not yet in the cache: they ride along with the next network call
+    cached = 0  # tokens before this are in the KV cache; finished ones after it ride along with the next call
     for start in range(0, length, block_size):
         block = slice(start, min(start + block_size, length))
         if not bool(given[:, block].all()):
-            denoise = _BlockDenoiser(denoiser, kv, labels, guidance, finished)
+            denoise = _BlockDenoiser(denoiser, kv, labels, guidance, x[:, cached:start])
             score = TimeIndependentScore(denoise, cache, pass_rows=True, mask_id=graph.mask_id)
             shape = (batch_size, block.stop - block.start)
             x[:, block], stats = sample(
@@ -77,8 +77,7 @@ def sample_blocks(
                 generator=generator, return_stats=True, **options,
             )  # fmt: skip
             nfe, step_count = nfe + stats.nfe, step_count + stats.steps
-            finished = x[:, :0]
-        finished = torch.cat([finished, x[:, block]], dim=1)
+            cached = start
     return x, nfe, step_count
 
 
