@@ -1,6 +1,10 @@
-"""What the hardware does fast: native bf16 matrix products, on GPUs and on recent CPUs."""
+"""What the hardware does fast: native bf16 matrix products, on GPUs and on recent CPUs; and a CPU allocator
+setting that keeps training steps from paying for fresh memory every time."""
 
 from __future__ import annotations
+
+import ctypes
+import os
 
 import torch
 
@@ -19,3 +23,27 @@ def fast_bf16(device: torch.device) -> bool:
 def bf16_autocast(device: torch.device, enabled: bool):
     """bf16 autocast on ``device`` when ``enabled`` and the hardware does bf16 natively; otherwise a no-op."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and fast_bf16(device))
+
+
+# glibc's mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's allocator keep freed blocks for reuse instead of handing them back to the system.
+
+    A CPU training step allocates and frees activations of megabytes each; by default glibc maps the large
+    ones afresh and trims the heap after frees, so every step pays page faults and the kernel's zeroing of
+    the same memory again (a fifth of a ``tiny`` step on 2 cores). Blocks below 32 MiB now come from the heap,
+    which is never trimmed, so the process keeps its peak memory. ``SCOREDIFF_KEEP_FREED_MEMORY=0`` in the
+    environment leaves glibc's defaults. Returns whether it applied (glibc only)."""
+    if os.environ.get("SCOREDIFF_KEEP_FREED_MEMORY", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+        libc.gnu_get_libc_version  # noqa: B018 (musl and macOS have no such symbol: leave them as they are)
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import RunConfig
-from ..devices import bf16_autocast
+from ..devices import bf16_autocast, keep_freed_memory
 from ..objectives import Objective
 from .distributed import DistInfo
 from .ema import EMA
@@ -48,6 +48,8 @@ class TrainState:
 
 def new_state(config: RunConfig, objective: Objective, model: nn.Module, device: torch.device, info: DistInfo):
     """A ``TrainState`` at step 0 for ``model`` (already built and seeded), on ``device``."""
+    if device.type == "cpu":
+        keep_freed_memory()
     model.to(device)
     ema = EMA(model, config.train.ema)
     optimizer = make_optimizer(model, config.optim)
