@@ -15,6 +15,7 @@ from .checkpoint import CheckpointError
 from .commands import UsageError, dna, evaluate, generate, train_cmd
 from .config import ConfigError
 from .data.sources import DataError
+from .devices import keep_freed_memory
 from .training.step import TrainingDiverged
 from .version import __version__
 
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if rest or (overrides and not getattr(args, "accepts_overrides", False)):
         parser.error(f"unrecognized arguments: {' '.join(rest or overrides)}")
     args.overrides = overrides
+    keep_freed_memory()  # this process is ours: the CPU steps of every command reuse their memory
     try:
         return args.run(args)
     except (UsageError, ConfigError, DataError, CheckpointError, TrainingDiverged, ImportError) as error:
