@@ -8,10 +8,10 @@ import math
 
 import torch
 
-from ..data.prepare import prepare_shards
-from ..data.sources import iter_text
-from ..data.windows import TokenWindows
+from ..data.sources import DataError, iter_text
 from ..loading import load
+from ..training.distributed import DistInfo
+from ..training.setup import prepare_data
 from . import UsageError, atomic_write, check_device, check_writable, positive
 
 
@@ -36,17 +36,17 @@ def add_parsers(commands) -> None:
     parser.set_defaults(run=run_info)
 
 
-def _windows(args, loaded) -> torch.Tensor:
+def _windows(args, loaded) -> dict[str, torch.Tensor]:
+    """``x_0``: the windows to score, int64 (N, L); ``label``: their labels (N,), when the run's data has them."""
     seq_len = loaded.model.config.seq_len
     limit = args.max_windows or None
     if args.data is None:
         if loaded.config is None:
             raise UsageError("this checkpoint records no training data; pass --data")
-        data = loaded.config.data
-        shards = prepare_shards(
-            data.source, loaded.tokenizer, data.cache_dir or None, data.val_fraction, data.text_field
-        )
-        return TokenWindows(shards, "val", seq_len).spread_windows(limit)
+        try:  # the run's own validation split, read as it was trained: text or DNA shards, labels included
+            return prepare_data(loaded.config, DistInfo(), loaded.path).val.spread_examples(limit)
+        except (DataError, ValueError) as error:
+            raise UsageError(str(error)) from None
     tokens: list[int] = []
     needed = None if limit is None else limit * seq_len
     for piece in iter_text(args.data, loaded.config.data.text_field if loaded.config else "text"):
@@ -61,7 +61,19 @@ def _windows(args, loaded) -> torch.Tensor:
     count = len(tokens) // seq_len if needed is None else min(limit, len(tokens) // seq_len)
     if count == 0:
         raise UsageError(f"{args.data} has {len(tokens)} tokens; need at least the model's length {seq_len}")
-    return torch.tensor(tokens[: count * seq_len]).view(count, seq_len)
+    return {"x_0": torch.tensor(tokens[: count * seq_len]).view(count, seq_len)}
+
+
+def _nats(args, loaded, windows: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """Nats per window, given each window's label when ``labels`` (int64 (N,)) are passed."""
+    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    nats = []
+    for i in range(0, len(windows), args.batch_size):
+        rows = slice(i, i + args.batch_size)
+        options = {"label": labels[rows].to(args.device)} if labels is not None else {}
+        batch = windows[rows].to(args.device)
+        nats.append(loaded.objective.nll(loaded.model, batch, generator=generator, num_t=args.num_t, **options).cpu())
+    return torch.cat(nats)
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -74,17 +86,11 @@ def run_eval(args: argparse.Namespace) -> int:
     loaded = load(args.checkpoint, device=args.device)
     if loaded.tokenizer is None and args.data is not None:
         raise UsageError(f"{loaded.path} has no tokenizer.json, so --data text cannot be tokenised")
-    windows = _windows(args, loaded)
-    generator = torch.Generator(device=args.device).manual_seed(args.seed)
-    objective = loaded.objective
-    nats = torch.cat(
-        [
-            objective.nll(
-                loaded.model, windows[i : i + args.batch_size].to(args.device), generator=generator, num_t=args.num_t
-            ).cpu()
-            for i in range(0, len(windows), args.batch_size)
-        ]
-    )
+    examples = _windows(args, loaded)
+    windows, objective = examples["x_0"], loaded.objective
+    # a conditional diffusion model is scored given each window's label (as eval-dna does)
+    conditional = "label" in examples and loaded.kind == "diffusion" and loaded.model.config.num_labels > 0
+    nats = _nats(args, loaded, windows, examples["label"] if conditional else None)
     seq_len = windows.shape[1]
     per_token = nats / seq_len
     mean = float(per_token.mean())
@@ -98,6 +104,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "windows": len(windows),
         "tokens": len(windows) * seq_len,
         "num_t": None if objective.exact else args.num_t,
+        "conditional": conditional,
         "nats_per_token": mean,
         "nats_per_token_ci95": [mean - half_width, mean + half_width],
         "bits_per_token": mean / math.log(2),
@@ -115,7 +122,8 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         how = f"{args.num_t} times each (upper bounds; 95% confidence intervals over windows and Monte Carlo draws)"
         relation = "<="
-    print(f"{result['windows']} windows x {seq_len} tokens of {result['data']}, {how}")
+    given = ", each given its label" if conditional else ""
+    print(f"{result['windows']} windows x {seq_len} tokens of {result['data']}{given}, {how}")
     low, high = result["perplexity_ci95"]
     print(f"perplexity      {relation} {result['perplexity']:.3f}  [{low:.3f}, {high:.3f}]")
     low, high = result["bits_per_token_ci95"]

@@ -69,6 +69,21 @@ def test_eval_dna_reports_every_metric(dna_run, tmp_path, capsys):
     assert 0.0 <= result["discriminator_auroc"] <= 1.0 and 0.0 <= result["species_accuracy"] <= 1.0
 
 
+def test_eval_scores_a_labelled_run_given_its_labels(dna_run, tmp_path, capsys):
+    # the run's data is several labelled files: eval reads its DNA shards, not the source as one text pattern
+    scored, dna = tmp_path / "eval.json", tmp_path / "eval-dna.json"
+    common = ["--checkpoint", str(dna_run), "--max-windows", "48", "--num-t", "4", "--batch-size", "64"]
+    code, printed, _ = run_cli(capsys, ["eval", *common, "--json", str(scored)])
+    assert code == 0, printed
+    assert "each given its label" in printed
+    code, printed, _ = run_cli(capsys, ["eval-dna", *common, "--num-samples", "2", "--json", str(dna)])
+    assert code == 0, printed
+    result = json.loads(scored.read_text())
+    assert result["conditional"] is True and result["windows"] == 12  # all the fixtures' validation windows
+    # the same windows, times and labels: the same class-conditional bound as eval-dna's bits per base
+    assert result["bits_per_token"] == pytest.approx(json.loads(dna.read_text())["bits_per_base"], rel=1e-6)
+
+
 def test_eval_dna_samples_with_the_first_hitting_sampler(dna_run, tmp_path, capsys):
     out = tmp_path / "eval.json"
     code, printed, _ = run_cli(capsys, ["eval-dna", "--checkpoint", str(dna_run), "--predictor", "first_hitting",
