@@ -3,6 +3,7 @@ three forward processes compared, and the autoregressive baseline's exact bits p
 
     python benchmarks/dna.py                          # 1,000 steps, 128 windows per class: hours on 2 CPU cores
     python benchmarks/dna.py --steps 600 --samples 64 --windows 1024 --only species-absorbing   # the README: 1.7 h
+    python benchmarks/dna.py --steps 4000 --samples 64 --windows 1024 --only species-absorbing --guidance 0 3
     python benchmarks/dna.py --quick                  # 150 steps, fewer samples: a smoke check, about half an hour
 
 Real data comes from two Debian packages, which this script fetches itself with ``apt-get download`` and unpacks
@@ -72,6 +73,8 @@ def scorediff(*argv: str) -> float:
 
 def train_and_score(name: str, spec: tuple, data_args: list[str], args, out: Path) -> dict:
     preset, overrides, guidance, predictor = spec
+    if args.guidance is not None and guidance != [0.0]:  # a conditional model: the weights asked for
+        guidance = args.guidance
     run = out / name
     report = run / "eval-dna.json"
     sampling = ["--predictor", predictor, "--steps", str(args.sample_steps)] if predictor else []
@@ -162,6 +165,9 @@ def main() -> None:
         "--windows", type=int, default=4096, help="real windows to score and to compare with (as many as generated, "
         "class by class)"
     )  # fmt: skip
+    parser.add_argument(
+        "--guidance", type=float, nargs="+", help="guidance weights of the conditional models (default: each one's)"
+    )
     parser.add_argument("--quick", action="store_true", help="150 steps, 32 samples, 256 windows")
     parser.add_argument("--data-dir", type=Path, default=Path.home() / ".cache" / "scorediff" / "dna-bench")
     parser.add_argument("--out", type=Path, help="folder for runs, JSON and PNG (default: runs/dna-<time>)")
