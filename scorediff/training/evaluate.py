@@ -23,18 +23,22 @@ def validation_nll(
     info: DistInfo,
     device: torch.device,
     batch_size: int = 32,
+    labels: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """The objective's ``nll`` (a bound, or exact) over ``windows`` (N, L), split across ranks.
+    """The objective's ``nll`` (a bound, or exact) over ``windows`` (N, L), split across ranks; with ``labels``
+    (N,), a class-conditional model's, each window given its label.
 
     Returns ``{"val_nats_per_token", "val_bits_per_token", "val_tokens"}``. A fixed seed makes evaluations
     of different checkpoints comparable.
     """
     generator = torch.Generator(device=device).manual_seed(seed)
     totals = torch.zeros(2, dtype=torch.float64, device=device)  # nats, sequences
-    mine = windows[info.rank :: info.world_size]
-    for start in range(0, len(mine), batch_size):
-        x_0 = mine[start : start + batch_size].to(device)
-        nats = objective.nll(model, x_0, generator=generator, num_t=num_t)
+    mine = slice(info.rank, None, info.world_size)
+    windows, labels = windows[mine], None if labels is None else labels[mine]
+    for start in range(0, len(windows), batch_size):
+        x_0 = windows[start : start + batch_size].to(device)
+        given = {} if labels is None else {"label": labels[start : start + batch_size].to(device)}
+        nats = objective.nll(model, x_0, generator=generator, num_t=num_t, **given)
         totals += torch.stack([nats.sum(), torch.tensor(float(len(x_0)), device=device, dtype=torch.float64)])
     nats, sequences = all_reduce_sum(totals, info).tolist()
     tokens = sequences * windows.shape[1]
@@ -56,8 +60,11 @@ def evaluate_during_training(state: TrainState, tokenizer, val_windows, device, 
     state.ema.swap(model)
     model.eval()
     try:
-        windows = val_windows.spread_windows(tc.eval_windows)
-        result = validation_nll(state.objective, model, windows, tc.eval_num_t, tc.seed, state.info, device)
+        examples = val_windows.spread_examples(tc.eval_windows)
+        labels = examples["label"] if state.config.model.num_labels else None  # scored as scorediff eval does
+        result = validation_nll(
+            state.objective, model, examples["x_0"], tc.eval_num_t, tc.seed, state.info, device, labels=labels
+        )
         samples = []
         if state.info.is_main and tc.preview_samples > 0:
             seq_len = state.config.model.seq_len

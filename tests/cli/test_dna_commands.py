@@ -1,13 +1,22 @@
 """DNA through the command line: a conditional model trained on real genome fixtures, guided sampling,
 infilling a FASTA region, eval-dna's report, and one-line refusals of bad input."""
 
+import functools
 import json
 from pathlib import Path
 
 import pytest
+import torch
 from cli_run import assert_user_error, run_cli
 
+from scorediff import load
+from scorediff.builders import build_model, build_objective
 from scorediff.cli import main
+from scorediff.training.distributed import DistInfo
+from scorediff.training.evaluate import evaluate_during_training, validation_nll
+from scorediff.training.logger import MetricsLogger
+from scorediff.training.setup import prepare_data
+from scorediff.training.step import new_state
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "dna"
 ECOLI, SAUREUS = FIXTURES / "ecoli_mg1655_4kb.fa", FIXTURES / "saureus_n315_4kb.fa"
@@ -82,6 +91,28 @@ def test_eval_scores_a_labelled_run_given_its_labels(dna_run, tmp_path, capsys):
     assert result["conditional"] is True and result["windows"] == 12  # all the fixtures' validation windows
     # the same windows, times and labels: the same class-conditional bound as eval-dna's bits per base
     assert result["bits_per_token"] == pytest.approx(json.loads(dna.read_text())["bits_per_base"], rel=1e-6)
+
+
+def test_the_bound_logged_in_training_is_the_class_conditional_one(dna_run, tmp_path):
+    # the trainer scores its validation windows as eval does, each given its label (it scored the null label)
+    config = load(dna_run).config
+    data = prepare_data(config, DistInfo(), None)
+    objective = build_objective(config, data.tokenizer.vocab_size)
+    model = build_model(config, objective)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a model to which the label matters (adaLN and the output layer start at zero)
+        model.label_embed.weight.normal_(0.0, 1.0, generator=generator)
+        for layer in [*model.blocks, model.output_layer]:
+            layer.adaLN_modulation.weight.normal_(0.0, 0.3, generator=generator)
+        model.output_layer.linear.weight.normal_(0.0, 0.3, generator=generator)
+    state = new_state(config, objective, model, torch.device("cpu"), DistInfo())
+    logged, _ = evaluate_during_training(state, data.tokenizer, data.val, "cpu", MetricsLogger(tmp_path, False))
+    examples = data.val.spread_examples(config.train.eval_windows)
+    score = functools.partial(validation_nll, objective, model, examples["x_0"], config.train.eval_num_t, 0)
+    given = score(DistInfo(), "cpu", labels=examples["label"])["val_bits_per_token"]
+    null = score(DistInfo(), "cpu")["val_bits_per_token"]
+    assert logged == pytest.approx(given, rel=1e-9)
+    assert abs(null - given) > 0.05  # the two bounds differ for this model, so the test tells them apart
 
 
 def test_eval_dna_samples_with_the_first_hitting_sampler(dna_run, tmp_path, capsys):
