@@ -10,6 +10,7 @@ Counts stay inside the shard segments (no context spans two records or an N).
     python benchmarks/dna_floors.py                           # the four bacterial species of benchmarks/dna.py
     python benchmarks/dna_floors.py --task promoters          # the Drosophila promoters
     python benchmarks/dna_floors.py --shards runs/dna/cache/HASH   # shards that scorediff train wrote
+    python benchmarks/dna_floors.py --json floors.json --png floors.png --mark "AR (exact)=1.918"  # models beside
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def main() -> None:
     parser.add_argument("--shards", type=Path, help="a DNA shard folder (default: made from the benchmark's data)")
     parser.add_argument("--data-dir", type=Path, default=Path.home() / ".cache" / "scorediff" / "dna-bench")
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--png", type=Path, help="a bar chart of the context models' bits per base")
+    parser.add_argument("--mark", action="append", default=[], help="NAME=BITS: a model's bits per base, drawn beside")
     args = parser.parse_args()
     shards = args.shards
     if shards is None:
@@ -92,6 +95,36 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.png:
+        plot(rows, dict(mark.rsplit("=", 1) for mark in args.mark), args.png)
+
+
+def plot(rows: list[dict], marks: dict[str, str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def name(row: dict) -> str:
+        if (row["left"], row["right"]) == (0, 0):
+            return "composition" + (" per label" if row["by_label"] else "")
+        if row["right"] == 0:
+            return f"Markov, {row['left']} left"
+        return f"both sides, +-{row['left']}"
+
+    figure, axis = plt.subplots(figsize=(8, 0.35 * (len(rows) + len(marks)) + 1.2))
+    names = [name(r) for r in rows] + list(marks)
+    bits = [r["bits_per_base"] for r in rows] + [float(v) for v in marks.values()]
+    axis.barh(range(len(names)), bits, color=["tab:grey"] * len(rows) + ["tab:blue"] * len(marks))
+    for i, value in enumerate(bits):
+        axis.text(value, i, f" {value:.3f}", va="center", fontsize=8)
+    axis.set_yticks(range(len(names)), names, fontsize=8)
+    axis.invert_yaxis()
+    axis.set(xlim=(min(bits) - 0.03, 2.01), xlabel="validation bits per base (2 = uniform)")
+    axis.set_title("context models counted on the training split (grey), trained models (blue)", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 if __name__ == "__main__":
