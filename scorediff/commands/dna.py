@@ -16,6 +16,7 @@ from ..data.sources import DataError
 from ..data.windows import TokenWindows
 from ..loading import load
 from ..training.distributed import DistInfo
+from ..training.evaluate import nats_per_window
 from ..training.setup import prepare_data
 from . import (
     UsageError,
@@ -137,13 +138,9 @@ def _likelihood(args, loaded, real: dict[str, Tensor]) -> dict:
     """Bits per base on the real windows: the bound of a diffusion model (its class-conditional one when the
     windows are labelled), the exact likelihood of an autoregressive one."""
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
-    x, labels, nats = real["x_0"], real.get("label"), []
-    for start in range(0, len(x), args.batch_size):
-        rows = slice(start, start + args.batch_size)
-        options = {"label": labels[rows].to(args.device)} if labels is not None and loaded.kind == "diffusion" else {}
-        batch = x[rows].to(args.device)
-        nats.append(loaded.objective.nll(loaded.model, batch, generator=generator, num_t=args.num_t, **options).cpu())
-    bits = torch.cat(nats) / x.shape[1] / math.log(2)
+    x, labels = real["x_0"], real.get("label") if loaded.kind == "diffusion" else None
+    score = (loaded.objective, loaded.model, x, generator, args.num_t, args.batch_size, args.device, labels)
+    bits = nats_per_window(*score).cpu() / x.shape[1] / math.log(2)
     half = 1.96 * float(bits.std()) / math.sqrt(len(bits)) if len(bits) > 1 else float("nan")
     mean = float(bits.mean())
     return {"bits_per_base": mean, "bits_per_base_ci95": [mean - half, mean + half], "exact": loaded.objective.exact}

@@ -11,6 +11,7 @@ import torch
 from ..data.sources import DataError, iter_text
 from ..loading import load
 from ..training.distributed import DistInfo
+from ..training.evaluate import nats_per_window
 from ..training.setup import prepare_data
 from . import UsageError, atomic_write, check_device, check_writable, positive
 
@@ -67,13 +68,8 @@ def _windows(args, loaded) -> dict[str, torch.Tensor]:
 def _nats(args, loaded, windows: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
     """Nats per window, given each window's label when ``labels`` (int64 (N,)) are passed."""
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
-    nats = []
-    for i in range(0, len(windows), args.batch_size):
-        rows = slice(i, i + args.batch_size)
-        options = {"label": labels[rows].to(args.device)} if labels is not None else {}
-        batch = windows[rows].to(args.device)
-        nats.append(loaded.objective.nll(loaded.model, batch, generator=generator, num_t=args.num_t, **options).cpu())
-    return torch.cat(nats)
+    score = (loaded.objective, loaded.model, windows, generator, args.num_t, args.batch_size, args.device, labels)
+    return nats_per_window(*score).cpu()
 
 
 def run_eval(args: argparse.Namespace) -> int:

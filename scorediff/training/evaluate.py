@@ -14,6 +14,26 @@ from .step import TrainState
 
 
 @torch.no_grad()
+def nats_per_window(
+    objective: Objective,
+    model: torch.nn.Module,
+    windows: torch.Tensor,
+    generator: torch.Generator,
+    num_t: int,
+    batch_size: int,
+    device,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The objective's ``nll`` of each of ``windows`` (N, L) in batches, float64 (N,) on ``device``; with ``labels``
+    (N,), a class-conditional model's, each window given its label."""
+    nats = []
+    for start in range(0, len(windows), batch_size):
+        rows = slice(start, start + batch_size)
+        given = {} if labels is None else {"label": labels[rows].to(device)}
+        nats.append(objective.nll(model, windows[rows].to(device), generator=generator, num_t=num_t, **given))
+    return torch.cat(nats) if nats else torch.zeros(0, dtype=torch.float64, device=device)
+
+
 def validation_nll(
     objective: Objective,
     model: torch.nn.Module,
@@ -32,14 +52,10 @@ def validation_nll(
     of different checkpoints comparable.
     """
     generator = torch.Generator(device=device).manual_seed(seed)
-    totals = torch.zeros(2, dtype=torch.float64, device=device)  # nats, sequences
     mine = slice(info.rank, None, info.world_size)
-    windows, labels = windows[mine], None if labels is None else labels[mine]
-    for start in range(0, len(windows), batch_size):
-        x_0 = windows[start : start + batch_size].to(device)
-        given = {} if labels is None else {"label": labels[start : start + batch_size].to(device)}
-        nats = objective.nll(model, x_0, generator=generator, num_t=num_t, **given)
-        totals += torch.stack([nats.sum(), torch.tensor(float(len(x_0)), device=device, dtype=torch.float64)])
+    labels = None if labels is None else labels[mine]
+    nats = nats_per_window(objective, model, windows[mine], generator, num_t, batch_size, device, labels)
+    totals = torch.stack([nats.sum(), torch.tensor(float(len(nats)), device=device, dtype=torch.float64)])
     nats, sequences = all_reduce_sum(totals, info).tolist()
     tokens = sequences * windows.shape[1]
     per_token = nats / max(tokens, 1)
