@@ -125,7 +125,8 @@ def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_b
     window, skips = Window(), Skips(tc.max_skipped_steps)
     run_start = time.perf_counter()
     val_bits, samples, last_saved, interrupted = None, [], None, None
-    probe = BudgetProbe(state.step)
+    probe = BudgetProbe(state.step, BudgetProbe.refit_at(state.config.optim.warmup_steps))
+    configured_steps = tc.max_steps  # a fit may lengthen an earlier fit's schedule up to here
     state.model.train()
     with StopSignals() as signals:
         while state.step < last_step:
@@ -136,7 +137,8 @@ def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_b
             bar.update(1)
             step_seconds = probe.after_step(state) if probe.wants(state) else None
             if step_seconds is not None:
-                fit_to_budget(state, data, run_dir, device, step_seconds, time.perf_counter() - started, logger)
+                elapsed = time.perf_counter() - started
+                fit_to_budget(state, data, run_dir, device, step_seconds, elapsed, configured_steps, logger)
                 tc = state.config.train
                 last_step = min(tc.max_steps, until_step) if until_step is not None else tc.max_steps
                 bar.total = tc.max_steps
@@ -181,12 +183,13 @@ def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_b
     )
 
 
-def fit_to_budget(state: TrainState, data: RunData, run_dir: Path, device, step_seconds, elapsed, logger) -> None:
-    """Set ``train.max_steps`` to what fits in ``train.time_budget_minutes`` and record it in the run's config."""
+def fit_to_budget(state: TrainState, data: RunData, run_dir: Path, device, step_seconds, elapsed, cap, logger) -> None:
+    """Set ``train.max_steps`` to what fits in ``train.time_budget_minutes`` (at most ``cap``, the configured
+    value) and record it in the run's config."""
     tc = state.config.train
     eval_seconds = evaluation_seconds(state, data.val, device)
     left = tc.time_budget_minutes * 60 - elapsed
-    steps = schedule_steps(state, step_seconds, eval_seconds, left, cap=tc.max_steps)
+    steps = schedule_steps(state, step_seconds, eval_seconds, left, cap=cap)
     steps = distributed.broadcast_object(steps, state.info)  # rank 0's measurement decides for all
     state.config = dataclasses.replace(state.config, train=dataclasses.replace(tc, max_steps=steps))
     if state.info.is_main:

@@ -6,8 +6,8 @@ import math
 from types import SimpleNamespace
 
 from scorediff.checkpoint import read_config
-from scorediff.training import train
-from scorediff.training.budget import PROBE_STEPS, SAFETY, WARMUP_STEPS, schedule_steps
+from scorediff.training import budget, train
+from scorediff.training.budget import FIRST_FIT, PROBE_STEPS, SAFETY, WARMUP_STEPS, BudgetProbe, schedule_steps
 from scorediff.training.optim import lr_at
 
 
@@ -42,3 +42,39 @@ def test_a_budgeted_run_ends_its_schedule(micro_config):
     ratio, decay_steps = config.optim.min_lr_ratio, fitted - config.optim.warmup_steps
     above_floor = (1 - ratio) * (1 - math.cos(math.pi / decay_steps)) / 2 * config.optim.lr
     assert 0 <= last_lr - config.optim.lr * ratio <= above_floor + 1e-12
+
+
+def test_a_long_warmup_refits_the_schedule_at_its_end(micro_config):
+    # a warm-up of 50 steps: fitted after step 25 and again after step 50, from steps 27..50
+    config, _ = micro_config(max_steps=100_000, time_budget_minutes=0.2, save_every=0, eval_every=0)
+    config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, warmup_steps=50))
+    assert BudgetProbe.refit_at(50) == 50 and BudgetProbe.refit_at(FIRST_FIT + PROBE_STEPS) == 0
+    result = train(config, progress=False)
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    fits = [r for r in records if "schedule_steps" in r]
+    assert [r["step"] for r in fits] == [FIRST_FIT, 50]
+    fitted = fits[-1]["schedule_steps"]
+    assert result.step == fitted == read_config(result.run_dir)[1]["train"]["max_steps"]
+    # the steps before the refit ran the warm-up, which is the same whatever the schedule's length
+    fitted_config = dataclasses.replace(config, train=dataclasses.replace(config.train, max_steps=fitted))
+    lrs = {r["step"]: r["lr"] for r in records if "lr" in r}
+    assert all(lrs[step] == lr_at(step - 1, fitted_config) for step in lrs)
+
+
+def test_the_probe_times_the_steps_of_each_window(monkeypatch):
+    # a clock that runs 0.1 s per step up to the first fit, then 10 s for the fit itself, then 0.05 s per step
+    clock = {"now": 0.0}
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: clock["now"])
+    probe = BudgetProbe(start_step=0, refit_step=60)
+    state = SimpleNamespace(step=0, config=SimpleNamespace(train=SimpleNamespace(time_budget_minutes=1.0)))
+    measured = {}
+    for step in range(1, 70):
+        clock["now"] += 0.1 if step <= FIRST_FIT else 0.05
+        clock["now"] += 10.0 if step == FIRST_FIT + 1 else 0.0  # the fit ran between steps 25 and 26
+        state.step = step
+        assert probe.wants(state) == (step <= 60)
+        value = probe.after_step(state) if probe.wants(state) else None
+        if value is not None:
+            measured[step] = value
+    assert sorted(measured) == [FIRST_FIT, 60]
+    assert math.isclose(measured[FIRST_FIT], 0.1) and math.isclose(measured[60], 0.05)
