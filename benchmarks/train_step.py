@@ -13,7 +13,7 @@ With ``--original-tree`` the original SEDD code is timed in its own process betw
 
     python benchmarks/train_step.py --preset tiny --rounds 5 --steps 10
     python benchmarks/train_step.py --variants bf16,compile+bf16 --original-tree /tmp/sedd-original \
-        --original-python /tmp/sedd-venv/bin/python
+        --original-python /tmp/sedd-venv/bin/python --json train_step.json --png train_step.png
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--original-tool", type=Path, default=TOOL)
     parser.add_argument("--original-steps", type=int, default=15)
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--png", type=Path, help="a bar chart of tokens/s per variant (and the original code)")
     args = parser.parse_args()
 
     config = load_config(args.preset)
@@ -136,7 +137,54 @@ def main() -> None:
     peaks = {"float32": matmul_peak(torch.float32, device)}
     if any("bf16" in name for name in names) and fast_bf16(device):
         peaks["bfloat16"] = matmul_peak(torch.bfloat16, device)
-    print(json.dumps(report(args, config, states, names, seconds, setup_seconds, peaks, original, device), indent=2))
+    result = report(args, config, states, names, seconds, setup_seconds, peaks, original, device)
+    print(json.dumps(result, indent=2))
+    if args.png:
+        plot(result, args.png)
+
+
+def cpu_model() -> str:
+    """The processor's marketing name where Linux tells it (``platform.processor()`` says only x86_64)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = result["variants"]
+    names = list(variants)
+    speeds = [v["tokens_per_second"] for v in variants.values()]
+    notes = [f"{100 * v['fraction_of_matmul_peak']:.0f}% of the {v['peak_precision']} peak" for v in variants.values()]
+    original = result.get("original_tokens_per_second")
+    if original:
+        names.append("original SEDD (float32)")
+        speeds.append(statistics.median(original))
+        notes = [
+            f"{n}, {v['speedup_vs_original']:.2f}x the original" for n, v in zip(notes, variants.values(), strict=True)
+        ]
+        notes.append("")
+    figure, axis = plt.subplots(figsize=(8, 0.45 * len(names) + 1.3))
+    axis.barh(range(len(names)), speeds, color=["tab:blue"] * len(result["variants"]) + ["tab:grey"] * bool(original))
+    for i, (speed, note) in enumerate(zip(speeds, notes, strict=True)):
+        axis.text(speed, i, f" {speed:,.0f}  {note}", va="center", fontsize=8)
+    axis.set_yticks(range(len(names)), names, fontsize=8)
+    axis.invert_yaxis()
+    axis.set(xlim=(0, 2.0 * max(speeds)), xlabel="training tokens per second")
+    peaks = ", ".join(f"{k} {v:.2f}" for k, v in result["matmul_peak_tflops"].items())
+    axis.set_title(f"{result['preset']}, {result['tokens_per_step']:,} tokens per step, {result['cpu_threads']} "
+                   f"threads of {result['cpu']}\nmatmul peak (TFLOP/s): {peaks}", fontsize=8)  # fmt: skip
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def report(args, config, states, names, seconds, setup_seconds, peaks, original, device) -> dict:
@@ -166,6 +214,7 @@ def report(args, config, states, names, seconds, setup_seconds, peaks, original,
         "cpu_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "tokens_per_step": tokens,
         "model_flops_per_token": flops,
         "matmul_peak_tflops": {k: v / 1e12 for k, v in peaks.items()},
