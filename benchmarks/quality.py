@@ -56,6 +56,7 @@ def parse_models(specs: list[str] | None) -> dict[str, tuple[str, list[str]]]:
 def train_one(name, preset, overrides, args, out_dir: Path) -> dict:
     run = [
         f"train.max_steps={args.steps}",
+        f"train.batch_size={args.batch}",
         "train.time_budget_minutes=0",
         "train.max_minutes=0",
         f"train.eval_every={args.eval_every}",
@@ -178,6 +179,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", help="name=preset,section.key=value,... (default: MODELS)")
     parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--batch", type=int, default=32, help="sequences per step, the same for every model")
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--num-t", type=int, default=8, help="starting Monte Carlo times per window per seed")
     parser.add_argument("--mc-target", type=float, default=0.01, help="Monte Carlo error to reach, bits per char")
@@ -192,7 +194,8 @@ def main() -> None:
         args.models = args.models or ["ar=tiny-ar", "absorbing=tiny", "block4=tiny-block"]
     args.max_windows = args.max_windows or None
     out = args.out or Path("runs") / f"quality-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    results = {"benchmark": "quality", "steps": args.steps, "seed": args.seed, "torch": torch.__version__}
+    results = {"benchmark": "quality", "steps": args.steps, "batch": args.batch, "seed": args.seed}
+    results["torch"] = torch.__version__
     results["models"] = {}
     first = None
     for name, (preset, overrides) in parse_models(args.models).items():
