@@ -8,6 +8,7 @@ import math
 
 import torch
 
+from ..checkpoint import EMA_FILE
 from ..data.sources import DataError, iter_text
 from ..loading import load
 from ..training.distributed import DistInfo
@@ -28,6 +29,7 @@ def add_parsers(commands) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--raw-weights", action="store_true", help="score the trained weights, not their EMA")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.set_defaults(run=run_eval)
 
@@ -72,6 +74,13 @@ def _nats(args, loaded, windows: torch.Tensor, labels: torch.Tensor | None) -> t
     return nats_per_window(*score).cpu()
 
 
+def _weights(args, loaded) -> str:
+    """Which weights were scored: ``ema``, ``raw``, or ``as stored`` (an original SEDD folder)."""
+    if loaded.config is None:
+        return "as stored"
+    return "ema" if not args.raw_weights and (loaded.path / EMA_FILE).exists() else "raw"
+
+
 def run_eval(args: argparse.Namespace) -> int:
     positive("--num-t", args.num_t)
     positive("--batch-size", args.batch_size)
@@ -79,7 +88,7 @@ def run_eval(args: argparse.Namespace) -> int:
     check_device(args.device)
     if args.json:
         check_writable(args.json)  # fail now, not after the evaluation
-    loaded = load(args.checkpoint, device=args.device)
+    loaded = load(args.checkpoint, device=args.device, ema=not args.raw_weights)
     if loaded.tokenizer is None and args.data is not None:
         raise UsageError(f"{loaded.path} has no tokenizer.json, so --data text cannot be tokenised")
     examples = _windows(args, loaded)
@@ -101,6 +110,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "tokens": len(windows) * seq_len,
         "num_t": None if objective.exact else args.num_t,
         "conditional": conditional,
+        "weights": _weights(args, loaded),
         "nats_per_token": mean,
         "nats_per_token_ci95": [mean - half_width, mean + half_width],
         "bits_per_token": mean / math.log(2),
@@ -119,7 +129,8 @@ def run_eval(args: argparse.Namespace) -> int:
         how = f"{args.num_t} times each (upper bounds; 95% confidence intervals over windows and Monte Carlo draws)"
         relation = "<="
     given = ", each given its label" if conditional else ""
-    print(f"{result['windows']} windows x {seq_len} tokens of {result['data']}{given}, {how}")
+    weights = f", {result['weights']} weights" if result["weights"] != "as stored" else ""
+    print(f"{result['windows']} windows x {seq_len} tokens of {result['data']}{given}{weights}, {how}")
     low, high = result["perplexity_ci95"]
     print(f"perplexity      {relation} {result['perplexity']:.3f}  [{low:.3f}, {high:.3f}]")
     low, high = result["bits_per_token_ci95"]

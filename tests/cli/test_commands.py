@@ -4,9 +4,14 @@ import json
 import math
 import re
 
+import torch
 from cli_run import run_cli
 
+from scorediff import load
 from scorediff.data.tokenizers import load_tokenizer
+from scorediff.training.distributed import DistInfo
+from scorediff.training.evaluate import nats_per_window
+from scorediff.training.setup import prepare_data
 
 
 def test_train_prints_run_directory_bound_and_samples(capsys, micro_yaml, tmp_path):
@@ -143,6 +148,25 @@ def test_eval_and_info(capsys, trained_run, tmp_path, cli_corpus):
     info = json.loads(out)
     vocab = load_tokenizer(trained_run).vocab_size
     assert info["model"]["vocab_size"] == vocab + 1 and info["step"] == 6
+
+
+def test_eval_raw_weights_scores_the_trained_weights(capsys, trained_run, tmp_path):
+    scored = {}
+    for flags in ([], ["--raw-weights"]):
+        target = tmp_path / f"e{len(flags)}.json"
+        argv = ["eval", "--checkpoint", str(trained_run), "--num-t", "2", "--max-windows", "8", "--json", str(target)]
+        code, out, _ = run_cli(capsys, argv + flags)
+        result = json.loads(target.read_text())
+        assert code == 0 and f"{result['weights']} weights" in out
+        scored[result["weights"]] = result["nats_per_token"]
+    assert sorted(scored) == ["ema", "raw"]
+    # the same windows and seed, scored with the raw weights through the library
+    loaded = load(trained_run, ema=False)
+    windows = prepare_data(loaded.config, DistInfo(), loaded.path).val.spread_examples(8)["x_0"]
+    generator = torch.Generator().manual_seed(0)
+    nats = nats_per_window(loaded.objective, loaded.model, windows, generator, 2, 16, "cpu", None)
+    assert abs(float(nats.mean()) / windows.shape[1] - scored["raw"]) < 1e-9
+    assert abs(scored["raw"] - scored["ema"]) > 1e-4  # six steps at EMA 0.9 leave the average behind
 
 
 def test_demo_reports_distances_and_bound_gaps(capsys):
