@@ -45,6 +45,7 @@ class Loaded:
         step: training step of the checkpoint (None when unknown).
         path: the checkpoint directory.
         info: what the trainer recorded (step, validation bound, tokens seen), empty when unknown.
+        weights: which weights ``model`` holds: ``"ema"``, ``"raw"``, or ``"as stored"`` (the original layout).
     """
 
     kind: str
@@ -58,6 +59,7 @@ class Loaded:
     step: int | None
     path: Path
     info: dict
+    weights: str = "as stored"
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> Loaded:
@@ -103,6 +105,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True)
         step=info.get("step"),
         path=checkpoint,
         info=info,
+        weights="ema" if weights.name == EMA_FILE else "raw",
     )
 
 

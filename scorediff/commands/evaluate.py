@@ -8,7 +8,6 @@ import math
 
 import torch
 
-from ..checkpoint import EMA_FILE
 from ..data.sources import DataError, iter_text
 from ..loading import load
 from ..training.distributed import DistInfo
@@ -74,13 +73,6 @@ def _nats(args, loaded, windows: torch.Tensor, labels: torch.Tensor | None) -> t
     return nats_per_window(*score).cpu()
 
 
-def _weights(args, loaded) -> str:
-    """Which weights were scored: ``ema``, ``raw``, or ``as stored`` (an original SEDD folder)."""
-    if loaded.config is None:
-        return "as stored"
-    return "ema" if not args.raw_weights and (loaded.path / EMA_FILE).exists() else "raw"
-
-
 def run_eval(args: argparse.Namespace) -> int:
     positive("--num-t", args.num_t)
     positive("--batch-size", args.batch_size)
@@ -110,7 +102,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "tokens": len(windows) * seq_len,
         "num_t": None if objective.exact else args.num_t,
         "conditional": conditional,
-        "weights": _weights(args, loaded),
+        "weights": loaded.weights,
         "nats_per_token": mean,
         "nats_per_token_ci95": [mean - half_width, mean + half_width],
         "bits_per_token": mean / math.log(2),
