@@ -13,7 +13,7 @@ from torch import Tensor
 from .. import dna_metrics
 from ..data.prepare import prepare_dna_shards
 from ..data.sources import DataError
-from ..data.windows import TokenWindows
+from ..data.windows import TokenWindows, spread_indices
 from ..loading import load
 from ..training.distributed import DistInfo
 from ..training.evaluate import nats_per_window
@@ -109,7 +109,8 @@ def _classes(args, loaded, names: list[str]) -> list[int | None]:
 
 
 def _real_windows(args, loaded, names: list[str]) -> dict[str, Tensor]:
-    """Held-out windows of the model's length; labels translated to the model's label ids."""
+    """At most ``--max-windows`` held-out windows of the model's length, spread evenly over all there are (with
+    ``--data``, over the whole of those files); labels translated to the model's label ids."""
     config, seq_len = loaded.config, loaded.model.config.seq_len
     try:
         if args.data:
@@ -122,15 +123,16 @@ def _real_windows(args, loaded, names: list[str]) -> dict[str, Tensor]:
             splits = [prepare_data(config, DistInfo(), loaded.path).val]
     except (DataError, ValueError) as error:
         raise UsageError(str(error)) from None
-    parts = [split.spread_examples(args.max_windows) for split in splits]
-    real = {"x_0": torch.cat([p["x_0"] for p in parts])[: args.max_windows]}
+    parts = [split.spread_examples() for split in splits]
+    picked = torch.from_numpy(spread_indices(sum(len(p["x_0"]) for p in parts), args.max_windows))
+    real = {"x_0": torch.cat([p["x_0"] for p in parts])[picked]}
     data_names = splits[0].labels
     if names and data_names:
         unknown = sorted(set(data_names) - set(names))
         if unknown:
             raise UsageError(f"the data's labels {unknown} are not the model's ({', '.join(names)})")
         ids = torch.tensor([names.index(n) for n in data_names])
-        real["label"] = ids[torch.cat([p["label"] for p in parts])[: args.max_windows]]
+        real["label"] = ids[torch.cat([p["label"] for p in parts])[picked]]
     return real
 
 

@@ -98,8 +98,12 @@ class TokenWindows:
 
     def spread_examples(self, count: int | None = None) -> dict[str, Tensor]:
         starts, segment = self._window_starts()
-        total = len(starts)
-        if count is None or count >= total:
-            return self._examples(starts, segment)
-        picked = np.arange(count, dtype=np.int64) * total // count
+        picked = spread_indices(len(starts), count)
         return self._examples(starts[picked], segment[picked])
+
+
+def spread_indices(total: int, count: int | None) -> np.ndarray:
+    """``count`` indices spread evenly over ``range(total)`` (all of them when ``count`` is None or more)."""
+    if count is None or count >= total:
+        return np.arange(total, dtype=np.int64)
+    return np.arange(count, dtype=np.int64) * total // count

@@ -1,6 +1,7 @@
 """DNA through the command line: a conditional model trained on real genome fixtures, guided sampling,
 infilling a FASTA region, eval-dna's report, and one-line refusals of bad input."""
 
+import argparse
 import functools
 import json
 from pathlib import Path
@@ -155,3 +156,22 @@ def test_guidance_on_an_unconditional_model_is_refused(tmp_path, capsys):
     run = str(out / "u")
     assert_user_error(capsys, ["sample", "--checkpoint", run, "--label", "ecoli"], "this model is unconditional")
     assert_user_error(capsys, ["eval-dna", "--checkpoint", run, "--guidance", "1"], "needs a conditional model")
+
+
+def test_eval_dna_spreads_its_real_windows_over_the_whole_held_out_file(dna_run, tmp_path):
+    from scorediff.commands.dna import _real_windows
+    from scorediff.data.prepare import prepare_dna_shards
+    from scorediff.data.windows import TokenWindows
+
+    loaded = load(dna_run)
+    data, options = [f"ecoli={ECOLI}", f"saureus={SAUREUS}"], loaded.config.data
+    shards = prepare_dna_shards(",".join(data), tmp_path, options.val_fraction, options.dna_policy, options.label_regex)
+    train, val = (TokenWindows(shards, split, 32).all_examples()["x_0"] for split in ("train", "val"))
+    every = torch.cat([train, val])
+    count = len(every) // 3
+    real = _real_windows(argparse.Namespace(data=data, max_windows=count), loaded, ["ecoli", "saureus"])
+    picked = [i * len(every) // count for i in range(count)]
+    assert torch.equal(real["x_0"], every[picked])
+    # the evenly spaced picks reach into the file's validation part and into both files' windows
+    assert max(picked) >= len(train) and set(real["label"].tolist()) == {0, 1}
+    assert torch.equal(_real_windows(argparse.Namespace(data=data, max_windows=10**6), loaded, [])["x_0"], every)
