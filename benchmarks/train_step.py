@@ -4,9 +4,10 @@ against a matmul peak measured in the same run, and optionally against the origi
 Every variant runs the trainer's own step (``scorediff.training.step.train_step``: forward, loss, backward,
 clip, AdamW, EMA) on the same batches, interleaved round by round so that machine noise hits them alike; the
 JSON reports tokens/s per variant, each one's ratio to the first, and its model FLOP/s as a fraction of the
-peak of a large matmul in the variant's precision. Model FLOPs per token are the usual count
-``6 N + 12 n_blocks seq_len hidden_size`` (N: parameters outside the embedding; the second term is attention),
-so the fraction is comparable with published MFU numbers.
+peak of a large matmul in the variant's precision. Model FLOPs per token are
+``scorediff.model.training_flops_per_token``: the usual ``6 N + 12 n_blocks seq_len hidden_size``, with ``N``
+the weights every position goes through (not the embedding, nor adaLN's, which act once per sequence), so the
+fraction is comparable with published MFU numbers.
 
 With ``--original-tree`` the original SEDD code is timed in its own process between the rounds
 (``../shared/tools/sedd_official_bench.py``, at the same shape and batch) and the ratio reported.
@@ -32,6 +33,7 @@ import torch
 from scorediff.config import load_config
 from scorediff.data.prepare import build_tokenizer
 from scorediff.devices import fast_bf16
+from scorediff.model import training_flops_per_token
 from scorediff.training.distributed import DistInfo
 from scorediff.training.setup import build
 from scorediff.training.step import train_step
@@ -56,13 +58,6 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, size: int = 2048, repe
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def model_flops_per_token(model, config) -> float:
-    """``6 N + 12 n_blocks L D``: training FLOPs per token of the matmuls, N without the token embedding."""
-    embedding = model.vocab_embed.weight.numel()
-    m = config.model
-    return 6 * (model.num_parameters() - embedding) + 12 * m.n_blocks * m.seq_len * m.hidden_size
 
 
 def make_state(config, tokenizer, device, *, bf16: bool, compile: bool):
@@ -189,7 +184,7 @@ def plot(result: dict, path: Path) -> None:
 
 def report(args, config, states, names, seconds, setup_seconds, peaks, original, device) -> dict:
     tokens = args.batch_size * config.model.seq_len
-    flops = model_flops_per_token(states[names[0]].model, config)
+    flops = training_flops_per_token(states[names[0]].model)
     median = {name: statistics.median(seconds[name]) for name in names}
     variants = {}
     for name in names:

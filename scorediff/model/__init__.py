@@ -5,6 +5,7 @@ from .attention import KVCache
 from .block_diffusion import BlockDiffusionTransformer
 from .causal import CausalTransformer
 from .convert import convert_state_dict, is_original_config, original_components, read_original_checkpoint
+from .flops import training_flops_per_token
 from .transformer import ModelConfig, SEDDTransformer
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "is_original_config",
     "original_components",
     "read_original_checkpoint",
+    "training_flops_per_token",
 ]
