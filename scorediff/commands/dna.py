@@ -13,7 +13,7 @@ from torch import Tensor
 from .. import dna_metrics
 from ..data.prepare import prepare_dna_shards
 from ..data.sources import DataError
-from ..data.windows import TokenWindows, spread_indices
+from ..data.windows import TokenWindows, spread_examples_over
 from ..loading import load
 from ..training.distributed import DistInfo
 from ..training.evaluate import nats_per_window
@@ -123,16 +123,15 @@ def _real_windows(args, loaded, names: list[str]) -> dict[str, Tensor]:
             splits = [prepare_data(config, DistInfo(), loaded.path).val]
     except (DataError, ValueError) as error:
         raise UsageError(str(error)) from None
-    parts = [split.spread_examples() for split in splits]
-    picked = torch.from_numpy(spread_indices(sum(len(p["x_0"]) for p in parts), args.max_windows))
-    real = {"x_0": torch.cat([p["x_0"] for p in parts])[picked]}
+    examples = spread_examples_over(splits, args.max_windows)
+    real = {"x_0": examples["x_0"]}
     data_names = splits[0].labels
     if names and data_names:
         unknown = sorted(set(data_names) - set(names))
         if unknown:
             raise UsageError(f"the data's labels {unknown} are not the model's ({', '.join(names)})")
         ids = torch.tensor([names.index(n) for n in data_names])
-        real["label"] = ids[torch.cat([p["label"] for p in parts])[picked]]
+        real["label"] = ids[examples["label"]]
     return real
 
 

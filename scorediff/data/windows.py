@@ -66,7 +66,9 @@ class TokenWindows:
         return self._examples(offsets, segment)
 
     def _examples(self, offsets: np.ndarray, segment: np.ndarray) -> dict[str, Tensor]:
-        rows = np.stack([self.tokens[o : o + self.seq_len] for o in offsets]).astype(np.int64)
+        rows = np.zeros((len(offsets), self.seq_len), dtype=np.int64)
+        for row, offset in zip(rows, offsets, strict=True):
+            row[:] = self.tokens[offset : offset + self.seq_len]
         out = {"x_0": torch.from_numpy(rows)}
         if self.labelled:
             out["label"] = torch.from_numpy(self.segments[segment, 2].astype(np.int64))
@@ -97,9 +99,12 @@ class TokenWindows:
         return self.spread_examples(count)["x_0"]
 
     def spread_examples(self, count: int | None = None) -> dict[str, Tensor]:
+        return spread_examples_over([self], count)
+
+    def examples_at(self, indices: np.ndarray) -> dict[str, Tensor]:
+        """The non-overlapping windows numbered ``indices`` (in ``all_windows`` order), with their labels."""
         starts, segment = self._window_starts()
-        picked = spread_indices(len(starts), count)
-        return self._examples(starts[picked], segment[picked])
+        return self._examples(starts[indices], segment[indices])
 
 
 def spread_indices(total: int, count: int | None) -> np.ndarray:
@@ -107,3 +112,15 @@ def spread_indices(total: int, count: int | None) -> np.ndarray:
     if count is None or count >= total:
         return np.arange(total, dtype=np.int64)
     return np.arange(count, dtype=np.int64) * total // count
+
+
+def spread_examples_over(splits: list[TokenWindows], count: int | None) -> dict[str, Tensor]:
+    """``count`` non-overlapping windows spread evenly over the windows of ``splits`` taken one after another
+    (all of them when None or more); only the picked windows are read."""
+    picked = spread_indices(sum(len(split) for split in splits), count)
+    parts, offset = [], 0
+    for split in splits:
+        mine = picked[(picked >= offset) & (picked < offset + len(split))] - offset
+        parts.append(split.examples_at(mine))
+        offset += len(split)
+    return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}

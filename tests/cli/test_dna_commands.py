@@ -175,3 +175,4 @@ def test_eval_dna_spreads_its_real_windows_over_the_whole_held_out_file(dna_run,
     # the evenly spaced picks reach into the file's validation part and into both files' windows
     assert max(picked) >= len(train) and set(real["label"].tolist()) == {0, 1}
     assert torch.equal(_real_windows(argparse.Namespace(data=data, max_windows=10**6), loaded, [])["x_0"], every)
+    assert torch.equal(_real_windows(argparse.Namespace(data=data, max_windows=1), loaded, [])["x_0"], every[:1])
