@@ -10,6 +10,7 @@ import torch
 
 from ..data.sources import DataError, iter_text
 from ..loading import load
+from ..model import training_flops_per_token
 from ..training.distributed import DistInfo
 from ..training.evaluate import nats_per_window
 from ..training.setup import prepare_data
@@ -143,6 +144,7 @@ def run_info(args: argparse.Namespace) -> int:
         "block_size": getattr(loaded.model.config, "block_size", 0) or None,
         "step": loaded.step,
         "parameters": loaded.model.num_parameters(),
+        "training_flops_per_token": training_flops_per_token(loaded.model),
         "graph": repr(loaded.graph) if loaded.graph is not None else None,
         "schedule": repr(loaded.schedule) if loaded.schedule is not None else None,
         "tokenizer": repr(loaded.tokenizer) if loaded.tokenizer else None,
@@ -161,6 +163,7 @@ def run_info(args: argparse.Namespace) -> int:
         "block_size",
         "step",
         "parameters",
+        "training_flops_per_token",
         "graph",
         "schedule",
         "tokenizer",
@@ -168,7 +171,7 @@ def run_info(args: argparse.Namespace) -> int:
         "tokens_seen",
     ):
         value = info[key]
-        if key == "parameters":
+        if key in ("parameters", "training_flops_per_token"):
             value = f"{value:,}"
         elif isinstance(value, float):
             value = f"{value:.4f}"

@@ -53,6 +53,12 @@ def test_info_says_which_kind(capsys, trained_ar_run, trained_run):
         code, out, _ = run_cli(capsys, ["info", "--checkpoint", str(run), "--json"])
         info = json.loads(out)
         assert code == 0 and info["kind"] == kind and info["validation_exact"] == (kind == "autoregressive")
+        # per block: qkv 3 D^2, attention output D^2, MLP 2 r D^2; then the output map D V; 6 FLOPs per weight;
+        # attention 12 L D per block
+        m = info["model"]
+        d, blocks = m["hidden_size"], m["n_blocks"]
+        weights = blocks * (4 + 2 * m["mlp_ratio"]) * d * d + d * m["vocab_size"]
+        assert info["training_flops_per_token"] == 6 * weights + 12 * blocks * m["seq_len"] * d
     code, out, _ = run_cli(capsys, ["info", "--checkpoint", str(trained_ar_run)])
     assert re.search(r"kind\s+autoregressive", out) and "graph" not in out.split("model")[0]
 
