@@ -66,10 +66,8 @@ class TokenWindows:
         return self._examples(offsets, segment)
 
     def _examples(self, offsets: np.ndarray, segment: np.ndarray) -> dict[str, Tensor]:
-        rows = np.zeros((len(offsets), self.seq_len), dtype=np.int64)
-        for row, offset in zip(rows, offsets, strict=True):
-            row[:] = self.tokens[offset : offset + self.seq_len]
-        out = {"x_0": torch.from_numpy(rows)}
+        rows = self.tokens[np.asarray(offsets, dtype=np.int64)[:, None] + np.arange(self.seq_len)]  # (N, L)
+        out = {"x_0": torch.from_numpy(rows.astype(np.int64))}
         if self.labelled:
             out["label"] = torch.from_numpy(self.segments[segment, 2].astype(np.int64))
         return out
@@ -117,10 +115,10 @@ def spread_indices(total: int, count: int | None) -> np.ndarray:
 def spread_examples_over(splits: list[TokenWindows], count: int | None) -> dict[str, Tensor]:
     """``count`` non-overlapping windows spread evenly over the windows of ``splits`` taken one after another
     (all of them when None or more); only the picked windows are read."""
-    picked = spread_indices(sum(len(split) for split in splits), count)
+    sizes = [len(split) for split in splits]
+    picked = spread_indices(sum(sizes), count)
     parts, offset = [], 0
-    for split in splits:
-        mine = picked[(picked >= offset) & (picked < offset + len(split))] - offset
-        parts.append(split.examples_at(mine))
-        offset += len(split)
+    for split, size in zip(splits, sizes, strict=True):
+        parts.append(split.examples_at(picked[(picked >= offset) & (picked < offset + size)] - offset))
+        offset += size
     return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}

@@ -32,11 +32,10 @@ def training_flops_per_token(model: nn.Module) -> int:
     """
     config = model.config
     hidden, seq_len, blocks = config.hidden_size, config.seq_len, list(model.blocks)
-    head = _linear_weights(model) - sum(_linear_weights(block) for block in blocks)
     if not isinstance(model, BlockDiffusionTransformer):
         return 6 * _linear_weights(model) + 12 * len(blocks) * seq_len * hidden
     keys = 2 * seq_len
-    total = 6 * head
+    total = 6 * (_linear_weights(model) - sum(_linear_weights(block) for block in blocks))  # the output layer
     for index, block in enumerate(blocks):
         if index < len(blocks) - 1:
             total += 2 * (6 * _linear_weights(block) + 12 * keys * hidden)

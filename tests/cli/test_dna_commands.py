@@ -13,6 +13,9 @@ from cli_run import assert_user_error, run_cli
 from scorediff import load
 from scorediff.builders import build_model, build_objective
 from scorediff.cli import main
+from scorediff.commands.dna import _real_windows
+from scorediff.data.prepare import prepare_dna_shards
+from scorediff.data.windows import TokenWindows
 from scorediff.training.distributed import DistInfo
 from scorediff.training.evaluate import evaluate_during_training, validation_nll
 from scorediff.training.logger import MetricsLogger
@@ -159,10 +162,6 @@ def test_guidance_on_an_unconditional_model_is_refused(tmp_path, capsys):
 
 
 def test_eval_dna_spreads_its_real_windows_over_the_whole_held_out_file(dna_run, tmp_path):
-    from scorediff.commands.dna import _real_windows
-    from scorediff.data.prepare import prepare_dna_shards
-    from scorediff.data.windows import TokenWindows
-
     loaded = load(dna_run)
     data, options = [f"ecoli={ECOLI}", f"saureus={SAUREUS}"], loaded.config.data
     shards = prepare_dna_shards(",".join(data), tmp_path, options.val_fraction, options.dna_policy, options.label_regex)
