@@ -114,7 +114,7 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warmup then cosine decay."""
+    """AdamW with linear warmup, then the peak learning rate held, then cosine decay over the schedule's last part."""
 
     lr: float = 3e-4
     """Peak learning rate."""
@@ -122,6 +122,10 @@ class OptimConfig:
     """Final learning rate as a fraction of the peak."""
     warmup_steps: int = 100
     """Steps of linear warmup."""
+    decay_fraction: float = 1.0
+    """Fraction of the steps after the warmup over which the learning rate decays (a cosine); before it, the
+    peak is held. 1: cosine from the end of the warmup; below 1: warmup-stable-decay, whose learning rate does
+    not depend on the schedule's length until the decay starts (so a time budget can be refitted late)."""
     weight_decay: float = 0.0
     """Decoupled weight decay on matrices (not on norms, biases or embeddings)."""
     beta1: float = 0.9
@@ -134,6 +138,7 @@ class OptimConfig:
         positive("lr", self.lr)
         within("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0, low_open=False, high_open=False)
         at_least("warmup_steps", self.warmup_steps, 0)
+        within("decay_fraction", self.decay_fraction, 0.0, 1.0, low_open=True, high_open=False)
         within("weight_decay", self.weight_decay, 0.0, 1e6, low_open=False, high_open=False)
         within("beta1", self.beta1, 0.0, 1.0, low_open=False, high_open=True)
         within("beta2", self.beta2, 0.0, 1.0, low_open=False, high_open=True)

@@ -17,12 +17,20 @@ def step_seed(seed: int, step: int, stream: int) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
+def decay_start(optim: OptimConfig, total_steps: int) -> int:
+    """The first step whose learning rate depends on the schedule's length ``total_steps``: the end of the warmup
+    (cosine) or of the held peak (warmup-stable-decay)."""
+    return total_steps - round(optim.decay_fraction * max(0, total_steps - optim.warmup_steps))
+
+
 def lr_at(step: int, config: RunConfig) -> float:
-    """Linear warmup to ``optim.lr``, then cosine decay to ``min_lr_ratio * lr`` at ``train.max_steps``."""
+    """Linear warmup to ``optim.lr``, the peak held until ``decay_start``, then cosine decay to
+    ``min_lr_ratio * lr`` at ``train.max_steps``."""
     optim, total = config.optim, config.train.max_steps
     if step < optim.warmup_steps:
         return optim.lr * (step + 1) / optim.warmup_steps
-    progress = min(1.0, (step - optim.warmup_steps) / max(1, total - optim.warmup_steps))
+    start = decay_start(optim, total)
+    progress = min(1.0, max(0, step - start) / max(1, total - start))
     return optim.lr * (optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 

@@ -20,7 +20,7 @@ from ..checkpoint import (
     read_json,
     read_tensors,
 )
-from ..config import ConfigError, RunConfig
+from ..config import ConfigError, RunConfig, config_from_dict
 from ..data.prepare import build_tokenizer, prepare_dna_shards, prepare_shards
 from ..data.tokenizers import Tokenizer, load_tokenizer
 from ..data.windows import TokenWindows
@@ -112,6 +112,7 @@ def build(config: RunConfig, tokenizer: Tokenizer, device: torch.device, info: D
 def restore(state: TrainState, checkpoint: Path, run_dir: Path) -> float:
     """Load weights, EMA and optimizer from ``checkpoint`` into ``state``; returns the seconds trained before."""
     _, saved = read_config(checkpoint)
+    saved = config_from_dict(saved).to_dict()  # options added since the run was saved take their defaults
     check_resumable(saved, state.config.to_dict(), run_dir)
     state.model.load_state_dict(read_tensors(checkpoint / MODEL_FILE))
     state.ema.load(read_tensors(checkpoint / EMA_FILE))
