@@ -3,11 +3,13 @@
 A run with ``train.time_budget_minutes > 0`` measures its own step time over a few steps after a warm-up
 (in which ``torch.compile`` does its work), estimates what each evaluation will cost from two timed forward
 passes, and sets ``train.max_steps`` to the steps that fit in what is left of the budget, never more than
-the configured ``max_steps``. The first steps after compilation run slower than the rest (10% on 2 cores
-of an EPYC: 387 ms against 346), so where the learning-rate warm-up is long enough the fit is made again at
-its end, from the steps since the first fit: up to there the learning rate does not depend on the schedule's
-length, so the steps already run are those of the refitted schedule. The result is written into the run's
-config (and so into every checkpoint), so a run resumed after the last fit continues the same schedule.
+the configured ``max_steps``. The fit is made again while the learning rate of the steps already run does not
+depend on the schedule's length: at the end of the learning-rate warm-up (the first steps after compilation
+run slower than the rest: 10% on 2 cores of an EPYC), and with a warmup-stable-decay schedule
+(``optim.decay_fraction < 1``) every ``REFIT_EVERY`` steps until its decay starts, each time from the steps
+since the previous fit and the time actually left, so the schedule fills the budget however the machine's
+speed drifts. Evaluations and checkpoint writes are not counted as step time. Each fit is written into the
+run's config (and so into every checkpoint), so a run resumed after the last fit continues the same schedule.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .optim import decay_start
 from .step import TrainState
 
 WARMUP_STEPS = 5
@@ -26,19 +29,26 @@ PROBE_STEPS = 20
 """Steps timed after the warm-up."""
 FIRST_FIT = WARMUP_STEPS + PROBE_STEPS
 """The step after which the schedule is first fitted."""
+REFIT_EVERY = 100
+"""Steps between the later fits of a warmup-stable-decay schedule."""
 SAFETY = 0.97
 """Fraction of the remaining time the schedule may fill (timing noise, checkpoint writes)."""
 
 
 @dataclass
 class BudgetProbe:
-    """Times steps ``WARMUP_STEPS + 1 .. WARMUP_STEPS + PROBE_STEPS`` of a run that starts before them, for a
-    first fit, then (with ``refit_step``, the end of the learning-rate warm-up) the steps after the first fit up
-    to ``refit_step``, for the second."""
+    """Times the steps of a run that starts before ``WARMUP_STEPS``: steps ``WARMUP_STEPS + 1 .. FIRST_FIT`` for
+    the first fit, then those since the previous fit for each later one: ``refit_step`` (the end of the
+    learning-rate warm-up; 0: none) and every ``REFIT_EVERY`` steps after it (or after ``FIRST_FIT``) while they
+    come before the schedule's decay. Time passed to ``exclude`` (evaluations, checkpoints) does not count."""
 
     start_step: int
     refit_step: int = 0
     started_at: float | None = None
+    window_start: int = 0
+    excluded: float = 0.0
+    eval_seconds: float | None = None
+    """The estimate of one evaluation's cost, kept for the later fits."""
 
     @staticmethod
     def refit_at(warmup_steps: int) -> int:
@@ -46,40 +56,79 @@ class BudgetProbe:
         to time after the first fit (0: no second fit)."""
         return warmup_steps if warmup_steps >= FIRST_FIT + 1 + PROBE_STEPS else 0
 
+    def is_fit(self, step: int) -> bool:
+        """Whether the schedule is fitted after ``step`` (when its decay has not started)."""
+        anchor = max(FIRST_FIT, self.refit_step)
+        return step in (FIRST_FIT, self.refit_step) or (step > anchor and (step - anchor) % REFIT_EVERY == 0)
+
     def wants(self, state: TrainState) -> bool:
-        minutes = state.config.train.time_budget_minutes
-        last = max(FIRST_FIT, self.refit_step)
-        return minutes > 0 and self.start_step < WARMUP_STEPS and state.step <= last
+        """Whether ``after_step`` should see this step: a fit may still come."""
+        tc = state.config.train
+        last = max(FIRST_FIT, decay_start(state.config.optim, tc.max_steps))
+        return tc.time_budget_minutes > 0 and self.start_step < WARMUP_STEPS and state.step <= last
 
     def after_step(self, state: TrainState) -> float | None:
-        """Call after every step; returns the measured seconds per step at the end of each window."""
-        # the second window starts one step after the first fit, whose evaluation timing is not a step
-        if state.step in (WARMUP_STEPS, FIRST_FIT + 1):
-            self.started_at = time.perf_counter()
-        elif state.step in (FIRST_FIT, self.refit_step) and self.started_at is not None:
-            steps = PROBE_STEPS if state.step == FIRST_FIT else self.refit_step - FIRST_FIT - 1
-            return (time.perf_counter() - self.started_at) / steps
+        """Call after every step; returns the measured seconds per step when the schedule is to be fitted."""
+        if state.step == WARMUP_STEPS:
+            self.restart(state.step)
+        elif self.started_at is not None and state.step > WARMUP_STEPS and self.is_fit(state.step):
+            seconds = (time.perf_counter() - self.started_at - self.excluded) / (state.step - self.window_start)
+            self.started_at = None  # until ``restart``: the fit itself is not a step
+            return seconds
         return None
+
+    def restart(self, step: int) -> None:
+        """Start timing a window at ``step`` (after a fit)."""
+        self.started_at, self.window_start, self.excluded = time.perf_counter(), step, 0.0
+
+    def exclude(self, seconds: float) -> None:
+        """Leave ``seconds`` spent outside the steps out of the current window."""
+        self.excluded += seconds
+
+    def final(self, state: TrainState) -> bool:
+        """Whether no fit comes after this one (the next would fall in the decay)."""
+        step, last = state.step + 1, decay_start(state.config.optim, state.config.train.max_steps)
+        while step <= last and not self.is_fit(step):
+            step += 1
+        return step > last
 
 
 def schedule_steps(state: TrainState, step_seconds: float, eval_seconds: float, seconds_left: float, cap: int) -> int:
-    """The most steps (at most ``cap``) whose training and evaluations fit in ``seconds_left``.
+    """The most steps (at most ``cap``) whose remaining training and evaluations fit in ``seconds_left``.
 
     Evaluations come every ``train.eval_every`` steps and once at the end, so their number grows with the
-    schedule; the cost is monotone in the length, so the longest that fits is found by bisection.
+    schedule; the cost is monotone in the length, so the longest that fits is found by bisection. A schedule
+    whose decay would start before the steps already run is never chosen: their learning rates stay valid.
     """
-    every, done = state.config.train.eval_every, state.step
+    every, done, optim = state.config.train.eval_every, state.step, state.config.optim
 
     def fits(steps: int) -> bool:
-        evaluations = (steps // every if every else 0) + 1
+        evaluations = ((steps - 1) // every - done // every if every else 0) + 1  # those still to come
         return (steps - done) * step_seconds + evaluations * eval_seconds <= SAFETY * seconds_left
 
-    low, high = done + 1, max(cap, done + 1)  # at least the step in progress
+    low = _shortest_valid(optim, done)
+    high = max(cap, low)
     if fits(high):
         return high
+    if not fits(low):
+        return low
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
+def _shortest_valid(optim, done: int) -> int:
+    """The shortest schedule longer than ``done`` steps whose learning rate up to ``done`` does not change (any,
+    where none can: a cosine fitted after its warmup, as the first fit of a short warmup is)."""
+    low, high = done + 1, done + 1
+    if optim.decay_fraction >= 1 and done > optim.warmup_steps:
+        return low
+    while decay_start(optim, high) < done:
+        low, high = high, 2 * high
+    while high - low > 0:
+        middle = (low + high) // 2
+        low, high = (low, middle) if decay_start(optim, middle) >= done else (middle + 1, high)
     return low
 
 

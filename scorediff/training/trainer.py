@@ -16,7 +16,7 @@ from ..devices import fast_bf16
 from ..fileio import atomic_write_text
 from ..version import __version__
 from . import distributed
-from .budget import BudgetProbe, evaluation_seconds, schedule_steps
+from .budget import FIRST_FIT, BudgetProbe, evaluation_seconds, schedule_steps
 from .evaluate import evaluate_during_training
 from .logger import MetricsLogger
 from .optim import step_seed
@@ -138,7 +138,8 @@ def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_b
             step_seconds = probe.after_step(state) if probe.wants(state) else None
             if step_seconds is not None:
                 elapsed = time.perf_counter() - started
-                fit_to_budget(state, data, run_dir, device, step_seconds, elapsed, configured_steps, logger)
+                fit_to_budget(state, data, run_dir, device, step_seconds, elapsed, configured_steps, logger, probe)
+                probe.restart(state.step)
                 tc = state.config.train
                 last_step = min(tc.max_steps, until_step) if until_step is not None else tc.max_steps
                 bar.total = tc.max_steps
@@ -152,6 +153,7 @@ def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_b
             late, signalled = distributed.any_rank([late, signals.received is not None], info, device)
             interrupted = (signals.received or "SIGTERM") if signalled else None
             stop = state.step == last_step or late or signalled
+            aside = time.perf_counter()  # evaluations and checkpoints are not step time for the budget's probe
             if ((tc.eval_every and state.step % tc.eval_every == 0) or stop) and not signalled:
                 val_bits, samples = evaluate_during_training(state, data.tokenizer, data.val, device, logger)
                 window.restart()
@@ -162,6 +164,7 @@ def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_b
                 elapsed = elapsed_before + time.perf_counter() - run_start
                 last_saved = save(state, run_dir, data.tokenizer, elapsed, val_bits) or last_saved
                 window.restart()
+            probe.exclude(time.perf_counter() - aside)
             if stop:
                 break
     bar.close()
@@ -183,11 +186,16 @@ def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_b
     )
 
 
-def fit_to_budget(state: TrainState, data: RunData, run_dir: Path, device, step_seconds, elapsed, cap, logger) -> None:
+def fit_to_budget(
+    state: TrainState, data: RunData, run_dir: Path, device, step_seconds, elapsed, cap, logger, probe: BudgetProbe
+) -> None:
     """Set ``train.max_steps`` to what fits in ``train.time_budget_minutes`` (at most ``cap``, the configured
-    value) and record it in the run's config."""
+    value) and record it in the run's config; say so for the first fit and the last."""
+    first = state.step == FIRST_FIT
     tc = state.config.train
-    eval_seconds = evaluation_seconds(state, data.val, device)
+    if probe.eval_seconds is None or state.step <= probe.refit_step:  # measured in the warmup, then kept
+        probe.eval_seconds = evaluation_seconds(state, data.val, device)
+    eval_seconds = probe.eval_seconds
     left = tc.time_budget_minutes * 60 - elapsed
     steps = schedule_steps(state, step_seconds, eval_seconds, left, cap=cap)
     steps = distributed.broadcast_object(steps, state.info)  # rank 0's measurement decides for all
@@ -197,10 +205,13 @@ def fit_to_budget(state: TrainState, data: RunData, run_dir: Path, device, step_
     logger.log(
         {"step": state.step, "schedule_steps": steps, "step_seconds": step_seconds, "eval_seconds": eval_seconds}
     )
-    logger.print(
-        f"time budget {tc.time_budget_minutes:g} min: {step_seconds * 1000:.0f} ms per step, about "
-        f"{eval_seconds:.0f} s per evaluation; the schedule ends at step {steps:,}"
-    )
+    final = probe.final(state)
+    if first or final:
+        logger.print(
+            f"time budget {tc.time_budget_minutes:g} min: {step_seconds * 1000:.0f} ms per step, about "
+            f"{eval_seconds:.0f} s per evaluation; the schedule ends at step {steps:,}"
+            + ("" if final else " (fitted again as the run goes)")
+        )
 
 
 def _start_logging(state: TrainState, data: RunData, run_dir: Path, device) -> MetricsLogger:

@@ -6,14 +6,23 @@ import math
 from types import SimpleNamespace
 
 from scorediff.checkpoint import read_config
+from scorediff.config import OptimConfig
 from scorediff.training import budget, train
-from scorediff.training.budget import FIRST_FIT, PROBE_STEPS, SAFETY, WARMUP_STEPS, BudgetProbe, schedule_steps
-from scorediff.training.optim import lr_at
+from scorediff.training.budget import (
+    FIRST_FIT,
+    PROBE_STEPS,
+    REFIT_EVERY,
+    SAFETY,
+    WARMUP_STEPS,
+    BudgetProbe,
+    schedule_steps,
+)
+from scorediff.training.optim import decay_start, lr_at
 
 
-def fake_state(step, eval_every):
-    train_config = SimpleNamespace(eval_every=eval_every)
-    return SimpleNamespace(step=step, config=SimpleNamespace(train=train_config))
+def fake_state(step, eval_every, optim=None, max_steps=100_000, minutes=1.0):
+    train_config = SimpleNamespace(eval_every=eval_every, max_steps=max_steps, time_budget_minutes=minutes)
+    return SimpleNamespace(step=step, config=SimpleNamespace(train=train_config, optim=optim or OptimConfig()))
 
 
 def test_schedule_counts_training_and_every_evaluation():
@@ -61,20 +70,62 @@ def test_a_long_warmup_refits_the_schedule_at_its_end(micro_config):
     assert all(lrs[step] == lr_at(step - 1, fitted_config) for step in lrs)
 
 
+def test_a_late_fit_counts_only_the_evaluations_to_come():
+    # at step 1,050, 0.125 s per step, an evaluation every 100 steps and at the end, 2 s each: n steps cost
+    # 0.125 (n - 1050) + 2 ((n - 1) // 100 - 10 + 1); n = 1,700 takes 81.25 + 14 = 95.25 s <= 97, n = 1,701
+    # 81.375 + 16 = 97.375 s (its evaluation at 1,700 comes before the end). The ten evaluations already run at
+    # steps 100..1,000 are in the time spent, not in the time left.
+    wsd = OptimConfig(warmup_steps=100, decay_fraction=0.2)
+    assert schedule_steps(fake_state(1050, 100, wsd), 0.125, 2.0, 100.0, cap=10_000) == 1700
+
+
+def test_a_late_fit_never_moves_the_decay_into_the_steps_already_run():
+    # warmup-stable-decay over the last 30%: at step 1,500 with no time left the shortest schedule whose decay
+    # starts at 1,500 or later is chosen (n - round(0.3 (n - 100)) >= 1500: n = 2,100), not one that ends now
+    wsd = OptimConfig(warmup_steps=100, decay_fraction=0.3)
+    steps = schedule_steps(fake_state(1500, 0, wsd), 0.1, 2.0, 0.0, cap=10_000)
+    assert steps == 2100 and decay_start(wsd, 2100) == 1500 and decay_start(wsd, 2099) < 1500
+    # with time left it is the longest that fits, as ever: 0.125 (n - 1500) + 2 <= 97 at n = 2,260
+    assert schedule_steps(fake_state(1500, 0, wsd), 0.125, 2.0, 100.0, cap=10_000) == 2260
+
+
+def test_a_warmup_stable_decay_run_is_refitted_until_its_decay(micro_config):
+    config, _ = micro_config(max_steps=100_000, time_budget_minutes=0.2, save_every=0, eval_every=0)
+    config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, warmup_steps=50, decay_fraction=0.2))
+    result = train(config, progress=False)
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    fits = [r for r in records if "schedule_steps" in r]
+    fitted = fits[-1]["schedule_steps"]
+    assert result.step == fitted == read_config(result.run_dir)[1]["train"]["max_steps"]
+    fitted_config = dataclasses.replace(config, train=dataclasses.replace(config.train, max_steps=fitted))
+    last_decay = decay_start(fitted_config.optim, fitted)
+    # fitted at 25, at the warmup's end, then every REFIT_EVERY steps up to the decay of the last fit
+    expected = [FIRST_FIT, 50] + list(range(50 + REFIT_EVERY, last_decay + 1, REFIT_EVERY))
+    assert len(expected) >= 3 and [r["step"] for r in fits] == expected
+    # no fit changed the learning rate of a step already taken: the whole run followed the last fit's schedule
+    lrs = {r["step"]: r["lr"] for r in records if "lr" in r}
+    assert all(math.isclose(lrs[step], lr_at(step - 1, fitted_config), rel_tol=1e-12) for step in lrs)
+
+
 def test_the_probe_times_the_steps_of_each_window(monkeypatch):
-    # a clock that runs 0.1 s per step up to the first fit, then 10 s for the fit itself, then 0.05 s per step
+    # a clock that runs 0.1 s per step up to the first fit, then 0.05 s per step; the fit itself takes 10 s and an
+    # evaluation after step 40 takes 7 s, which the loop excludes
     clock = {"now": 0.0}
     monkeypatch.setattr(budget.time, "perf_counter", lambda: clock["now"])
     probe = BudgetProbe(start_step=0, refit_step=60)
-    state = SimpleNamespace(step=0, config=SimpleNamespace(train=SimpleNamespace(time_budget_minutes=1.0)))
+    state = fake_state(0, 0, OptimConfig(warmup_steps=60), max_steps=1_000)
     measured = {}
     for step in range(1, 70):
         clock["now"] += 0.1 if step <= FIRST_FIT else 0.05
-        clock["now"] += 10.0 if step == FIRST_FIT + 1 else 0.0  # the fit ran between steps 25 and 26
         state.step = step
         assert probe.wants(state) == (step <= 60)
         value = probe.after_step(state) if probe.wants(state) else None
         if value is not None:
             measured[step] = value
+            clock["now"] += 10.0  # the fit
+            probe.restart(step)
+        if step == 40:
+            clock["now"] += 7.0
+            probe.exclude(7.0)
     assert sorted(measured) == [FIRST_FIT, 60]
     assert math.isclose(measured[FIRST_FIT], 0.1) and math.isclose(measured[60], 0.05)
