@@ -32,7 +32,8 @@ FIRST_FIT = WARMUP_STEPS + PROBE_STEPS
 REFIT_EVERY = 100
 """Steps between the later fits of a warmup-stable-decay schedule."""
 SAFETY = 0.97
-"""Fraction of the remaining time the schedule may fill (timing noise, checkpoint writes)."""
+"""Fraction of the budget the run may fill: the rest (16 s of nine minutes) is kept for timing noise after the
+last fit, checkpoint writes and the end of the run, however late that fit comes."""
 
 
 @dataclass
@@ -94,7 +95,8 @@ class BudgetProbe:
 
 
 def schedule_steps(state: TrainState, step_seconds: float, eval_seconds: float, seconds_left: float, cap: int) -> int:
-    """The most steps (at most ``cap``) whose remaining training and evaluations fit in ``seconds_left``.
+    """The most steps (at most ``cap``) whose remaining training and evaluations fit in ``seconds_left`` (what is
+    left of the budget's ``SAFETY`` fraction).
 
     Evaluations come every ``train.eval_every`` steps and once at the end, so their number grows with the
     schedule; the cost is monotone in the length, so the longest that fits is found by bisection. A schedule
@@ -104,7 +106,7 @@ def schedule_steps(state: TrainState, step_seconds: float, eval_seconds: float, 
 
     def fits(steps: int) -> bool:
         evaluations = ((steps - 1) // every - done // every if every else 0) + 1  # those still to come
-        return (steps - done) * step_seconds + evaluations * eval_seconds <= SAFETY * seconds_left
+        return (steps - done) * step_seconds + evaluations * eval_seconds <= seconds_left
 
     low = _shortest_valid(optim, done)
     high = max(cap, low)

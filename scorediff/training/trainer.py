@@ -16,7 +16,7 @@ from ..devices import fast_bf16
 from ..fileio import atomic_write_text
 from ..version import __version__
 from . import distributed
-from .budget import FIRST_FIT, BudgetProbe, evaluation_seconds, schedule_steps
+from .budget import FIRST_FIT, SAFETY, BudgetProbe, evaluation_seconds, schedule_steps
 from .evaluate import evaluate_during_training
 from .logger import MetricsLogger
 from .optim import step_seed
@@ -196,7 +196,7 @@ def fit_to_budget(
     if probe.eval_seconds is None or state.step <= probe.refit_step:  # measured in the warmup, then kept
         probe.eval_seconds = evaluation_seconds(state, data.val, device)
     eval_seconds = probe.eval_seconds
-    left = tc.time_budget_minutes * 60 - elapsed
+    left = SAFETY * tc.time_budget_minutes * 60 - elapsed
     steps = schedule_steps(state, step_seconds, eval_seconds, left, cap=cap)
     steps = distributed.broadcast_object(steps, state.info)  # rank 0's measurement decides for all
     state.config = dataclasses.replace(state.config, train=dataclasses.replace(tc, max_steps=steps))

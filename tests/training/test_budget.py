@@ -12,7 +12,6 @@ from scorediff.training.budget import (
     FIRST_FIT,
     PROBE_STEPS,
     REFIT_EVERY,
-    SAFETY,
     WARMUP_STEPS,
     BudgetProbe,
     schedule_steps,
@@ -26,11 +25,11 @@ def fake_state(step, eval_every, optim=None, max_steps=100_000, minutes=1.0):
 
 
 def test_schedule_counts_training_and_every_evaluation():
-    # 0.1 s per step, 2 s per evaluation, 100 s left at step 25, an evaluation every 100 steps and at the end:
-    # n steps need 0.1 (n - 25) + 2 (n // 100 + 1) <= 0.97 * 100: n = 815 takes 79 + 18 = 97 s, n = 816 97.1 s.
-    steps = schedule_steps(fake_state(25, 100), 0.1, 2.0, 100.0, cap=10_000)
-    assert steps == 815 and SAFETY * 100 < 0.1 * (816 - 25) + 2.0 * (816 // 100 + 1)
-    assert schedule_steps(fake_state(25, 100), 0.1, 2.0, 100.0, cap=500) == 500  # never more than max_steps
+    # 0.1 s per step, 2 s per evaluation, 97 s left at step 25, an evaluation every 100 steps and at the end:
+    # n steps need 0.1 (n - 25) + 2 (n // 100 + 1) <= 97: n = 815 takes 79 + 18 = 97 s, n = 816 97.1 s.
+    steps = schedule_steps(fake_state(25, 100), 0.1, 2.0, 97.0, cap=10_000)
+    assert steps == 815 and 97 < 0.1 * (816 - 25) + 2.0 * (816 // 100 + 1)
+    assert schedule_steps(fake_state(25, 100), 0.1, 2.0, 97.0, cap=500) == 500  # never more than max_steps
     assert schedule_steps(fake_state(25, 0), 0.1, 2.0, 1.0, cap=500) == 26  # out of time: stop after this step
 
 
@@ -54,8 +53,9 @@ def test_a_budgeted_run_ends_its_schedule(micro_config):
 
 
 def test_a_long_warmup_refits_the_schedule_at_its_end(micro_config):
-    # a warm-up of 50 steps: fitted after step 25 and again after step 50, from steps 27..50
-    config, _ = micro_config(max_steps=100_000, time_budget_minutes=0.2, save_every=0, eval_every=0)
+    # a warm-up of 50 steps: fitted after step 25 and again after step 50, from steps 26..50 (a budget of 24 s, so
+    # that even a slow start, 170 ms per step on a busy machine, fits the 50)
+    config, _ = micro_config(max_steps=100_000, time_budget_minutes=0.4, save_every=0, eval_every=0)
     config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, warmup_steps=50))
     assert BudgetProbe.refit_at(50) == 50 and BudgetProbe.refit_at(FIRST_FIT + PROBE_STEPS) == 0
     result = train(config, progress=False)
@@ -76,7 +76,7 @@ def test_a_late_fit_counts_only_the_evaluations_to_come():
     # 81.375 + 16 = 97.375 s (its evaluation at 1,700 comes before the end). The ten evaluations already run at
     # steps 100..1,000 are in the time spent, not in the time left.
     wsd = OptimConfig(warmup_steps=100, decay_fraction=0.2)
-    assert schedule_steps(fake_state(1050, 100, wsd), 0.125, 2.0, 100.0, cap=10_000) == 1700
+    assert schedule_steps(fake_state(1050, 100, wsd), 0.125, 2.0, 97.0, cap=10_000) == 1700
 
 
 def test_a_late_fit_never_moves_the_decay_into_the_steps_already_run():
@@ -86,11 +86,11 @@ def test_a_late_fit_never_moves_the_decay_into_the_steps_already_run():
     steps = schedule_steps(fake_state(1500, 0, wsd), 0.1, 2.0, 0.0, cap=10_000)
     assert steps == 2100 and decay_start(wsd, 2100) == 1500 and decay_start(wsd, 2099) < 1500
     # with time left it is the longest that fits, as ever: 0.125 (n - 1500) + 2 <= 97 at n = 2,260
-    assert schedule_steps(fake_state(1500, 0, wsd), 0.125, 2.0, 100.0, cap=10_000) == 2260
+    assert schedule_steps(fake_state(1500, 0, wsd), 0.125, 2.0, 97.0, cap=10_000) == 2260
 
 
 def test_a_warmup_stable_decay_run_is_refitted_until_its_decay(micro_config):
-    config, _ = micro_config(max_steps=100_000, time_budget_minutes=0.2, save_every=0, eval_every=0)
+    config, _ = micro_config(max_steps=100_000, time_budget_minutes=0.4, save_every=0, eval_every=0)
     config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, warmup_steps=50, decay_fraction=0.2))
     result = train(config, progress=False)
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]

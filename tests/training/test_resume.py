@@ -78,3 +78,17 @@ def test_resume_refuses_a_different_config(micro_config):
         train(changed, resume=True, progress=False)
     with pytest.raises(ConfigError, match="already holds checkpoints"):
         train(config, progress=False)
+
+
+def test_resume_reads_a_run_saved_before_an_option_existed(micro_config):
+    # a run saved by a version without optim.decay_fraction resumes with its default, the schedule it ran
+    config, _ = micro_config()
+    straight = train(rename(config, "straight"), progress=False)
+    first = train(rename(config, "old"), until_step=3, progress=False)
+    for path in (first.run_dir / "config.json", first.checkpoint / "config.json"):
+        saved = json.loads(path.read_text())
+        del saved["optim"]["decay_fraction"]
+        path.write_text(json.dumps(saved))
+    second = train(rename(config, "old"), resume=True, progress=False)
+    assert second.step == 6
+    assert [losses(straight.run_dir)[s] for s in (4, 5, 6)] == [losses(second.run_dir)[s] for s in (4, 5, 6)]
