@@ -59,6 +59,7 @@ def train_one(name, preset, overrides, args, out_dir: Path) -> dict:
     run = [
         f"train.max_steps={args.steps}",
         f"train.batch_size={args.batch}",
+        f"optim.decay_fraction={args.decay_fraction}",
         "train.time_budget_minutes=0",
         "train.max_minutes=0",
         f"train.eval_every={args.eval_every}",
@@ -168,6 +169,10 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", help="name=preset,section.key=value,... (default: MODELS)")
     parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--batch", type=int, default=32, help="sequences per step, the same for every model")
+    parser.add_argument(
+        "--decay-fraction", type=float, default=1.0,
+        help="optim.decay_fraction for every model (1: cosine from the warmup's end, as the published tables)",
+    )  # fmt: skip
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--num-t", type=int, default=8, help="starting Monte Carlo times per window per seed")
     parser.add_argument("--mc-target", type=float, default=0.01, help="Monte Carlo error to reach, bits per char")
@@ -183,6 +188,7 @@ def main() -> None:
     args.max_windows = args.max_windows or None
     out = args.out or Path("runs") / f"quality-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     results = {"benchmark": "quality", "steps": args.steps, "batch": args.batch, "seed": args.seed}
+    results["decay_fraction"] = args.decay_fraction
     results["torch"] = torch.__version__
     results["models"] = {}
     first = None
