@@ -123,15 +123,12 @@ def schedule_steps(state: TrainState, step_seconds: float, eval_seconds: float, 
 def _shortest_valid(optim, done: int) -> int:
     """The shortest schedule longer than ``done`` steps whose learning rate up to ``done`` does not change (any,
     where none can: a cosine fitted after its warmup, as the first fit of a short warmup is)."""
-    low, high = done + 1, done + 1
+    steps = done + 1
     if optim.decay_fraction >= 1 and done > optim.warmup_steps:
-        return low
-    while decay_start(optim, high) < done:
-        low, high = high, 2 * high
-    while high - low > 0:
-        middle = (low + high) // 2
-        low, high = (low, middle) if decay_start(optim, middle) >= done else (middle + 1, high)
-    return low
+        return steps
+    while decay_start(optim, steps) < done:  # a few hundred steps at most, once per fit
+        steps += 1
+    return steps
 
 
 @torch.no_grad()
