@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
+from shapes import add_shape_argument
 
 from scorediff.config import load_config
 from scorediff.loading import load
@@ -69,7 +70,7 @@ def train_one(name, preset, overrides, args, out_dir: Path) -> dict:
         f"train.out_dir={out_dir}",
         f"train.run_name={name}",
     ]
-    config = load_config(preset, [*run, *overrides])  # a model's own overrides (its steps, say) win
+    config = load_config(preset, [*run, *args.shape, *overrides])  # a model's own overrides (its steps, say) win
     start = time.perf_counter()
     result = train(config, progress=not args.quiet)
     return {"config": config, "result": result, "train_seconds": time.perf_counter() - start}
@@ -173,6 +174,7 @@ def main() -> None:
         "--decay-fraction", type=float, default=1.0,
         help="optim.decay_fraction for every model (1: cosine from the warmup's end, as the published tables)",
     )  # fmt: skip
+    add_shape_argument(parser)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--num-t", type=int, default=8, help="starting Monte Carlo times per window per seed")
     parser.add_argument("--mc-target", type=float, default=0.01, help="Monte Carlo error to reach, bits per char")
@@ -189,6 +191,7 @@ def main() -> None:
     out = args.out or Path("runs") / f"quality-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     results = {"benchmark": "quality", "steps": args.steps, "batch": args.batch, "seed": args.seed}
     results["decay_fraction"] = args.decay_fraction
+    results["shape_overrides"] = args.shape
     results["torch"] = torch.__version__
     results["models"] = {}
     first = None

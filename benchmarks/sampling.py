@@ -1,11 +1,11 @@
 """Sampling speed and quality per second: diffusion samplers (uncached, cached, first-hitting) against the
 autoregressive baseline with a KV cache, and against the original SEDD code.
 
-Speed (``--speed``): tokens/s and network calls (NFE) for every length and step count, at the tiny shape
-(256 x 4 x 4), batch 8, one interleaved run. Speed does not depend on the weights, nor do the cached sampler's
-calls (with the absorbing graph the chance that a mask is filled in a step depends on the schedule alone), so
-the models are freshly initialised at each length. With ``--original-tree`` the original code's sampler is
-timed at the same shape in its own process between ours (``../shared/tools/sedd_official_bench.py``).
+Speed (``--speed``): tokens/s and network calls (NFE) for every length and step count, at the published tables'
+shape (256 x 4 x 4; ``--shape``), batch 8, one interleaved run. Speed does not depend on the weights, nor do the
+cached sampler's calls (with the absorbing graph the chance that a mask is filled in a step depends on the
+schedule alone), so the models are freshly initialised at each length. With ``--original-tree`` the original
+code's sampler is timed at the same shape in its own process between ours (``../shared/tools/sedd_official_bench.py``).
 
 Quality (``--quality``, needs ``pip install "scorediff[eval]"``): trained checkpoints sample at each setting
 (block diffusion checkpoints with ``--block``, their steps spread over the blocks of a window);
@@ -27,6 +27,7 @@ import subprocess
 from pathlib import Path
 
 import torch
+from shapes import add_shape_argument
 
 from scorediff.builders import build_model, build_objective
 from scorediff.config import load_config
@@ -35,8 +36,8 @@ TOOL = Path(__file__).resolve().parents[2] / "shared" / "tools" / "sedd_official
 SAMPLERS = ("uncached", "cached", "first_hitting")
 
 
-def fresh_model(preset: str, length: int, vocab: int = 84):
-    config = load_config(preset, [f"model.seq_len={length}"])
+def fresh_model(preset: str, length: int, shape: list[str], vocab: int = 84):
+    config = load_config(preset, [f"model.seq_len={length}", *shape])
     objective = build_objective(config, vocab)
     torch.manual_seed(0)
     return objective, build_model(config, objective).eval()
@@ -56,9 +57,11 @@ def run_ar(objective, model, batch: int, length: int, seed: int = 0, **options):
 
 
 def original_sampling(args, steps: int) -> float:
-    """The original code's sampling tokens/s at the tiny shape, batch ``args.batch``, length 128."""
+    """The original code's sampling tokens/s at ``--shape``, batch ``args.batch``, length 128."""
     command = [args.original_python, str(args.original_tool), "--repo-tree", args.original_tree]
-    command += ["--hidden", 256, "--blocks", 4, "--heads", 4, "--cond", 128, "--length", 128, "--vocab", 84]
+    m = load_config("tiny", args.shape).model
+    command += ["--hidden", m.hidden_size, "--blocks", m.n_blocks, "--heads", m.n_heads, "--cond", m.cond_dim]
+    command += ["--length", 128, "--vocab", 84]
     command += ["--graph", "absorb", "--batch", 4, "--steps", 1, "--warmup", 0, "--threads", torch.get_num_threads()]
     command += ["--sample-steps", steps, "--sample-batch", args.batch]
     done = subprocess.run([str(c) for c in command], capture_output=True, text=True, check=True)
@@ -68,8 +71,8 @@ def original_sampling(args, steps: int) -> float:
 def speed(args) -> dict:
     rows = []
     for length in args.lengths:
-        diffusion, model = fresh_model("tiny", length)
-        ar, ar_model = fresh_model("tiny-ar", length)
+        diffusion, model = fresh_model("tiny", length, args.shape)
+        ar, ar_model = fresh_model("tiny-ar", length, args.shape)
         run_diffusion(diffusion, model, "uncached", 2, args.batch, length)  # warm-up
         for steps in args.steps:
             for sampler in SAMPLERS:
@@ -89,7 +92,7 @@ def speed(args) -> dict:
 
 def original_comparison(args) -> list[dict]:
     """Ours and the original's sampling at length 128, batch ``args.batch``, alternating processes per round."""
-    diffusion, model = fresh_model("tiny", 128)
+    diffusion, model = fresh_model("tiny", 128, args.shape)
     out = []
     for steps in (64, 1024):
         ours = {"uncached": [], "cached": []}
@@ -222,6 +225,7 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="*", default=[128, 512, 1024])
     parser.add_argument("--steps", type=int, nargs="*", default=[16, 64, 256, 1024])
     parser.add_argument("--batch", type=int, default=8)
+    add_shape_argument(parser)
     parser.add_argument("--rounds", type=int, default=2, help="alternations with the original code")
     parser.add_argument("--diffusion", help="a trained diffusion checkpoint (quality)")
     parser.add_argument("--ar", help="a trained autoregressive checkpoint (quality)")

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from shapes import add_shape_argument
 
 from scorediff.config import load_config
 from scorediff.data.prepare import build_tokenizer
@@ -89,6 +90,7 @@ def original_run(args, config, vocab_size: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny")
+    add_shape_argument(parser)
     parser.add_argument("--batch", type=int, default=0, help="sequences per step (0: the preset's)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per variant per round")
@@ -103,7 +105,7 @@ def main() -> None:
     parser.add_argument("--png", type=Path, help="a bar chart of tokens/s per variant (and the original code)")
     args = parser.parse_args()
 
-    config = load_config(args.preset)
+    config = load_config(args.preset, args.shape)
     if args.batch:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=args.batch))
     args.batch_size = config.train.batch_size
@@ -204,6 +206,7 @@ def report(args, config, states, names, seconds, setup_seconds, peaks, original,
     result = {
         "benchmark": "train_step",
         "preset": args.preset,
+        "shape_overrides": args.shape,
         "objective": config.objective,
         "device": str(device),
         "cpu_threads": torch.get_num_threads(),
