@@ -64,3 +64,73 @@ def test_mask_count_draws_estimate_the_same_loss():
             assert abs(float(losses.mean()) - exact) < 4 * error, (objective.mask_count, float(losses.mean()), exact)
     sizes = (batch["x_t"] == graph.mask_id).sum(-1)
     assert torch.equal(sizes.bincount(minlength=5)[1:], torch.full((4,), draws // 4))  # stratified: exactly uniform
+
+
+def _time_independent(seq_len: int, mask_count: bool = True):
+    graph = AbsorbingGraph(3)
+    objective = DiffusionObjective(graph, LogLinearSchedule(), time_conditioning=False, mask_count=mask_count)
+    torch.manual_seed(0)
+    config = ModelConfig(hidden_size=32, cond_dim=16, n_blocks=2, n_heads=2, seq_len=seq_len, time_conditioning=False)
+    model = objective.build_model(config)
+    for parameter in model.parameters():
+        torch.nn.init.normal_(parameter, std=0.4)
+    return objective, model.double().eval()
+
+
+def _mean_and_error(values: torch.Tensor) -> tuple[float, float]:
+    return float(values.mean()), float(values.std()) / values.numel() ** 0.5
+
+
+def test_the_any_order_bound_against_every_mask_and_the_first_hitting_law():
+    """``nll`` of a time-independent network against brute force over every mask of a length-4 sequence: unbiased
+    for the any-order bound, which bounds the law the first-hitting sampler draws (every order enumerated)."""
+    import math
+
+    from reference import all_sequences, block_bound, block_order_law
+
+    objective, model = _time_independent(seq_len=4)
+    mask = objective.graph.mask_id
+    sigma_bar = torch.ones(1, dtype=torch.float64)  # any level: the network's output is only scaled by it
+
+    def denoiser(x_t, x_0):  # log p_theta(y | x_t)
+        return model(x_t, sigma_bar.expand(len(x_t))) + math.log(math.expm1(1.0))
+
+    states = all_sequences(3, 4)
+    with torch.no_grad():
+        brute, law = block_bound(denoiser, states, 4, mask), block_order_law(denoiser, states, 4, mask)
+    # the network computes its softmax in float32 even in a float64 copy: rounding of 1e-7
+    torch.testing.assert_close(law.sum(), torch.tensor(1.0, dtype=torch.float64), rtol=0, atol=1e-6)
+    assert (brute >= -law.log() - 1e-6).all() and float((brute + law.log()).max()) > 1e-3  # a bound, not equal
+    picked = torch.tensor([0, 31, 62])
+    x_0 = states[picked].repeat_interleave(4000, dim=0)
+    for num_t in (1, 4, 6):  # fewer, as many and more counts than positions
+        nll = objective.nll(model, x_0, generator=torch.Generator().manual_seed(num_t), num_t=num_t).view(3, -1)
+        for row, index in zip(nll, picked, strict=True):
+            mean, error = _mean_and_error(row)
+            assert abs(mean - float(brute[index])) < 4 * error, (num_t, mean, float(brute[index]))
+    # with as many counts as positions each count is drawn once: the only randomness left is which positions
+    spread = objective.nll(model, x_0, generator=torch.Generator().manual_seed(0), num_t=4).view(3, -1).std(-1)
+    assert (
+        spread < objective.nll(model, x_0, generator=torch.Generator().manual_seed(0), num_t=1).view(3, -1).std(-1)
+    ).all()
+
+
+def test_the_any_order_bound_of_the_exact_conditionals_is_the_likelihood():
+    """With the exact score of a distribution every order gives the same chain rule, so ``nll`` estimates
+    ``-log p(x_0)`` itself; the bound over times (``elbo``) has the same mean up to the schedule's ``eps``."""
+    from reference import all_sequences, random_data
+
+    from scorediff import ExactScore, elbo
+
+    graph, schedule = AbsorbingGraph(3), LogLinearSchedule()
+    objective = DiffusionObjective(graph, schedule, time_conditioning=False, mask_count=True)
+    data = random_data(3, 3, seed=2)
+    exact = ExactScore(graph, data)
+    states = all_sequences(3, 3)
+    for index in (4, 17):
+        x_0 = states[index].expand(4000, 3)
+        nll = objective.nll(exact, x_0, generator=torch.Generator().manual_seed(index), num_t=3)
+        mean, error = _mean_and_error(nll)
+        assert abs(mean + float(data.reshape(-1)[index].log())) < 4 * error, (mean, error)
+        times = elbo(exact, graph, schedule, x_0, num_t=3, generator=torch.Generator().manual_seed(index))
+        assert float(nll.std()) < float(times.std())  # the time form's 1 / t weights spread its draws
