@@ -1,0 +1,129 @@
+r"""Decoding in an order the model chooses: commit the masked positions the denoiser is surest of first.
+
+A masked diffusion model's denoiser gives ``p_theta(x_0^i | x_t)`` at every masked position at once, so a
+decoder may pick *which* positions to fill next. The random order (one uniformly chosen position per call, its
+token drawn from the denoiser) is the first-hitting sampler, an exact sampler of the model's law. An adaptive
+order instead ranks the masked positions by a score of their denoising distributions and commits the best
+``k`` per network call (Kim et al. 2025, arXiv 2502.06768; LLaDA's low-confidence remasking, Nie et al. 2025):
+
+- ``confidence``: the probability of the token that would be committed (the top-1 probability when greedy);
+- ``margin``: the gap between the two most probable tokens;
+- ``entropy``: the negative entropy of the distribution.
+
+**An adaptive order is not a sampler of the model's law.** It is a search heuristic: with greedy tokens and
+``k = 1`` the confidence order follows the path of most probable single-token commitments, which helps on
+problems with one right answer (puzzles) and lowers diversity on open-ended text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ..graphs.base import sample_from
+from .filters import temper
+
+#: The decoding orders; ``random`` is the exact one.
+ORDERS = ("random", "confidence", "margin", "entropy")
+
+#: ``log_probs_fn(x) -> log p_theta(x_0 | x)``: int64 (B, L) to float (B, L, V) (only the data tokens are read).
+LogProbsFn = Callable[[Tensor], Tensor]
+
+
+def check_order(order: str, tokens_per_step: int | None, threshold: float | None) -> None:
+    """A known order, at least one token per step and a threshold in (0, 1] (confidence only)."""
+    if order not in ORDERS:
+        raise ValueError(f"unknown order {order!r}; expected one of {', '.join(ORDERS)}")
+    if tokens_per_step is not None and int(tokens_per_step) < 1:
+        raise ValueError(f"tokens_per_step must be >= 1; got {tokens_per_step}")
+    if threshold is not None and (order != "confidence" or not 0 < threshold <= 1):
+        raise ValueError(f"threshold applies to the confidence order, in (0, 1]; got {threshold} with {order!r}")
+
+
+def order_scores(log_p: Tensor, chosen: Tensor, order: str, generator: torch.Generator | None) -> Tensor:
+    """How sure the denoiser is at each position (higher: commit sooner), float64 (B, L).
+
+    Args:
+        log_p (Tensor): float, shape (B, L, N), log-probabilities over the data tokens.
+        chosen (Tensor): int64, shape (B, L), the token each position would take.
+        order (str): one of ``ORDERS``.
+    """
+    log_p = log_p.double()
+    if order == "confidence":
+        return log_p.gather(-1, chosen[..., None]).squeeze(-1).exp()
+    if order == "margin":
+        top = log_p.topk(min(2, log_p.shape[-1]), dim=-1).values.exp()  # (B, L, 2)
+        return top[..., 0] - (top[..., 1] if top.shape[-1] > 1 else 0.0)
+    if order == "entropy":
+        return (log_p.exp() * log_p).nan_to_num(nan=0.0).sum(-1)  # -H: 0 * log 0 counts as 0
+    return torch.rand(chosen.shape, dtype=torch.float64, device=chosen.device, generator=generator)
+
+
+def _pick(scores: Tensor, masked: Tensor, count: Tensor, threshold: float | None) -> Tensor:
+    """The ``count`` (B,) best-scoring masked positions of each row, and every one at or above ``threshold``."""
+    scores = torch.where(masked, scores, -math.inf)
+    rank = scores.argsort(-1, descending=True).argsort(-1)  # (B, L): 0 for the best
+    picked = rank < count[:, None]
+    if threshold is not None:
+        picked |= scores >= threshold
+    return picked & masked
+
+
+@torch.no_grad()
+def decode_in_order(
+    log_probs_fn: LogProbsFn,
+    x: Tensor,
+    mask_id: int,
+    num_tokens: int,
+    *,
+    order: str = "confidence",
+    tokens_per_step: int = 1,
+    threshold: float | None = None,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    given: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, int]:
+    r"""Fill every mask of ``x`` a few positions per network call, in the order ``order`` ranks them.
+
+    At each call the denoiser's distribution at every masked position gives a token (its argmax when
+    ``greedy``, else a draw at ``temperature``) and a score (``order_scores``); the ``tokens_per_step`` masked
+    positions of highest score in each row are committed (with ``threshold``, also every position whose
+    confidence reaches it), and committed tokens never change. A row with ``n`` masks takes
+    ``ceil(n / tokens_per_step)`` calls without a threshold, fewer with one.
+
+    Args:
+        log_probs_fn (LogProbsFn): the denoiser.
+        x (Tensor): int64, shape (B, L); ``mask_id`` where tokens are to be filled.
+        mask_id (int): the mask state.
+        num_tokens (int): data tokens (the first ``num_tokens`` entries of the denoiser's last dimension).
+        order (str): ``random``, ``confidence``, ``margin`` or ``entropy``.
+        tokens_per_step (int): positions committed per call and row.
+        threshold (float | None): confidence order: also commit every position at least this sure.
+        greedy (bool): commit the most probable token instead of a draw.
+        temperature (float): of the draw when not ``greedy``.
+        given (Tensor | None): bool, shape (B, L), positions never changed (even if they hold the mask).
+        generator (torch.Generator | None): for the draws and the random order.
+
+    Returns:
+        tuple[Tensor, int]: the filled tokens, int64 (B, L), and the number of network calls.
+    """
+    check_order(order, tokens_per_step, threshold)
+    x = x.clone()
+    masked = x == mask_id
+    if given is not None:
+        masked &= ~given
+    calls = 0
+    while masked.any():
+        log_p = log_probs_fn(x)[..., :num_tokens].double()  # (B, L, N)
+        calls += 1
+        log_p = log_p - log_p.logsumexp(-1, keepdim=True)
+        chosen = log_p.argmax(-1) if greedy else sample_from(temper(log_p, temperature), generator)  # (B, L)
+        count = masked.sum(-1).clamp_max(int(tokens_per_step))  # (B,)
+        picked = _pick(order_scores(log_p, chosen, order, generator), masked, count, threshold)
+        x = torch.where(picked, chosen, x)
+        masked &= ~picked
+    return x, calls
