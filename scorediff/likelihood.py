@@ -21,6 +21,7 @@ def elbo(
     x_0: Tensor,
     num_t: int = 128,
     generator: torch.Generator | None = None,
+    given: Tensor | None = None,
 ) -> Tensor:
     """Monte Carlo estimate of the bound on ``-log p_theta(x_0)``, nats per sequence, float64 ``(batch_size,)``.
 
@@ -47,6 +48,8 @@ def elbo(
         x_0 (Tensor): int64, shape (batch_size, seq_len), clean tokens.
         num_t (int): number of times per sequence (network calls on the batch).
         generator (torch.Generator | None): source of all randomness.
+        given (Tensor | None): bool, shape (batch_size, seq_len): positions that are never noised (a prompt);
+            the bound is then that of ``-log p_theta(x_0[~given] | x_0[given])``, the other positions' terms.
     """
     if int(num_t) < 1:
         raise ValueError(f"num_t must be >= 1; got {num_t}")
@@ -56,7 +59,8 @@ def elbo(
     diffusion = torch.zeros(batch_size, dtype=torch.float64, device=x_0.device)
     for k in range(int(num_t)):
         t = (k + offset) / num_t  # in (k / num_t, (k + 1) / num_t]
-        diffusion += weighted_score_entropy(score_fn, graph, schedule, x_0, t, generator=generator).double()
+        values = weighted_score_entropy(score_fn, graph, schedule, x_0, t, generator=generator, given=given)
+        diffusion += values.double()
     diffusion /= num_t
     # A schedule that starts above zero noise (geometric: sigma_bar(0) = sigma_min) leaves the stretch
     # [0, sigma_bar(0)] of the integral, in noise units, outside t in [0, 1]; it is estimated here with
@@ -71,10 +75,11 @@ def elbo(
                 * (k + 1 - torch.rand(batch_size, dtype=torch.float64, device=x_0.device, generator=generator))
                 / head_draws
             )
-            head += score_entropy_sum(score_fn, graph, x_0, sigma_bar, generator=generator).double()
+            head += score_entropy_sum(score_fn, graph, x_0, sigma_bar, generator=generator, given=given).double()
         diffusion += sigma_bar_0 * head / head_draws
     sigma_bar_1 = schedule.total(torch.ones(batch_size, dtype=torch.float64, device=x_0.device))
-    prior = graph.prior_kl(x_0, sigma_bar_1).sum(-1)
+    prior = graph.prior_kl(x_0, sigma_bar_1)  # (B, L)
+    prior = (prior if given is None else torch.where(given, 0.0, prior)).sum(-1)
     return diffusion + prior
 
 

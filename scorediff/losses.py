@@ -41,8 +41,10 @@ def score_entropy_sum(
     sigma_bar: Tensor,
     x_t: Tensor | None = None,
     generator: torch.Generator | None = None,
+    given: Tensor | None = None,
 ) -> Tensor:
-    """``sum_i DSE_i(x_t, x_0)`` at total noise ``sigma_bar`` for one draw ``x_t ~ p(. | x_0)`` per sequence.
+    """``sum_i DSE_i(x_t, x_0)`` at total noise ``sigma_bar`` for one draw ``x_t ~ p(. | x_0)`` per sequence;
+    with ``given``, over the other positions only, which keep their clean tokens in ``x_t`` (a prompt).
 
     Args:
         score_fn (ScoreFn): the model.
@@ -51,14 +53,18 @@ def score_entropy_sum(
         sigma_bar (Tensor): float, shape (batch_size,), total noise.
         x_t (Tensor | None): int64, shape (batch_size, seq_len); drawn from ``p(. | x_0)`` when None.
         generator (torch.Generator | None): for the draw of ``x_t``.
+        given (Tensor | None): bool, shape (batch_size, seq_len): positions never noised nor scored.
 
     Returns:
         Tensor: float, shape (batch_size,), nats per sequence.
     """
     if x_t is None:
         x_t = graph.sample_transition(x_0, sigma_bar, generator=generator)
+    if given is not None:
+        x_t = torch.where(given, x_0, x_t)
     log_score = score_fn(x_t, sigma_bar)  # (B, L, V)
-    return graph.score_entropy(log_score, sigma_bar, x_t, x_0).sum(-1)  # (B,)
+    entropy = graph.score_entropy(log_score, sigma_bar, x_t, x_0)  # (B, L)
+    return (entropy if given is None else torch.where(given, 0.0, entropy)).sum(-1)  # (B,)
 
 
 def weighted_score_entropy(
@@ -69,12 +75,13 @@ def weighted_score_entropy(
     t: Tensor,
     x_t: Tensor | None = None,
     generator: torch.Generator | None = None,
+    given: Tensor | None = None,
 ) -> Tensor:
     """``sigma(t) * sum_i DSE_i(x_t, x_0)`` with ``x_t ~ p_t(. | x_0)``; float (batch_size,), nats per sequence.
 
     ``t`` is float (batch_size,); the other arguments are those of ``score_entropy_sum``.
     """
-    values = score_entropy_sum(score_fn, graph, x_0, schedule.total(t), x_t, generator)
+    values = score_entropy_sum(score_fn, graph, x_0, schedule.total(t), x_t, generator, given)
     return schedule.rate(t).to(values.dtype) * values
 
 

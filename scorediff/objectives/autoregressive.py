@@ -43,18 +43,37 @@ class AutoregressiveObjective(Objective):
         config = dataclasses.replace(config, vocab_size=self.vocab_size, scale_by_sigma=False, time_conditioning=False)
         return CausalTransformer(config)
 
+    def draw(
+        self, x_0: Tensor, generator: torch.Generator, label: Tensor | None = None, given: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """No noise to draw: the batch itself, and ``given`` (B, L) bool, the prompt positions not scored."""
+        if label is not None:
+            raise ValueError("the autoregressive objective has no class-conditional model; the data are labelled")
+        return {"x_0": x_0} if given is None else {"x_0": x_0, "given": given}
+
     def loss(self, network: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-        return self._chain_rule(network, batch["x_0"])
+        return self._chain_rule(network, batch["x_0"], batch.get("given"))
 
     @torch.no_grad()
-    def nll(self, model: nn.Module, x_0: Tensor, generator: torch.Generator | None = None, num_t: int = 32) -> Tensor:
-        return self._chain_rule(model, x_0).double()
+    def nll(
+        self,
+        model: nn.Module,
+        x_0: Tensor,
+        generator: torch.Generator | None = None,
+        num_t: int = 32,
+        given: Tensor | None = None,
+    ) -> Tensor:
+        """``-log p(x_0)``, nats (B,); with ``given`` (B, L) bool, ``-log p(x_0[~given] | x_0[given])`` when the given
+        positions come first (a prompt), the sum of the other positions' terms."""
+        return self._chain_rule(model, x_0, given).double()
 
-    def _chain_rule(self, network: nn.Module, x_0: Tensor) -> Tensor:
-        """``-sum_i log p(x_i | BOS, x_<i)`` in one causal pass over ``BOS, x_0[:-1]``, float32 (B,)."""
+    def _chain_rule(self, network: nn.Module, x_0: Tensor, given: Tensor | None = None) -> Tensor:
+        """``-sum_i log p(x_i | BOS, x_<i)`` in one causal pass over ``BOS, x_0[:-1]``, float32 (B,); the terms of
+        ``given`` positions are left out."""
         bos = torch.full_like(x_0[:, :1], self.bos_id)
         log_probs = network(torch.cat([bos, x_0[:, :-1]], dim=1))  # (B, L, V)
-        return -log_probs.gather(-1, x_0[..., None]).squeeze(-1).sum(-1)
+        terms = log_probs.gather(-1, x_0[..., None]).squeeze(-1)  # (B, L)
+        return -(terms if given is None else torch.where(given, 0.0, terms)).sum(-1)
 
     def sample(self, model, shape, *, condition=None, generator=None, device=None, **options):
         """Options: ``temperature`` (1.0), ``top_p`` (1.0), ``use_cache`` (True), ``bf16`` (True: a bf16 copy of the

@@ -43,21 +43,33 @@ class Objective(ABC):
     def build_model(self, config: ModelConfig) -> nn.Module:
         """The network for this objective; ``config.vocab_size`` is replaced by ``self.vocab_size``."""
 
-    def draw(self, x_0: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+    @abstractmethod
+    def draw(
+        self, x_0: Tensor, generator: torch.Generator, label: Tensor | None = None, given: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """The randomness of one training step for the global batch ``x_0``, drawn on the CPU.
 
         Drawn for the whole batch on every process and then sliced by rows, so a run on N processes sees
-        the same draws as a run on one. Returns tensors whose first dimension is the batch.
+        the same draws as a run on one. Returns tensors whose first dimension is the batch. The per-example
+        fields: ``label`` (B,), a class-conditional model's class; ``given`` (B, L) bool, a prompt's positions,
+        conditioned on and not scored.
         """
-        return {"x_0": x_0}
 
     @abstractmethod
     def loss(self, network: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         """Training loss of a batch from ``draw``, nats per sequence, float ``(batch_size,)``."""
 
     @abstractmethod
-    def nll(self, model: nn.Module, x_0: Tensor, generator: torch.Generator | None = None, num_t: int = 32) -> Tensor:
-        """``-log p(x_0)`` (exact) or an upper bound on it, nats per sequence, float64 ``(batch_size,)``.
+    def nll(
+        self,
+        model: nn.Module,
+        x_0: Tensor,
+        generator: torch.Generator | None = None,
+        num_t: int = 32,
+        given: Tensor | None = None,
+    ) -> Tensor:
+        """``-log p(x_0)`` (exact) or an upper bound on it, nats per sequence, float64 ``(batch_size,)``; with
+        ``given`` (B, L) bool, that of the other positions given those.
 
         ``num_t`` is the number of Monte Carlo noise levels of a bound; an exact objective ignores it.
         """

@@ -79,8 +79,11 @@ class BlockDiffusionObjective(DiffusionObjective):
             )
         return BlockDiffusionTransformer(config, self.graph.mask_id)
 
-    def draw(self, x_0: Tensor, generator: torch.Generator, label: Tensor | None = None) -> dict[str, Tensor]:
+    def draw(
+        self, x_0: Tensor, generator: torch.Generator, label: Tensor | None = None, given: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Noised ``x_t`` and each position's loss weight (B, L): per block a mask count or a time."""
+        refuse_given(given)
         blocks = self._blocks(x_0)
         u = sample_times(blocks.numel() // self.block_size, antithetic=self.antithetic, t_min=0.0, generator=generator)
         u = u.view(blocks.shape[:2])  # (B, N) in [0, 1)
@@ -122,9 +125,10 @@ class BlockDiffusionObjective(DiffusionObjective):
         return -(weight * torch.where(x_t == self.graph.mask_id, log_p, 0.0)).sum(-1)
 
     @torch.no_grad()
-    def nll(self, model, x_0, generator=None, num_t=32, label=None):
+    def nll(self, model, x_0, generator=None, num_t=32, label=None, given=None):
         """The bound per sequence, nats, float64 (B,): ``num_t`` mask counts per block, stratified over 1..B (an
         offset drawn per block), each with its own random positions. ``label`` (B,): the class-conditional bound."""
+        refuse_given(given)
         if int(num_t) < 1:
             raise ValueError(f"num_t must be >= 1; got {num_t}")
         self.graph.check_tokens(x_0, "x_0")
@@ -171,4 +175,12 @@ class BlockDiffusionObjective(DiffusionObjective):
     def score_fn(self, model, cache=True, label=None, guidance=0.0):
         raise ValueError(
             "a block diffusion model has no score of the whole sequence; use its objective's sample and nll"
+        )
+
+
+def refuse_given(given: Tensor | None) -> None:
+    if given is not None:
+        raise ValueError(
+            "block diffusion does not train on prompted examples yet; use the diffusion objective without "
+            "model.block_size, or the autoregressive one"
         )

@@ -88,41 +88,51 @@ class DiffusionObjective(Objective):
             raise ValueError("model.time_conditioning=false (RADD) needs diffusion.graph=absorbing")
         return SEDDTransformer(config, self.graph.mask_id)
 
-    def draw(self, x_0: Tensor, generator: torch.Generator, label: Tensor | None = None) -> dict[str, Tensor]:
+    def draw(
+        self, x_0: Tensor, generator: torch.Generator, label: Tensor | None = None, given: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Times ``t`` and noised ``x_t ~ p_t(. | x_0)``; with ``label`` (B,), that label, replaced by the null
-        label (-1) in a ``label_dropout`` fraction of the rows.
+        label (-1) in a ``label_dropout`` fraction of the rows; with ``given`` (B, L) bool, those positions (a
+        prompt) are never noised, so the loss is that of the answer given the prompt.
 
-        With ``mask_count``: ``k`` uniform on ``1..L`` (stratified like the times), ``k`` positions masked
-        uniformly at random and ``t = k / L``, so the loss weight ``1 / t`` is ``L / k``. Since
-        ``int_0^1 (1/t) P(|M| = k) dt = 1 / k`` for independent masking with probability ``t``, the expected
-        loss is the same sum over mask sizes, ``sum_k (1/k) E_{|M| = k} sum_{i in M} CE_i``.
+        With ``mask_count``: ``k`` uniform on ``1..n`` (``n`` the positions not given; stratified like the
+        times), ``k`` of them masked uniformly at random and ``t = k / n``, so the loss weight ``1 / t`` is
+        ``n / k``. Since ``int_0^1 (1/t) P(|M| = k) dt = 1 / k`` for independent masking with probability ``t``,
+        the expected loss is the same sum over mask sizes, ``sum_k (1/k) E_{|M| = k} sum_{i in M} CE_i``.
         """
         if self.mask_count:
-            batch = self._draw_count(x_0, generator)
+            u = sample_times(x_0.shape[0], antithetic=self.antithetic, t_min=0.0, generator=generator)  # [0, 1)
+            batch = self._mask_counts(x_0, u, generator, given)
         else:
             t = sample_times(x_0.shape[0], antithetic=self.antithetic, t_min=self.t_min, generator=generator)
             x_t = self.graph.sample_transition(x_0, self.schedule.total(t), generator=generator)
-            batch = {"x_0": x_0, "t": t, "x_t": x_t}
+            batch = {"x_0": x_0, "t": t, "x_t": x_t if given is None else torch.where(given, x_0, x_t)}
+        if given is not None:
+            batch["given"] = given
         if label is not None:
             dropped = torch.rand(label.shape, generator=generator) < self.label_dropout
             batch["label"] = torch.where(dropped, -1, label)
         return batch
 
-    def _draw_count(self, x_0: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
-        batch_size, seq_len = x_0.shape
-        u = sample_times(batch_size, antithetic=self.antithetic, t_min=0.0, generator=generator)  # [0, 1)
-        count = 1 + (u * seq_len).long().clamp_max(seq_len - 1)  # (B,) uniform on 1..L
-        rank = torch.rand(x_0.shape, generator=generator).argsort(-1).argsort(-1)  # a random order per row
-        x_t = torch.where(rank < count[:, None], self.graph.mask_id, x_0)
-        # t such that the loss weight sigma(t) / (e^sigma_bar - 1) is L / k (log-linear: 1 / t)
-        return {"x_0": x_0, "t": count.double() / seq_len, "x_t": x_t}
+    def _mask_counts(self, x_0: Tensor, u: Tensor, generator, given: Tensor | None) -> dict[str, Tensor]:
+        """``k = 1 + floor(u n)`` of the ``n`` positions not ``given`` masked uniformly, ``t = k / n`` (so that the
+        log-linear weight ``sigma(t) / (e^sigma_bar - 1) = 1 / t`` is ``n / k``); ``u`` (B,) in [0, 1)."""
+        free = torch.ones_like(x_0, dtype=torch.bool) if given is None else ~given
+        n = free.sum(-1).clamp_min(1)  # (B,)
+        count = 1 + (u * n).long().clamp_max(n - 1)  # (B,) uniform on 1..n
+        keys = torch.rand(x_0.shape, generator=generator, device=x_0.device).masked_fill(~free, 2.0)
+        rank = keys.argsort(-1).argsort(-1)  # a random order of the free positions first
+        x_t = torch.where((rank < count[:, None]) & free, self.graph.mask_id, x_0)
+        return {"x_0": x_0, "t": count.double() / n, "x_t": x_t}
 
     def loss(self, network: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         if "label" in batch:
             network = functools.partial(network, label=batch["label"])
         if self.cross_entropy:
             return self.masked_cross_entropy(network, batch)
-        return weighted_score_entropy(network, self.graph, self.schedule, batch["x_0"], batch["t"], x_t=batch["x_t"])
+        return weighted_score_entropy(
+            network, self.graph, self.schedule, batch["x_0"], batch["t"], x_t=batch["x_t"], given=batch.get("given")
+        )
 
     def masked_cross_entropy(
         self, network: nn.Module, batch: dict[str, Tensor], weight: Tensor | None = None
@@ -145,19 +155,23 @@ class DiffusionObjective(Objective):
         generator: torch.Generator | None = None,
         num_t: int = 32,
         label: Tensor | None = None,
+        given: Tensor | None = None,
     ) -> Tensor:
-        """The bound per sequence, nats (B,); with ``label`` (B,) that of the class-conditional model.
+        """The bound per sequence, nats (B,); with ``label`` (B,) that of the class-conditional model; with
+        ``given`` (B, L) bool, the conditional bound of the other positions given those.
 
         A time-independent absorbing network is scored in the any-order form (``any_order_nll``); any other
         by the bound over times (``scorediff.elbo``), ``num_t`` stratified times per sequence.
         """
         score = model if label is None else functools.partial(model, label=label)
         if self.cross_entropy:
-            return self.any_order_nll(score, x_0, generator, num_t)
-        return elbo(score, self.graph, self.schedule, x_0, num_t=num_t, generator=generator)
+            return self.any_order_nll(score, x_0, generator, num_t, given)
+        return elbo(score, self.graph, self.schedule, x_0, num_t=num_t, generator=generator, given=given)
 
     @torch.no_grad()
-    def any_order_nll(self, network, x_0: Tensor, generator: torch.Generator | None, num_t: int) -> Tensor:
+    def any_order_nll(
+        self, network, x_0: Tensor, generator: torch.Generator | None, num_t: int, given: Tensor | None = None
+    ) -> Tensor:
         r"""The bound of a time-independent absorbing network in its any-order form, nats, float64 (B,):
 
         .. math:: \sum_{k=1}^{L} \frac{1}{k}\, \mathbb E_{|M| = k} \sum_{i \in M} -\log p_\theta(x_0^i \mid x_M)
@@ -167,20 +181,19 @@ class DiffusionObjective(Objective):
         orders), and the bound over times as ``eps -> 0``. Estimated with ``num_t`` mask counts per sequence,
         stratified over ``1..L`` (an offset drawn per sequence), each with its own random positions and the
         weight ``L / k``. Every draw is at most ``L`` times the largest cross-entropy; the bound over times
-        instead weights a rare mask at small ``t`` by ``1 / t``, an estimator of unbounded variance.
+        instead weights a rare mask at small ``t`` by ``1 / t``, an estimator of unbounded variance. With ``given``
+        the same sum runs over the ``n`` positions not given (``k`` in ``1..n``, weight ``n / k``), the bound of
+        ``-log p_theta(x_0[~given] | x_0[given])``.
         """
         if int(num_t) < 1:
             raise ValueError(f"num_t must be >= 1; got {num_t}")
         self.graph.check_tokens(x_0, "x_0")
-        rows, length = x_0.shape
+        rows = x_0.shape[0]
         offset = torch.rand(rows, generator=generator, device=x_0.device, dtype=torch.float64)
         total = torch.zeros(rows, dtype=torch.float64, device=x_0.device)
         for k in range(int(num_t)):
-            count = 1 + ((k + offset) / num_t * length).long().clamp_max(length - 1)  # (B,) stratified in 1..L
-            rank = torch.rand(x_0.shape, generator=generator, device=x_0.device).argsort(-1).argsort(-1)
-            x_t = torch.where(rank < count[:, None], self.graph.mask_id, x_0)
-            batch = {"x_0": x_0, "t": count.double() / length, "x_t": x_t}
-            total += self.masked_cross_entropy(network, batch, weight=length / count.double()).double()
+            batch = self._mask_counts(x_0, (k + offset) / num_t, generator, given)  # counts stratified in 1..n
+            total += self.masked_cross_entropy(network, batch, weight=1 / batch["t"]).double()
         return total / num_t
 
     def sample(self, model, shape, *, condition=None, generator=None, device=None, **options):

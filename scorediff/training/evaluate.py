@@ -23,14 +23,18 @@ def nats_per_window(
     batch_size: int,
     device,
     labels: torch.Tensor | None = None,
+    given: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The objective's ``nll`` of each of ``windows`` (N, L) in batches, float64 (N,) on ``device``; with ``labels``
-    (N,), a class-conditional model's, each window given its label."""
+    (N,), a class-conditional model's, each window given its label; with ``given`` (N, L) bool, the conditional
+    ``nll`` of the other positions (the answers of prompted examples)."""
     nats = []
     for start in range(0, len(windows), batch_size):
         rows = slice(start, start + batch_size)
-        given = {} if labels is None else {"label": labels[rows].to(device)}
-        nats.append(objective.nll(model, windows[rows].to(device), generator=generator, num_t=num_t, **given))
+        fields = {} if labels is None else {"label": labels[rows].to(device)}
+        if given is not None:
+            fields["given"] = given[rows].to(device)
+        nats.append(objective.nll(model, windows[rows].to(device), generator=generator, num_t=num_t, **fields))
     return torch.cat(nats) if nats else torch.zeros(0, dtype=torch.float64, device=device)
 
 
@@ -44,9 +48,11 @@ def validation_nll(
     device: torch.device,
     batch_size: int = 32,
     labels: torch.Tensor | None = None,
+    given: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """The objective's ``nll`` (a bound, or exact) over ``windows`` (N, L), split across ranks; with ``labels``
-    (N,), a class-conditional model's, each window given its label.
+    (N,), a class-conditional model's, each window given its label; with ``given`` (N, L) bool, per token of
+    the positions not given.
 
     Returns ``{"val_nats_per_token", "val_bits_per_token", "val_tokens"}``. A fixed seed makes evaluations
     of different checkpoints comparable.
@@ -54,19 +60,28 @@ def validation_nll(
     generator = torch.Generator(device=device).manual_seed(seed)
     mine = slice(info.rank, None, info.world_size)
     labels = None if labels is None else labels[mine]
-    nats = nats_per_window(objective, model, windows[mine], generator, num_t, batch_size, device, labels)
-    totals = torch.stack([nats.sum(), torch.tensor(float(len(nats)), device=device, dtype=torch.float64)])
-    nats, sequences = all_reduce_sum(totals, info).tolist()
-    tokens = sequences * windows.shape[1]
+    given = None if given is None else given[mine]
+    nats = nats_per_window(objective, model, windows[mine], generator, num_t, batch_size, device, labels, given)
+    scored = float(windows[mine].numel() if given is None else (~given).sum())
+    totals = torch.tensor([float(nats.sum()), scored], device=device, dtype=torch.float64)
+    nats, tokens = all_reduce_sum(totals, info).tolist()
     per_token = nats / max(tokens, 1)
     return {"val_nats_per_token": per_token, "val_bits_per_token": per_token / math.log(2), "val_tokens": tokens}
 
 
 @torch.no_grad()
-def preview(objective: Objective, model, tokenizer, num_samples: int, seq_len: int, options: dict, seed: int, device):
-    """A few unconditional samples, decoded."""
+def preview(
+    objective: Objective, model, tokenizer, num_samples: int, seq_len: int, options: dict, seed: int, device,
+    condition: tuple[torch.Tensor, torch.Tensor] | None = None,
+):  # fmt: skip
+    """A few samples, decoded: unconditional, or the answers to the first prompts of ``condition`` (tokens, given)."""
     generator = torch.Generator(device=device).manual_seed(seed)
-    tokens = objective.sample(model, (num_samples, seq_len), generator=generator, device=device, **options)
+    if condition is not None:
+        condition = tuple(part[:num_samples].to(device) for part in condition)
+        num_samples = len(condition[0])
+    tokens = objective.sample(
+        model, (num_samples, seq_len), condition=condition, generator=generator, device=device, **options
+    )
     return [tokenizer.decode(row.tolist()) if tokenizer is not None else str(row.tolist()) for row in tokens.cpu()]
 
 
@@ -79,17 +94,20 @@ def evaluate_during_training(state: TrainState, tokenizer, val_windows, device, 
         examples = val_windows.spread_examples(tc.eval_windows)
         labels = examples["label"] if state.config.model.num_labels else None  # scored as scorediff eval does
         result = validation_nll(
-            state.objective, model, examples["x_0"], tc.eval_num_t, tc.seed, state.info, device, labels=labels
-        )
+            state.objective, model, examples["x_0"], tc.eval_num_t, tc.seed, state.info, device,
+            labels=labels, given=examples.get("given"),
+        )  # fmt: skip
         samples = []
         if state.info.is_main and tc.preview_samples > 0:
             seq_len = state.config.model.seq_len
             options = sampling_options(state.config)
             if "steps" in options:
                 options["steps"] = min(options["steps"], 128)  # a preview, not the final samples
+            condition = (examples["x_0"], examples["given"]) if "given" in examples else None
             samples = preview(
-                state.objective, model, tokenizer, tc.preview_samples, seq_len, options, tc.seed + state.step, device
-            )
+                state.objective, model, tokenizer, tc.preview_samples, seq_len, options, tc.seed + state.step, device,
+                condition,
+            )  # fmt: skip
     finally:
         model.train()
         state.ema.swap(model)

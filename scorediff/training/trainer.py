@@ -107,10 +107,10 @@ def draw_batch(state: TrainState, windows, device: torch.device) -> dict[str, to
     x_0 = examples["x_0"]
     if state.config.data.reverse_complement:
         x_0 = random_reverse_complement(x_0, generator)
+    fields = {"given": examples["given"]} if "given" in examples else {}
     if state.config.model.num_labels:
-        batch = state.objective.draw(x_0, generator, examples["label"])
-    else:
-        batch = state.objective.draw(x_0, generator)
+        fields["label"] = examples["label"]
+    batch = state.objective.draw(x_0, generator, **fields)
     local = tc.batch_size // info.world_size
     rows = slice(info.rank * local, (info.rank + 1) * local)
     torch.manual_seed(step_seed(tc.seed, state.step, 1 + info.rank))  # dropout

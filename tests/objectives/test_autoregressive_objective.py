@@ -40,3 +40,19 @@ def test_training_loss_is_the_nll():
     torch.testing.assert_close(objective.loss(model, batch).double(), objective.nll(model, x_0))
     # an untrained model is near uniform over the 7 data tokens (the BOS logit is excluded)
     assert abs(float(objective.nll(model, x_0).mean()) / 6 - torch.log(torch.tensor(7.0))) < 0.05
+
+
+def test_given_a_prompt_the_nll_is_that_of_the_answer():
+    """``-log p(answer | prompt) = -log p(prompt, answer) + log p(prompt)``, the prompt scored alone; training
+    on the same batch computes the same number."""
+    objective = AutoregressiveObjective(num_tokens=5)
+    torch.manual_seed(0)
+    model = objective.build_model(ModelConfig(hidden_size=32, n_blocks=2, n_heads=2, seq_len=8)).eval()
+    x_0 = torch.randint(0, 5, (3, 8), generator=torch.Generator().manual_seed(4))
+    given = torch.zeros_like(x_0, dtype=torch.bool)
+    given[:, :3] = True
+    conditional = objective.nll(model, x_0, given=given)
+    expected = objective.nll(model, x_0) - objective.nll(model, x_0[:, :3])
+    torch.testing.assert_close(conditional, expected, rtol=1e-6, atol=1e-5)  # float32 forward passes
+    batch = objective.draw(x_0, torch.Generator().manual_seed(0), given=given)
+    torch.testing.assert_close(objective.loss(model, batch).double(), conditional)

@@ -1,5 +1,6 @@
 """The diffusion objective's loss is the score entropy, in whichever form it computes it."""
 
+import pytest
 import torch
 
 from scorediff import AbsorbingGraph, LogLinearSchedule, weighted_score_entropy
@@ -134,3 +135,51 @@ def test_the_any_order_bound_of_the_exact_conditionals_is_the_likelihood():
         assert abs(mean + float(data.reshape(-1)[index].log())) < 4 * error, (mean, error)
         times = elbo(exact, graph, schedule, x_0, num_t=3, generator=torch.Generator().manual_seed(index))
         assert float(nll.std()) < float(times.std())  # the time form's 1 / t weights spread its draws
+
+
+@pytest.mark.parametrize("graph_name", ["absorbing", "uniform"])
+def test_the_conditional_bound_given_a_prompt_is_the_bound_of_the_answer(graph_name):
+    """``q = delta_a x r``: the bound of ``y`` given the prompt ``a`` (``given``), with the exact score of ``q``,
+    equals the unconditional bound of ``y`` under ``r`` by quadrature (within Monte Carlo error)."""
+    from reference import diffusion_integral, random_data
+
+    from scorediff import ExactScore, UniformGraph, elbo
+
+    graph = AbsorbingGraph(3) if graph_name == "absorbing" else UniformGraph(3)
+    schedule = LogLinearSchedule()
+    answer = random_data(3, 2, seed=6)
+    joint = torch.zeros(3, 3, 3, dtype=torch.float64)
+    joint[1] = answer
+    x_0 = torch.tensor([1, 2, 0]).expand(4000, 3)
+    given = torch.tensor([True, False, False]).expand(4000, 3)
+    generator = torch.Generator().manual_seed(0)
+    estimates = elbo(ExactScore(graph, joint), graph, schedule, x_0, num_t=16, generator=generator, given=given)
+    hi = float(schedule.total(torch.tensor(1.0, dtype=torch.float64)))
+    y = torch.tensor([2, 0])
+    expected = diffusion_integral(graph, ExactScore(graph, answer), y, 0.0, hi) + float(graph.prior_kl(y, hi).sum())
+    mean, error = _mean_and_error(estimates)
+    assert abs(mean - expected) < 4 * error and error < 0.05, (mean, expected, error)
+
+
+def test_the_any_order_bound_given_a_prompt_is_the_answers_likelihood():
+    """Exact conditionals of ``q = delta_a x r``: the any-order bound of the answer given the prompt is
+    ``-log r(answer)``; training draws never mask the prompt and spread their counts evenly over 1..n."""
+    from reference import random_data
+
+    from scorediff import ExactScore
+
+    graph = AbsorbingGraph(3)
+    objective = DiffusionObjective(graph, LogLinearSchedule(), time_conditioning=False, mask_count=True)
+    answer = random_data(3, 3, seed=7)
+    joint = torch.zeros(3, 3, 3, 3, dtype=torch.float64)
+    joint[2] = answer
+    x_0 = torch.tensor([2, 0, 1, 1]).expand(6000, 4)
+    given = torch.tensor([True, False, False, False]).expand(6000, 4)
+    nll = objective.nll(ExactScore(graph, joint), x_0, generator=torch.Generator().manual_seed(3), num_t=2, given=given)
+    mean, error = _mean_and_error(nll)
+    assert abs(mean + float(answer[0, 1, 1].log())) < 4 * error, (mean, error)
+    batch = objective.draw(x_0.clone(), torch.Generator().manual_seed(0), given=given.clone())
+    masked = batch["x_t"] == graph.mask_id
+    assert not masked[:, 0].any() and torch.equal(batch["given"], given)
+    assert torch.equal(masked.sum(-1).bincount(minlength=4)[1:], torch.full((3,), 2000))  # uniform on 1..3
+    assert torch.allclose(batch["t"], masked.sum(-1).double() / 3)  # the weight 1 / t is n / k
