@@ -97,6 +97,8 @@ class DataConfig:
     """``tokenizer=dna``: take each record's label from its FASTA header (the first group of this regex)."""
     reverse_complement: bool = False
     """``tokenizer=dna``: replace each training window by its reverse complement with probability 1/2."""
+    num_tokens: int = 0
+    """A JSONL file of ``tokens`` / ``given`` examples: its declared vocabulary, ids ``0..num_tokens-1``."""
     labels: str = ""
     """Labelled data: the label names, comma-separated, in the order of the model's label ids (set from the data
     when the run starts)."""
@@ -110,6 +112,7 @@ class DataConfig:
                 raise ValueError(f"label_regex is not a regular expression: {error}") from None
         within("val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
         at_least("bpe_vocab_size", self.bpe_vocab_size, 257, 2**24)
+        at_least("num_tokens", self.num_tokens, 0, 2**24)
 
 
 @dataclass

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from . import dna
+from .examples import example_format, example_texts
 from .shards import META_FILE, cache_key, write_shards
 from .sources import DataError, iter_text
 from .tokenizers import (
@@ -14,6 +15,7 @@ from .tokenizers import (
     CharTokenizer,
     DnaTokenizer,
     HFTokenizer,
+    IntegerTokenizer,
     Tokenizer,
     gpt2_files,
     load_tokenizer,
@@ -22,10 +24,23 @@ from .tokenizers import (
 TOKENIZERS = ("char", "byte", "dna", "gpt2", "bpe")
 
 
-def build_tokenizer(name: str, source: str, text_field: str = "text", bpe_vocab_size: int = 4096) -> Tokenizer:
-    """``char`` / ``bpe`` learn from ``source``; ``byte``, ``dna`` and ``gpt2`` are fixed; a path is read from disk."""
+def build_tokenizer(
+    name: str, source: str, text_field: str = "text", bpe_vocab_size: int = 4096, num_tokens: int = 0
+) -> Tokenizer:
+    """``char`` / ``bpe`` learn from ``source``; ``byte``, ``dna`` and ``gpt2`` are fixed; a path is read from disk.
+    A file of prompted examples: learnt from its prompts and answers, or its declared ``num_tokens`` integers."""
+    form = example_format(source)
+    if form == "tokens":
+        if num_tokens < 1:
+            raise DataError(f"{source} holds token ids: declare their vocabulary with --data.num_tokens=N")
+        return IntegerTokenizer(num_tokens)
+
+    def texts():
+        pieces = example_texts(source) if form == "text" else iter_text(source, text_field)
+        return (piece for piece in pieces if piece)
+
     if name == "char":
-        tokenizer = CharTokenizer.from_texts(piece for piece in iter_text(source, text_field) if piece)
+        tokenizer = CharTokenizer.from_texts(texts())
         if tokenizer.vocab_size < 2:
             raise DataError(f"data {source!r} holds no text")
         return tokenizer
@@ -36,7 +51,7 @@ def build_tokenizer(name: str, source: str, text_field: str = "text", bpe_vocab_
     if name == "gpt2":
         return HFTokenizer.from_gpt2_files(*gpt2_files())
     if name == "bpe":
-        return HFTokenizer.train_bpe((p for p in iter_text(source, text_field) if p), vocab_size=bpe_vocab_size)
+        return HFTokenizer.train_bpe(texts(), vocab_size=bpe_vocab_size)
     path = Path(name).expanduser()
     if path.is_dir() and (path / "encoder.json").exists():
         return HFTokenizer.from_gpt2_files(*gpt2_files(path))

@@ -136,6 +136,40 @@ class DnaTokenizer(Tokenizer):
         return path
 
 
+class IntegerTokenizer(Tokenizer):
+    """Tokens that are already integers ``0..vocab_size-1`` (puzzles, graphs, any non-text task); as text, the
+    ids separated by spaces."""
+
+    kind = "integer"
+
+    def __init__(self, vocab_size: int):
+        if int(vocab_size) < 1:
+            raise ValueError(f"an integer vocabulary needs at least one token; got vocab_size={vocab_size}")
+        self.vocab_size = int(vocab_size)
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            ids = [int(piece) for piece in text.split()]
+        except ValueError:
+            raise ValueError(f"expected token ids separated by spaces; got {text[:40]!r}") from None
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ValueError(f"token ids must be in [0, {self.vocab_size}); got {bad[0]}")
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return " ".join(str(int(i)) for i in ids)
+
+    @property
+    def separator(self) -> list[int]:
+        return []  # examples are kept apart, never concatenated
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / TOKENIZER_FILE
+        path.write_text(json.dumps({"type": "integer", "vocab_size": self.vocab_size}))
+        return path
+
+
 class HFTokenizer(Tokenizer):
     """A Hugging Face ``tokenizers.Tokenizer``."""
 
@@ -238,6 +272,10 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         return ByteTokenizer()
     if kind == "dna":
         return DnaTokenizer()
+    if kind == "integer":
+        if not isinstance(spec.get("vocab_size"), int) or spec["vocab_size"] < 1:
+            raise ValueError(f'{path}: an integer tokenizer needs a positive "vocab_size"')
+        return IntegerTokenizer(spec["vocab_size"])
     if isinstance(spec, dict) and "model" in spec:
         return HFTokenizer.from_file(path)
     raise ValueError(f"{path} is not a tokenizer file (expected a scorediff char/byte/dna or a tokenizers JSON)")

@@ -149,6 +149,8 @@ class BlockDiffusionObjective(DiffusionObjective):
         may be given: a block sees the blocks before it, not those after."""
         settings = resolve_options(options, SAMPLE_OPTIONS, "a block diffusion model")
         check_label(model, settings["label"], settings["guidance"])
+        if settings["order"] != "random" or settings["tokens_per_step"] or settings["threshold"]:
+            raise ValueError("a block diffusion model decodes each block in random order (its samplers) only")
         if settings.pop("return_trajectory"):
             raise ValueError("a block diffusion model fills one block at a time; it draws no single trajectory")
         model = inference_copy(model, device, settings["bf16"])

@@ -18,6 +18,7 @@ from ..model import ModelConfig, SEDDTransformer
 from ..sampling import SampleStats, TimeIndependentScore, sample
 from ..sampling.blocks import default_block, generate_in_blocks
 from ..sampling.guidance import guide_log_probs, guide_log_scores
+from ..sampling.orders import check_order, decode_in_order
 from ..schedules import LogLinearSchedule, NoiseSchedule
 from ..types import ScoreFn
 from .base import Objective, inference_copy, resolve_options
@@ -203,10 +204,18 @@ class DiffusionObjective(Objective):
         bf16 natively; the draws stay float64), ``block`` (new tokens per window past the context; half of it),
         ``return_trajectory`` and ``return_stats`` (False); a conditional model's ``label`` (an int; None: the
         unconditional model) and ``guidance`` (0: the conditional model; see ``scorediff.sampling.guidance``).
+
+        Decoding in the model's own order (absorbing graph; see ``scorediff.sampling.orders``, not a sampler of
+        the model's law): ``order`` (``"random"``: the samplers above; ``"confidence"``, ``"margin"``,
+        ``"entropy"``), ``tokens_per_step`` (positions committed per network call; None: ``ceil(L / steps)``),
+        ``threshold`` (confidence order: also commit every position at least this sure) and ``greedy`` (True:
+        commit the most probable token; False: draw it at ``temperature``).
         """
         settings = resolve_options(options, SAMPLE_OPTIONS, "a diffusion model")
         model = inference_copy(model, device, settings["bf16"])
         score_fn = self.score_fn(model, settings["cache"], settings["label"], settings["guidance"])
+        if settings["order"] != "random" or settings["tokens_per_step"] or settings["threshold"]:
+            return self._decode_in_order(score_fn, shape, condition, generator, device, settings, model.config.seq_len)
         keywords = {k: settings[k] for k in ("temperature", "top_p", "greedy_tail")}
         steps, predictor = settings["steps"], settings["predictor"]
         context = model.config.seq_len
@@ -246,6 +255,49 @@ class DiffusionObjective(Objective):
         nfe = score_fn.nfe if hasattr(score_fn, "nfe") else calls["nfe"]  # a cache counts across windows
         return x, SampleStats(nfe, calls["steps"], time.perf_counter() - started, shape[0] * shape[1])
 
+    def _decode_in_order(self, score_fn, shape, condition, generator, device, settings: dict, context: int):
+        """``sample`` with ``order``: each window decoded by ``decode_in_order``."""
+        if self.graph.mask_id is None:
+            raise ValueError("decoding in an order needs the absorbing graph (masks to fill); this model is uniform")
+        if settings["return_trajectory"]:
+            raise ValueError("a trajectory is drawn by the random order's samplers; --order draws none")
+        check_order(settings["order"], settings["tokens_per_step"], settings["threshold"])
+        log_probs_fn = self.denoiser(score_fn)
+        started, calls = time.perf_counter(), {"nfe": 0}
+
+        def fill(tokens: Tensor, given: Tensor) -> Tensor:
+            x = torch.where(given, tokens, self.graph.mask_id)
+            per_step = settings["tokens_per_step"] or -(-int((~given).sum(-1).max()) // settings["steps"])
+            x, nfe = decode_in_order(
+                log_probs_fn, x, self.graph.mask_id, self.num_tokens, order=settings["order"],
+                tokens_per_step=max(1, per_step), threshold=settings["threshold"], greedy=settings["greedy"],
+                temperature=settings["temperature"], given=given, generator=generator,
+            )  # fmt: skip
+            calls["nfe"] += nfe
+            return x
+
+        tokens, given = condition if condition is not None else nothing_given(shape, device)
+        x = generate_in_blocks(fill, tokens, given, context, settings["block"] or default_block(context))
+        if not settings["return_stats"]:
+            return x
+        return x, SampleStats(calls["nfe"], calls["nfe"], time.perf_counter() - started, shape[0] * shape[1])
+
+    def denoiser(self, score_fn: ScoreFn):
+        """``x -> log p_theta(x_0 | x)`` over the data tokens (B, L, N): a time-independent network's own (cached),
+        else read from the score at the noise level whose masked fraction is the row's (absorbing graph:
+        ``s_y = p_theta(y | x) / (e^sigma_bar - 1)`` at a mask)."""
+        if isinstance(score_fn, TimeIndependentScore):
+            return score_fn.clean_log_probs
+        sigma_bar_1 = float(self.schedule.total(torch.ones((), dtype=torch.float64)))
+
+        def log_probs(x: Tensor) -> Tensor:
+            fraction = (x == self.graph.mask_id).double().mean(-1)  # (B,)
+            sigma_bar = (-torch.log1p(-fraction.clamp_max(1 - 1e-9))).clamp(1e-6, sigma_bar_1)
+            log_score = score_fn(x, sigma_bar)[..., : self.num_tokens].double()
+            return (log_score + expm1_stable(sigma_bar).log()[:, None, None]).log_softmax(-1)
+
+        return log_probs
+
     def score_fn(
         self, model: nn.Module, cache: bool = True, label: int | None = None, guidance: float = 0.0
     ) -> ScoreFn:
@@ -275,6 +327,10 @@ SAMPLE_OPTIONS = {
     "return_stats": False,
     "label": None,
     "guidance": 0.0,
+    "order": "random",
+    "tokens_per_step": None,
+    "threshold": None,
+    "greedy": True,
 }
 
 

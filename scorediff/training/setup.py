@@ -21,6 +21,7 @@ from ..checkpoint import (
     read_tensors,
 )
 from ..config import ConfigError, RunConfig, config_from_dict
+from ..data.examples import ExampleSet, example_format, example_splits
 from ..data.prepare import build_tokenizer, prepare_dna_shards, prepare_shards
 from ..data.tokenizers import Tokenizer, load_tokenizer
 from ..data.windows import TokenWindows
@@ -35,8 +36,8 @@ class RunData:
     """The tokenizer and the two splits of the run's token shards."""
 
     tokenizer: Tokenizer
-    train: TokenWindows
-    val: TokenWindows
+    train: TokenWindows | ExampleSet
+    val: TokenWindows | ExampleSet
 
 
 def check_batch(config: RunConfig, info: DistInfo) -> None:
@@ -53,6 +54,11 @@ def prepare_data(config: RunConfig, info: DistInfo, checkpoint: Path | None) -> 
     ranks read what it wrote. Nothing is written into the run directory here."""
     data = config.data
     tokenizer = load_tokenizer(checkpoint) if checkpoint is not None else None
+    if example_format(data.source):  # small enough to read on every rank; the same seeded split everywhere
+        if tokenizer is None:
+            tokenizer = build_tokenizer(data.tokenizer, data.source, num_tokens=data.num_tokens)
+        train, val = example_splits(data.source, tokenizer, config.model.seq_len, data.val_fraction, config.train.seed)
+        return RunData(tokenizer, train, val)
     shards = None
     if info.is_main:
         if tokenizer is None:

@@ -183,3 +183,31 @@ def test_the_any_order_bound_given_a_prompt_is_the_answers_likelihood():
     assert not masked[:, 0].any() and torch.equal(batch["given"], given)
     assert torch.equal(masked.sum(-1).bincount(minlength=4)[1:], torch.full((3,), 2000))  # uniform on 1..3
     assert torch.allclose(batch["t"], masked.sum(-1).double() / 3)  # the weight 1 / t is n / k
+
+
+@pytest.mark.parametrize("time_conditioning", [False, True])
+def test_sample_in_an_order_keeps_the_prompt_and_takes_ceil_n_over_k_calls(time_conditioning):
+    graph = AbsorbingGraph(5)
+    objective = DiffusionObjective(graph, LogLinearSchedule(), time_conditioning=time_conditioning)
+    torch.manual_seed(0)
+    config = ModelConfig(hidden_size=32, cond_dim=16, n_blocks=1, n_heads=2, seq_len=12,
+                         time_conditioning=time_conditioning)  # fmt: skip
+    model = objective.build_model(config).eval()
+    tokens = torch.randint(0, 5, (3, 12), generator=torch.Generator().manual_seed(1))
+    given = torch.zeros_like(tokens, dtype=torch.bool)
+    given[:, :5] = True  # 7 positions to fill
+    for order, k, calls in (("confidence", 1, 7), ("margin", 3, 3), ("entropy", 7, 1), ("random", 2, 4)):
+        x, stats = objective.sample(
+            model, (3, 12), condition=(tokens, given), order=order, tokens_per_step=k, return_stats=True, bf16=False
+        )
+        assert torch.equal(x[given], tokens[given]) and (x < 5).all() and stats.nfe == calls, (order, stats)
+    x, stats = objective.sample(model, (3, 12), condition=(tokens, given), order="confidence", steps=4,
+                                return_stats=True)  # fmt: skip
+    assert stats.nfe == 4  # ceil(7 / 4) = 2 positions per call
+    greedy = objective.sample(model, (3, 12), condition=(tokens, given), order="confidence", bf16=False)
+    again = objective.sample(model, (3, 12), condition=(tokens, given), order="confidence", bf16=False)
+    assert torch.equal(greedy, again)  # greedy tokens in a fixed order: deterministic
+    with pytest.raises(ValueError, match="unknown order"):
+        objective.sample(model, (3, 12), order="sideways")
+    with pytest.raises(ValueError, match="tokens_per_step"):
+        objective.sample(model, (3, 12), order="confidence", tokens_per_step=0)
