@@ -8,7 +8,9 @@ import math
 
 import torch
 
+from ..data.examples import example_format, read_examples
 from ..data.sources import DataError, iter_text
+from ..data.windows import spread_indices
 from ..loading import load
 from ..model import training_flops_per_token
 from ..training.distributed import DistInfo
@@ -50,6 +52,13 @@ def _windows(args, loaded) -> dict[str, torch.Tensor]:
             return prepare_data(loaded.config, DistInfo(), loaded.path).val.spread_examples(limit)
         except (DataError, ValueError) as error:
             raise UsageError(str(error)) from None
+    if example_format(args.data):  # prompted examples: the answers are scored given their prompts
+        try:
+            tokens, given = read_examples(args.data, loaded.tokenizer, seq_len)
+        except DataError as error:
+            raise UsageError(str(error)) from None
+        picked = spread_indices(len(tokens), limit)
+        return {"x_0": tokens[picked], "given": given[picked]}
     tokens: list[int] = []
     needed = None if limit is None else limit * seq_len
     for piece in iter_text(args.data, loaded.config.data.text_field if loaded.config else "text"):
@@ -67,11 +76,12 @@ def _windows(args, loaded) -> dict[str, torch.Tensor]:
     return {"x_0": torch.tensor(tokens[: count * seq_len]).view(count, seq_len)}
 
 
-def _nats(args, loaded, windows: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    """Nats per window, given each window's label when ``labels`` (int64 (N,)) are passed."""
+def _nats(args, loaded, windows: torch.Tensor, labels: torch.Tensor | None, given: torch.Tensor | None) -> torch.Tensor:
+    """Nats per window, given each window's label when ``labels`` (int64 (N,)) are passed, and of the positions
+    not ``given`` (bool (N, L)) given the others."""
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     score = (loaded.objective, loaded.model, windows, generator, args.num_t, args.batch_size, args.device, labels)
-    return nats_per_window(*score).cpu()
+    return nats_per_window(*score, given=given).cpu()
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -88,19 +98,23 @@ def run_eval(args: argparse.Namespace) -> int:
     windows, objective = examples["x_0"], loaded.objective
     # a conditional diffusion model is scored given each window's label (as eval-dna does)
     conditional = "label" in examples and loaded.kind == "diffusion" and loaded.model.config.num_labels > 0
-    nats = _nats(args, loaded, windows, examples["label"] if conditional else None)
+    given = examples.get("given")
+    nats = _nats(args, loaded, windows, examples["label"] if conditional else None, given)
     seq_len = windows.shape[1]
-    per_token = nats / seq_len
-    mean = float(per_token.mean())
-    half_width = 1.96 * float(per_token.std()) / math.sqrt(len(per_token)) if len(per_token) > 1 else float("nan")
-    chars = sum(len(loaded.tokenizer.decode(row.tolist())) for row in windows) if loaded.tokenizer else None
+    scored = torch.full((len(windows),), seq_len) if given is None else (~given).sum(-1)  # (N,) tokens scored
+    mean = float(nats.sum() / scored.sum())  # nats per scored token
+    residual = (nats - mean * scored) / scored.double().mean()  # the ratio's delta-method terms
+    half_width = 1.96 * float(residual.std()) / math.sqrt(len(nats)) if len(nats) > 1 else float("nan")
+    answers = windows if given is None else [row[~known] for row, known in zip(windows, given, strict=True)]
+    chars = sum(len(loaded.tokenizer.decode(row.tolist())) for row in answers) if loaded.tokenizer else None
     result = {
         "checkpoint": str(loaded.path),
         "data": args.data or "validation split",
         "kind": loaded.kind,
         "exact": objective.exact,
         "windows": len(windows),
-        "tokens": len(windows) * seq_len,
+        "tokens": int(scored.sum()),
+        "prompted": given is not None,
         "num_t": None if objective.exact else args.num_t,
         "conditional": conditional,
         "weights": loaded.weights,
@@ -121,9 +135,11 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         how = f"{args.num_t} times each (upper bounds; 95% confidence intervals over windows and Monte Carlo draws)"
         relation = "<="
-    given = ", each given its label" if conditional else ""
+    condition = ", each given its label" if conditional else ""
+    if given is not None:
+        condition = f", {result['tokens']} answer tokens given their prompts"
     weights = f", {result['weights']} weights" if result["weights"] != "as stored" else ""
-    print(f"{result['windows']} windows x {seq_len} tokens of {result['data']}{given}{weights}, {how}")
+    print(f"{result['windows']} windows x {seq_len} tokens of {result['data']}{condition}{weights}, {how}")
     low, high = result["perplexity_ci95"]
     print(f"perplexity      {relation} {result['perplexity']:.3f}  [{low:.3f}, {high:.3f}]")
     low, high = result["bits_per_token_ci95"]

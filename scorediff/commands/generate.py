@@ -6,13 +6,16 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 
 import torch
 
 from ..loading import load
 from ..objectives import BlockDiffusionObjective
+from ..sampling.orders import ORDERS
 from . import UsageError, atomic_write, check_device, check_memory, check_writable, label_id, positive
 from .infill_inputs import check_context, encode_text, fasta_region, parse_template
+from .prompts import answer_all, answer_records, read_prompts
 from .trajectory import write_trajectory
 
 
@@ -33,6 +36,17 @@ def _common(parser) -> None:
         help="recompute everything at every step (autoregressive: the whole prefix; diffusion: unchanged sequences)",
     )
     parser.add_argument("--greedy-tail", action="store_true", help="diffusion: the last step takes the likeliest token")
+    parser.add_argument(
+        "--order",
+        choices=list(ORDERS),
+        help="diffusion: random (the samplers; exact) or fill the positions the model is surest of first: "
+        "confidence, margin or entropy (not samplers of the model's law)",
+    )
+    parser.add_argument("--tokens-per-step", type=int, help="with --order: positions filled per network call")
+    parser.add_argument("--threshold", type=float, help="--order confidence: also fill every position this sure")
+    parser.add_argument(
+        "--sample-tokens", action="store_true", help="with --order: draw each token instead of taking the likeliest"
+    )
     parser.add_argument("--block", type=int, help="past the context: new tokens per window (default: half of it)")
     parser.add_argument("--stats", action="store_true", help="print nfe, steps, seconds, tokens/s as JSON on stderr")
     parser.add_argument("--label", help="a conditional model's class, by the name it was trained with")
@@ -50,6 +64,10 @@ def add_parsers(commands) -> None:
     parser = commands.add_parser("sample", help="generate text from a checkpoint")
     _common(parser)
     parser.add_argument("--length", type=int, help="tokens per sample (default: the model's length)")
+    parser.add_argument(
+        "--prompts", help="a JSONL file of 'prompt' records (or 'tokens'/'given'): one answer each, as JSONL"
+    )
+    parser.add_argument("--batch-size", type=int, default=64, help="with --prompts: prompts per batch")
     parser.set_defaults(run=run_sample)
 
     parser = commands.add_parser(
@@ -90,6 +108,10 @@ DIFFUSION_FLAGS = {
     "--greedy-tail": "greedy_tail",
     "--label": "label",
     "--guidance": "guidance",
+    "--order": "order",
+    "--tokens-per-step": "tokens_per_step",
+    "--threshold": "threshold",
+    "--sample-tokens": "sample_tokens",
 }
 
 
@@ -118,11 +140,34 @@ def _options(args, loaded) -> dict:
     return {
         **options,
         **_conditioning(args, loaded),
+        **_order(args, loaded),
         "steps": args.steps or (sampling.steps if sampling else 128),
         "predictor": predictor,
         "cache": not args.no_cache,
         "greedy_tail": args.greedy_tail,
         "return_trajectory": bool(args.trajectory),
+    }
+
+
+def _order(args, loaded) -> dict:
+    """``--order`` and its companions as sampling options (only those given, so a plain run is unchanged)."""
+    positive("--tokens-per-step", args.tokens_per_step)
+    adaptive = args.order not in (None, "random") or args.tokens_per_step or args.threshold is not None
+    if not adaptive:
+        if args.sample_tokens:
+            raise UsageError("--sample-tokens applies with --order confidence, margin or entropy")
+        return {}
+    if loaded.graph.mask_id is None:
+        raise UsageError("--order needs the absorbing graph (masks to fill); this model uses the uniform graph")
+    if isinstance(loaded.objective, BlockDiffusionObjective):
+        raise UsageError("--order: a block diffusion model decodes each block with its samplers (random order)")
+    if args.threshold is not None and (args.order != "confidence" or not 0 < args.threshold <= 1):
+        raise UsageError(f"--threshold applies with --order confidence, in (0, 1]; got {args.threshold}")
+    return {
+        "order": args.order or "random",
+        "tokens_per_step": args.tokens_per_step,
+        "threshold": args.threshold,
+        "greedy": not args.sample_tokens,
     }
 
 
@@ -212,6 +257,9 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.trajectory:
         _check_trajectory_path(args.trajectory)
     positive("--length", args.length)
+    positive("--batch-size", args.batch_size)
+    if args.prompts is not None:
+        return _answer_prompts(args)
     loaded = _load(args)
     length = args.length or (loaded.config.sampling.length if loaded.config else 0) or _max_length(loaded)
     if length > _max_length(loaded) and args.trajectory:
@@ -221,6 +269,35 @@ def run_sample(args: argparse.Namespace) -> int:
     tokens, trajectory = _generate(args, loaded, length)
     _write_trajectory(args, loaded, trajectory)
     _emit(args, loaded, tokens, _record(args, loaded))
+    return 0
+
+
+def _answer_prompts(args) -> int:
+    """``--prompts``: one answer per record, written as JSONL."""
+    if args.trajectory:
+        raise UsageError("--trajectory follows one sample; it does not apply with --prompts")
+    if not Path(args.prompts).is_file():
+        raise UsageError(f"--prompts {args.prompts}: no such file")
+    loaded = _load(args)
+    length = min(args.length or _max_length(loaded), _max_length(loaded))
+    records, tokens, given = read_prompts(args.prompts, loaded.tokenizer, length)
+    options = {**_options(args, loaded), "return_stats": False}
+    check_memory(estimate_bytes(loaded.model.config, args.batch_size, length, options.get("steps", 0)))
+    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+
+    def generate(rows: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        condition = (rows.to(args.device), known.to(args.device))
+        return loaded.objective.sample(
+            loaded.model, tuple(rows.shape), condition=condition, generator=generator, device=args.device, **options
+        )
+
+    filled = answer_all(generate, tokens, given, args.batch_size)
+    output = answer_records(records, loaded.tokenizer, filled.cpu(), given)
+    if args.out:
+        atomic_write(args.out, output)
+        print(f"wrote {len(records)} answer(s) to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(output)
     return 0
 
 

@@ -1,0 +1,91 @@
+"""``scorediff sample --prompts FILE.jsonl``: an answer for every prompt, in batches.
+
+A diffusion model fills the answer positions (in its sampler's or in an adaptive ``--order``); an autoregressive
+one continues the prompt. Prompts of one length share a batch (a left-to-right model needs one prefix length per
+batch). A text answer ends at the first end token, the padding it was trained with.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..data.examples import _records, _text_fields, _token_fields, encode_example, example_format
+from ..data.sources import DataError
+from . import UsageError
+
+
+def read_prompts(path: str, tokenizer, length: int) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
+    """The records of ``path`` and, for each, ``length`` tokens and the given mask, (N, length) each."""
+    form = example_format(path) if Path(path).is_file() else None
+    if form is None:
+        first = next(_records(Path(path)), (0, {}))[1] if Path(path).is_file() else {}
+        if not (Path(path).is_file() and "prompt" in first):
+            raise UsageError(f"--prompts {path}: expected a JSONL file of 'prompt' records (or 'tokens' and 'given')")
+        form = "text"
+    records, rows, givens = [], [], []
+    try:
+        for number, record in _records(Path(path)):
+            if form == "text":
+                prompt = record.get("prompt")
+                if not isinstance(prompt, str):
+                    _text_fields(path, number, {})  # raises the one-line error
+                tokens, prompt_length = _prompt_tokens(tokenizer, prompt, length, f"{path}:{number}")
+                given = [True] * prompt_length + [False] * (length - prompt_length)
+            else:
+                tokens, given = _token_fields(path, number, record, tokenizer.vocab_size)
+                if len(tokens) != length:
+                    raise UsageError(f"{path}:{number} has {len(tokens)} tokens; the model's length is {length}")
+            records.append(record)
+            rows.append(tokens)
+            givens.append(given)
+    except DataError as error:
+        raise UsageError(str(error)) from None
+    if not records:
+        raise UsageError(f"--prompts {path} holds no prompts")
+    return records, torch.tensor(rows), torch.tensor(givens)
+
+
+def _prompt_tokens(tokenizer, prompt: str, length: int, where: str) -> tuple[list[int], int]:
+    try:
+        ids, prompt_length = encode_example(tokenizer, prompt, None, length)
+    except ValueError as error:
+        raise UsageError(f"{where}: {error}") from None
+    return ids[:prompt_length] + [0] * (length - prompt_length), prompt_length
+
+
+def answer_all(generate, tokens: torch.Tensor, given: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``generate(tokens, given)`` over batches of rows that give the same positions; the rows in input order."""
+    out = tokens.clone()
+    patterns, inverse = torch.unique(given, dim=0, return_inverse=True)
+    for group in range(len(patterns)):
+        rows = (inverse == group).nonzero().squeeze(-1)
+        for start in range(0, len(rows), batch_size):
+            picked = rows[start : start + batch_size]
+            out[picked] = generate(tokens[picked], given[picked]).to(out.device)
+    return out
+
+
+def answer_text(tokenizer, row: torch.Tensor, given: torch.Tensor) -> str:
+    """The answer's tokens as text, cut at the first end token."""
+    answer = row[~given].tolist()
+    end = tokenizer.separator[-1:]
+    if end and end[0] in answer:
+        answer = answer[: answer.index(end[0])]
+    return tokenizer.decode(answer)
+
+
+def answer_records(records: list[dict], tokenizer, tokens: torch.Tensor, given: torch.Tensor) -> str:
+    """One JSON line per record: its fields, with ``answer`` (text) or ``tokens`` and ``answer`` (ids) filled."""
+    lines = []
+    for index, (record, row, known) in enumerate(zip(records, tokens, given, strict=True)):
+        if "tokens" in record and "prompt" not in record:
+            out = {"index": index, "tokens": row.tolist(), "given": known.tolist(), "answer": row[~known].tolist()}
+        else:
+            out = {"index": index, "prompt": record["prompt"], "answer": answer_text(tokenizer, row, known)}
+            if "answer" in record:
+                out["reference"] = record["answer"]
+        lines.append(json.dumps(out))
+    return "\n".join(lines) + "\n"
