@@ -1,0 +1,164 @@
+"""Sudoku puzzles for prompted training, deterministic from a seed and offline.
+
+Full grids are drawn by a randomised backtracking solver (every valid grid can come out, not the symmetries of
+one base grid); a puzzle keeps the grid's clues while removing the others would still leave exactly one solution
+(checked by the solver), down to a drawn number of givens. ``split_by_grid`` keeps the grids of the training
+and test puzzles apart. The checker accepts any valid completion that keeps the clues.
+
+As tokens (``encode``): ``0`` is a blank, ``1..n`` the digits, ``n + r`` (r = 1..n) the tag that ends row ``r``; a
+prompt is the puzzle row by row with its tags and the answer the solved grid in the same layout, so a network
+with only relative positions can still tell the rows apart.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+#: board size -> (box rows, box columns)
+BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
+
+
+@dataclass(frozen=True)
+class Puzzle:
+    """A puzzle and its unique solution, both row-major tuples of ``n * n`` values (0: blank)."""
+
+    size: int
+    clues: tuple[int, ...]
+    solution: tuple[int, ...]
+
+    @property
+    def givens(self) -> int:
+        return sum(1 for value in self.clues if value)
+
+
+def _peers(size: int) -> list[list[int]]:
+    """For each cell, the other cells of its row, column and box."""
+    box_rows, box_cols = BOXES[size]
+    peers = []
+    for cell in range(size * size):
+        row, col = divmod(cell, size)
+        top, left = row - row % box_rows, col - col % box_cols
+        same = {row * size + c for c in range(size)} | {r * size + col for r in range(size)}
+        same |= {r * size + c for r in range(top, top + box_rows) for c in range(left, left + box_cols)}
+        peers.append(sorted(same - {cell}))
+    return peers
+
+
+_PEERS = {size: _peers(size) for size in BOXES}
+
+
+def solve(grid: list[int], size: int, limit: int = 2, rng: random.Random | None = None) -> list[list[int]]:
+    """Up to ``limit`` solutions of ``grid`` (0: blank), by backtracking on the cell with fewest candidates;
+    ``rng`` shuffles the order in which values are tried (to draw random grids)."""
+    peers, full = _PEERS[size], set(range(1, size + 1))
+    grid, found = list(grid), []
+
+    def candidates(cell: int) -> set[int]:
+        return full - {grid[p] for p in peers[cell]}
+
+    def search() -> None:
+        blanks = [c for c in range(size * size) if not grid[c]]
+        if not blanks:
+            found.append(list(grid))
+            return
+        options = {c: candidates(c) for c in blanks}
+        cell = min(blanks, key=lambda c: len(options[c]))
+        values = sorted(options[cell])
+        if rng is not None:
+            rng.shuffle(values)
+        for value in values:
+            grid[cell] = value
+            search()
+            if len(found) >= limit:
+                return
+        grid[cell] = 0
+
+    search()
+    return found
+
+
+def random_grid(size: int, rng: random.Random) -> list[int]:
+    """A uniformly shuffled solver's first full grid: any valid grid may come out."""
+    return solve([0] * size * size, size, limit=1, rng=rng)[0]
+
+
+def make_puzzle(grid: list[int], givens: int, rng: random.Random) -> Puzzle:
+    """Blank the cells of ``grid`` in a random order, keeping a blank only while the solution stays unique, until
+    ``givens`` clues are left (or no further cell can go)."""
+    size = int(len(grid) ** 0.5)
+    clues = list(grid)
+    for cell in rng.sample(range(len(grid)), len(grid)):
+        if sum(1 for v in clues if v) <= givens:
+            break
+        value, clues[cell] = clues[cell], 0
+        if len(solve(clues, size, limit=2)) != 1:
+            clues[cell] = value
+    return Puzzle(size, tuple(clues), tuple(grid))
+
+
+def is_solution(puzzle: Puzzle, answer: list[int] | tuple[int, ...]) -> bool:
+    """Whether ``answer`` is a valid full grid that keeps every clue (any valid completion counts)."""
+    size = puzzle.size
+    if len(answer) != size * size or any(not 1 <= v <= size for v in answer):
+        return False
+    if any(clue and clue != value for clue, value in zip(puzzle.clues, answer, strict=True)):
+        return False
+    peers = _PEERS[size]
+    return all(answer[cell] != answer[p] for cell in range(size * size) for p in peers[cell])
+
+
+def transform(puzzle: Puzzle, rng: random.Random) -> Puzzle:
+    """The same puzzle under a random symmetry of the board: digits relabelled, bands and the rows within them,
+    stacks and the columns within them permuted (validity and uniqueness are kept)."""
+    size = puzzle.size
+    box_rows, box_cols = BOXES[size]
+    digits = [0, *rng.sample(range(1, size + 1), size)]
+
+    def lines(box: int) -> list[int]:
+        groups = rng.sample(range(size // box), size // box)
+        return [g * box + i for g in groups for i in rng.sample(range(box), box)]
+
+    rows, cols = lines(box_rows), lines(box_cols)
+
+    def move(values: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(digits[values[rows[r] * size + cols[c]]] for r in range(size) for c in range(size))
+
+    return Puzzle(size, move(puzzle.clues), move(puzzle.solution))
+
+
+def generate(size: int, count: int, givens: tuple[int, int], seed: int) -> list[Puzzle]:
+    """``count`` puzzles, each from its own freshly drawn grid, with a number of givens drawn in ``givens``
+    (inclusive; a puzzle keeps more when no further clue can go without a second solution)."""
+    if size not in BOXES:
+        raise ValueError(f"size must be one of {sorted(BOXES)}; got {size}")
+    rng = random.Random(seed)
+    return [make_puzzle(random_grid(size, rng), rng.randint(*givens), rng) for _ in range(count)]
+
+
+def split_by_grid(puzzles: list[Puzzle], test: int) -> tuple[list[Puzzle], list[Puzzle]]:
+    """The last ``test`` puzzles whose grids no training puzzle shares, and the training puzzles."""
+    test_part = puzzles[len(puzzles) - test :]
+    held = {p.solution for p in test_part}
+    return [p for p in puzzles[: len(puzzles) - test] if p.solution not in held], test_part
+
+
+def encode(puzzle: Puzzle) -> dict:
+    """A ``tokens`` / ``given`` record: the puzzle then its solution, each row ended by its tag."""
+    size = puzzle.size
+
+    def rows(values: tuple[int, ...]) -> list[int]:
+        return [t for r in range(size) for t in (*values[r * size : (r + 1) * size], size + 1 + r)]
+
+    prompt, answer = rows(puzzle.clues), rows(puzzle.solution)
+    return {"tokens": prompt + answer, "given": [True] * len(prompt) + [False] * len(answer)}
+
+
+def decode_answer(size: int, tokens: list[int]) -> list[int]:
+    """The grid in an encoded answer (the row tags dropped), ``n * n`` values."""
+    return [t for i, t in enumerate(tokens) if i % (size + 1) != size]
+
+
+def num_tokens(size: int) -> int:
+    """Blank, digits and one tag per row."""
+    return 2 * size + 1
