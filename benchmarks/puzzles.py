@@ -1,0 +1,259 @@
+"""Where diffusion beats autoregression: Sudoku and path-star graphs, prompt -> answer, same shape, steps and batch.
+
+A diffusion model (absorbing, time-independent: the ``tiny`` preset) and an autoregressive one (``tiny-ar``) train
+through the library's trainer on the same examples (``tokens`` / ``given`` JSONL: the prompt is given, only the
+answer is learnt), for the same steps and batch, with several seeds. Each is then asked to solve held-out
+puzzles with every decoder: for diffusion the random order (its exact samplers at several step counts, and the
+first-hitting sampler) and the orders it chooses itself (confidence, margin; one or more cells per network call,
+or a confidence threshold); for AR greedy left-to-right decoding. A checker accepts any valid answer. Reports
+the solve rate, the cell accuracy (answer positions equal to the reference) and the decoding time per puzzle;
+the solve rate during training from the saved checkpoints. Writes JSON and a PNG.
+
+    python benchmarks/puzzles.py --task sudoku6                # 3 seeds x 2 models x 1,200 steps of 128: ~1 h here
+    python benchmarks/puzzles.py --task path_star --steps 5000 --batch 64 --seeds 0
+    python benchmarks/puzzles.py --task sudoku6 --quick        # a smoke check in a few minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from scorediff.config import load_config
+from scorediff.loading import load
+from scorediff.tasks import path_star, sudoku
+from scorediff.training import train
+
+PRESETS = {"diffusion": "tiny", "ar": "tiny-ar"}
+DIFFUSION_DECODERS = {
+    "random-analytic-32": {"steps": 32, "predictor": "analytic"},
+    "random-analytic-128": {"steps": 128, "predictor": "analytic"},
+    "random-first-hitting": {"predictor": "first_hitting"},
+    "confidence": {"order": "confidence", "tokens_per_step": 1},
+    "margin": {"order": "margin", "tokens_per_step": 1},
+    "confidence-k2": {"order": "confidence", "tokens_per_step": 2},
+    "confidence-k4": {"order": "confidence", "tokens_per_step": 4},
+    "confidence-t0.9": {"order": "confidence", "tokens_per_step": 1, "threshold": 0.9},
+    "confidence-t0.7": {"order": "confidence", "tokens_per_step": 1, "threshold": 0.7},
+}
+AR_DECODERS = {"ar-greedy": {"top_p": 1e-9}}  # the nucleus of the likeliest token alone
+
+
+class Task:
+    """Examples for training and the held-out splits, with a checker of answers."""
+
+    def __init__(self, name: str, args):
+        self.name = name
+        if name.startswith("sudoku"):
+            self.size = int(name.removeprefix("sudoku"))
+            self.num_tokens, self.seq_len = sudoku.num_tokens(self.size), 2 * self.size * (self.size + 1)
+            low, high = args.givens
+            everything = sudoku.generate(self.size, args.train_examples + args.test, (low, high), args.data_seed)
+            train_part, test = sudoku.split_by_grid(everything, args.test)
+            hard = sudoku.generate(self.size, args.test, (args.hard_givens[0], args.hard_givens[1]), args.data_seed + 1)
+            held = {p.solution for p in hard}
+            self.train = [p for p in train_part if p.solution not in held]
+            self.splits = {"test": test, f"fewer-givens-{args.hard_givens[0]}-{args.hard_givens[1]}": hard}
+        else:
+            self.num_tokens, self.seq_len = path_star.num_tokens(), 45
+            graphs = path_star.generate(args.train_examples + args.test, seed=args.data_seed)
+            self.train, self.splits = graphs[: args.train_examples], {"test": graphs[args.train_examples :]}
+
+    def record(self, item) -> dict:
+        return sudoku.encode(item) if self.name.startswith("sudoku") else path_star.encode(item)
+
+    def solved(self, item, answer: list[int]) -> bool:
+        if self.name.startswith("sudoku"):
+            return sudoku.is_solution(item, sudoku.decode_answer(self.size, answer))
+        return path_star.is_path(item, answer)
+
+    def write_train(self, path: Path) -> None:
+        path.write_text("".join(json.dumps(self.record(item)) + "\n" for item in self.train))
+
+    def tensors(self, items) -> tuple[torch.Tensor, torch.Tensor]:
+        records = [self.record(item) for item in items]
+        return torch.tensor([r["tokens"] for r in records]), torch.tensor([r["given"] for r in records])
+
+
+def train_model(kind: str, seed: int, task: Task, data: Path, args, out: Path) -> dict:
+    overrides = [
+        f"data.source={data}", f"data.num_tokens={task.num_tokens}", f"model.seq_len={task.seq_len}",
+        f"train.batch_size={args.batch}", f"train.max_steps={args.steps}", "train.time_budget_minutes=0",
+        "train.max_minutes=0", "train.eval_every=0", f"train.save_every={args.curve_every}", "train.keep_last=1000",
+        "train.preview_samples=0", "train.eval_windows=32", f"train.seed={seed}", f"train.out_dir={out}",
+        f"train.run_name={kind}-seed{seed}", f"optim.lr={args.lr}", f"optim.warmup_steps={args.warmup}",
+    ]  # fmt: skip
+    config = load_config(PRESETS[kind], overrides + args.override)
+    start = time.perf_counter()
+    result = train(config, progress=False)
+    return {"run_dir": result.run_dir, "train_seconds": time.perf_counter() - start, "steps": result.step}
+
+
+@torch.no_grad()
+def solve(loaded, task: Task, items, options: dict, batch: int = 250) -> dict:
+    """Solve rate, cell accuracy, seconds per puzzle and network calls of one decoder on ``items``."""
+    tokens, given = task.tensors(items)
+    generator = torch.Generator().manual_seed(0)
+    solved, correct, cells, calls = 0, 0, 0, 0
+    start = time.perf_counter()
+    for first in range(0, len(items), batch):
+        rows, known = tokens[first : first + batch], given[first : first + batch]
+        out, stats = loaded.objective.sample(
+            loaded.model, tuple(rows.shape), condition=(rows, known), generator=generator, return_stats=True, **options
+        )
+        calls += stats.nfe
+        for item, row, reference, mask in zip(items[first : first + batch], out, rows, known, strict=True):
+            answer = row[~mask]
+            solved += task.solved(item, answer.tolist())
+            correct += int((answer == reference[~mask]).sum())
+            cells += int((~mask).sum())
+    seconds = time.perf_counter() - start
+    return {"solve_rate": solved / len(items), "cell_accuracy": correct / cells,
+            "seconds_per_puzzle": seconds / len(items), "network_calls": calls}  # fmt: skip
+
+
+def curve(run_dir: Path, task: Task, kind: str, items) -> list[dict]:
+    """The solve rate of each saved checkpoint (EMA weights) with the model's main decoder."""
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    elapsed = {m["step"]: m["elapsed_seconds"] for m in metrics if "elapsed_seconds" in m}
+    options = AR_DECODERS["ar-greedy"] if kind == "ar" else DIFFUSION_DECODERS["confidence"]
+    points = []
+    for checkpoint in sorted((run_dir / "checkpoints").iterdir()):
+        step = int(checkpoint.name.removeprefix("step_"))
+        logged = max((s for s in elapsed if s <= step), default=None)
+        result = solve(load(checkpoint), task, items, options)
+        points.append({"step": step, "train_seconds": elapsed.get(logged), "solve_rate": result["solve_rate"]})
+    return points
+
+
+def evaluate(run: dict, kind: str, task: Task, args) -> list[dict]:
+    loaded = load(run["run_dir"])
+    rows = []
+    for split, items in task.splits.items():
+        decoders = AR_DECODERS if kind == "ar" else DIFFUSION_DECODERS
+        if split != "test":  # the harder split: each model's main decoders
+            decoders = {k: v for k, v in decoders.items() if k in ("ar-greedy", "confidence", "margin")}
+        for name, options in decoders.items():
+            picked = items[: args.random_puzzles] if name.startswith("random") else items  # the slow, weak ones
+            result = solve(loaded, task, picked, options)
+            rows.append({"model": kind, "seed": run["seed"], "split": split, "decoder": name, "puzzles": len(picked),
+                         **result})  # fmt: skip
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and spread over seeds of each (model, split, decoder)."""
+    keys = sorted({(r["model"], r["split"], r["decoder"]) for r in rows})
+    out = []
+    for model, split, decoder in keys:
+        picked = [r for r in rows if (r["model"], r["split"], r["decoder"]) == (model, split, decoder)]
+        rates = [r["solve_rate"] for r in picked]
+        out.append({
+            "model": model, "split": split, "decoder": decoder, "seeds": len(picked),
+            "solve_rate": statistics.mean(rates), "solve_rate_min": min(rates), "solve_rate_max": max(rates),
+            "cell_accuracy": statistics.mean(r["cell_accuracy"] for r in picked),
+            "seconds_per_puzzle": statistics.mean(r["seconds_per_puzzle"] for r in picked),
+            "puzzles": picked[0]["puzzles"],
+            "network_calls": statistics.mean(r["network_calls"] for r in picked),
+        })  # fmt: skip
+    return out
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    colours = {"diffusion": "tab:blue", "ar": "tab:red"}
+    for run in results["runs"]:
+        points = [p for p in run["curve"] if p["train_seconds"] is not None]
+        label = f"{run['model']} seed {run['seed']}"
+        left.plot([p["train_seconds"] / 60 for p in points], [100 * p["solve_rate"] for p in points], "o-",
+                  color=colours[run["model"]], alpha=0.7, label=label)  # fmt: skip
+    left.set_xlabel("training time (minutes)")
+    left.set_ylabel(f"solve rate on {results['curve_puzzles']} held-out puzzles (%)")
+    left.set_title(f"{results['task']}: diffusion (confidence order) vs AR (greedy)")
+    left.legend(fontsize=7)
+    for entry in results["summary"]:
+        if entry["split"] != "test":
+            continue
+        right.scatter(1000 * entry["seconds_per_puzzle"], 100 * entry["solve_rate"], color=colours[entry["model"]])
+        right.annotate(entry["decoder"], (1000 * entry["seconds_per_puzzle"], 100 * entry["solve_rate"]), fontsize=7)
+    right.set_xscale("log")
+    right.set_xlabel("decoding time per puzzle (ms, batches of 250)")
+    right.set_ylabel("solve rate (%), mean over seeds")
+    right.set_title(f"{results['test_puzzles']} held-out puzzles: every decoder")
+    for axes in (left, right):
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=["sudoku4", "sudoku6", "sudoku9", "path_star"], default="sudoku6")
+    parser.add_argument("--models", nargs="*", choices=list(PRESETS), default=list(PRESETS))
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--train-examples", type=int, default=20000)
+    parser.add_argument("--test", type=int, default=1000, help="held-out puzzles per split")
+    parser.add_argument("--givens", type=int, nargs=2, default=[12, 18], help="Sudoku: clues in training and test")
+    parser.add_argument("--hard-givens", type=int, nargs=2, default=[8, 11], help="Sudoku: the fewer-givens split")
+    parser.add_argument("--curve-every", type=int, default=200, help="steps between checkpoints on the curve")
+    parser.add_argument("--curve-puzzles", type=int, default=100)
+    parser.add_argument("--random-puzzles", type=int, default=200, help="held-out puzzles for random-order decoders")
+    parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--override", nargs="*", default=[], help="section.key=value for both models")
+    parser.add_argument("--quick", action="store_true", help="a smoke check: 150 steps of 32, small splits")
+    parser.add_argument("--out", type=Path, help="folder for runs, JSON and PNG (default runs/puzzles-<time>)")
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.batch, args.train_examples, args.test, args.curve_every = 150, 32, 1000, 100, 50
+        args.curve_puzzles, args.random_puzzles, args.seeds, args.warmup = 50, 50, args.seeds[:1], 20
+    out = args.out or Path("runs") / f"puzzles-{args.task}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    task = Task(args.task, args)
+    data = out / "train.jsonl"
+    task.write_train(data)
+    print(f"{args.task}: {len(task.train)} training examples, {time.perf_counter() - started:.0f} s", flush=True)
+    results = {
+        "benchmark": "puzzles", "task": args.task, "command": " ".join(["python", *sys.argv]),
+        "date": datetime.now().isoformat(timespec="seconds"), "machine": platform.processor() or platform.machine(),
+        "cores": torch.get_num_threads(), "torch": torch.__version__, "steps": args.steps, "batch": args.batch,
+        "lr": args.lr, "train_examples": len(task.train), "test_puzzles": args.test,
+        "curve_puzzles": args.curve_puzzles, "runs": [], "rows": [],
+    }  # fmt: skip
+    for seed in args.seeds:
+        for kind in args.models:
+            run = {**train_model(kind, seed, task, data, args, out), "seed": seed, "model": kind}
+            run["curve"] = curve(run["run_dir"], task, kind, task.splits["test"][: args.curve_puzzles])
+            results["rows"] += evaluate(run, kind, task, args)
+            run["run_dir"] = str(run["run_dir"])
+            results["runs"].append(run)
+            results["summary"] = summarise(results["rows"])
+            (out / "puzzles.json").write_text(json.dumps(results, indent=2) + "\n")  # partial results as they come
+            print(json.dumps({k: run[k] for k in ("model", "seed", "train_seconds", "curve")}), flush=True)
+    plot(results, out / "puzzles.png")
+    for entry in results["summary"]:
+        print(json.dumps(entry))
+    print(f"wrote {out / 'puzzles.json'} and {out / 'puzzles.png'} in {(time.perf_counter() - started) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
