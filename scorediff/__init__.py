@@ -12,6 +12,7 @@ Conventions (shared by every module):
 """
 
 from .config import RunConfig, load_config
+from .errors import InputError, ScorediffError
 from .exact import ExactScore
 from .graphs import GRAPHS, AbsorbingGraph, DenseGraph, Graph, UniformGraph, get_graph
 from .likelihood import bits_per_token, elbo, perplexity
@@ -25,6 +26,8 @@ from .types import ScoreFn
 from .version import __version__
 
 __all__ = [
+    "InputError",
+    "ScorediffError",
     "GRAPHS",
     "PREDICTORS",
     "SCHEDULES",

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from .errors import ScorediffError
 from .fileio import atomic_directory
 
 FORMAT = 1
@@ -37,7 +38,7 @@ CHECKPOINT_DIR = "checkpoints"
 HEADER_KEYS = ("format", "objective", "graph", "num_tokens", "mask_id", "vocab_size")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ScorediffError):
     """A checkpoint directory that cannot be used: missing, incomplete, truncated or mismatched."""
 
 

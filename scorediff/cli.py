@@ -11,12 +11,9 @@ import time
 import torch
 
 from . import AbsorbingGraph, ExactScore, GeometricSchedule, LogLinearSchedule, UniformGraph, elbo, sample
-from .checkpoint import CheckpointError
 from .commands import UsageError, dna, evaluate, generate, train_cmd
-from .config import ConfigError
-from .data.sources import DataError
 from .devices import keep_freed_memory
-from .training.step import TrainingDiverged
+from .errors import ScorediffError
 from .version import __version__
 
 
@@ -135,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # this process is ours: the CPU steps of every command reuse their memory
     try:
         return args.run(args)
-    except (UsageError, ConfigError, DataError, CheckpointError, TrainingDiverged, ImportError) as error:
+    except (ScorediffError, ImportError) as error:  # a user's mistake, a missing extra: one line, exit 2
         return _fail(error)
     except BrokenPipeError:  # `scorediff info ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .checks import at_least, one_of, positive, within
+from .errors import ScorediffError
 from .model.transformer import ModelConfig
 
 PRESET_DIR = Path(__file__).parent / "configs"
@@ -22,7 +23,7 @@ OBJECTIVES = ("autoregressive", "diffusion")
 GRAPH_NAMES = ("absorbing", "absorb", "uniform", "jc69", "k80", "f81", "hky85", "dense")
 
 
-class ConfigError(ValueError):
+class ConfigError(ScorediffError):
     """A configuration the user wrote cannot be used; the message says what was expected."""
 
 

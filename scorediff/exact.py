@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .errors import InputError
 from .graphs import Graph
 
 
@@ -26,11 +27,11 @@ class ExactScore:
     def __init__(self, graph: Graph, data_probs: Tensor):
         data_probs = torch.as_tensor(data_probs, dtype=torch.float64)
         if any(size != graph.num_tokens for size in data_probs.shape):
-            raise ValueError(
+            raise InputError(
                 f"data_probs must have shape ({graph.num_tokens},) * seq_len; got {tuple(data_probs.shape)}"
             )
         if (data_probs < 0).any() or abs(float(data_probs.sum()) - 1) > 1e-9:
-            raise ValueError("data_probs must be non-negative and sum to 1")
+            raise InputError("data_probs must be non-negative and sum to 1")
         self.graph = graph
         self.data_probs = data_probs
         self.seq_len = data_probs.dim()

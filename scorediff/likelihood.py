@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor
 
+from .errors import InputError
 from .graphs import Graph
 from .losses import score_entropy_sum, weighted_score_entropy
 from .schedules import NoiseSchedule
@@ -52,7 +53,7 @@ def elbo(
             the bound is then that of ``-log p_theta(x_0[~given] | x_0[given])``, the other positions' terms.
     """
     if int(num_t) < 1:
-        raise ValueError(f"num_t must be >= 1; got {num_t}")
+        raise InputError(f"num_t must be >= 1; got {num_t}")
     graph.check_tokens(x_0, "x_0")
     batch_size = x_0.shape[0]
     offset = 1 - torch.rand(batch_size, dtype=torch.float64, device=x_0.device, generator=generator)

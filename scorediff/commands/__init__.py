@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ScorediffError
 from ..fileio import atomic_write_text
 
 
-class UsageError(ValueError):
+class UsageError(ScorediffError):
     """A mistake in what the user asked for: printed as one line, exit code 2, no traceback."""
 
 

@@ -13,6 +13,8 @@ import lzma
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..errors import ScorediffError
+
 CORPORA = Path(__file__).parent / "corpora"
 EMBEDDED = {"shakespeare": CORPORA / "shakespeare.txt.xz"}
 TEXT_SUFFIXES = {".txt", ".md", ".text", ".jsonl", ".fa", ".fasta", ".fna", ".fas"}
@@ -20,7 +22,7 @@ FASTA_SUFFIXES = {".fa", ".fasta", ".fna", ".fas"}
 PIECE_CHARS = 1 << 20  # stream large files in pieces of about this many characters
 
 
-class DataError(ValueError):
+class DataError(ScorediffError):
     """The data the user pointed at cannot be used; the message says what was expected and what came."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
+from ..errors import InputError
 from .absorbing import AbsorbingGraph
 from .base import Graph
 from .dense import DenseGraph, from_rates
@@ -32,7 +33,7 @@ def get_graph(name: str, num_tokens: int, **options) -> Graph:
     """
     key = _ALIASES.get(name, name)
     if key not in GRAPHS:
-        raise ValueError(f"unknown graph {name!r}; expected one of {sorted(GRAPHS)}")
+        raise InputError(f"unknown graph {name!r}; expected one of {sorted(GRAPHS)}")
     builder = GRAPHS[key]
     names = list(inspect.signature(builder).parameters)[1:]
     return builder(num_tokens, **{k: v for k, v in options.items() if k in names})

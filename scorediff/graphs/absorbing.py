@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import InputError
 from .base import Graph, expand_like, expm1_stable
 
 
@@ -22,7 +23,7 @@ class AbsorbingGraph(Graph):
 
     def __init__(self, num_tokens: int):
         if int(num_tokens) < 1:
-            raise ValueError(f"AbsorbingGraph needs num_tokens >= 1; got {num_tokens}")
+            raise InputError(f"AbsorbingGraph needs num_tokens >= 1; got {num_tokens}")
         self.mask_id = int(num_tokens)
         self.vocab_size = int(num_tokens) + 1
 

@@ -17,6 +17,8 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
+from ..errors import InputError
+
 
 def expand_like(sigma_bar: Tensor | float, x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     """Give ``sigma_bar`` as many dimensions as ``x`` by adding trailing singleton dimensions."""
@@ -158,9 +160,9 @@ class Graph(ABC):
     def check_tokens(self, x: Tensor, name: str = "tokens") -> None:
         """Raise ``ValueError`` unless ``x`` is an integer tensor with values in ``[0, vocab_size)``."""
         if x.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise ValueError(f"{name} must be an integer tensor; got dtype {x.dtype}")
+            raise InputError(f"{name} must be an integer tensor; got dtype {x.dtype}")
         if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.vocab_size):
-            raise ValueError(
+            raise InputError(
                 f"{name} must be in [0, {self.vocab_size}); got values in [{int(x.min())}, {int(x.max())}]"
             )
 

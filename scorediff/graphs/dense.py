@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from .base import Graph, expand_like
 
 
@@ -27,17 +28,17 @@ class DenseGraph(Graph):
         given = torch.as_tensor(rate_matrix)
         q = given.to(torch.float64)
         if q.dim() != 2 or q.shape[0] != q.shape[1] or q.shape[0] < 2:
-            raise ValueError(f"rate_matrix must be square (V, V) with V >= 2; got shape {tuple(q.shape)}")
+            raise InputError(f"rate_matrix must be square (V, V) with V >= 2; got shape {tuple(q.shape)}")
         off_diagonal = q - torch.diag(torch.diag(q))
         if (off_diagonal < 0).any():
-            raise ValueError("rate_matrix must have non-negative off-diagonal entries (rates)")
+            raise InputError("rate_matrix must have non-negative off-diagonal entries (rates)")
         # zero up to the rounding of the given precision, relative to the matrix's scale
         precision = torch.finfo(given.dtype).eps if given.is_floating_point() else torch.finfo(torch.float64).eps
         tolerance = 16 * q.shape[0] * precision * max(q.abs().max().item(), 1e-300)
         column_sums = q.sum(0).abs().max().item()
         if column_sums > tolerance:
             hint = " (its rows sum to 0: pass its transpose)" if q.sum(1).abs().max().item() <= tolerance else ""
-            raise ValueError(
+            raise InputError(
                 f"rate_matrix columns must sum to 0; got max |column sum| {column_sums:.3g} "
                 f"(tolerance {tolerance:.1g}){hint}"
             )
@@ -82,8 +83,8 @@ def from_rates(num_tokens: int, rate_matrix: Sequence[Sequence[float]]) -> Dense
     rates = torch.as_tensor(rate_matrix, dtype=torch.float64)
     if rates.dim() != 2 or rates.shape[0] != rates.shape[1] or rates.shape[0] != int(num_tokens):
         shape = list(rates.shape)
-        raise ValueError(f"the rate matrix must be {num_tokens} x {num_tokens} (one row per token); got {shape}")
+        raise InputError(f"the rate matrix must be {num_tokens} x {num_tokens} (one row per token); got {shape}")
     if not bool(torch.isfinite(rates).all()):
-        raise ValueError("the rate matrix holds a value that is not finite")
+        raise InputError("the rate matrix holds a value that is not finite")
     off = rates - torch.diag(torch.diag(rates))
     return DenseGraph((off - torch.diag(off.sum(1))).T)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..errors import InputError
 from .dense import DenseGraph
 
 BASES = "ACGT"
@@ -28,7 +29,7 @@ _TRANSITIONS = {(0, 2), (2, 0), (1, 3), (3, 1)}  # A <-> G, C <-> T
 
 def _check(num_tokens: int) -> None:
     if int(num_tokens) != 4:
-        raise ValueError(f"nucleotide substitution models need the 4 bases A, C, G, T; got {num_tokens} tokens")
+        raise InputError(f"nucleotide substitution models need the 4 bases A, C, G, T; got {num_tokens} tokens")
 
 
 def _frequencies(frequencies: Sequence[float] | None) -> torch.Tensor:
@@ -36,14 +37,14 @@ def _frequencies(frequencies: Sequence[float] | None) -> torch.Tensor:
         return torch.full((4,), 0.25, dtype=torch.float64)
     pi = torch.as_tensor(list(frequencies), dtype=torch.float64)
     if pi.shape != (4,) or not bool(torch.isfinite(pi).all()) or bool((pi <= 0).any()):
-        raise ValueError(f"base frequencies must be 4 positive numbers (A, C, G, T); got {list(frequencies)}")
+        raise InputError(f"base frequencies must be 4 positive numbers (A, C, G, T); got {list(frequencies)}")
     return pi / pi.sum()
 
 
 def substitution_matrix(kappa: float = 1.0, frequencies: Sequence[float] | None = None) -> torch.Tensor:
     """HKY85's generator, float64 (4, 4); ``kappa = 1`` gives F81, uniform frequencies K80, both JC69."""
     if not (kappa > 0 and kappa < float("inf")):
-        raise ValueError(f"kappa (the transition/transversion rate ratio) must be > 0; got {kappa}")
+        raise InputError(f"kappa (the transition/transversion rate ratio) must be > 0; got {kappa}")
     pi = _frequencies(frequencies)
     q = torch.zeros(4, 4, dtype=torch.float64)
     for y in range(4):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from .base import Graph, expand_like, expm1_stable
 
 
@@ -19,7 +20,7 @@ class UniformGraph(Graph):
 
     def __init__(self, num_tokens: int):
         if int(num_tokens) < 2:
-            raise ValueError(f"UniformGraph needs num_tokens >= 2; got {num_tokens}")
+            raise InputError(f"UniformGraph needs num_tokens >= 2; got {num_tokens}")
         self.vocab_size = int(num_tokens)
 
     def rate_matrix(self, dtype: torch.dtype = torch.float64, device=None) -> Tensor:

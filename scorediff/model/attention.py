@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import InputError
+
 
 class KVCache:
     """Keys and values of the positions seen so far, one pair per block, preallocated to ``max_len``.
@@ -46,7 +48,7 @@ class KVCache:
         """Store the new keys and values (B, H, T, K) of ``block``; return all of them so far."""
         end = self.length + k.shape[2]
         if end > self.max_len:
-            raise ValueError(f"the KV cache holds {self.max_len} positions; asked for {end}")
+            raise InputError(f"the KV cache holds {self.max_len} positions; asked for {end}")
         self.keys[block][:, :, self.length : end] = k
         self.values[block][:, :, self.length : end] = v
         return self.keys[block][:, :, :end], self.values[block][:, :, :end]

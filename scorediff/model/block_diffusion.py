@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from .attention import KVCache, block_diffusion_mask
 from .transformer import ModelConfig, SEDDTransformer
 
@@ -30,9 +31,9 @@ class BlockDiffusionTransformer(SEDDTransformer):
 
     def __init__(self, config: ModelConfig, mask_id: int | None = None):
         if not config.block_size:
-            raise ValueError("a block diffusion network needs model.block_size > 0")
+            raise InputError("a block diffusion network needs model.block_size > 0")
         if config.time_conditioning or mask_id is None:
-            raise ValueError("block diffusion needs the absorbing graph and model.time_conditioning=false")
+            raise InputError("block diffusion needs the absorbing graph and model.time_conditioning=false")
         super().__init__(config, mask_id)
 
     def forward(self, x_t: Tensor, x_0: Tensor, label: Tensor | None = None) -> Tensor:
@@ -41,7 +42,7 @@ class BlockDiffusionTransformer(SEDDTransformer):
         own. Unlike ``SEDDTransformer`` this is not a ``ScoreFn``: a block's score needs the clean blocks before it.
         """
         if x_0.shape != x_t.shape:
-            raise ValueError(f"x_0 must have the shape of x_t, {tuple(x_t.shape)}; got {tuple(x_0.shape)}")
+            raise InputError(f"x_0 must have the shape of x_t, {tuple(x_t.shape)}; got {tuple(x_0.shape)}")
         batch_size, seq_len = x_t.shape
         x = self.vocab_embed(torch.cat([x_t, x_0], dim=1))  # (B, 2L, D)
         c = self.adaln_input(None, label, batch_size, x.dtype, x_t.device)
@@ -55,7 +56,7 @@ class BlockDiffusionTransformer(SEDDTransformer):
         return self._token_log_probs(self.output_layer(x, c).float())  # (B, L, V)
 
     def logits(self, x_t: Tensor, sigma_bar: Tensor | None, label: Tensor | None = None) -> Tensor:
-        raise ValueError("a block diffusion network sees the clean blocks before each block: call model(x_t, x_0)")
+        raise InputError("a block diffusion network sees the clean blocks before each block: call model(x_t, x_0)")
 
     def new_cache(self, batch_size: int, max_len: int, device=None, dtype=None) -> KVCache:
         """An empty cache for the clean blocks of ``batch_size`` sequences of up to ``max_len`` positions."""

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..errors import InputError
 from .attention import KVCache
 from .layers import LayerNorm, RotaryTables
 from .transformer import DiTBlock, ModelConfig
@@ -32,9 +33,9 @@ class CausalTransformer(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         if config.vocab_size < 2:
-            raise ValueError(f"vocab_size must be >= 2 (data tokens + BOS); got {config.vocab_size}")
+            raise InputError(f"vocab_size must be >= 2 (data tokens + BOS); got {config.vocab_size}")
         if config.hidden_size % config.n_heads or (config.hidden_size // config.n_heads) % 2:
-            raise ValueError(
+            raise InputError(
                 f"hidden_size must be divisible by n_heads with an even head size; "
                 f"got hidden_size={config.hidden_size}, n_heads={config.n_heads}"
             )

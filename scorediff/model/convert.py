@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..graphs import Graph, get_graph
 from ..schedules import NoiseSchedule, get_schedule
 from .layers import rotary_tables
@@ -56,7 +57,7 @@ def convert_state_dict(state: dict[str, Tensor], config: ModelConfig) -> dict[st
         head_dim = config.hidden_size // config.n_heads
         expected = 1.0 / 10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         if inv_freq.shape != expected.shape or not torch.allclose(inv_freq.float(), expected):
-            raise ValueError("rotary_emb.inv_freq in the checkpoint is not the standard base-10000 table")
+            raise InputError("rotary_emb.inv_freq in the checkpoint is not the standard base-10000 table")
     rotary_tables(1, config.hidden_size // config.n_heads)  # fails early on an odd head size
     for name, tensor in state.items():
         name = name.removeprefix("module.")  # saved from a DDP wrapper
@@ -83,7 +84,7 @@ def read_original_checkpoint(path: str | Path) -> tuple[ModelConfig, Graph, Nois
             state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
             reason = str(error).splitlines()[0][:160]
-            raise ValueError(
+            raise InputError(
                 f"pytorch_model.bin is not a plain file of weights, so it is not read ({reason})"
             ) from None
     else:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..checks import at_least, within
+from ..errors import InputError
 from ..graphs.absorbing import AbsorbingGraph
 from ..graphs.base import expm1_stable
 from .attention import KVCache, causal_mask, explicit_attention, explicit_attention_pays
@@ -67,10 +68,10 @@ class ModelConfig:
         at_least("num_labels", self.num_labels, 0, 2**16)
         at_least("block_size", self.block_size, 0, self.seq_len)
         if self.block_size and self.seq_len % self.block_size:
-            raise ValueError(f"block_size must divide seq_len = {self.seq_len}; got {self.block_size}")
+            raise InputError(f"block_size must divide seq_len = {self.seq_len}; got {self.block_size}")
         within("dropout", self.dropout, 0.0, 1.0, low_open=False, high_open=True)
         if self.hidden_size % self.n_heads or (self.hidden_size // self.n_heads) % 2:
-            raise ValueError(
+            raise InputError(
                 f"hidden_size must be divisible by n_heads with an even head size; "
                 f"got hidden_size={self.hidden_size}, n_heads={self.n_heads}"
             )
@@ -181,14 +182,14 @@ class SEDDTransformer(nn.Module):
     def __init__(self, config: ModelConfig, mask_id: int | None = None):
         super().__init__()
         if config.vocab_size < 2:
-            raise ValueError(f"vocab_size must be >= 2; got {config.vocab_size}")
+            raise InputError(f"vocab_size must be >= 2; got {config.vocab_size}")
         if config.hidden_size % config.n_heads or (config.hidden_size // config.n_heads) % 2:
-            raise ValueError(
+            raise InputError(
                 f"hidden_size must be divisible by n_heads with an even head size; "
                 f"got hidden_size={config.hidden_size}, n_heads={config.n_heads}"
             )
         if mask_id is None and (config.scale_by_sigma or not config.time_conditioning):
-            raise ValueError("scale_by_sigma and time_conditioning=False need the absorbing graph (a mask_id)")
+            raise InputError("scale_by_sigma and time_conditioning=False need the absorbing graph (a mask_id)")
         self.config = config
         self.mask_id = mask_id
         self.vocab_embed = nn.Embedding(config.vocab_size, config.hidden_size)
@@ -241,7 +242,7 @@ class SEDDTransformer(nn.Module):
     def clean_log_probs(self, x_t: Tensor, label: Tensor | None = None) -> Tensor:
         """A time-independent network's ``log p_theta(x_0 = y | x_t)``, float32 (B, L, V), ``-inf`` at the mask."""
         if not self.time_independent:
-            raise ValueError("clean_log_probs needs a time-independent network (model.time_conditioning=false)")
+            raise InputError("clean_log_probs needs a time-independent network (model.time_conditioning=false)")
         return self._token_log_probs(self.logits(x_t, None, label))
 
     def _token_log_probs(self, logits: Tensor) -> Tensor:
@@ -262,7 +263,7 @@ class SEDDTransformer(nn.Module):
         if self.config.num_labels:
             return self._conditioning(sigma_bar, self._labels(label, batch_size, device)).to(dtype)
         if label is not None:
-            raise ValueError("this model is unconditional: it takes no label")
+            raise InputError("this model is unconditional: it takes no label")
         if self.config.time_conditioning:
             return F.silu(self.sigma_map(sigma_bar.reshape(batch_size)))  # (B, C)
         return F.silu(self.cond).to(dtype).expand(batch_size, -1)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import Header
+from ..errors import InputError
 from ..model import CausalTransformer, ModelConfig
 from ..sampling import SampleStats
 from ..sampling.autoregressive import sample_autoregressive
@@ -31,7 +32,7 @@ class AutoregressiveObjective(Objective):
 
     def __init__(self, num_tokens: int):
         if int(num_tokens) < 1:
-            raise ValueError(f"num_tokens must be >= 1; got {num_tokens}")
+            raise InputError(f"num_tokens must be >= 1; got {num_tokens}")
         self.num_tokens = int(num_tokens)
         self.vocab_size = self.num_tokens + 1
         self.bos_id = self.num_tokens
@@ -48,7 +49,7 @@ class AutoregressiveObjective(Objective):
     ) -> dict[str, Tensor]:
         """No noise to draw: the batch itself, and ``given`` (B, L) bool, the prompt positions not scored."""
         if label is not None:
-            raise ValueError("the autoregressive objective has no class-conditional model; the data are labelled")
+            raise InputError("the autoregressive objective has no class-conditional model; the data are labelled")
         return {"x_0": x_0} if given is None else {"x_0": x_0, "given": given}
 
     def loss(self, network: nn.Module, batch: dict[str, Tensor]) -> Tensor:

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from ..checkpoint import Header
 from ..devices import fast_bf16
+from ..errors import InputError
 from ..model import ModelConfig
 
 
@@ -92,7 +93,7 @@ def resolve_options(options: dict, defaults: dict, kind: str) -> dict:
     """``defaults`` updated by ``options``; a name that is not among them raises ``ValueError``."""
     unknown = sorted(set(options) - set(defaults))
     if unknown:
-        raise ValueError(f"{unknown[0]} does not apply to {kind}; its options: {', '.join(sorted(defaults))}")
+        raise InputError(f"{unknown[0]} does not apply to {kind}; its options: {', '.join(sorted(defaults))}")
     return {**defaults, **options}
 
 
@@ -111,5 +112,5 @@ def prefix_length(given: Tensor, kind: str) -> int:
     (``kind`` names the model in the message)."""
     prefix = int(given[0].long().cumprod(0).sum())
     if not (given[:, :prefix].all() and not given[:, prefix:].any()):
-        raise ValueError(f"{kind} can only continue a prefix; the given tokens are not one")
+        raise InputError(f"{kind} can only continue a prefix; the given tokens are not one")
     return prefix

@@ -20,6 +20,7 @@ import time
 import torch
 from torch import Tensor, nn
 
+from ..errors import InputError
 from ..graphs import Graph
 from ..graphs.base import expm1_stable
 from ..losses import sample_times
@@ -61,19 +62,19 @@ class BlockDiffusionObjective(DiffusionObjective):
         label_dropout: float = 0.1,
     ):
         if graph.mask_id is None:
-            raise ValueError("block diffusion (model.block_size > 0) needs diffusion.graph=absorbing")
+            raise InputError("block diffusion (model.block_size > 0) needs diffusion.graph=absorbing")
         super().__init__(
             graph, schedule, t_min=t_min, antithetic=antithetic, time_conditioning=False, mask_count=mask_count,
             label_dropout=label_dropout, graph_name="absorbing",
         )  # fmt: skip
         if int(block_size) < 1:
-            raise ValueError(f"block_size must be >= 1; got {block_size}")
+            raise InputError(f"block_size must be >= 1; got {block_size}")
         self.block_size = int(block_size)
 
     def build_model(self, config: ModelConfig) -> BlockDiffusionTransformer:
         config = dataclasses.replace(config, vocab_size=self.vocab_size, scale_by_sigma=False)
         if config.block_size != self.block_size or config.time_conditioning:
-            raise ValueError(
+            raise InputError(
                 f"a block diffusion objective of block_size {self.block_size} needs model.block_size="
                 f"{self.block_size} and model.time_conditioning=false"
             )
@@ -112,7 +113,7 @@ class BlockDiffusionObjective(DiffusionObjective):
     def _blocks(self, x_0: Tensor) -> Tensor:
         """``x_0`` (B, L) as (B, N, block_size); the length must be a whole number of blocks."""
         if x_0.shape[1] % self.block_size:
-            raise ValueError(f"block diffusion scores whole blocks of {self.block_size}; got length {x_0.shape[1]}")
+            raise InputError(f"block diffusion scores whole blocks of {self.block_size}; got length {x_0.shape[1]}")
         return x_0.view(x_0.shape[0], -1, self.block_size)
 
     def loss(self, network: nn.Module, batch: dict[str, Tensor]) -> Tensor:
@@ -130,7 +131,7 @@ class BlockDiffusionObjective(DiffusionObjective):
         offset drawn per block), each with its own random positions. ``label`` (B,): the class-conditional bound."""
         refuse_given(given)
         if int(num_t) < 1:
-            raise ValueError(f"num_t must be >= 1; got {num_t}")
+            raise InputError(f"num_t must be >= 1; got {num_t}")
         self.graph.check_tokens(x_0, "x_0")
         blocks = self._blocks(x_0)
         offset = torch.rand(blocks.shape[:2], generator=generator, device=x_0.device, dtype=torch.float64)
@@ -150,9 +151,9 @@ class BlockDiffusionObjective(DiffusionObjective):
         settings = resolve_options(options, SAMPLE_OPTIONS, "a block diffusion model")
         check_label(model, settings["label"], settings["guidance"])
         if settings["order"] != "random" or settings["tokens_per_step"] or settings["threshold"]:
-            raise ValueError("a block diffusion model decodes each block in random order (its samplers) only")
+            raise InputError("a block diffusion model decodes each block in random order (its samplers) only")
         if settings.pop("return_trajectory"):
-            raise ValueError("a block diffusion model fills one block at a time; it draws no single trajectory")
+            raise InputError("a block diffusion model fills one block at a time; it draws no single trajectory")
         model = inference_copy(model, device, settings["bf16"])
         started, calls = time.perf_counter(), {"nfe": 0, "steps": 0}
         keywords = {k: settings[k] for k in ("cache", "label", "guidance", "temperature", "top_p", "greedy_tail")}
@@ -175,14 +176,14 @@ class BlockDiffusionObjective(DiffusionObjective):
         return x, SampleStats(calls["nfe"], calls["steps"], time.perf_counter() - started, shape[0] * shape[1])
 
     def score_fn(self, model, cache=True, label=None, guidance=0.0):
-        raise ValueError(
+        raise InputError(
             "a block diffusion model has no score of the whole sequence; use its objective's sample and nll"
         )
 
 
 def refuse_given(given: Tensor | None) -> None:
     if given is not None:
-        raise ValueError(
+        raise InputError(
             "block diffusion does not train on prompted examples yet; use the diffusion objective without "
             "model.block_size, or the autoregressive one"
         )

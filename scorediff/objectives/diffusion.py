@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import Header
+from ..errors import InputError
 from ..graphs import Graph
 from ..graphs.base import expm1_stable
 from ..likelihood import elbo
@@ -71,7 +72,7 @@ class DiffusionObjective(Objective):
         self.num_tokens, self.vocab_size = graph.num_tokens, graph.vocab_size
         self.cross_entropy = graph.mask_id is not None and not time_conditioning
         if mask_count and not (self.cross_entropy and isinstance(schedule, LogLinearSchedule)):
-            raise ValueError(
+            raise InputError(
                 "diffusion.mask_count needs the absorbing graph, the loglinear schedule and "
                 "model.time_conditioning=false"
             )
@@ -86,7 +87,7 @@ class DiffusionObjective(Objective):
             config, vocab_size=self.vocab_size, scale_by_sigma=config.scale_by_sigma and absorbing
         )
         if not config.time_conditioning and not absorbing:
-            raise ValueError("model.time_conditioning=false (RADD) needs diffusion.graph=absorbing")
+            raise InputError("model.time_conditioning=false (RADD) needs diffusion.graph=absorbing")
         return SEDDTransformer(config, self.graph.mask_id)
 
     def draw(
@@ -187,7 +188,7 @@ class DiffusionObjective(Objective):
         ``-log p_theta(x_0[~given] | x_0[given])``.
         """
         if int(num_t) < 1:
-            raise ValueError(f"num_t must be >= 1; got {num_t}")
+            raise InputError(f"num_t must be >= 1; got {num_t}")
         self.graph.check_tokens(x_0, "x_0")
         rows = x_0.shape[0]
         offset = torch.rand(rows, generator=generator, device=x_0.device, dtype=torch.float64)
@@ -236,7 +237,7 @@ class DiffusionObjective(Objective):
                 **keywords,
             )
         if settings["return_trajectory"]:
-            raise ValueError(f"a trajectory is drawn for one window of at most {context} tokens; got {shape[1]}")
+            raise InputError(f"a trajectory is drawn for one window of at most {context} tokens; got {shape[1]}")
         calls = {"steps": 0, "nfe": 0}
 
         def fill(tokens: Tensor, given: Tensor) -> Tensor:
@@ -258,9 +259,9 @@ class DiffusionObjective(Objective):
     def _decode_in_order(self, score_fn, shape, condition, generator, device, settings: dict, context: int):
         """``sample`` with ``order``: each window decoded by ``decode_in_order``."""
         if self.graph.mask_id is None:
-            raise ValueError("decoding in an order needs the absorbing graph (masks to fill); this model is uniform")
+            raise InputError("decoding in an order needs the absorbing graph (masks to fill); this model is uniform")
         if settings["return_trajectory"]:
-            raise ValueError("a trajectory is drawn by the random order's samplers; --order draws none")
+            raise InputError("a trajectory is drawn by the random order's samplers; --order draws none")
         check_order(settings["order"], settings["tokens_per_step"], settings["threshold"])
         log_probs_fn = self.denoiser(score_fn)
         started, calls = time.perf_counter(), {"nfe": 0}
@@ -338,10 +339,10 @@ def check_label(model: nn.Module, label: int | None, guidance: float) -> None:
     """A class the model knows (or None), and guidance only with a class."""
     num_labels = getattr(getattr(model, "config", None), "num_labels", 0)
     if label is None and guidance:
-        raise ValueError("guidance needs a label")
+        raise InputError("guidance needs a label")
     if label is not None and not 0 <= int(label) < num_labels:
         known = f"labels 0..{num_labels - 1}" if num_labels else "no labels (an unconditional model)"
-        raise ValueError(f"label {label} is not one of the model's: it knows {known}")
+        raise InputError(f"label {label} is not one of the model's: it knows {known}")
 
 
 def _labelled(network, label: int, guidance: float, combine):

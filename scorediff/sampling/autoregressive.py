@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..graphs.base import sample_from
 from .filters import check_temperature_top_p, temper
 
@@ -47,10 +48,10 @@ def sample_autoregressive(
     """
     batch_size, length = int(shape[0]), int(shape[1])
     if batch_size < 1 or length < 1:
-        raise ValueError(f"shape must be (batch_size, length) with both >= 1; got {tuple(shape)}")
+        raise InputError(f"shape must be (batch_size, length) with both >= 1; got {tuple(shape)}")
     check_temperature_top_p(temperature, top_p)
     if prompt is not None and (prompt.dim() != 2 or prompt.shape[0] != batch_size or prompt.shape[1] > length):
-        raise ValueError(f"prompt must be int64 (batch_size, P <= {length}); got shape {tuple(prompt.shape)}")
+        raise InputError(f"prompt must be int64 (batch_size, P <= {length}); got shape {tuple(prompt.shape)}")
     device = device if device is not None else (prompt.device if prompt is not None else "cpu")
     bos = torch.full((batch_size, 1), model.bos_id, dtype=torch.int64, device=device)
     tokens = torch.cat([bos, prompt.to(device)], dim=1) if prompt is not None else bos  # (B, 1 + P)

@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..graphs import Graph
 from ..schedules import NoiseSchedule
 from .cache import TimeIndependentScore
@@ -85,7 +86,7 @@ def _labels(label: int | None, guidance: float, batch_size: int, device) -> Tens
     """The label of every cached row: the class, then (guided) the null label (-1) for a second copy."""
     if label is None:
         if guidance:
-            raise ValueError("guidance needs a label")
+            raise InputError("guidance needs a label")
         return None
     labels = torch.full((batch_size,), int(label), dtype=torch.int64, device=device)
     return torch.cat([labels, torch.full_like(labels, -1)]) if guidance else labels

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 from torch import Tensor
 
+from ..errors import InputError
+
 #: ``fill(tokens, given) -> tokens``: int64 and bool (B, W), W at most the context; returns the window filled,
 #: ``tokens[given]`` unchanged.
 FillFn = Callable[[Tensor, Tensor], Tensor]
@@ -31,7 +33,7 @@ def generate_in_blocks(fill: FillFn, tokens: Tensor, given: Tensor, context: int
     """
     length = tokens.shape[1]
     if not 1 <= block <= context:
-        raise ValueError(f"block must be in [1, {context}]; got {block}")
+        raise InputError(f"block must be in [1, {context}]; got {block}")
     tokens, done = tokens.clone(), given.clone()
     end = min(context, length)
     while True:

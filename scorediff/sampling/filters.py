@@ -5,13 +5,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import InputError
+
 
 def check_temperature_top_p(temperature: float, top_p: float) -> None:
     """Raise ``ValueError`` unless ``temperature > 0`` and ``0 < top_p <= 1``."""
     if not temperature > 0:
-        raise ValueError(f"temperature must be > 0; got {temperature}")
+        raise InputError(f"temperature must be > 0; got {temperature}")
     if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1]; got {top_p}")
+        raise InputError(f"top_p must be in (0, 1]; got {top_p}")
 
 
 def temper(log_probs: Tensor, temperature: float = 1.0, top_p: float = 1.0) -> Tensor:

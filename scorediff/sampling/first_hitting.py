@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..graphs import Graph
 from ..graphs.base import sample_from
 from ..schedules import NoiseSchedule
@@ -42,7 +43,7 @@ def sample_first_hitting(
     Returns the filled tokens, int64 (B, L).
     """
     if graph.mask_id is None:
-        raise ValueError("the first-hitting sampler needs the absorbing graph")
+        raise InputError("the first-hitting sampler needs the absorbing graph")
     mask_id, num_tokens = graph.mask_id, graph.num_tokens
     x = x.clone()
     masked = x == mask_id

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..graphs.base import sample_from
 from .filters import temper
 
@@ -36,11 +37,11 @@ LogProbsFn = Callable[[Tensor], Tensor]
 def check_order(order: str, tokens_per_step: int | None, threshold: float | None) -> None:
     """A known order, at least one token per step and a threshold in (0, 1] (confidence only)."""
     if order not in ORDERS:
-        raise ValueError(f"unknown order {order!r}; expected one of {', '.join(ORDERS)}")
+        raise InputError(f"unknown order {order!r}; expected one of {', '.join(ORDERS)}")
     if tokens_per_step is not None and int(tokens_per_step) < 1:
-        raise ValueError(f"tokens_per_step must be >= 1; got {tokens_per_step}")
+        raise InputError(f"tokens_per_step must be >= 1; got {tokens_per_step}")
     if threshold is not None and (order != "confidence" or not 0 < threshold <= 1):
-        raise ValueError(f"threshold applies to the confidence order, in (0, 1]; got {threshold} with {order!r}")
+        raise InputError(f"threshold applies to the confidence order, in (0, 1]; got {threshold} with {order!r}")
 
 
 def order_scores(log_p: Tensor, chosen: Tensor, order: str, generator: torch.Generator | None) -> Tensor:

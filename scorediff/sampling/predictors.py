@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import InputError
 from ..graphs import Graph
 from ..graphs.base import sample_from
 from ..schedules import NoiseSchedule
@@ -113,7 +114,7 @@ SAMPLERS = ("analytic", "euler", "first_hitting")
 def get_predictor(name: str) -> Predictor:
     """Build a registered predictor by name (``"analytic"`` or ``"euler"``)."""
     if name not in PREDICTORS:
-        raise ValueError(f"unknown predictor {name!r}; expected one of {sorted(PREDICTORS)}")
+        raise InputError(f"unknown predictor {name!r}; expected one of {sorted(PREDICTORS)}")
     return PREDICTORS[name]()
 
 

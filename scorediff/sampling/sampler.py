@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..graphs import Graph
 from ..graphs.base import sample_from
 from ..schedules import NoiseSchedule
@@ -37,14 +38,14 @@ class SampleTrajectory:
 def _check_condition(condition, shape: tuple[int, int], graph: Graph) -> tuple[Tensor, Tensor]:
     tokens, mask = condition
     if tuple(tokens.shape) != shape or tuple(mask.shape) != shape:
-        raise ValueError(
+        raise InputError(
             f"condition tokens and mask must both have shape {shape}; got {tuple(tokens.shape)} and {tuple(mask.shape)}"
         )
     if mask.dtype != torch.bool:
-        raise ValueError(f"condition mask must be a bool tensor; got dtype {mask.dtype}")
+        raise InputError(f"condition mask must be a bool tensor; got dtype {mask.dtype}")
     given = tokens[mask]
     if given.numel() and (int(given.min()) < 0 or int(given.max()) >= graph.num_tokens):
-        raise ValueError(
+        raise InputError(
             f"conditioning tokens must be data tokens in [0, {graph.num_tokens}); "
             f"got values in [{int(given.min())}, {int(given.max())}]"
         )
@@ -185,15 +186,15 @@ def sample(
 
 def _check(shape, steps, predictor, eps, temperature, top_p, graph):
     if len(shape) != 2 or min(shape) < 1:
-        raise ValueError(f"shape must be (batch_size, seq_len) with both >= 1; got {tuple(shape)}")
+        raise InputError(f"shape must be (batch_size, seq_len) with both >= 1; got {tuple(shape)}")
     if int(steps) < 1:
-        raise ValueError(f"steps must be >= 1; got {steps}")
+        raise InputError(f"steps must be >= 1; got {steps}")
     if not 0 < eps < 1:
-        raise ValueError(f"eps must be in (0, 1); got {eps}")
+        raise InputError(f"eps must be in (0, 1); got {eps}")
     check_temperature_top_p(temperature, top_p)
     if predictor == "first_hitting":
         if graph.mask_id is None:
-            raise ValueError("predictor='first_hitting' needs the absorbing graph")
+            raise InputError("predictor='first_hitting' needs the absorbing graph")
         step_rule = "first_hitting"
     else:
         step_rule = get_predictor(predictor) if isinstance(predictor, str) else predictor

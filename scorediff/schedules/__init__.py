@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import InputError
 from .base import NoiseSchedule
 from .geometric import GeometricSchedule
 from .loglinear import LogLinearSchedule
@@ -15,7 +16,7 @@ SCHEDULES: dict[str, type[NoiseSchedule]] = {
 def get_schedule(name: str, **kwargs) -> NoiseSchedule:
     """Build a registered schedule by name: ``get_schedule("geometric", sigma_max=20.0)``."""
     if name not in SCHEDULES:
-        raise ValueError(f"unknown noise schedule {name!r}; expected one of {sorted(SCHEDULES)}")
+        raise InputError(f"unknown noise schedule {name!r}; expected one of {sorted(SCHEDULES)}")
     return SCHEDULES[name](**kwargs)
 
 

@@ -6,6 +6,7 @@ import math
 
 from torch import Tensor
 
+from ..errors import InputError
 from .base import NoiseSchedule, as_float_tensor
 
 
@@ -22,7 +23,7 @@ class GeometricSchedule(NoiseSchedule):
 
     def __init__(self, sigma_min: float = 1e-4, sigma_max: float = 20.0):
         if not 0 < sigma_min < sigma_max:
-            raise ValueError(f"need 0 < sigma_min < sigma_max; got sigma_min={sigma_min}, sigma_max={sigma_max}")
+            raise InputError(f"need 0 < sigma_min < sigma_max; got sigma_min={sigma_min}, sigma_max={sigma_max}")
         self.sigma_min = float(sigma_min)
         self.sigma_max = float(sigma_max)
 

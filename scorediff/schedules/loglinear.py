@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from .base import NoiseSchedule, as_float_tensor
 
 
@@ -20,7 +21,7 @@ class LogLinearSchedule(NoiseSchedule):
 
     def __init__(self, eps: float = 1e-3):
         if not 0 < eps < 1:
-            raise ValueError(f"eps must be in (0, 1); got {eps}")
+            raise InputError(f"eps must be in (0, 1); got {eps}")
         self.eps = float(eps)
 
     def total(self, t: Tensor) -> Tensor:

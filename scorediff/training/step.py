@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ..config import RunConfig
 from ..devices import bf16_autocast, keep_freed_memory
+from ..errors import ScorediffError
 from ..objectives import Objective
 from .distributed import DistInfo
 from .ema import EMA
@@ -62,7 +63,7 @@ def new_state(config: RunConfig, objective: Objective, model: nn.Module, device:
     return TrainState(config, objective, model, network, optimizer, ema, info, autocast)
 
 
-class TrainingDiverged(ValueError):
+class TrainingDiverged(ScorediffError):
     """The loss, the gradients or the weights stopped being finite; the message names the step."""
 
 

@@ -106,3 +106,49 @@ def test_training_data_mistakes(capsys, tmp_path):
     data.write_text(json.dumps({"tokens": [1, 2], "given": [True]}) + "\n")
     assert_user_error(capsys, [*train, "--data.num_tokens=5"], r"needs lists 'tokens' and 'given' of one length")
     assert list(runs.iterdir()) == []
+
+
+def test_a_block_larger_than_the_context_is_a_one_line_error(capsys, prompted_runs):
+    """It used to leak the library's ValueError as a traceback; every library input error is a ScorediffError."""
+    for run in prompted_runs.values():
+        argv = ["sample", "--checkpoint", str(run), "--length", "40", "--block", "1000"]
+        assert_user_error(capsys, argv, r"block must be in \[1, 16\]; got 1000")
+
+
+SAMPLE_FLAGS = [
+    "--steps",
+    "--length",
+    "--num-samples",
+    "--top-p",
+    "--temperature",
+    "--block",
+    "--order",
+    "--tokens-per-step",
+    "--threshold",
+    "--predictor",
+    "--sample-tokens",
+    "--greedy-tail",
+    "--no-cache",
+]
+SAMPLE_VALUES = ["-1", "0", "1", "2", "3", "40", "0.5", "nan", "x", "confidence", "margin", "random", "first_hitting"]
+
+
+def test_sampling_options_past_argument_parsing_never_raise(capsys, prompted_runs):
+    """Random option lists against real checkpoints: each run either samples (exit 0) or is refused in one line
+    (exit 2), never a traceback."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    words = st.lists(st.one_of(st.sampled_from(SAMPLE_FLAGS), st.sampled_from(SAMPLE_VALUES)), max_size=8)
+    outcomes = set()
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(sorted(prompted_runs)), words)
+    def check(kind, argv):
+        code, out, err = run_cli(capsys, ["sample", "--checkpoint", str(prompted_runs[kind]), *argv])
+        assert "Traceback" not in err
+        assert (code == 0 and out) or (code == 2 and len(err.strip().splitlines()) == 1), (argv, code, err)
+        outcomes.add(code)
+
+    check()
+    assert outcomes == {0, 2}  # the cases reached sampling, not only the parser
