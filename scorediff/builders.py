@@ -88,11 +88,3 @@ def build_model(config: RunConfig, objective: Objective) -> nn.Module:
         return objective.build_model(config.model)
     except ValueError as error:
         raise ConfigError(f"model: {error}") from None
-
-
-def sampling_options(config: RunConfig) -> dict:
-    """The run's ``sampling`` section as options of its objective's ``sample``."""
-    sampling = config.sampling
-    if config.objective == "autoregressive":
-        return {"temperature": sampling.temperature, "top_p": sampling.top_p}
-    return {"steps": sampling.steps, "predictor": sampling.predictor}

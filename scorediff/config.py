@@ -16,6 +16,8 @@ from typing import Any
 from .checks import at_least, one_of, positive, within
 from .errors import ScorediffError
 from .model.transformer import ModelConfig
+from .sampling.orders import ORDERS
+from .sampling.predictors import SAMPLERS
 
 PRESET_DIR = Path(__file__).parent / "configs"
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -218,17 +220,24 @@ class SamplingConfig:
     steps: int = 128
     """Diffusion: reverse steps."""
     predictor: str = "analytic"
-    """Diffusion: ``analytic`` or ``euler``."""
+    """Diffusion: the sampler, ``analytic``, ``euler`` or ``first_hitting`` (``scorediff.sampling.SAMPLERS``)."""
+    order: str = "random"
+    """Diffusion: ``random`` (the sampler) or a decoding order the model chooses: ``confidence``, ``margin``,
+    ``entropy`` (``scorediff.sampling.orders.ORDERS``; not samplers of the model's law)."""
+    tokens_per_step: int = 0
+    """Diffusion with an order: positions filled per network call (0: spread over ``steps`` calls)."""
     length: int = 0
     """Tokens per sample (0: the model's seq_len)."""
     temperature: float = 1.0
-    """Autoregressive: divides the next-token log-probabilities."""
+    """Divides the log-probabilities a token is drawn from."""
     top_p: float = 1.0
-    """Autoregressive: nucleus sampling."""
+    """Nucleus sampling."""
 
     def __post_init__(self):
         at_least("steps", self.steps, 1, 10**7)
-        one_of("predictor", self.predictor, ("analytic", "euler", "first_hitting"))
+        one_of("predictor", self.predictor, SAMPLERS)
+        one_of("order", self.order, ORDERS)
+        at_least("tokens_per_step", self.tokens_per_step, 0)
         at_least("length", self.length, 0)
         positive("temperature", self.temperature)
         within("top_p", self.top_p, 0.0, 1.0, low_open=True, high_open=False)

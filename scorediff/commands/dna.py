@@ -14,7 +14,9 @@ from .. import dna_metrics
 from ..data.prepare import prepare_dna_shards
 from ..data.sources import DataError
 from ..data.windows import TokenWindows, spread_examples_over
+from ..generation import generate, sampling_options
 from ..loading import load
+from ..sampling import SAMPLERS
 from ..training.distributed import DistInfo
 from ..training.evaluate import nats_per_window
 from ..training.setup import prepare_data
@@ -51,7 +53,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--steps", type=int, help="sampling steps (default: the run's sampling.steps)")
     parser.add_argument(
         "--predictor",
-        choices=["analytic", "euler", "first_hitting"],
+        choices=list(SAMPLERS),
         help="diffusion: the step rule (default: the run's), or first_hitting (exact; absorbing graph)",
     )
     parser.add_argument("--max-windows", type=int, default=1024, help="real windows to compare with and to score")
@@ -159,10 +161,9 @@ def _species_classifier(real: dict[str, Tensor], num_labels: int, seed: int):
 
 
 def _generate(args, loaded, label: int | None, guidance: float) -> Tensor:
-    options = {}
+    options = sampling_options(loaded.config)
     if loaded.kind == "diffusion":
-        sampling = loaded.config.sampling
-        options = {"steps": args.steps or sampling.steps, "predictor": args.predictor or sampling.predictor}
+        options.update(steps=args.steps or options["steps"], predictor=args.predictor or options["predictor"])
     if label is not None:
         options.update(label=label, guidance=guidance)
     generator = torch.Generator(device=args.device).manual_seed(args.seed + 1000 * (label or 0))
@@ -170,7 +171,9 @@ def _generate(args, loaded, label: int | None, guidance: float) -> Tensor:
     for start in range(0, args.num_samples, args.batch_size):
         count = min(args.batch_size, args.num_samples - start)
         shape = (count, length)
-        rows.append(loaded.objective.sample(loaded.model, shape, generator=generator, device=args.device, **options))
+        rows.append(
+            generate(loaded.objective, loaded.model, shape, generator=generator, device=args.device, **options).tokens
+        )
     return torch.cat(rows).cpu()
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import torch
 
+from ..generation import generate
 from ..loading import load
 from ..objectives import BlockDiffusionObjective
+from ..sampling import SAMPLERS
 from ..sampling.orders import ORDERS
 from . import UsageError, atomic_write, check_device, check_memory, check_writable, label_id, positive
 from .infill_inputs import check_context, encode_text, fasta_region, parse_template
@@ -25,7 +27,7 @@ def _common(parser) -> None:
     parser.add_argument("--steps", type=int, help="diffusion: sampling steps (default: the run's sampling.steps)")
     parser.add_argument(
         "--predictor",
-        choices=["analytic", "euler", "first_hitting"],
+        choices=list(SAMPLERS),
         help="diffusion: the step rule, or first_hitting (exact, one token per network call; absorbing graph)",
     )
     parser.add_argument("--temperature", type=float, help="> 0 (default: the run's sampling.temperature, 1)")
@@ -129,9 +131,9 @@ def _options(args, loaded) -> dict:
     if not 0 < top_p <= 1:
         raise UsageError(f"--top-p must be in (0, 1]; got {top_p}")
     positive("--block", args.block)
-    options = {"temperature": temperature, "top_p": top_p, "block": args.block, "return_stats": args.stats}
+    options = {"temperature": temperature, "top_p": top_p, "block": args.block}
     if loaded.kind == "autoregressive":
-        return {**options, "use_cache": not args.no_cache}
+        return {**options, "cache": not args.no_cache}
     if args.trajectory and _left_to_right(loaded):
         raise UsageError("--trajectory draws one window at once; a block diffusion model fills one block at a time")
     predictor = args.predictor or (sampling.predictor if sampling else "analytic")
@@ -194,21 +196,16 @@ def _max_length(loaded) -> int:
 
 
 def _generate(args, loaded, length: int, condition=None) -> tuple[torch.Tensor, object]:
+    """The samples and, with ``--trajectory``, how the first was denoised; ``--stats`` printed on stderr."""
     options = _options(args, loaded)
     check_memory(estimate_bytes(loaded.model.config, args.num_samples, length, options.get("steps", 0)))
-    generator = torch.Generator(device=args.device).manual_seed(args.seed)
-    out = loaded.objective.sample(
-        loaded.model,
-        (args.num_samples, length),
-        condition=condition,
-        generator=generator,
-        device=args.device,
-        **options,
+    shape = (args.num_samples, length)
+    drawn = generate(
+        loaded.objective, loaded.model, shape, condition=condition, seed=args.seed, device=args.device, **options
     )
     if args.stats:
-        out, stats = out
-        print(json.dumps(stats.to_dict()), file=sys.stderr)
-    return (out.tokens, out) if args.trajectory else (out, None)
+        print(json.dumps(drawn.stats.to_dict()), file=sys.stderr)
+    return drawn.tokens, drawn.trajectory
 
 
 def estimate_bytes(model_config, num_samples: int, length: int, steps: int) -> int:
@@ -281,17 +278,18 @@ def _answer_prompts(args) -> int:
     loaded = _load(args)
     length = min(args.length or _max_length(loaded), _max_length(loaded))
     records, tokens, given = read_prompts(args.prompts, loaded.tokenizer, length)
-    options = {**_options(args, loaded), "return_stats": False}
+    options = _options(args, loaded)
     check_memory(estimate_bytes(loaded.model.config, args.batch_size, length, options.get("steps", 0)))
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
 
-    def generate(rows: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    def fill(rows: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         condition = (rows.to(args.device), known.to(args.device))
-        return loaded.objective.sample(
-            loaded.model, tuple(rows.shape), condition=condition, generator=generator, device=args.device, **options
-        )
+        return generate(
+            loaded.objective, loaded.model, tuple(rows.shape), condition=condition, generator=generator,
+            device=args.device, **options,
+        ).tokens  # fmt: skip
 
-    filled = answer_all(generate, tokens, given, args.batch_size)
+    filled = answer_all(fill, tokens, given, args.batch_size)
     output = answer_records(records, loaded.tokenizer, filled.cpu(), given)
     if args.out:
         atomic_write(args.out, output)

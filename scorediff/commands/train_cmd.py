@@ -7,8 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from ..builders import sampling_options
 from ..config import load_config, override_config
+from ..generation import generate, sampling_options
 from ..loading import load
 from ..training import train
 from ..training.signals import EXIT_CODES
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if args.num_samples:
         loaded = load(result.checkpoint)
         length = config.sampling.length or config.model.seq_len
-        tokens = loaded.objective.sample(loaded.model, (args.num_samples, length), **sampling_options(config))
+        tokens = generate(loaded.objective, loaded.model, (args.num_samples, length), **sampling_options(config)).tokens
         for index, row in enumerate(tokens):
             print(f"\n--- sample {index + 1} ---\n{loaded.tokenizer.decode(row.tolist())}")
     return 0

@@ -77,9 +77,9 @@ class AutoregressiveObjective(Objective):
         return -(terms if given is None else torch.where(given, 0.0, terms)).sum(-1)
 
     def sample(self, model, shape, *, condition=None, generator=None, device=None, **options):
-        """Options: ``temperature`` (1.0), ``top_p`` (1.0), ``use_cache`` (True), ``bf16`` (True: a bf16 copy of the
-        network where bf16 is native), ``block`` (new tokens per window past the context; half of it),
-        ``return_stats`` (False).
+        """Options: ``temperature`` (1.0), ``top_p`` (1.0), ``cache`` (True: keys and values kept between
+        positions), ``bf16`` (True: a bf16 copy of the network where bf16 is native), ``block`` (new tokens per
+        window past the context; half of it), ``return_stats`` (False).
 
         ``condition`` may only give a prefix: its ``given`` mask must be True on the first positions and
         False after them (left-to-right models cannot condition on what comes later).
@@ -92,7 +92,7 @@ class AutoregressiveObjective(Objective):
         else:
             tokens, given = condition
         model = inference_copy(model, device, settings["bf16"])
-        keywords = {k: settings[k] for k in ("temperature", "top_p", "use_cache")}
+        keywords = {"temperature": settings["temperature"], "top_p": settings["top_p"], "use_cache": settings["cache"]}
         calls = {"nfe": 0}
 
         def fill(window: Tensor, known: Tensor) -> Tensor:
@@ -113,7 +113,7 @@ class AutoregressiveObjective(Objective):
 SAMPLE_OPTIONS = {
     "temperature": 1.0,
     "top_p": 1.0,
-    "use_cache": True,
+    "cache": True,
     "bf16": True,
     "block": None,
     "return_stats": False,

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from ..builders import sampling_options
+from ..generation import generate, sampling_options
 from ..objectives import Objective
 from .distributed import DistInfo, all_reduce_sum
 from .step import TrainState
@@ -79,9 +79,9 @@ def preview(
     if condition is not None:
         condition = tuple(part[:num_samples].to(device) for part in condition)
         num_samples = len(condition[0])
-    tokens = objective.sample(
-        model, (num_samples, seq_len), condition=condition, generator=generator, device=device, **options
-    )
+    tokens = generate(
+        objective, model, (num_samples, seq_len), condition=condition, generator=generator, device=device, **options
+    ).tokens
     return [tokenizer.decode(row.tolist()) if tokenizer is not None else str(row.tolist()) for row in tokens.cpu()]
 
 
