@@ -100,8 +100,7 @@ class BlockDiffusionObjective(DiffusionObjective):
         x_t = torch.where(masked.view(x_0.shape), self.graph.mask_id, x_0)
         batch = {"x_0": x_0, "x_t": x_t, "weight": weight.float().repeat_interleave(self.block_size, dim=1)}
         if label is not None:
-            dropped = torch.rand(label.shape, generator=generator) < self.label_dropout
-            batch["label"] = torch.where(dropped, -1, label)
+            batch["label"] = self.drop_labels(label, generator)
         return batch
 
     def _mask_counts(self, u: Tensor, shape: torch.Size, generator) -> tuple[Tensor, Tensor]:

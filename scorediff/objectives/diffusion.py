@@ -112,9 +112,14 @@ class DiffusionObjective(Objective):
         if given is not None:
             batch["given"] = given
         if label is not None:
-            dropped = torch.rand(label.shape, generator=generator) < self.label_dropout
-            batch["label"] = torch.where(dropped, -1, label)
+            batch["label"] = self.drop_labels(label, generator)
         return batch
+
+    def drop_labels(self, label: Tensor, generator: torch.Generator) -> Tensor:
+        """``label`` (B,) with a ``label_dropout`` fraction of the rows replaced by the null label (-1), so that one
+        network learns the conditional and the unconditional model (classifier-free guidance)."""
+        dropped = torch.rand(label.shape, generator=generator) < self.label_dropout
+        return torch.where(dropped, -1, label)
 
     def _mask_counts(self, x_0: Tensor, u: Tensor, generator, given: Tensor | None) -> dict[str, Tensor]:
         """``k = 1 + floor(u n)`` of the ``n`` positions not ``given`` masked uniformly, ``t = k / n`` (so that the
