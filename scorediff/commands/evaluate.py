@@ -106,7 +106,8 @@ def run_eval(args: argparse.Namespace) -> int:
     residual = (nats - mean * scored) / scored.double().mean()  # the ratio's delta-method terms
     half_width = 1.96 * float(residual.std()) / math.sqrt(len(nats)) if len(nats) > 1 else float("nan")
     answers = windows if given is None else [row[~known] for row, known in zip(windows, given, strict=True)]
-    chars = sum(len(loaded.tokenizer.decode(row.tolist())) for row in answers) if loaded.tokenizer else None
+    text = loaded.tokenizer is not None and loaded.tokenizer.kind != "integer"  # token ids have no characters
+    chars = sum(len(loaded.tokenizer.decode(row.tolist())) for row in answers) if text else None
     result = {
         "checkpoint": str(loaded.path),
         "data": args.data or "validation split",

@@ -8,12 +8,14 @@ import time
 from pathlib import Path
 
 from ..config import load_config, override_config
+from ..data.examples import example_format, example_splits
 from ..generation import generate, sampling_options
 from ..loading import load
 from ..training import train
 from ..training.signals import EXIT_CODES
 from ..training.trainer import config_of_run
 from . import UsageError, check_device, check_folder_writable, positive
+from .prompts import answer_text
 
 
 def add_parser(commands) -> None:
@@ -109,9 +111,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"validation {what}: {result.val_bits_per_token:.3f} bits/token (EMA weights)")
     print(f"checkpoint: {result.checkpoint}")
     if args.num_samples:
-        loaded = load(result.checkpoint)
-        length = config.sampling.length or config.model.seq_len
-        tokens = generate(loaded.objective, loaded.model, (args.num_samples, length), **sampling_options(config)).tokens
-        for index, row in enumerate(tokens):
-            print(f"\n--- sample {index + 1} ---\n{loaded.tokenizer.decode(row.tolist())}")
+        _print_samples(load(result.checkpoint), config, args.num_samples)
     return 0
+
+
+def _print_samples(loaded, config, count: int) -> None:
+    """Samples of the trained model; for prompted examples, its answers to the first validation prompts."""
+    options = sampling_options(config)
+    if example_format(config.data.source):
+        val = example_splits(config.data.source, loaded.tokenizer, config.model.seq_len, config.data.val_fraction,
+                             config.train.seed)[1].spread_examples(count)  # fmt: skip
+        tokens, given = val["x_0"], val["given"]
+        answers = generate(loaded.objective, loaded.model, tuple(tokens.shape), condition=(tokens, given), **options)
+        for index, (row, known, reference) in enumerate(zip(answers.tokens, given, tokens, strict=True)):
+            prompt = loaded.tokenizer.decode(row[known].tolist())
+            print(f"\n--- prompt {index + 1} ---\n{prompt}\n--- answer ---\n{answer_text(loaded.tokenizer, row, known)}"
+                  f"\n--- reference ---\n{answer_text(loaded.tokenizer, reference, known)}")  # fmt: skip
+        return
+    length = config.sampling.length or config.model.seq_len
+    tokens = generate(loaded.objective, loaded.model, (count, length), **options).tokens
+    for index, row in enumerate(tokens):
+        print(f"\n--- sample {index + 1} ---\n{loaded.tokenizer.decode(row.tolist())}")
