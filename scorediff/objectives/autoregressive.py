@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import torch
 from torch import Tensor, nn
@@ -11,10 +10,17 @@ from torch import Tensor, nn
 from ..checkpoint import Header
 from ..errors import InputError
 from ..model import CausalTransformer, ModelConfig
-from ..sampling import SampleStats
 from ..sampling.autoregressive import sample_autoregressive
-from ..sampling.blocks import default_block, generate_in_blocks
-from .base import Objective, inference_copy, prefix_length, resolve_options
+from .base import Objective, WindowFiller, prefix_length
+
+SAMPLE_OPTIONS = {
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "cache": True,
+    "bf16": True,
+    "block": None,
+    "return_stats": False,
+}
 
 
 class AutoregressiveObjective(Objective):
@@ -29,6 +35,8 @@ class AutoregressiveObjective(Objective):
 
     name = "autoregressive"
     exact = True
+    described = "an autoregressive model"
+    sample_options = SAMPLE_OPTIONS
 
     def __init__(self, num_tokens: int):
         if int(num_tokens) < 1:
@@ -76,45 +84,19 @@ class AutoregressiveObjective(Objective):
         terms = log_probs.gather(-1, x_0[..., None]).squeeze(-1)  # (B, L)
         return -(terms if given is None else torch.where(given, 0.0, terms)).sum(-1)
 
-    def sample(self, model, shape, *, condition=None, generator=None, device=None, **options):
+    def window_filler(self, model, settings: dict, generator, device) -> WindowFiller:
         """Options: ``temperature`` (1.0), ``top_p`` (1.0), ``cache`` (True: keys and values kept between
-        positions), ``bf16`` (True: a bf16 copy of the network where bf16 is native), ``block`` (new tokens per
-        window past the context; half of it), ``return_stats`` (False).
-
-        ``condition`` may only give a prefix: its ``given`` mask must be True on the first positions and
-        False after them (left-to-right models cannot condition on what comes later).
-        """
-        settings = resolve_options(options, SAMPLE_OPTIONS, "an autoregressive model")
-        started = time.perf_counter()
-        if condition is None:
-            tokens = torch.zeros(shape, dtype=torch.int64, device=device)
-            given = torch.zeros(shape, dtype=torch.bool, device=device)
-        else:
-            tokens, given = condition
-        model = inference_copy(model, device, settings["bf16"])
+        positions), and the base's ``bf16``, ``block``, ``return_stats``. A window may only give a prefix: its
+        ``given`` mask must be True on the first positions and False after them (left-to-right models cannot
+        condition on what comes later)."""
         keywords = {"temperature": settings["temperature"], "top_p": settings["top_p"], "use_cache": settings["cache"]}
-        calls = {"nfe": 0}
 
-        def fill(window: Tensor, known: Tensor) -> Tensor:
-            prefix = prefix_length(known, "an autoregressive model")
-            calls["nfe"] += window.shape[1] - prefix
+        def fill(window: Tensor, known: Tensor) -> tuple[Tensor, int, int]:
+            prefix = prefix_length(known, self.described)
             prompt = window[:, :prefix] if prefix else None
-            return sample_autoregressive(
+            x = sample_autoregressive(
                 model, window.shape, prompt=prompt, generator=generator, device=device, **keywords
             )
+            return x, window.shape[1] - prefix, window.shape[1] - prefix
 
-        context = model.config.seq_len
-        x = generate_in_blocks(fill, tokens, given, context, settings["block"] or default_block(context))
-        if not settings["return_stats"]:
-            return x
-        return x, SampleStats(calls["nfe"], calls["nfe"], time.perf_counter() - started, shape[0] * shape[1])
-
-
-SAMPLE_OPTIONS = {
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "cache": True,
-    "bf16": True,
-    "block": None,
-    "return_stats": False,
-}
+        return WindowFiller(fill)

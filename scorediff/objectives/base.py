@@ -8,7 +8,9 @@ to sample, so every benchmark compares the two through the same code path.
 from __future__ import annotations
 
 import copy
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -18,6 +20,8 @@ from ..checkpoint import Header
 from ..devices import fast_bf16
 from ..errors import InputError
 from ..model import ModelConfig
+from ..sampling import SampleStats
+from ..sampling.blocks import default_block, generate_in_blocks
 
 
 class Objective(ABC):
@@ -75,7 +79,11 @@ class Objective(ABC):
         ``num_t`` is the number of Monte Carlo noise levels of a bound; an exact objective ignores it.
         """
 
-    @abstractmethod
+    #: The options ``sample`` takes, with their defaults.
+    sample_options: ClassVar[dict]
+    #: How a message names this kind of model ("a diffusion model").
+    described: ClassVar[str]
+
     def sample(
         self,
         model: nn.Module,
@@ -85,8 +93,49 @@ class Objective(ABC):
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         **options,
-    ) -> Tensor:
-        """Draw ``shape`` tokens; ``condition = (tokens, given)`` fixes the tokens where ``given`` is True."""
+    ) -> Tensor | tuple[Tensor, SampleStats]:
+        """Draw ``shape`` tokens; ``condition = (tokens, given)`` fixes the tokens where ``given`` is True.
+
+        Past the model's context the tokens are generated window by window (``generate_in_blocks``), each new
+        window given the tokens before it. Options are the objective's (``sample_options``); ``bf16`` samples
+        with a bf16 copy of the network where the hardware computes bf16 natively, ``block`` sets the new tokens
+        per window past the context (half of it) and ``return_stats`` also returns a ``SampleStats``.
+        """
+        settings = resolve_options(options, self.sample_options, self.described)
+        started = time.perf_counter()
+        model = inference_copy(model, device, settings["bf16"])
+        fill = self.window_filler(model, settings, generator, device)
+        tokens, given = condition if condition is not None else nothing_given(shape, device)
+        context = model.config.seq_len
+        x = generate_in_blocks(fill, tokens, given, context, settings["block"] or default_block(context))
+        if not settings["return_stats"]:
+            return x
+        return x, SampleStats(fill.nfe, fill.steps, time.perf_counter() - started, shape[0] * shape[1])
+
+    @abstractmethod
+    def window_filler(self, model: nn.Module, settings: dict, generator, device) -> WindowFiller:
+        """What fills one window of at most the context, given some of its tokens (checking ``settings``)."""
+
+
+class WindowFiller:
+    """``fill(tokens, given) -> (tokens, nfe, steps)`` for one window, counted over the windows of a ``sample``.
+
+    Attributes:
+        nfe (int): network calls so far.
+        steps (int): sampler steps so far.
+    """
+
+    def __init__(self, fill: Callable[[Tensor, Tensor], tuple[Tensor, int, int]]):
+        self.fill, self.nfe, self.steps = fill, 0, 0
+
+    def __call__(self, tokens: Tensor, given: Tensor) -> Tensor:
+        x, nfe, steps = self.fill(tokens, given)
+        self.nfe, self.steps = self.nfe + nfe, self.steps + steps
+        return x
+
+
+def nothing_given(shape: tuple[int, int], device) -> tuple[Tensor, Tensor]:
+    return torch.zeros(shape, dtype=torch.int64, device=device), torch.zeros(shape, dtype=torch.bool, device=device)
 
 
 def resolve_options(options: dict, defaults: dict, kind: str) -> dict:

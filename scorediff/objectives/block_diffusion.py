@@ -15,7 +15,6 @@ conditionals are those of one distribution. ``B = 1`` leaves one term per token,
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import torch
 from torch import Tensor, nn
@@ -25,12 +24,10 @@ from ..graphs import Graph
 from ..graphs.base import expm1_stable
 from ..losses import sample_times
 from ..model import BlockDiffusionTransformer, ModelConfig
-from ..sampling import SampleStats
 from ..sampling.block_diffusion import sample_blocks
-from ..sampling.blocks import default_block, generate_in_blocks
 from ..schedules import NoiseSchedule
-from .base import inference_copy, prefix_length, resolve_options
-from .diffusion import SAMPLE_OPTIONS, DiffusionObjective, check_label, nothing_given
+from .base import Objective, WindowFiller, prefix_length
+from .diffusion import DiffusionObjective, check_label
 
 
 class BlockDiffusionObjective(DiffusionObjective):
@@ -50,6 +47,8 @@ class BlockDiffusionObjective(DiffusionObjective):
         t_min (float): smallest training time drawn without ``mask_count``.
         label_dropout (float): labelled data: the fraction of rows trained with the null label (-1).
     """
+
+    described = "a block diffusion model"
 
     def __init__(
         self,
@@ -144,35 +143,28 @@ class BlockDiffusionObjective(DiffusionObjective):
         return total / num_t
 
     def sample(self, model, shape, *, condition=None, generator=None, device=None, **options):
-        """Options as for ``DiffusionObjective.sample`` but ``return_trajectory``; ``steps`` is the number of
-        sampler steps over the whole window, spread evenly over its blocks (at least one each). Only a prefix
-        may be given: a block sees the blocks before it, not those after."""
-        settings = resolve_options(options, SAMPLE_OPTIONS, "a block diffusion model")
-        check_label(model, settings["label"], settings["guidance"])
-        if settings["order"] != "random" or settings["tokens_per_step"] or settings["threshold"]:
-            raise InputError("a block diffusion model decodes each block in random order (its samplers) only")
-        if settings.pop("return_trajectory"):
+        """Options as for ``DiffusionObjective.sample`` but ``return_trajectory`` and the adaptive orders; ``steps``
+        is the number of sampler steps over the whole window, spread evenly over its blocks (at least one each).
+        Only a prefix may be given: a block sees the blocks before it, not those after."""
+        if options.get("return_trajectory"):
             raise InputError("a block diffusion model fills one block at a time; it draws no single trajectory")
-        model = inference_copy(model, device, settings["bf16"])
-        started, calls = time.perf_counter(), {"nfe": 0, "steps": 0}
+        return Objective.sample(self, model, shape, condition=condition, generator=generator, device=device, **options)
+
+    def window_filler(self, model, settings: dict, generator, device) -> WindowFiller:
+        check_label(model, settings["label"], settings["guidance"])
+        if settings["order"] != "random" or settings["tokens_per_step"] or settings["threshold"] is not None:
+            raise InputError("a block diffusion model decodes each block in random order (its samplers) only")
         keywords = {k: settings[k] for k in ("cache", "label", "guidance", "temperature", "top_p", "greedy_tail")}
 
-        def fill(window: Tensor, known: Tensor) -> Tensor:
-            prefix_length(known, "a block diffusion model")
+        def fill(window: Tensor, known: Tensor) -> tuple[Tensor, int, int]:
+            prefix_length(known, self.described)
             per_block = max(1, round(settings["steps"] * self.block_size / window.shape[1]))
-            x, nfe, steps = sample_blocks(
+            return sample_blocks(
                 model, self.graph, self.schedule, window, known, per_block, settings["predictor"],
                 generator=generator, **keywords,
             )  # fmt: skip
-            calls["nfe"], calls["steps"] = calls["nfe"] + nfe, calls["steps"] + steps
-            return x
 
-        tokens, given = condition if condition is not None else nothing_given(shape, device)
-        context = model.config.seq_len
-        x = generate_in_blocks(fill, tokens, given, context, settings["block"] or default_block(context))
-        if not settings["return_stats"]:
-            return x
-        return x, SampleStats(calls["nfe"], calls["steps"], time.perf_counter() - started, shape[0] * shape[1])
+        return WindowFiller(fill)
 
     def score_fn(self, model, cache=True, label=None, guidance=0.0):
         raise InputError(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 
 import torch
 from torch import Tensor, nn
@@ -16,13 +15,36 @@ from ..graphs.base import expm1_stable
 from ..likelihood import elbo
 from ..losses import sample_times, weighted_score_entropy
 from ..model import ModelConfig, SEDDTransformer
-from ..sampling import SampleStats, TimeIndependentScore, sample
-from ..sampling.blocks import default_block, generate_in_blocks
+from ..sampling import TimeIndependentScore, sample
 from ..sampling.guidance import guide_log_probs, guide_log_scores
 from ..sampling.orders import check_order, decode_in_order
 from ..schedules import LogLinearSchedule, NoiseSchedule
 from ..types import ScoreFn
-from .base import Objective, inference_copy, resolve_options
+from .base import Objective, WindowFiller, inference_copy, resolve_options
+
+SAMPLE_OPTIONS = {
+    "steps": 128,
+    "predictor": "analytic",
+    "cache": True,
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "greedy_tail": False,
+    "bf16": True,
+    "block": None,
+    "return_trajectory": False,
+    "return_stats": False,
+    "label": None,
+    "guidance": 0.0,
+    "order": "random",
+    "tokens_per_step": None,
+    "threshold": None,
+    "greedy": True,
+}
+
+
+def _adaptive(settings: dict) -> bool:
+    """Whether the options ask for an adaptive order (or several positions per call) instead of a sampler."""
+    return settings["order"] != "random" or bool(settings["tokens_per_step"]) or settings["threshold"] is not None
 
 
 class DiffusionObjective(Objective):
@@ -53,6 +75,8 @@ class DiffusionObjective(Objective):
 
     name = "diffusion"
     exact = False
+    described = "a diffusion model"
+    sample_options = SAMPLE_OPTIONS
 
     def __init__(
         self,
@@ -208,8 +232,9 @@ class DiffusionObjective(Objective):
         (True: skip network calls for unchanged sequences of a time-independent network), ``temperature`` and
         ``top_p`` (1), ``greedy_tail`` (False), ``bf16`` (True: a bf16 copy of the network where the hardware does
         bf16 natively; the draws stay float64), ``block`` (new tokens per window past the context; half of it),
-        ``return_trajectory`` and ``return_stats`` (False); a conditional model's ``label`` (an int; None: the
-        unconditional model) and ``guidance`` (0: the conditional model; see ``scorediff.sampling.guidance``).
+        ``return_trajectory`` (False: one window, returns a ``SampleTrajectory``) and ``return_stats`` (False); a
+        conditional model's ``label`` (an int; None: the unconditional model) and ``guidance`` (0: the
+        conditional model; see ``scorediff.sampling.guidance``).
 
         Decoding in the model's own order (absorbing graph; see ``scorediff.sampling.orders``, not a sampler of
         the model's law): ``order`` (``"random"``: the samplers above; ``"confidence"``, ``"margin"``,
@@ -217,61 +242,46 @@ class DiffusionObjective(Objective):
         ``threshold`` (confidence order: also commit every position at least this sure) and ``greedy`` (True:
         commit the most probable token; False: draw it at ``temperature``).
         """
-        settings = resolve_options(options, SAMPLE_OPTIONS, "a diffusion model")
+        if not options.get("return_trajectory"):
+            return super().sample(model, shape, condition=condition, generator=generator, device=device, **options)
+        settings = resolve_options(options, self.sample_options, self.described)
+        if _adaptive(settings):
+            raise InputError("a trajectory is drawn by the random order's samplers; --order draws none")
+        context = model.config.seq_len
+        if shape[1] > context:
+            raise InputError(f"a trajectory is drawn for one window of at most {context} tokens; got {shape[1]}")
         model = inference_copy(model, device, settings["bf16"])
         score_fn = self.score_fn(model, settings["cache"], settings["label"], settings["guidance"])
-        if settings["order"] != "random" or settings["tokens_per_step"] or settings["threshold"]:
-            return self._decode_in_order(score_fn, shape, condition, generator, device, settings, model.config.seq_len)
+        keywords = {k: settings[k] for k in ("temperature", "top_p", "greedy_tail", "return_stats")}
+        return sample(
+            score_fn, self.graph, self.schedule, shape, settings["steps"], settings["predictor"], condition=condition,
+            generator=generator, device=device, return_trajectory=True, **keywords,
+        )  # fmt: skip
+
+    def window_filler(self, model, settings: dict, generator, device) -> WindowFiller:
+        """Each window drawn by the sampler (``sample``), or decoded in an adaptive order (``decode_in_order``)."""
+        score_fn = self.score_fn(model, settings["cache"], settings["label"], settings["guidance"])
+        if _adaptive(settings):
+            return self._order_filler(score_fn, settings, generator)
         keywords = {k: settings[k] for k in ("temperature", "top_p", "greedy_tail")}
-        steps, predictor = settings["steps"], settings["predictor"]
-        context = model.config.seq_len
-        started = time.perf_counter()
-        if shape[1] <= context:
-            return sample(
-                score_fn,
-                self.graph,
-                self.schedule,
-                shape,
-                steps,
-                predictor,
-                condition=condition,
-                generator=generator,
-                return_trajectory=settings["return_trajectory"],
-                device=device,
-                return_stats=settings["return_stats"],
-                **keywords,
-            )
-        if settings["return_trajectory"]:
-            raise InputError(f"a trajectory is drawn for one window of at most {context} tokens; got {shape[1]}")
-        calls = {"steps": 0, "nfe": 0}
 
-        def fill(tokens: Tensor, given: Tensor) -> Tensor:
+        def fill(tokens: Tensor, given: Tensor) -> tuple[Tensor, int, int]:
+            before = getattr(score_fn, "nfe", 0)  # a cached score counts its calls across windows
             x, stats = sample(
-                score_fn, self.graph, self.schedule, tokens.shape, steps, predictor, condition=(tokens, given),
-                generator=generator, device=device, return_stats=True, **keywords,
+                score_fn, self.graph, self.schedule, tokens.shape, settings["steps"], settings["predictor"],
+                condition=(tokens, given), generator=generator, device=device, return_stats=True, **keywords,
             )  # fmt: skip
-            calls["steps"] += stats.steps
-            calls["nfe"] += stats.nfe
-            return x
+            return x, stats.nfe - before, stats.steps
 
-        tokens, given = condition if condition is not None else nothing_given(shape, device)
-        x = generate_in_blocks(fill, tokens, given, context, settings["block"] or default_block(context))
-        if not settings["return_stats"]:
-            return x
-        nfe = score_fn.nfe if hasattr(score_fn, "nfe") else calls["nfe"]  # a cache counts across windows
-        return x, SampleStats(nfe, calls["steps"], time.perf_counter() - started, shape[0] * shape[1])
+        return WindowFiller(fill)
 
-    def _decode_in_order(self, score_fn, shape, condition, generator, device, settings: dict, context: int):
-        """``sample`` with ``order``: each window decoded by ``decode_in_order``."""
+    def _order_filler(self, score_fn: ScoreFn, settings: dict, generator) -> WindowFiller:
         if self.graph.mask_id is None:
             raise InputError("decoding in an order needs the absorbing graph (masks to fill); this model is uniform")
-        if settings["return_trajectory"]:
-            raise InputError("a trajectory is drawn by the random order's samplers; --order draws none")
         check_order(settings["order"], settings["tokens_per_step"], settings["threshold"])
         log_probs_fn = self.denoiser(score_fn)
-        started, calls = time.perf_counter(), {"nfe": 0}
 
-        def fill(tokens: Tensor, given: Tensor) -> Tensor:
+        def fill(tokens: Tensor, given: Tensor) -> tuple[Tensor, int, int]:
             x = torch.where(given, tokens, self.graph.mask_id)
             per_step = settings["tokens_per_step"] or -(-int((~given).sum(-1).max()) // settings["steps"])
             x, nfe = decode_in_order(
@@ -279,14 +289,9 @@ class DiffusionObjective(Objective):
                 tokens_per_step=max(1, per_step), threshold=settings["threshold"], greedy=settings["greedy"],
                 temperature=settings["temperature"], given=given, generator=generator,
             )  # fmt: skip
-            calls["nfe"] += nfe
-            return x
+            return x, nfe, nfe
 
-        tokens, given = condition if condition is not None else nothing_given(shape, device)
-        x = generate_in_blocks(fill, tokens, given, context, settings["block"] or default_block(context))
-        if not settings["return_stats"]:
-            return x
-        return x, SampleStats(calls["nfe"], calls["nfe"], time.perf_counter() - started, shape[0] * shape[1])
+        return WindowFiller(fill)
 
     def denoiser(self, score_fn: ScoreFn):
         """``x -> log p_theta(x_0 | x)`` over the data tokens (B, L, N): a time-independent network's own (cached),
@@ -320,26 +325,6 @@ class DiffusionObjective(Objective):
         return _labelled(model, int(label), guidance, guide_log_scores)
 
 
-SAMPLE_OPTIONS = {
-    "steps": 128,
-    "predictor": "analytic",
-    "cache": True,
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "greedy_tail": False,
-    "bf16": True,
-    "block": None,
-    "return_trajectory": False,
-    "return_stats": False,
-    "label": None,
-    "guidance": 0.0,
-    "order": "random",
-    "tokens_per_step": None,
-    "threshold": None,
-    "greedy": True,
-}
-
-
 def check_label(model: nn.Module, label: int | None, guidance: float) -> None:
     """A class the model knows (or None), and guidance only with a class."""
     num_labels = getattr(getattr(model, "config", None), "num_labels", 0)
@@ -366,7 +351,3 @@ def _labelled(network, label: int, guidance: float, combine):
         return combine(both[:rows], both[rows:], guidance)
 
     return call
-
-
-def nothing_given(shape: tuple[int, int], device) -> tuple[Tensor, Tensor]:
-    return torch.zeros(shape, dtype=torch.int64, device=device), torch.zeros(shape, dtype=torch.bool, device=device)
