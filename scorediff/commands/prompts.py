@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from ..data.examples import _records, _text_fields, _token_fields, encode_example, example_format
-from ..data.sources import DataError
+from ..data.examples import _text_fields, _token_fields, encode_example, example_format
+from ..data.sources import DataError, jsonl_records
 from . import UsageError
 
 
@@ -21,13 +21,13 @@ def read_prompts(path: str, tokenizer, length: int) -> tuple[list[dict], torch.T
     """The records of ``path`` and, for each, ``length`` tokens and the given mask, (N, length) each."""
     form = example_format(path) if Path(path).is_file() else None
     if form is None:
-        first = next(_records(Path(path)), (0, {}))[1] if Path(path).is_file() else {}
+        first = next(jsonl_records(Path(path)), (0, {}))[1] if Path(path).is_file() else {}
         if not (Path(path).is_file() and "prompt" in first):
             raise UsageError(f"--prompts {path}: expected a JSONL file of 'prompt' records (or 'tokens' and 'given')")
         form = "text"
     records, rows, givens = [], [], []
     try:
-        for number, record in _records(Path(path)):
+        for number, record in jsonl_records(Path(path)):
             if form == "text":
                 prompt = record.get("prompt")
                 if not isinstance(prompt, str):

@@ -10,7 +10,6 @@ splits are drawn by example.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,26 +17,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .sources import EMBEDDED, DataError, _lines, _suffixes
+from .sources import EMBEDDED, DataError, _suffixes, jsonl_records
 from .tokenizers import Tokenizer
 from .windows import spread_indices
 
 TEXT_FIELDS = ("prompt", "answer")
 TOKEN_FIELDS = ("tokens", "given")
-
-
-def _records(path: Path) -> Iterator[tuple[int, dict]]:
-    """``(line number, record)`` for every non-empty line."""
-    for number, line in enumerate(_lines(path), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise DataError(f"{path}:{number} is not valid JSON") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path}:{number} is not a JSON object")
-        yield number, record
 
 
 def example_format(spec: str) -> str | None:
@@ -46,7 +31,7 @@ def example_format(spec: str) -> str | None:
     path = Path(spec).expanduser()
     if spec in EMBEDDED or not path.is_file() or _suffixes(path)[0] != ".jsonl":
         return None
-    first = next(_records(path), (0, {}))[1]
+    first = next(jsonl_records(path), (0, {}))[1]
     if all(field in first for field in TEXT_FIELDS):
         return "text"
     if all(field in first for field in TOKEN_FIELDS):
@@ -56,7 +41,7 @@ def example_format(spec: str) -> str | None:
 
 def example_texts(spec: str) -> Iterator[str]:
     """Every prompt and answer of a text example file (to build a tokenizer from)."""
-    for number, record in _records(Path(spec).expanduser()):
+    for number, record in jsonl_records(Path(spec).expanduser()):
         yield from _text_fields(spec, number, record)
 
 
@@ -101,7 +86,7 @@ def read_examples(spec: str, tokenizer: Tokenizer, seq_len: int) -> tuple[Tensor
     """Every example of ``spec`` as ``(tokens, given)``: int64 and bool, shape (N, seq_len)."""
     kind = example_format(spec)
     rows, givens = [], []
-    for number, record in _records(Path(spec).expanduser()):
+    for number, record in jsonl_records(Path(spec).expanduser()):
         if kind == "text":
             try:
                 tokens, prompt_length = encode_example(tokenizer, *_text_fields(spec, number, record), seq_len)

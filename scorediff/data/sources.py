@@ -81,7 +81,9 @@ def _blocks(path: Path) -> Iterator[str]:
         yield carry
 
 
-def _jsonl(path: Path, text_field: str) -> Iterator[str | None]:
+def jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """``(line number, record)`` for every non-empty line of a JSONL file; a line that is not a JSON object is
+    a ``DataError`` naming it."""
     for number, line in enumerate(_lines(path), start=1):
         if not line.strip():
             continue
@@ -89,7 +91,14 @@ def _jsonl(path: Path, text_field: str) -> Iterator[str | None]:
             record = json.loads(line)
         except json.JSONDecodeError:
             raise DataError(f"{path}:{number} is not valid JSON") from None
-        if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{number} is not a JSON object")
+        yield number, record
+
+
+def _jsonl(path: Path, text_field: str) -> Iterator[str | None]:
+    for number, record in jsonl_records(path):
+        if not isinstance(record.get(text_field), str):
             raise DataError(f"{path}:{number} has no string field {text_field!r} (set data.text_field)")
         yield record[text_field]
         yield None
