@@ -13,36 +13,31 @@ from pathlib import Path
 import torch
 
 from ..data.examples import _text_fields, _token_fields, encode_example, example_format
-from ..data.sources import DataError, jsonl_records
+from ..data.sources import jsonl_records
 from . import UsageError
 
 
 def read_prompts(path: str, tokenizer, length: int) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
     """The records of ``path`` and, for each, ``length`` tokens and the given mask, (N, length) each."""
-    form = example_format(path) if Path(path).is_file() else None
+    first = next(jsonl_records(Path(path)), (0, {}))[1]
+    form = "tokens" if example_format(path) == "tokens" else "text" if "prompt" in first else None
     if form is None:
-        first = next(jsonl_records(Path(path)), (0, {}))[1] if Path(path).is_file() else {}
-        if not (Path(path).is_file() and "prompt" in first):
-            raise UsageError(f"--prompts {path}: expected a JSONL file of 'prompt' records (or 'tokens' and 'given')")
-        form = "text"
+        raise UsageError(f"--prompts {path}: expected a JSONL file of 'prompt' records (or 'tokens' and 'given')")
     records, rows, givens = [], [], []
-    try:
-        for number, record in jsonl_records(Path(path)):
-            if form == "text":
-                prompt = record.get("prompt")
-                if not isinstance(prompt, str):
-                    _text_fields(path, number, {})  # raises the one-line error
-                tokens, prompt_length = _prompt_tokens(tokenizer, prompt, length, f"{path}:{number}")
-                given = [True] * prompt_length + [False] * (length - prompt_length)
-            else:
-                tokens, given = _token_fields(path, number, record, tokenizer.vocab_size)
-                if len(tokens) != length:
-                    raise UsageError(f"{path}:{number} has {len(tokens)} tokens; the model's length is {length}")
-            records.append(record)
-            rows.append(tokens)
-            givens.append(given)
-    except DataError as error:
-        raise UsageError(str(error)) from None
+    for number, record in jsonl_records(Path(path)):  # a DataError is a one-line error as it is
+        if form == "text":
+            prompt = record.get("prompt")
+            if not isinstance(prompt, str):
+                _text_fields(path, number, {})  # raises the one-line error
+            tokens, prompt_length = _prompt_tokens(tokenizer, prompt, length, f"{path}:{number}")
+            given = [True] * prompt_length + [False] * (length - prompt_length)
+        else:
+            tokens, given = _token_fields(path, number, record, tokenizer.vocab_size)
+            if len(tokens) != length:
+                raise UsageError(f"{path}:{number} has {len(tokens)} tokens; the model's length is {length}")
+        records.append(record)
+        rows.append(tokens)
+        givens.append(given)
     if not records:
         raise UsageError(f"--prompts {path} holds no prompts")
     return records, torch.tensor(rows), torch.tensor(givens)

@@ -27,7 +27,7 @@ from ..model import BlockDiffusionTransformer, ModelConfig
 from ..sampling.block_diffusion import sample_blocks
 from ..schedules import NoiseSchedule
 from .base import Objective, WindowFiller, prefix_length
-from .diffusion import DiffusionObjective, check_label
+from .diffusion import DiffusionObjective, adaptive, check_label
 
 
 class BlockDiffusionObjective(DiffusionObjective):
@@ -152,7 +152,7 @@ class BlockDiffusionObjective(DiffusionObjective):
 
     def window_filler(self, model, settings: dict, generator, device) -> WindowFiller:
         check_label(model, settings["label"], settings["guidance"])
-        if settings["order"] != "random" or settings["tokens_per_step"] or settings["threshold"] is not None:
+        if adaptive(settings):
             raise InputError("a block diffusion model decodes each block in random order (its samplers) only")
         keywords = {k: settings[k] for k in ("cache", "label", "guidance", "temperature", "top_p", "greedy_tail")}
 

@@ -42,7 +42,7 @@ SAMPLE_OPTIONS = {
 }
 
 
-def _adaptive(settings: dict) -> bool:
+def adaptive(settings: dict) -> bool:
     """Whether the options ask for an adaptive order (or several positions per call) instead of a sampler."""
     return settings["order"] != "random" or bool(settings["tokens_per_step"]) or settings["threshold"] is not None
 
@@ -245,7 +245,7 @@ class DiffusionObjective(Objective):
         if not options.get("return_trajectory"):
             return super().sample(model, shape, condition=condition, generator=generator, device=device, **options)
         settings = resolve_options(options, self.sample_options, self.described)
-        if _adaptive(settings):
+        if adaptive(settings):
             raise InputError("a trajectory is drawn by the random order's samplers; --order draws none")
         context = model.config.seq_len
         if shape[1] > context:
@@ -261,7 +261,7 @@ class DiffusionObjective(Objective):
     def window_filler(self, model, settings: dict, generator, device) -> WindowFiller:
         """Each window drawn by the sampler (``sample``), or decoded in an adaptive order (``decode_in_order``)."""
         score_fn = self.score_fn(model, settings["cache"], settings["label"], settings["guidance"])
-        if _adaptive(settings):
+        if adaptive(settings):
             return self._order_filler(score_fn, settings, generator)
         keywords = {k: settings[k] for k in ("temperature", "top_p", "greedy_tail")}
 
