@@ -6,7 +6,7 @@ answer is learnt), for the same steps and batch, with several seeds. Each is the
 puzzles with every decoder: for diffusion the random order (its exact samplers at several step counts, and the
 first-hitting sampler) and the orders it chooses itself (confidence, margin; one or more cells per network call,
 or a confidence threshold); for AR greedy left-to-right decoding. A checker accepts any valid answer. Reports
-the solve rate, the cell accuracy (answer positions equal to the reference) and the decoding time per puzzle;
+the solve rate, the cell accuracy (unknown positions equal to the reference) and the decoding time per puzzle;
 the solve rate during training from the saved checkpoints. Writes JSON and a PNG.
 
     python benchmarks/puzzles.py --task sudoku6                # 3 seeds x 2 models x 1,200 steps of 128: ~1 h here
@@ -44,6 +44,8 @@ DIFFUSION_DECODERS = {
     "confidence-t0.9": {"order": "confidence", "tokens_per_step": 1, "threshold": 0.9},
     "confidence-t0.7": {"order": "confidence", "tokens_per_step": 1, "threshold": 0.7},
 }
+#: board size -> (clues in training and test, clues of the fewer-givens split), inclusive ranges
+GIVENS = {4: ((6, 8), (4, 5)), 6: ((12, 18), (8, 11)), 9: ((30, 36), (24, 29))}
 AR_DECODERS = {"ar-greedy": {"top_p": 1e-9}}  # the nucleus of the likeliest token alone
 
 
@@ -70,10 +72,10 @@ class Task:
     def record(self, item) -> dict:
         return sudoku.encode(item) if self.name.startswith("sudoku") else path_star.encode(item)
 
-    def solved(self, item, answer: list[int]) -> bool:
-        if self.name.startswith("sudoku"):
-            return sudoku.is_solution(item, sudoku.decode_answer(self.size, answer))
-        return path_star.is_path(item, answer)
+    def solved(self, item, row: list[int], given: list[bool]) -> bool:
+        if self.name.startswith("sudoku"):  # the answer grid is the second half, clues and tags given in place
+            return sudoku.is_solution(item, sudoku.decode_answer(self.size, row[len(row) // 2 :]))
+        return path_star.is_path(item, [t for t, g in zip(row, given, strict=True) if not g])
 
     def write_train(self, path: Path) -> None:
         path.write_text("".join(json.dumps(self.record(item)) + "\n" for item in self.train))
@@ -111,9 +113,8 @@ def solve(loaded, task: Task, items, options: dict, batch: int = 250) -> dict:
         )
         calls += stats.nfe
         for item, row, reference, mask in zip(items[first : first + batch], out, rows, known, strict=True):
-            answer = row[~mask]
-            solved += task.solved(item, answer.tolist())
-            correct += int((answer == reference[~mask]).sum())
+            solved += task.solved(item, row.tolist(), mask.tolist())
+            correct += int((row[~mask] == reference[~mask]).sum())
             cells += int((~mask).sum())
     seconds = time.perf_counter() - start
     return {"solve_rate": solved / len(items), "cell_accuracy": correct / cells,
@@ -212,8 +213,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--train-examples", type=int, default=20000)
     parser.add_argument("--test", type=int, default=1000, help="held-out puzzles per split")
-    parser.add_argument("--givens", type=int, nargs=2, default=[12, 18], help="Sudoku: clues in training and test")
-    parser.add_argument("--hard-givens", type=int, nargs=2, default=[8, 11], help="Sudoku: the fewer-givens split")
+    parser.add_argument("--givens", type=int, nargs=2, help="Sudoku: clues in training and test (default by size)")
+    parser.add_argument("--hard-givens", type=int, nargs=2, help="Sudoku: the fewer-givens split (default by size)")
     parser.add_argument("--curve-every", type=int, default=200, help="steps between checkpoints on the curve")
     parser.add_argument("--curve-puzzles", type=int, default=100)
     parser.add_argument("--random-puzzles", type=int, default=200, help="held-out puzzles for random-order decoders")
@@ -222,6 +223,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke check: 150 steps of 32, small splits")
     parser.add_argument("--out", type=Path, help="folder for runs, JSON and PNG (default runs/puzzles-<time>)")
     args = parser.parse_args()
+    size = int(args.task.removeprefix("sudoku")) if args.task.startswith("sudoku") else None
+    args.givens = args.givens or GIVENS.get(size, (0, 0))[0]
+    args.hard_givens = args.hard_givens or GIVENS.get(size, (0, 0))[1]
     if args.quick:
         args.steps, args.batch, args.train_examples, args.test, args.curve_every = 150, 32, 1000, 100, 50
         args.curve_puzzles, args.random_puzzles, args.seeds, args.warmup = 50, 50, args.seeds[:1], 20

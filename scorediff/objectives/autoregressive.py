@@ -11,7 +11,7 @@ from ..checkpoint import Header
 from ..errors import InputError
 from ..model import CausalTransformer, ModelConfig
 from ..sampling.autoregressive import sample_autoregressive
-from .base import Objective, WindowFiller, prefix_length
+from .base import Objective, WindowFiller
 
 SAMPLE_OPTIONS = {
     "temperature": 1.0,
@@ -86,16 +86,16 @@ class AutoregressiveObjective(Objective):
 
     def window_filler(self, model, settings: dict, generator, device) -> WindowFiller:
         """Options: ``temperature`` (1.0), ``top_p`` (1.0), ``cache`` (True: keys and values kept between
-        positions), and the base's ``bf16``, ``block``, ``return_stats``. A window may only give a prefix: its
-        ``given`` mask must be True on the first positions and False after them (left-to-right models cannot
-        condition on what comes later)."""
+        positions), and the base's ``bf16``, ``block``, ``return_stats``. Given tokens after the leading prefix are
+        written in as their positions come: the model conditions on them from there on, never before."""
         keywords = {"temperature": settings["temperature"], "top_p": settings["top_p"], "use_cache": settings["cache"]}
 
         def fill(window: Tensor, known: Tensor) -> tuple[Tensor, int, int]:
-            prefix = prefix_length(known, self.described)
+            prefix = int(known.long().cumprod(1).sum(1).min())  # given at the start of every row
             prompt = window[:, :prefix] if prefix else None
+            fixed = (window, known) if known[:, prefix:].any() else None
             x = sample_autoregressive(
-                model, window.shape, prompt=prompt, generator=generator, device=device, **keywords
+                model, window.shape, prompt=prompt, fixed=fixed, generator=generator, device=device, **keywords
             )
             return x, window.shape[1] - prefix, window.shape[1] - prefix
 

@@ -24,6 +24,7 @@ def sample_autoregressive(
     temperature: float = 1.0,
     top_p: float = 1.0,
     use_cache: bool = True,
+    fixed: tuple[Tensor, Tensor] | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
@@ -40,6 +41,10 @@ def sample_autoregressive(
         temperature (float): > 0, divides the log-probabilities.
         top_p (float): in (0, 1], nucleus sampling.
         use_cache (bool): keep keys and values between positions.
+        fixed (tuple[Tensor, Tensor] | None): ``(tokens, mask)``, int64 and bool (batch_size, length): where
+            ``mask`` is True the token of ``tokens`` is written instead of a draw. The model conditions on a fixed
+            token from its position on, not before (a left-to-right model cannot look ahead); the prompt is the
+            fast path for fixed tokens at the start.
         generator (torch.Generator | None): source of all randomness.
         device: where to generate (default: the prompt's device, else the CPU).
 
@@ -52,6 +57,8 @@ def sample_autoregressive(
     check_temperature_top_p(temperature, top_p)
     if prompt is not None and (prompt.dim() != 2 or prompt.shape[0] != batch_size or prompt.shape[1] > length):
         raise InputError(f"prompt must be int64 (batch_size, P <= {length}); got shape {tuple(prompt.shape)}")
+    if fixed is not None and any(part.shape != (batch_size, length) for part in fixed):
+        raise InputError(f"fixed tokens and mask must be ({batch_size}, {length}); got {tuple(fixed[0].shape)}")
     device = device if device is not None else (prompt.device if prompt is not None else "cpu")
     bos = torch.full((batch_size, 1), model.bos_id, dtype=torch.int64, device=device)
     tokens = torch.cat([bos, prompt.to(device)], dim=1) if prompt is not None else bos  # (B, 1 + P)
@@ -60,6 +67,9 @@ def sample_autoregressive(
     while tokens.shape[1] <= length:
         log_probs = model(fresh if use_cache else tokens, cache)[:, -1]  # (B, V)
         draw = sample_from(temper(log_probs, temperature, top_p), generator)[:, None]  # (B, 1)
+        if fixed is not None:
+            at = tokens.shape[1] - 1  # the position being drawn, without the start token
+            draw = torch.where(fixed[1][:, at : at + 1].to(device), fixed[0][:, at : at + 1].to(device), draw)
         tokens = torch.cat([tokens, draw], dim=1)
         fresh = draw
     return tokens[:, 1:]

@@ -6,8 +6,9 @@ one base grid); a puzzle keeps the grid's clues while removing the others would 
 and test puzzles apart. The checker accepts any valid completion that keeps the clues.
 
 As tokens (``encode``): ``0`` is a blank, ``1..n`` the digits, ``n + r`` (r = 1..n) the tag that ends row ``r``; a
-prompt is the puzzle row by row with its tags and the answer the solved grid in the same layout, so a network
-with only relative positions can still tell the rows apart.
+prompt is the puzzle row by row with its tags, and the answer the solved grid in the same layout, in which the
+tags and the clues are given in place: the unknowns are the blanks alone. A network with only relative positions
+can still tell the rows apart, and a left-to-right model sees every clue in the prompt before it answers.
 """
 
 from __future__ import annotations
@@ -144,14 +145,15 @@ def split_by_grid(puzzles: list[Puzzle], test: int) -> tuple[list[Puzzle], list[
 
 
 def encode(puzzle: Puzzle) -> dict:
-    """A ``tokens`` / ``given`` record: the puzzle then its solution, each row ended by its tag."""
+    """A ``tokens`` / ``given`` record: the puzzle then its solution, each row ended by its tag; given are the
+    puzzle, and in the solution its tags and clues."""
     size = puzzle.size
 
     def rows(values: tuple[int, ...]) -> list[int]:
         return [t for r in range(size) for t in (*values[r * size : (r + 1) * size], size + 1 + r)]
 
     prompt, answer = rows(puzzle.clues), rows(puzzle.solution)
-    return {"tokens": prompt + answer, "given": [True] * len(prompt) + [False] * len(answer)}
+    return {"tokens": prompt + answer, "given": [True] * len(prompt) + [bool(t) for t in prompt]}
 
 
 def decode_answer(size: int, tokens: list[int]) -> list[int]:

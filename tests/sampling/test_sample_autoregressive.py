@@ -62,3 +62,24 @@ def test_samples_follow_the_model_distribution():
     frequencies = torch.bincount(tokens[:, 0], minlength=6).double() / 20000
     # binomial standard error of each frequency is at most 0.0035 at n = 20000; 5 of them
     assert (frequencies - first).abs().max() < 0.015
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_fixed_tokens_are_written_in_and_conditioned_on_from_their_position(use_cache):
+    """Greedy decoding with tokens fixed past the prompt equals the path built by hand: at each free position the
+    argmax of a fresh forward over everything before it, fixed tokens included; fixed positions keep their token."""
+    model = tiny_model()
+    tokens = torch.tensor([[1, 2, 0, 0, 3, 0, 0, 4, 0], [0, 0, 0, 2, 2, 0, 1, 0, 0]])
+    mask = torch.tensor([[1, 1, 0, 0, 1, 0, 0, 1, 0], [0, 0, 0, 1, 1, 0, 1, 0, 0]], dtype=torch.bool)
+    drawn = sample_autoregressive(
+        model, (2, 9), prompt=tokens[:, :0], fixed=(tokens, mask), top_p=1e-9, use_cache=use_cache
+    )
+    expected = torch.full((2, 1), model.bos_id)
+    with torch.no_grad():
+        for at in range(9):
+            best = model(expected)[:, -1].argmax(-1)
+            expected = torch.cat([expected, torch.where(mask[:, at], tokens[:, at], best)[:, None]], dim=1)
+    assert torch.equal(drawn, expected[:, 1:])
+    assert torch.equal(drawn[mask], tokens[mask])
+    with pytest.raises(ValueError, match="fixed tokens and mask must be"):
+        sample_autoregressive(model, (2, 8), fixed=(tokens, mask))

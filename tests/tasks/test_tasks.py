@@ -26,6 +26,8 @@ def test_puzzles_have_one_solution_and_the_drawn_givens(size, givens):
         assert len(record["tokens"]) == 2 * size * (size + 1) and max(record["tokens"]) < sudoku.num_tokens(size)
         answer = record["tokens"][size * (size + 1) :]
         assert sudoku.decode_answer(size, answer) == list(puzzle.solution)
+        unknown = [not g for g in record["given"]]  # the blanks of the puzzle, in the answer half
+        assert sum(unknown) == size * size - puzzle.givens and not any(unknown[: size * (size + 1)])
     assert sum(p.givens <= givens[1] for p in puzzles) >= 0.9 * len(puzzles)
 
 
