@@ -23,6 +23,7 @@ from .checkpoint import (
 from .config import ConfigError, RunConfig, config_from_dict
 from .data.tokenizers import Tokenizer, load_tokenizer
 from .graphs import Graph
+from .hub import locate
 from .model import SEDDTransformer, is_original_config, read_original_checkpoint
 from .objectives import BlockDiffusionObjective, DiffusionObjective, Objective
 from .schedules import NoiseSchedule
@@ -46,6 +47,8 @@ class Loaded:
         path: the checkpoint directory.
         info: what the trainer recorded (step, validation bound, tokens seen), empty when unknown.
         weights: which weights ``model`` holds: ``"ema"``, ``"raw"``, or ``"as stored"`` (the original layout).
+        source: what was asked for: the local path, or the Hub id (``org/name[@revision]``).
+        layout: the checkpoint's format: ``"scorediff"``, or the published model it was converted from.
     """
 
     kind: str
@@ -60,17 +63,25 @@ class Loaded:
     path: Path
     info: dict
     weights: str = "as stored"
+    source: str = ""
+    layout: str = "scorediff"
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> Loaded:
-    """Load a checkpoint directory, a run directory (its latest checkpoint) or an original SEDD model folder.
+    """Load a checkpoint directory, a run directory (its latest checkpoint), an original SEDD model folder, or
+    any of these on the Hub by id (``org/name`` or ``org/name@revision``; a local path of that name wins).
 
     Args:
-        path: the directory.
+        path: the directory or Hub id.
         device: where to put the model.
         ema: use the EMA weights when present.
     """
-    checkpoint = resolve_checkpoint(path)
+    loaded = _load_folder(resolve_checkpoint(locate(path)), device, ema)
+    loaded.source = str(path)
+    return loaded
+
+
+def _load_folder(checkpoint: Path, device, ema: bool) -> Loaded:
     raw = read_json(checkpoint / "config.json")
     if isinstance(raw, dict) and is_original_config(raw):
         return _load_original(checkpoint, device)
@@ -134,7 +145,9 @@ def _load_original(checkpoint: Path, device) -> Loaded:
     model.to(device).eval()
     objective = DiffusionObjective(graph, schedule)
     tokenizer = _gpt2_if_available(graph)
-    return Loaded("diffusion", model, objective, tokenizer, graph, schedule, model, None, None, checkpoint, {})
+    return Loaded(
+        "diffusion", model, objective, tokenizer, graph, schedule, model, None, None, checkpoint, {}, layout="SEDD"
+    )
 
 
 def _gpt2_if_available(graph: Graph) -> Tokenizer | None:

@@ -39,7 +39,7 @@ def add_parser(commands) -> None:
         description="Generate windows from a DNA checkpoint and compare them with held-out real windows. For a "
         "conditional model, every label is generated (or only --label) at each --guidance weight.",
     )
-    parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory, or Hub id org/name[@rev]")
     parser.add_argument(
         "--data",
         action="append",

@@ -24,7 +24,7 @@ def add_parsers(commands) -> None:
         "eval",
         help="score held-out text: perplexity and bits per token (a bound for diffusion, exact for autoregressive)",
     )
-    parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory, or Hub id org/name[@rev]")
     parser.add_argument("--data", help="text to score (default: the run's own validation split)")
     parser.add_argument("--num-t", type=int, default=32, help="diffusion: Monte Carlo times per window")
     parser.add_argument("--max-windows", type=int, default=256, help="windows to score, spread over the split (0: all)")
@@ -36,7 +36,7 @@ def add_parsers(commands) -> None:
     parser.set_defaults(run=run_eval)
 
     parser = commands.add_parser("info", help="what a checkpoint holds")
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory, or Hub id org/name[@rev]")
     parser.add_argument("--json", action="store_true", help="print everything as JSON")
     parser.set_defaults(run=run_info)
 
@@ -157,6 +157,8 @@ def run_info(args: argparse.Namespace) -> int:
     loaded = load(args.checkpoint)
     info = {
         "checkpoint": str(loaded.path),
+        "source": loaded.source,
+        "layout": loaded.layout,
         "kind": loaded.kind,
         "block_size": getattr(loaded.model.config, "block_size", 0) or None,
         "step": loaded.step,
@@ -176,6 +178,8 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     for key in (
         "checkpoint",
+        "source",
+        "layout",
         "kind",
         "block_size",
         "step",

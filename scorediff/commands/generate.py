@@ -22,7 +22,7 @@ from .trajectory import write_trajectory
 
 
 def _common(parser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory, or Hub id org/name[@rev]")
     parser.add_argument("--num-samples", type=int, default=1)
     parser.add_argument("--steps", type=int, help="diffusion: sampling steps (default: the run's sampling.steps)")
     parser.add_argument(
