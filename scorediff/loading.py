@@ -66,6 +66,18 @@ class Loaded:
     source: str = ""
     layout: str = "scorediff"
 
+    def save_pretrained(self, directory: str | Path, **card) -> Path:
+        """A folder for the Hub that ``load`` reads back (see ``scorediff.publish``)."""
+        from .publish import save_pretrained
+
+        return save_pretrained(self, directory, **card)
+
+    def push_to_hub(self, repo: str, **options) -> str:
+        """Upload the ``save_pretrained`` folder to the Hub repository ``repo`` (see ``scorediff.publish``)."""
+        from .publish import push_to_hub
+
+        return push_to_hub(self, repo, **options)
+
 
 def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> Loaded:
     """Load a checkpoint directory, a run directory (its latest checkpoint), an original SEDD model folder, or
