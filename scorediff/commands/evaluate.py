@@ -11,6 +11,7 @@ import torch
 from ..data.examples import example_format, read_examples
 from ..data.sources import DataError, iter_text
 from ..data.windows import spread_indices
+from ..data.zero_shot import CONVENTIONS, ZERO_SHOT, zero_shot_rows, zero_shot_windows
 from ..loading import load
 from ..model import training_flops_per_token
 from ..training.distributed import DistInfo
@@ -26,8 +27,16 @@ def add_parsers(commands) -> None:
     )
     parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory, or Hub id org/name[@rev]")
     parser.add_argument("--data", help="text to score (default: the run's own validation split)")
+    parser.add_argument("--dataset", help=f"a dataset of the papers' zero-shot table: {', '.join(ZERO_SHOT)}")
+    parser.add_argument("--split", help="--dataset: the split to score (default: test)")
+    parser.add_argument("--dataset-path", help="--dataset: a save_to_disk copy to read instead of the Hub")
+    parser.add_argument(
+        "--chunking", choices=CONVENTIONS, default="sedd", help="--dataset: SEDD's windows (default) or MDLM's"
+    )
     parser.add_argument("--num-t", type=int, default=32, help="diffusion: Monte Carlo times per window")
-    parser.add_argument("--max-windows", type=int, default=256, help="windows to score, spread over the split (0: all)")
+    parser.add_argument(
+        "--max-windows", type=int, help="windows to score, spread out (0: all; default 256, all of a --dataset)"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
@@ -45,6 +54,9 @@ def _windows(args, loaded) -> dict[str, torch.Tensor]:
     """``x_0``: the windows to score, int64 (N, L); ``label``: their labels (N,), when the run's data has them."""
     seq_len = loaded.model.config.seq_len
     limit = args.max_windows or None
+    if args.dataset is not None:
+        windows = _zero_shot(args, loaded, seq_len)
+        return {"x_0": windows[spread_indices(len(windows), limit)]}
     if args.data is None:
         if loaded.config is None:
             raise UsageError("this checkpoint records no training data; pass --data")
@@ -76,6 +88,24 @@ def _windows(args, loaded) -> dict[str, torch.Tensor]:
     return {"x_0": torch.tensor(tokens[: count * seq_len]).view(count, seq_len)}
 
 
+def _zero_shot(args, loaded, seq_len: int) -> torch.Tensor:
+    """The windows of a dataset of the papers' zero-shot table, tokenised by the model's tokenizer."""
+    if loaded.tokenizer is None:
+        raise UsageError(f"{loaded.path} has no tokenizer, so --dataset text cannot be tokenised")
+    rows = zero_shot_rows(args.dataset, args.split, args.dataset_path)
+    try:
+        windows = zero_shot_windows(rows, loaded.tokenizer.encode, loaded.tokenizer.separator, seq_len, args.chunking)
+    except ValueError as error:
+        raise UsageError(f"{args.dataset}: {error}") from None
+    return windows
+
+
+def _described(args) -> str:
+    if args.dataset:
+        return f"{args.dataset} {args.split or ZERO_SHOT[args.dataset].split} ({args.chunking} windows)"
+    return args.data or "validation split"
+
+
 def _nats(args, loaded, windows: torch.Tensor, labels: torch.Tensor | None, given: torch.Tensor | None) -> torch.Tensor:
     """Nats per window, given each window's label when ``labels`` (int64 (N,)) are passed, and of the positions
     not ``given`` (bool (N, L)) given the others."""
@@ -85,6 +115,12 @@ def _nats(args, loaded, windows: torch.Tensor, labels: torch.Tensor | None, give
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    if args.dataset is not None and args.data is not None:
+        raise UsageError("give either --data or --dataset, not both")
+    if args.dataset is None and (args.split or args.dataset_path):
+        raise UsageError("--split and --dataset-path go with --dataset")
+    if args.max_windows is None:
+        args.max_windows = 0 if args.dataset else 256
     positive("--num-t", args.num_t)
     positive("--batch-size", args.batch_size)
     positive("--max-windows", args.max_windows, allow_zero=True)
@@ -110,7 +146,7 @@ def run_eval(args: argparse.Namespace) -> int:
     chars = sum(len(loaded.tokenizer.decode(row.tolist())) for row in answers) if text else None
     result = {
         "checkpoint": str(loaded.path),
-        "data": args.data or "validation split",
+        "data": _described(args),
         "kind": loaded.kind,
         "exact": objective.exact,
         "windows": len(windows),
