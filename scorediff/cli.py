@@ -11,7 +11,7 @@ import time
 import torch
 
 from . import AbsorbingGraph, ExactScore, GeometricSchedule, LogLinearSchedule, UniformGraph, elbo, sample
-from .commands import UsageError, dna, evaluate, generate, push, train_cmd
+from .commands import UsageError, dna, evaluate, generate, lm_eval_cmd, push, train_cmd
 from .devices import keep_freed_memory
 from .errors import ScorediffError
 from .version import __version__
@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parsers(commands)
     dna.add_parser(commands)
     push.add_parser(commands)
+    lm_eval_cmd.add_parser(commands)
     demo = commands.add_parser("demo", help="sample a small known distribution with its exact score")
     demo.add_argument("--num-tokens", type=int, default=4)
     demo.add_argument("--seq-len", type=int, default=4)
