@@ -21,10 +21,10 @@ from .checkpoint import (
     trainer_state,
 )
 from .config import ConfigError, RunConfig, config_from_dict
+from .converters import published_layout, read_published
 from .data.tokenizers import Tokenizer, load_tokenizer
 from .graphs import Graph
 from .hub import locate
-from .model import SEDDTransformer, is_original_config, read_original_checkpoint
 from .objectives import BlockDiffusionObjective, DiffusionObjective, Objective
 from .schedules import NoiseSchedule
 from .types import ScoreFn
@@ -95,8 +95,8 @@ def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True)
 
 def _load_folder(checkpoint: Path, device, ema: bool) -> Loaded:
     raw = read_json(checkpoint / "config.json")
-    if isinstance(raw, dict) and is_original_config(raw):
-        return _load_original(checkpoint, device)
+    if isinstance(raw, dict) and published_layout(raw) is not None:
+        return _load_published(checkpoint, raw, device)
     header, values = split_config(raw, checkpoint / "config.json")
     try:
         config = config_from_dict(values)
@@ -147,19 +147,19 @@ def _objective(header: Header, config: RunConfig, checkpoint: Path) -> Objective
     return objective
 
 
-def _load_original(checkpoint: Path, device) -> Loaded:
-    try:
-        model_config, graph, schedule, state = read_original_checkpoint(checkpoint)
-    except (ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{checkpoint} is not a usable original SEDD checkpoint ({error})") from None
-    model = SEDDTransformer(model_config, graph.mask_id)
-    _load_weights(model, state, checkpoint / MODEL_FILE)
-    model.to(device).eval()
-    objective = DiffusionObjective(graph, schedule)
-    tokenizer = _gpt2_if_available(graph)
-    return Loaded(
-        "diffusion", model, objective, tokenizer, graph, schedule, model, None, None, checkpoint, {}, layout="SEDD"
+def _load_published(checkpoint: Path, config: dict, device) -> Loaded:
+    """A published model of another codebase (SEDD, RADD, MDLM, ...), converted to scorediff's network."""
+    layout, model, objective = read_published(checkpoint, config)
+    model.to(device)
+    graph, schedule = objective.graph, objective.schedule
+    score_fn = (
+        model
+        if isinstance(objective, DiffusionObjective) and not isinstance(objective, BlockDiffusionObjective)
+        else None
     )
+    tokenizer = _gpt2_if_available(graph)
+    return Loaded("diffusion", model, objective, tokenizer, graph, schedule, score_fn, None, None, checkpoint, {},
+                  layout=layout)  # fmt: skip
 
 
 def _gpt2_if_available(graph: Graph) -> Tokenizer | None:

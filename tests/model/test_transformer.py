@@ -9,7 +9,8 @@ from safetensors.torch import load_file
 
 import scorediff
 from scorediff import AbsorbingGraph, LogLinearSchedule, UniformGraph, elbo, sample
-from scorediff.model import ModelConfig, SEDDTransformer, read_original_checkpoint
+from scorediff.converters import read_published
+from scorediff.model import ModelConfig, SEDDTransformer
 
 REFERENCE = Path(__file__).parents[1] / "fixtures" / "sedd_reference"
 TOLERANCE = {"tiny_absorb": 1e-5, "tiny_uniform": 1e-5, "tiny_absorb_strong": 1e-4, "tiny_uniform_strong": 1e-4}
@@ -31,9 +32,7 @@ def test_original_checkpoints_reproduce_their_outputs(name):
 
 @pytest.mark.parametrize("name", ["tiny_absorb_strong", "tiny_uniform_strong"])
 def test_intermediate_activations_match(name):
-    config, graph, _, state = read_original_checkpoint(REFERENCE / name)
-    model = SEDDTransformer(config, graph.mask_id).eval()
-    model.load_state_dict(state)
+    _, model, _ = read_published(REFERENCE / name, json.loads((REFERENCE / name / "config.json").read_text()))
     io = load_file(str(REFERENCE / name / "io.safetensors"))
     expected = load_file(str(REFERENCE / name / "intermediates.safetensors"))
     seen = {}

@@ -1,0 +1,62 @@
+"""What every converter shares: reading a published folder's weights, and matching their names strictly."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..checkpoint import CheckpointError, read_tensors
+
+SAFETENSORS, PICKLED = "model.safetensors", "pytorch_model.bin"
+
+
+def read_weights(folder: Path) -> dict[str, Tensor]:
+    """``model.safetensors``, or else ``pytorch_model.bin`` read with ``weights_only=True`` (a pickle that holds
+    anything but tensors is refused, never run)."""
+    if (folder / SAFETENSORS).exists():
+        return check_values(read_tensors(folder / SAFETENSORS), folder / SAFETENSORS)
+    if not (folder / PICKLED).exists():
+        raise CheckpointError(f"{folder} has no {SAFETENSORS} (or {PICKLED})")
+    try:
+        state = torch.load(folder / PICKLED, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"{folder / PICKLED} is not a plain file of weights, so it is not read ({reason})"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{folder / PICKLED} does not hold a flat dict of tensors")
+    return check_values(state, folder / PICKLED)
+
+
+def check_values(state: dict[str, Tensor], source: Path) -> dict[str, Tensor]:
+    """Every weight is floating point and finite."""
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"{source}: {name} is {tensor.dtype}; weights must be floating point")
+        if not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source}: {name} holds NaN or infinite values; it cannot be sampled or scored")
+    return state
+
+
+def match_keys(state: dict[str, Tensor], expected: set[str], layout: str, optional: set[str] = frozenset()) -> None:
+    """``state`` has exactly the ``expected`` names (and perhaps some ``optional`` ones), or the error names the
+    first missing or unexpected one."""
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - expected - set(optional))
+    if missing or unexpected:
+        what = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
+        count = len(missing) + len(unexpected)
+        raise CheckpointError(f"the weights do not match the {layout} layout: {what} ({count} name(s) differ)")
+
+
+def check_rotary(inv_freq: Tensor | None, head_dim: int) -> None:
+    """A stored rotary table must be the standard base-10000 one that scorediff computes."""
+    if inv_freq is None:
+        return
+    expected = 1.0 / 10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    if inv_freq.shape != expected.shape or not torch.allclose(inv_freq.float(), expected):
+        raise CheckpointError("the stored rotary table (inv_freq) is not the standard base-10000 one")
