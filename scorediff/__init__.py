@@ -14,6 +14,7 @@ Conventions (shared by every module):
 from .config import RunConfig, load_config
 from .errors import InputError, ScorediffError
 from .exact import ExactScore
+from .generation import Generation, generate
 from .graphs import GRAPHS, AbsorbingGraph, DenseGraph, Graph, UniformGraph, get_graph
 from .likelihood import bits_per_token, elbo, perplexity
 from .loading import Loaded, load
@@ -26,6 +27,8 @@ from .types import ScoreFn
 from .version import __version__
 
 __all__ = [
+    "Generation",
+    "generate",
     "InputError",
     "ScorediffError",
     "GRAPHS",

@@ -21,7 +21,7 @@ from .checkpoint import (
     trainer_state,
 )
 from .config import ConfigError, RunConfig, config_from_dict
-from .converters import published_layout, read_published
+from .converters import LAYOUTS, published_layout, read_published
 from .data.tokenizers import Tokenizer, load_tokenizer
 from .graphs import Graph
 from .hub import locate
@@ -97,6 +97,11 @@ def _load_folder(checkpoint: Path, device, ema: bool) -> Loaded:
     raw = read_json(checkpoint / "config.json")
     if isinstance(raw, dict) and published_layout(raw) is not None:
         return _load_published(checkpoint, raw, device)
+    if isinstance(raw, dict) and "model_type" in raw:  # a transformers config.json of another model
+        raise CheckpointError(
+            f"{checkpoint} holds a {raw['model_type']!r} model of another library; scorediff reads its own "
+            f"checkpoints and the published {', '.join(layout.NAME for layout in LAYOUTS)} models"
+        )
     header, values = split_config(raw, checkpoint / "config.json")
     try:
         config = config_from_dict(values)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..checkpoint import CheckpointError
-from . import sedd
+from . import mdlm, radd, sedd
 from .weights import read_weights
 
-LAYOUTS = (sedd,)
+LAYOUTS = (sedd, radd, mdlm)
 
 
 def published_layout(config: dict):

@@ -60,3 +60,19 @@ def check_rotary(inv_freq: Tensor | None, head_dim: int) -> None:
     expected = 1.0 / 10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
     if inv_freq.shape != expected.shape or not torch.allclose(inv_freq.float(), expected):
         raise CheckpointError("the stored rotary table (inv_freq) is not the standard base-10000 one")
+
+
+def constant_adaln(names: list[str], constant) -> dict[str, Tensor]:
+    """Weights for scorediff's adaLN layers of a network whose conditioning is a constant: each layer ``name``
+    (``blocks.i.adaLN_modulation``, ``output_layer.adaLN_modulation``) gets a zero weight and, as its bias, the
+    output it must always give: ``constant(name) -> (weight (out, C), bias (out,))`` of the published layer,
+    already evaluated at the published network's constant input (the bias is then ``W c + b``)."""
+    state = {}
+    for name in names:
+        weight, bias = constant(name)
+        state[f"{name}.weight"], state[f"{name}.bias"] = torch.zeros_like(weight), bias
+    return state
+
+
+def adaln_names(n_blocks: int) -> list[str]:
+    return [*(f"blocks.{i}.adaLN_modulation" for i in range(n_blocks)), "output_layer.adaLN_modulation"]

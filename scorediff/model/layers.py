@@ -36,15 +36,17 @@ class NoiseEmbedding(nn.Module):
 
 
 class LayerNorm(nn.Module):
-    """LayerNorm without bias, computed in float32."""
+    """LayerNorm computed in float32, without a bias unless asked (RADD's networks have one)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, bias: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
         self.dim = dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.layer_norm(x.float(), (self.dim,)).to(x.dtype) * self.weight
+        out = F.layer_norm(x.float(), (self.dim,)).to(x.dtype) * self.weight
+        return out if self.bias is None else out + self.bias
 
 
 def rotary_tables(

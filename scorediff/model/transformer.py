@@ -48,6 +48,8 @@ class ModelConfig:
     score is that probability over e^sigma_bar - 1, so equal inputs give equal network outputs."""
     mlp_ratio: int = 4
     """MLP width as a multiple of hidden_size."""
+    norm_bias: bool = False
+    """LayerNorms with a bias as well as a scale (RADD's networks; SEDD's and MDLM's have none)."""
     block_size: int = 0
     """Block diffusion (BD3-LM, Arriola et al. 2025): generate ``block_size`` tokens at a time, left to right; a
     block's noised tokens see one another and the clean blocks before it. 0: one block, the whole sequence
@@ -88,10 +90,10 @@ class DiTBlock(nn.Module):
         self.n_heads = config.n_heads
         self.dropout = config.dropout
         self.causal = causal
-        self.norm1 = LayerNorm(dim)
+        self.norm1 = LayerNorm(dim, config.norm_bias)
         self.attn_qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.attn_out = nn.Linear(dim, dim, bias=False)
-        self.norm2 = LayerNorm(dim)
+        self.norm2 = LayerNorm(dim, config.norm_bias)
         self.mlp = nn.Sequential(
             nn.Linear(dim, config.mlp_ratio * dim),
             TanhGELU(),
@@ -158,7 +160,7 @@ class FinalLayer(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.norm_final = LayerNorm(config.hidden_size)
+        self.norm_final = LayerNorm(config.hidden_size, config.norm_bias)
         self.linear = nn.Linear(config.hidden_size, config.vocab_size)
         self.adaLN_modulation = nn.Linear(config.cond_dim, 2 * config.hidden_size)
 

@@ -1,0 +1,77 @@
+"""MDLM (Sahoo et al. 2024; kuleshov-group/mdlm, the Hub's ``kuleshov-group/mdlm-owt``): a transformers
+remote-code model (``model_type: mdlm``) whose weights sit under ``backbone.``: SEDD's DiT with a mask token
+(the last id), trained without time conditioning (the backbone is always given sigma = 0). Its adaLN layers then
+see a constant, ``silu(sigma_map(0))``, which is folded into their biases: the result is scorediff's
+time-independent network, whose log-probabilities over the data tokens are MDLM's (its "subs" parameterisation
+masks the mask logit and normalises the rest, as scorediff's does). A time-conditioned MDLM is refused.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..checkpoint import CheckpointError
+from ..graphs import get_graph
+from ..model import ModelConfig, SEDDTransformer
+from ..model.layers import NoiseEmbedding
+from ..objectives import DiffusionObjective
+from ..schedules import get_schedule
+from .weights import adaln_names, check_rotary, constant_adaln, match_keys
+
+NAME = "MDLM"
+PREFIX = "backbone."
+
+
+def matches(config: dict) -> bool:
+    return config.get("model_type") == "mdlm"
+
+
+def model_config(config: dict) -> ModelConfig:
+    return ModelConfig(
+        vocab_size=int(config["vocab_size"]),
+        hidden_size=int(config["hidden_dim"]),
+        cond_dim=int(config["cond_dim"]),
+        n_blocks=int(config["n_blocks"]),
+        n_heads=int(config["n_heads"]),
+        seq_len=int(config["model_length"]),
+        dropout=float(config.get("dropout", 0.0)),
+        scale_by_sigma=False,
+        time_conditioning=False,
+    )
+
+
+def constant_conditioning(state: dict[str, Tensor], cond_dim: int) -> Tensor:
+    """``silu(sigma_map(0))``, (C,): what every adaLN layer of an MDLM without time conditioning sees."""
+    embedding = NoiseEmbedding(cond_dim)
+    embedding.load_state_dict({name.removeprefix("sigma_map."): state.pop(name) for name in list(state)
+                               if name.startswith("sigma_map.")})  # fmt: skip
+    with torch.no_grad():
+        return F.silu(embedding(torch.zeros(1)))[0]
+
+
+def convert(config: dict, state: dict[str, Tensor]) -> tuple[SEDDTransformer, DiffusionObjective]:
+    if config.get("time_conditioning", False):
+        raise CheckpointError("this MDLM is time-conditioned; scorediff converts MDLM models without time conditioning")
+    if config.get("backbone", "dit") != "dit":
+        raise CheckpointError(f"MDLM backbone {config['backbone']!r} is not converted; only 'dit' is")
+    graph = get_graph("absorbing", int(config["vocab_size"]) - 1)  # the last id is the mask
+    model = SEDDTransformer(model_config(config), graph.mask_id)
+    state = dict(state)
+    check_rotary(state.pop(f"{PREFIX}rotary_emb.inv_freq", None), model.config.hidden_size // model.config.n_heads)
+    ours = model.state_dict()
+    sigma_map = {f"sigma_map.mlp.{i}.{kind}" for i in (0, 2) for kind in ("weight", "bias")}
+    published = {("vocab_embed.embedding" if n == "vocab_embed.weight" else n) for n in ours} - {"cond"}
+    match_keys(state, {PREFIX + name for name in published | sigma_map}, NAME)
+    state = {name.removeprefix(PREFIX): tensor for name, tensor in state.items()}
+    c = constant_conditioning(state, model.config.cond_dim)
+
+    def constant(name: str) -> tuple[Tensor, Tensor]:
+        weight, bias = state.pop(f"{name}.weight"), state.pop(f"{name}.bias")
+        return weight, weight.float() @ c + bias.float()
+
+    state.update(constant_adaln(adaln_names(model.config.n_blocks), constant), cond=torch.zeros_like(ours["cond"]))
+    state["vocab_embed.weight"] = state.pop("vocab_embed.embedding")
+    model.load_state_dict(state)
+    return model, DiffusionObjective(graph, get_schedule("loglinear"), time_conditioning=False, mask_count=True)

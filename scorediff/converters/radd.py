@@ -1,0 +1,49 @@
+"""RADD (Ou et al. 2025; ML-GSAI/RADD, the Hub's ``JingyangOu/radd-t-dce`` and ``radd-lambda-dce``): SEDD's
+hydra config with ``model.type: ddit_wot`` and a network without time conditioning, whose LayerNorms have a bias
+and whose blocks have no adaLN. It becomes scorediff's time-independent network (``time_conditioning=False``,
+``norm_bias=True``) with every adaLN layer fixed to the identity (no shift, no scale, a gate of one); the outputs
+agree, and the objective is the absorbing one scored in its any-order form.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..checkpoint import CheckpointError
+from ..model import SEDDTransformer
+from ..objectives import DiffusionObjective
+from .sedd import ROTARY, components, is_hydra_config, model_config
+from .weights import adaln_names, check_rotary, constant_adaln, match_keys
+
+NAME = "RADD"
+
+
+def matches(config: dict) -> bool:
+    return is_hydra_config(config) and config["model"].get("type") == "ddit_wot"
+
+
+def convert(config: dict, state: dict[str, Tensor]) -> tuple[SEDDTransformer, DiffusionObjective]:
+    graph, schedule = components(config)
+    if graph.mask_id is None:
+        raise CheckpointError(
+            f"RADD models use the absorbing graph; this config.json names {config['graph']['type']!r}"
+        )
+    options = {"time_conditioning": False, "scale_by_sigma": False, "norm_bias": True}
+    model = SEDDTransformer(model_config(config, graph.vocab_size, **options), graph.mask_id)
+    state = {name.removeprefix("module."): tensor for name, tensor in state.items()}
+    check_rotary(state.pop(ROTARY, None), model.config.hidden_size // model.config.n_heads)
+    ours = model.state_dict()
+    published = {("vocab_embed.embedding" if n == "vocab_embed.weight" else n) for n in ours if "adaLN" not in n}
+    match_keys(state, published - {"cond"}, NAME)
+    state["vocab_embed.weight"] = state.pop("vocab_embed.embedding")
+    dim = model.config.hidden_size
+    identity = {6 * dim: torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 1.0]), 2 * dim: torch.zeros(2)}  # shift, scale, gate
+
+    def constant(name: str) -> tuple[Tensor, Tensor]:
+        weight = ours[f"{name}.weight"]
+        return weight, identity[weight.shape[0]].repeat_interleave(dim)
+
+    state.update(constant_adaln(adaln_names(model.config.n_blocks), constant), cond=torch.zeros_like(ours["cond"]))
+    model.load_state_dict(state)
+    return model, DiffusionObjective(graph, schedule, time_conditioning=False, mask_count=True)
