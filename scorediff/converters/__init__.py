@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..checkpoint import CheckpointError
-from . import mdlm, radd, sedd
+from . import bd3lm, mdlm, radd, sedd
 from .weights import read_weights
 
-LAYOUTS = (sedd, radd, mdlm)
+LAYOUTS = (sedd, radd, mdlm, bd3lm)
 
 
 def published_layout(config: dict):

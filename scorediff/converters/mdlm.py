@@ -52,26 +52,48 @@ def constant_conditioning(state: dict[str, Tensor], cond_dim: int) -> Tensor:
 
 
 def convert(config: dict, state: dict[str, Tensor]) -> tuple[SEDDTransformer, DiffusionObjective]:
-    if config.get("time_conditioning", False):
-        raise CheckpointError("this MDLM is time-conditioned; scorediff converts MDLM models without time conditioning")
-    if config.get("backbone", "dit") != "dit":
-        raise CheckpointError(f"MDLM backbone {config['backbone']!r} is not converted; only 'dit' is")
+    check_untimed(config, NAME)
     graph = get_graph("absorbing", int(config["vocab_size"]) - 1)  # the last id is the mask
     model = SEDDTransformer(model_config(config), graph.mask_id)
+    load_backbone(model, state, NAME)
+    return model.eval(), DiffusionObjective(graph, get_schedule("loglinear"), time_conditioning=False, mask_count=True)
+
+
+def check_untimed(config: dict, layout: str) -> None:
+    if config.get("time_conditioning", False):
+        raise CheckpointError(f"this {layout} is time-conditioned; scorediff converts {layout} models without it")
+    if config.get("backbone", "dit") != "dit":
+        raise CheckpointError(f"{layout} backbone {config['backbone']!r} is not converted; only 'dit' is")
+
+
+def load_backbone(
+    model: SEDDTransformer, state: dict[str, Tensor], layout: str, adaln: bool = True, optional: frozenset = frozenset()
+) -> None:
+    """Load the ``backbone.`` weights of the kuleshov-group layout (MDLM, BD3-LM) into ``model``, a scorediff
+    time-independent network: adaLN layers see ``silu(sigma_map(0))`` (folded into their biases) or, without
+    adaLN, are fixed to the identity; ``optional`` names (buffers such as sampling bounds) may be present."""
     state = dict(state)
     check_rotary(state.pop(f"{PREFIX}rotary_emb.inv_freq", None), model.config.hidden_size // model.config.n_heads)
     ours = model.state_dict()
-    sigma_map = {f"sigma_map.mlp.{i}.{kind}" for i in (0, 2) for kind in ("weight", "bias")}
+    names = adaln_names(model.config.n_blocks)
     published = {("vocab_embed.embedding" if n == "vocab_embed.weight" else n) for n in ours} - {"cond"}
-    match_keys(state, {PREFIX + name for name in published | sigma_map}, NAME)
-    state = {name.removeprefix(PREFIX): tensor for name, tensor in state.items()}
-    c = constant_conditioning(state, model.config.cond_dim)
+    if adaln:
+        published |= {f"sigma_map.mlp.{i}.{kind}" for i in (0, 2) for kind in ("weight", "bias")}
+    else:
+        published -= {f"{name}.{kind}" for name in names for kind in ("weight", "bias")}
+    match_keys(state, {PREFIX + name for name in published}, layout, optional)
+    state = {name.removeprefix(PREFIX): tensor for name, tensor in state.items() if name not in optional}
+    c = constant_conditioning(state, model.config.cond_dim) if adaln else None
+    dim = model.config.hidden_size
+    identity = {6 * dim: torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 1.0]), 2 * dim: torch.zeros(2)}  # shift, scale, gate
 
     def constant(name: str) -> tuple[Tensor, Tensor]:
+        if not adaln:
+            weight = ours[f"{name}.weight"]
+            return weight, identity[weight.shape[0]].repeat_interleave(dim)
         weight, bias = state.pop(f"{name}.weight"), state.pop(f"{name}.bias")
         return weight, weight.float() @ c + bias.float()
 
-    state.update(constant_adaln(adaln_names(model.config.n_blocks), constant), cond=torch.zeros_like(ours["cond"]))
+    state.update(constant_adaln(names, constant), cond=torch.zeros_like(ours["cond"]))
     state["vocab_embed.weight"] = state.pop("vocab_embed.embedding")
     model.load_state_dict(state)
-    return model, DiffusionObjective(graph, get_schedule("loglinear"), time_conditioning=False, mask_count=True)
