@@ -76,3 +76,15 @@ def test_the_command_line_reads_the_cache_with_the_hub_offline(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "someone/sedd-tiny" in done.stdout and "SEDD" in done.stdout
+
+
+def test_a_repository_with_pickled_weights_only_is_read_weights_only(offline_cache, tmp_path):
+    """Without safetensors the client is asked for pytorch_model.bin, which is read with weights_only."""
+    from safetensors.torch import load_file
+
+    files = tmp_path / "pickled"
+    files.mkdir()
+    shutil.copy(SEDD_TINY / "config.json", files / "config.json")
+    torch.save(load_file(SEDD_TINY / "model.safetensors"), files / "pytorch_model.bin")
+    put_in_cache(offline_cache, "someone/sedd-pickled", files)
+    assert torch.equal(scores(scorediff.load("someone/sedd-pickled")), scores(scorediff.load(SEDD_TINY)))
