@@ -11,7 +11,7 @@ import time
 import torch
 
 from . import AbsorbingGraph, ExactScore, GeometricSchedule, LogLinearSchedule, UniformGraph, elbo, sample
-from .commands import UsageError, dna, evaluate, generate, lm_eval_cmd, push, train_cmd
+from .commands import UsageError, dna, evaluate, generate, lm_eval_cmd, playground_cmd, push, train_cmd
 from .devices import keep_freed_memory
 from .errors import ScorediffError
 from .version import __version__
@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     dna.add_parser(commands)
     push.add_parser(commands)
     lm_eval_cmd.add_parser(commands)
+    playground_cmd.add_parser(commands)
     demo = commands.add_parser("demo", help="sample a small known distribution with its exact score")
     demo.add_argument("--num-tokens", type=int, default=4)
     demo.add_argument("--seq-len", type=int, default=4)
