@@ -40,7 +40,10 @@ DIFFUSION_DECODERS = {
     "confidence": {"order": "confidence", "tokens_per_step": 1},
     "margin": {"order": "margin", "tokens_per_step": 1},
     "confidence-k2": {"order": "confidence", "tokens_per_step": 2},
+    "confidence-k3": {"order": "confidence", "tokens_per_step": 3},
     "confidence-k4": {"order": "confidence", "tokens_per_step": 4},
+    "confidence-t0.99": {"order": "confidence", "tokens_per_step": 1, "threshold": 0.99},
+    "confidence-t0.95": {"order": "confidence", "tokens_per_step": 1, "threshold": 0.95},
     "confidence-t0.9": {"order": "confidence", "tokens_per_step": 1, "threshold": 0.9},
     "confidence-t0.7": {"order": "confidence", "tokens_per_step": 1, "threshold": 0.7},
 }
@@ -93,6 +96,11 @@ def train_model(kind: str, seed: int, task: Task, data: Path, args, out: Path) -
         "train.preview_samples=0", "train.eval_windows=32", f"train.seed={seed}", f"train.out_dir={out}",
         f"train.run_name={kind}-seed{seed}", f"optim.lr={args.lr}", f"optim.warmup_steps={args.warmup}",
     ]  # fmt: skip
+    run_dir = out / f"{kind}-seed{seed}"
+    if args.reuse and (run_dir / "checkpoints" / f"step_{args.steps:08d}").is_dir():  # trained before: score it again
+        metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+        seconds = max((m["elapsed_seconds"] for m in metrics if "elapsed_seconds" in m), default=None)
+        return {"run_dir": run_dir, "train_seconds": seconds, "steps": args.steps, "reused": True}
     config = load_config(PRESETS[kind], overrides + args.override)
     start = time.perf_counter()
     result = train(config, progress=False)
@@ -140,6 +148,8 @@ def evaluate(run: dict, kind: str, task: Task, args) -> list[dict]:
     rows = []
     for split, items in task.splits.items():
         decoders = AR_DECODERS if kind == "ar" else DIFFUSION_DECODERS
+        if args.decoders:
+            decoders = {k: v for k, v in decoders.items() if k in args.decoders}
         if split != "test":  # the harder split: each model's main decoders
             decoders = {k: v for k, v in decoders.items() if k in ("ar-greedy", "confidence", "margin")}
         for name, options in decoders.items():
@@ -221,6 +231,9 @@ def main() -> None:
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--override", nargs="*", default=[], help="section.key=value for both models")
     parser.add_argument("--quick", action="store_true", help="a smoke check: 150 steps of 32, small splits")
+    parser.add_argument("--reuse", action="store_true", help="score the finished runs already in --out again")
+    parser.add_argument("--decoders", nargs="*", help="only these decoders (default: all)")
+    parser.add_argument("--no-curve", action="store_true", help="skip the solve rate of the saved checkpoints")
     parser.add_argument("--out", type=Path, help="folder for runs, JSON and PNG (default runs/puzzles-<time>)")
     args = parser.parse_args()
     size = int(args.task.removeprefix("sudoku")) if args.task.startswith("sudoku") else None
@@ -246,7 +259,9 @@ def main() -> None:
     for seed in args.seeds:
         for kind in args.models:
             run = {**train_model(kind, seed, task, data, args, out), "seed": seed, "model": kind}
-            run["curve"] = curve(run["run_dir"], task, kind, task.splits["test"][: args.curve_puzzles])
+            run["curve"] = (
+                [] if args.no_curve else curve(run["run_dir"], task, kind, task.splits["test"][: args.curve_puzzles])
+            )
             results["rows"] += evaluate(run, kind, task, args)
             run["run_dir"] = str(run["run_dir"])
             results["runs"].append(run)

@@ -68,7 +68,7 @@ def generate(
         seed (int | None): seeds a new generator on ``device`` (ignored when ``generator`` is given).
         generator (torch.Generator | None): the source of randomness.
         device: where to generate.
-        **options: the objective's sampling options (see its ``sample``).
+        **options (Any): the objective's sampling options (see its ``sample``).
     """
     if generator is None and seed is not None:
         generator = torch.Generator(device=device or "cpu").manual_seed(int(seed))

@@ -35,7 +35,7 @@ def sample_autoregressive(
     same ``generator``: the draws are made in float64 in the same order.
 
     Args:
-        model: a next-token model (see the module docstring).
+        model (nn.Module): a next-token model (see the module docstring).
         shape (tuple[int, int]): ``(batch_size, length)``; ``length`` at most the model's context.
         prompt (Tensor | None): int64 (batch_size, P), the first ``P <= length`` tokens, kept as they are.
         temperature (float): > 0, divides the log-probabilities.
