@@ -18,7 +18,7 @@ from ..model import ModelConfig, SEDDTransformer
 from ..model.layers import NoiseEmbedding
 from ..objectives import DiffusionObjective
 from ..schedules import get_schedule
-from .weights import adaln_names, check_rotary, constant_adaln, match_keys
+from .weights import adaln_names, check_rotary, constant_adaln, identity_adaln, match_keys
 
 NAME = "MDLM"
 PREFIX = "backbone."
@@ -84,13 +84,11 @@ def load_backbone(
     match_keys(state, {PREFIX + name for name in published}, layout, optional)
     state = {name.removeprefix(PREFIX): tensor for name, tensor in state.items() if name not in optional}
     c = constant_conditioning(state, model.config.cond_dim) if adaln else None
-    dim = model.config.hidden_size
-    identity = {6 * dim: torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 1.0]), 2 * dim: torch.zeros(2)}  # shift, scale, gate
 
     def constant(name: str) -> tuple[Tensor, Tensor]:
         if not adaln:
             weight = ours[f"{name}.weight"]
-            return weight, identity[weight.shape[0]].repeat_interleave(dim)
+            return weight, identity_adaln(weight, model.config.hidden_size)
         weight, bias = state.pop(f"{name}.weight"), state.pop(f"{name}.bias")
         return weight, weight.float() @ c + bias.float()
 

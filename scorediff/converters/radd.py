@@ -14,7 +14,7 @@ from ..checkpoint import CheckpointError
 from ..model import SEDDTransformer
 from ..objectives import DiffusionObjective
 from .sedd import ROTARY, components, is_hydra_config, model_config
-from .weights import adaln_names, check_rotary, constant_adaln, match_keys
+from .weights import adaln_names, check_rotary, constant_adaln, identity_adaln, match_keys
 
 NAME = "RADD"
 
@@ -37,12 +37,10 @@ def convert(config: dict, state: dict[str, Tensor]) -> tuple[SEDDTransformer, Di
     published = {("vocab_embed.embedding" if n == "vocab_embed.weight" else n) for n in ours if "adaLN" not in n}
     match_keys(state, published - {"cond"}, NAME)
     state["vocab_embed.weight"] = state.pop("vocab_embed.embedding")
-    dim = model.config.hidden_size
-    identity = {6 * dim: torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 1.0]), 2 * dim: torch.zeros(2)}  # shift, scale, gate
 
     def constant(name: str) -> tuple[Tensor, Tensor]:
         weight = ours[f"{name}.weight"]
-        return weight, identity[weight.shape[0]].repeat_interleave(dim)
+        return weight, identity_adaln(weight, model.config.hidden_size)
 
     state.update(constant_adaln(adaln_names(model.config.n_blocks), constant), cond=torch.zeros_like(ours["cond"]))
     model.load_state_dict(state)

@@ -76,3 +76,11 @@ def constant_adaln(names: list[str], constant) -> dict[str, Tensor]:
 
 def adaln_names(n_blocks: int) -> list[str]:
     return [*(f"blocks.{i}.adaLN_modulation" for i in range(n_blocks)), "output_layer.adaLN_modulation"]
+
+
+def identity_adaln(weight: Tensor, dim: int) -> Tensor:
+    """The bias that makes a scorediff adaLN layer with a zero ``weight`` the identity, for a hidden size ``dim``:
+    no shift and no scale, and in a block's six chunks (``6 dim`` outputs, not the final layer's ``2 dim``) gates
+    of one."""
+    pattern = [0.0, 0.0, 1.0, 0.0, 0.0, 1.0] if weight.shape[0] == 6 * dim else [0.0, 0.0]  # shift, scale(, gate)
+    return torch.tensor(pattern).repeat_interleave(dim)
