@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -107,3 +108,13 @@ def test_lm_eval_refuses_bad_input_in_one_line(capsys, trained_ar_run, tasks, tm
     assert_user_error(capsys, [*base, "--tasks", "no_such_task"], r"lm-eval knows no task 'no_such_task'")
     assert_user_error(capsys, [*base, "--tasks", "tiny_choice", "--mc-samples", "0"], r"--mc-samples must be > 0")
     assert not list(tmp_path.iterdir())
+    # a request the model cannot serve: a continuation longer than its context of 32 tokens
+    records = tmp_path / "long.jsonl"
+    records.write_text(json.dumps({"context": "To be", "choices": ["x" * 40, "y"], "label": 0}) + "\n")
+    long_task = (tasks["root"] / "tiny_choice.yaml").read_text().replace("tiny_choice", "tiny_long")
+    (tmp_path / "tiny_long.yaml").write_text(re.sub(r"test: .*", f"test: {records}", long_task))
+    out = tmp_path / "out.json"
+    command = ["lm-eval", "--checkpoint", str(trained_ar_run), "--include-path", str(tmp_path), "--tasks", "tiny_long"]
+    code, _, err = run_cli(capsys, [*command, "--output", str(out)])  # the harness's progress bars come first
+    assert code == 2 and "Traceback" not in err and not out.exists()
+    assert re.fullmatch(r"scorediff: error: a continuation of \d+ tokens does not fit .*", err.strip().splitlines()[-1])
