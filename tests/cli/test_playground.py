@@ -54,7 +54,7 @@ def test_the_page_fills_a_template_in_a_real_browser(trained_run, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        assert not os.environ.get("SCOREDIFF_REQUIRE_BROWSER"), "CI asked for the browser test, but there is no Chromium"
+        assert not os.environ.get("SCOREDIFF_REQUIRE_BROWSER"), "CI asks for the browser test; there is no Chromium"
         pytest.skip("no Chromium here (.ci/run installs the Debian package)")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from scorediff.playground import build_app
