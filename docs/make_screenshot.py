@@ -1,6 +1,6 @@
 """Take the playground screenshot in docs/images/ with headless Chromium (Playwright on the Debian package).
 
-    python docs/make_screenshot.py --checkpoint runs/RUN [--template "..."] [--out docs/images/playground.png]
+python docs/make_screenshot.py --checkpoint runs/RUN [--template "..."] [--out docs/images/playground.png]
 """
 
 import argparse
