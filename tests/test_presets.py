@@ -31,7 +31,7 @@ def test_the_baselines_of_tiny_have_its_shape():
 
 @pytest.mark.parametrize("preset, published", [("tiny", 4_055_509), ("tiny-block", 4_055_509), ("tiny-ar", 3_196_757)])
 def test_the_published_shape_gives_the_published_parameter_counts(preset, published):
-    # the README's quality table lists these counts for 84 characters at 256 x 4 x 4
+    # the likelihood table (docs/benchmarks/likelihood.md) lists these counts for 84 characters at 256 x 4 x 4
     assert _parameters(preset, shape_overrides(PUBLISHED)) == published
     assert _parameters(preset, shape_overrides("preset")) == _parameters(preset, [])
 
