@@ -2,7 +2,7 @@
 three forward processes compared, and the autoregressive baseline's exact bits per base.
 
     python benchmarks/dna.py                          # 1,000 steps, 128 windows per class: hours on 2 CPU cores
-    python benchmarks/dna.py --steps 600 --samples 64 --windows 1024 --only species-absorbing   # docs/benchmarks/dna.md: 1.7 h
+    python benchmarks/dna.py --steps 600 --samples 64 --windows 1024 --only species-absorbing   # the docs' table: 1.7 h
     python benchmarks/dna.py --steps 4000 --samples 64 --windows 1024 --only species-absorbing --guidance 0 3
     python benchmarks/dna.py --quick                  # 150 steps, fewer samples: a smoke check, about half an hour
 
