@@ -2,8 +2,8 @@
 
 The quality, training-speed and sampling tables in docs/benchmarks/ were measured with the ``tiny`` presets at
 256 x 4 x 4 (width x blocks x heads), the shape the issue's speed targets name and the original code is timed at.
-The presets have since moved to a narrower, deeper network (more steps fit in the nine-minute budget); ``--shape 256x4x4``,
-the default, keeps those tables reproducible, ``--shape preset`` measures the presets as they are.
+The presets have since moved to a narrower, deeper network (more steps fit in the nine-minute budget);
+``--shape 256x4x4``, the default, keeps those tables reproducible, ``--shape preset`` measures the presets as they are.
 """
 
 from __future__ import annotations
