@@ -66,15 +66,16 @@ class ScorediffLM(LM):
         """``-log p(continuation | context)`` (a bound for diffusion), nats, for token pairs; pairs of the same
         total length are scored in batches."""
         results: list[tuple[float, bool] | None] = [None] * len(pairs)
-        by_length: dict[int, list[int]] = {}
+        rows, by_length = [], {}
         for index, (context, continuation) in enumerate(pairs):
             if not continuation:
                 raise InputError("lm-eval asked for the likelihood of an empty continuation")
-            by_length.setdefault(len(_fit(context, continuation, self.length)), []).append(index)
+            rows.append(_fit(context, continuation, self.length))
+            by_length.setdefault(len(rows[-1]), []).append(index)
         for indices in by_length.values():
             for first in range(0, len(indices), self.batch_size):
                 batch = indices[first : first + self.batch_size]
-                x = torch.tensor([_fit(*pairs[i], self.length) for i in batch], device=self._device)
+                x = torch.tensor([rows[i] for i in batch], device=self._device)
                 answer = torch.tensor([len(pairs[i][1]) for i in batch], device=self._device)
                 given = torch.arange(x.shape[1], device=self._device) < (x.shape[1] - answer)[:, None]
                 nats = self._nats(x, given)

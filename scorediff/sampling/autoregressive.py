@@ -62,6 +62,8 @@ def sample_autoregressive(
     device = device if device is not None else (prompt.device if prompt is not None else "cpu")
     bos = torch.full((batch_size, 1), model.bos_id, dtype=torch.int64, device=device)
     tokens = torch.cat([bos, prompt.to(device)], dim=1) if prompt is not None else bos  # (B, 1 + P)
+    if fixed is not None:
+        fixed = (fixed[0].to(device), fixed[1].to(device))
     cache = model.new_cache(batch_size, length, device=device) if use_cache else None
     fresh = tokens  # the positions the model has not seen yet
     while tokens.shape[1] <= length:
@@ -69,7 +71,7 @@ def sample_autoregressive(
         draw = sample_from(temper(log_probs, temperature, top_p), generator)[:, None]  # (B, 1)
         if fixed is not None:
             at = tokens.shape[1] - 1  # the position being drawn, without the start token
-            draw = torch.where(fixed[1][:, at : at + 1].to(device), fixed[0][:, at : at + 1].to(device), draw)
+            draw = torch.where(fixed[1][:, at : at + 1], fixed[0][:, at : at + 1], draw)
         tokens = torch.cat([tokens, draw], dim=1)
         fresh = draw
     return tokens[:, 1:]
