@@ -161,8 +161,6 @@ def _order(args, loaded) -> dict:
         return {}
     if loaded.graph.mask_id is None:
         raise UsageError("--order needs the absorbing graph (masks to fill); this model uses the uniform graph")
-    if isinstance(loaded.objective, BlockDiffusionObjective):
-        raise UsageError("--order: a block diffusion model decodes each block with its samplers (random order)")
     if args.threshold is not None and (args.order != "confidence" or not 0 < args.threshold <= 1):
         raise UsageError(f"--threshold applies with --order confidence, in (0, 1]; got {args.threshold}")
     return {

@@ -25,6 +25,7 @@ from ..graphs.base import expm1_stable
 from ..losses import sample_times
 from ..model import BlockDiffusionTransformer, ModelConfig
 from ..sampling.block_diffusion import sample_blocks
+from ..sampling.orders import check_order
 from ..schedules import NoiseSchedule
 from .base import Objective, WindowFiller, prefix_length
 from .diffusion import DiffusionObjective, adaptive, check_label
@@ -143,18 +144,21 @@ class BlockDiffusionObjective(DiffusionObjective):
         return total / num_t
 
     def sample(self, model, shape, *, condition=None, generator=None, device=None, **options):
-        """Options as for ``DiffusionObjective.sample`` but ``return_trajectory`` and the adaptive orders; ``steps``
-        is the number of sampler steps over the whole window, spread evenly over its blocks (at least one each).
-        Only a prefix may be given: a block sees the blocks before it, not those after."""
+        """Options as for ``DiffusionObjective.sample`` but ``return_trajectory``; ``steps`` is the number of sampler
+        steps over the whole window, spread evenly over its blocks (at least one each). An adaptive ``order``
+        decodes inside each block, the blocks left to right. Only a prefix may be given: a block sees the blocks
+        before it, not those after."""
         if options.get("return_trajectory"):
             raise InputError("a block diffusion model fills one block at a time; it draws no single trajectory")
         return Objective.sample(self, model, shape, condition=condition, generator=generator, device=device, **options)
 
     def window_filler(self, model, settings: dict, generator, device) -> WindowFiller:
         check_label(model, settings["label"], settings["guidance"])
-        if adaptive(settings):
-            raise InputError("a block diffusion model decodes each block in random order (its samplers) only")
         keywords = {k: settings[k] for k in ("cache", "label", "guidance", "temperature", "top_p", "greedy_tail")}
+        if adaptive(settings):
+            check_order(settings["order"], settings["tokens_per_step"], settings["threshold"])
+            names = ("order", "tokens_per_step", "threshold", "greedy", "temperature")
+            keywords["order"] = {k: settings[k] for k in names}
 
         def fill(window: Tensor, known: Tensor) -> tuple[Tensor, int, int]:
             prefix_length(known, self.described)

@@ -20,6 +20,7 @@ from ..graphs import Graph
 from ..schedules import NoiseSchedule
 from .cache import TimeIndependentScore
 from .guidance import guide_log_probs
+from .orders import decode_in_order
 from .sampler import sample
 
 
@@ -37,6 +38,7 @@ def sample_blocks(
     label: int | None = None,
     guidance: float = 0.0,
     generator: torch.Generator | None = None,
+    order: dict | None = None,
     **options,
 ) -> tuple[Tensor, int, int]:
     """Fill the positions of ``tokens`` where ``given`` is False, one block at a time.
@@ -46,6 +48,10 @@ def sample_blocks(
     must form a prefix (a block sees only the blocks before it); a block that is all given is only cached.
     With the absorbing graph and an exact denoiser this samples the model's distribution exactly in the limit
     of many steps (and exactly with ``predictor="first_hitting"``).
+
+    With ``order`` (the keywords of ``decode_in_order`` but ``given`` and ``generator``; ``tokens_per_step`` None
+    spreads the block's masks over ``steps`` calls), each block is instead decoded in that order: the positions
+    of the block the denoiser is surest of first (not a sampler of the model's law).
 
     Args:
         denoiser: a block diffusion network (see the module docstring).
@@ -72,14 +78,31 @@ def sample_blocks(
         if not bool(given[:, block].all()):
             denoise = _BlockDenoiser(denoiser, kv, labels, guidance, x[:, cached:start])
             score = TimeIndependentScore(denoise, cache, pass_rows=True, mask_id=graph.mask_id)
-            shape = (batch_size, block.stop - block.start)
-            x[:, block], stats = sample(
-                score, graph, schedule, shape, steps, predictor, condition=(x[:, block], given[:, block]),
-                generator=generator, return_stats=True, **options,
-            )  # fmt: skip
-            nfe, step_count = nfe + stats.nfe, step_count + stats.steps
+            if order is None:
+                shape = (batch_size, block.stop - block.start)
+                x[:, block], stats = sample(
+                    score, graph, schedule, shape, steps, predictor, condition=(x[:, block], given[:, block]),
+                    generator=generator, return_stats=True, **options,
+                )  # fmt: skip
+                calls, taken = stats.nfe, stats.steps
+            else:
+                x[:, block], calls = _decode_block(denoise, graph, x[:, block], given[:, block], steps, order, generator)
+                taken = calls
+            nfe, step_count = nfe + calls, step_count + taken
             cached = start
     return x, nfe, step_count
+
+
+def _decode_block(denoise, graph: Graph, tokens: Tensor, given: Tensor, steps: int, order: dict, generator):
+    """One block decoded in an adaptive order (``decode_in_order``); the network calls."""
+    every_row = torch.ones(tokens.shape[0], dtype=torch.bool, device=tokens.device)
+    x = torch.where(given, tokens, graph.mask_id)
+    per_step = order.get("tokens_per_step") or -(-int((~given).sum(-1).max()) // max(1, steps))
+    settings = {**order, "tokens_per_step": max(1, per_step)}
+    return decode_in_order(
+        lambda x_t: denoise(x_t, every_row), x, graph.mask_id, graph.num_tokens, given=given, generator=generator,
+        **settings,
+    )
 
 
 def _labels(label: int | None, guidance: float, batch_size: int, device) -> Tensor | None:

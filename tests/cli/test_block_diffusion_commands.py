@@ -18,6 +18,20 @@ def test_sample_past_the_context_with_and_without_the_cache(capsys, trained_bloc
     assert stats["steps"] == 16 * 5 and stats["nfe"] <= 5 * 17  # finished blocks ride along with the next call
 
 
+def test_an_order_decodes_inside_each_block(capsys, trained_block_run):
+    """--order on a block diffusion model: 4 blocks of 8, 4 positions per call, so 2 calls a block; and on a
+    prefix with infill, the prefix is kept."""
+    base = ["sample", "--checkpoint", str(trained_block_run), "--length", "32", "--num-samples", "2", "--stats"]
+    code, _, err = run_cli(capsys, [*base, "--order", "confidence", "--tokens-per-step", "4"])
+    stats = json.loads(err.strip().splitlines()[-1])
+    assert code == 0 and stats["nfe"] == stats["steps"] == 4 * 2
+    code, out, _ = run_cli(
+        capsys, ["infill", "--checkpoint", str(trained_block_run), "--prefix", "To be", "--length", "6", "--order",
+                 "margin"],
+    )  # fmt: skip
+    assert code == 0 and out.startswith("To be") and len(out.rstrip("\n")) == 11
+
+
 def test_infill_continues_a_prefix_only(capsys, trained_block_run):
     code, out, _ = run_cli(
         capsys, ["infill", "--checkpoint", str(trained_block_run), "--prefix", "To be, or", "--length", "11"]

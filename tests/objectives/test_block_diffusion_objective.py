@@ -177,3 +177,43 @@ def test_labels_are_checked():
         objective.sample(network, (2, 4), label=0)
     with pytest.raises(ValueError, match="guidance needs a label"):
         objective.sample(network, (2, 4), guidance=1.0)
+
+
+def reference_block_path(exact: ExactBlockDenoiser, row: torch.Tensor, block_size: int) -> torch.Tensor:
+    """Blocks left to right; inside each, one position at a time: the masked one whose top-1 probability under
+    the exact conditionals (the later blocks still masked) is largest gets its most probable token."""
+    x = row.clone()
+    for start in range(0, len(x), block_size):
+        inside = torch.zeros(len(x), dtype=torch.bool)
+        inside[start : start + block_size] = True
+        while ((x == MASK) & inside).any():
+            log_p = exact.conditionals(x[None], (x != MASK)[None])[0, :, :NUM_TOKENS]
+            best = log_p.max(-1)
+            scores = torch.where((x == MASK) & inside, best.values, -math.inf)
+            position = int(scores.argmax())
+            x[position] = best.indices[position]
+    return x
+
+
+@pytest.mark.parametrize("tokens_per_step", [1, 2])
+def test_a_confidence_order_decodes_inside_each_block(tokens_per_step):
+    """Greedy confidence order with exact conditionals: block by block, the surest position of the block first
+    (checked against enumeration from every prefix); k tokens per call take ceil(free / k) calls per block."""
+    data = random_data(NUM_TOKENS, 4, seed=6, concentration=0.3)
+    exact = ExactBlockDenoiser(data, block_size=2)
+    objective = BlockDiffusionObjective(AbsorbingGraph(NUM_TOKENS), LogLinearSchedule(), 2)
+    prefixes = all_sequences(NUM_TOKENS, 1)  # a one-token prefix, and no prefix
+    tokens = torch.cat([prefixes, torch.zeros(len(prefixes), 3, dtype=torch.int64)], dim=1)
+    for given_count in (0, 1):
+        given = torch.zeros_like(tokens, dtype=torch.bool)
+        given[:, :given_count] = True
+        out, stats = objective.sample(
+            exact, tuple(tokens.shape), condition=(tokens, given), order="confidence", tokens_per_step=tokens_per_step,
+            bf16=False, return_stats=True,
+        )  # fmt: skip
+        assert torch.equal(out[given], tokens[given])
+        if tokens_per_step == 1:
+            start = torch.where(given, tokens, MASK)
+            expected = torch.stack([reference_block_path(exact, row, 2) for row in start])
+            assert torch.equal(out, expected)
+        assert stats.nfe == math.ceil((2 - given_count) / tokens_per_step) + math.ceil(2 / tokens_per_step)
