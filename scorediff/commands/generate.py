@@ -49,6 +49,10 @@ def _common(parser) -> None:
     parser.add_argument(
         "--sample-tokens", action="store_true", help="with --order: draw each token instead of taking the likeliest"
     )
+    parser.add_argument(
+        "--remask-rounds", type=int, help="with --order: rounds that refill the least sure filled positions"
+    )
+    parser.add_argument("--remask-tokens", type=int, help="with --remask-rounds: positions refilled per round (1)")
     parser.add_argument("--block", type=int, help="past the context: new tokens per window (default: half of it)")
     parser.add_argument("--stats", action="store_true", help="print nfe, steps, seconds, tokens/s as JSON on stderr")
     parser.add_argument("--label", help="a conditional model's class, by the name it was trained with")
@@ -114,6 +118,8 @@ DIFFUSION_FLAGS = {
     "--tokens-per-step": "tokens_per_step",
     "--threshold": "threshold",
     "--sample-tokens": "sample_tokens",
+    "--remask-rounds": "remask_rounds",
+    "--remask-tokens": "remask_tokens",
 }
 
 
@@ -154,11 +160,18 @@ def _options(args, loaded) -> dict:
 def _order(args, loaded) -> dict:
     """``--order`` and its companions as sampling options (only those given, so a plain run is unchanged)."""
     positive("--tokens-per-step", args.tokens_per_step)
+    positive("--remask-rounds", args.remask_rounds)
+    positive("--remask-tokens", args.remask_tokens)
     adaptive = args.order not in (None, "random") or args.tokens_per_step or args.threshold is not None
     if not adaptive:
-        if args.sample_tokens:
-            raise UsageError("--sample-tokens applies with --order confidence, margin or entropy")
+        for flag, given in (("--sample-tokens", args.sample_tokens), ("--remask-rounds", args.remask_rounds)):
+            if given:
+                raise UsageError(f"{flag} applies with --order confidence, margin or entropy")
+        if args.remask_tokens:
+            raise UsageError("--remask-tokens applies with --remask-rounds")
         return {}
+    if args.remask_tokens and not args.remask_rounds:
+        raise UsageError("--remask-tokens applies with --remask-rounds")
     if loaded.graph.mask_id is None:
         raise UsageError("--order needs the absorbing graph (masks to fill); this model uses the uniform graph")
     if args.threshold is not None and (args.order != "confidence" or not 0 < args.threshold <= 1):
@@ -168,6 +181,8 @@ def _order(args, loaded) -> dict:
         "tokens_per_step": args.tokens_per_step,
         "threshold": args.threshold,
         "greedy": not args.sample_tokens,
+        "remask_rounds": args.remask_rounds or 0,
+        "remask_tokens": args.remask_tokens or 1,
     }
 
 
@@ -279,15 +294,22 @@ def _answer_prompts(args) -> int:
     options = _options(args, loaded)
     check_memory(estimate_bytes(loaded.model.config, args.batch_size, length, options.get("steps", 0)))
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    costs = []
 
     def fill(rows: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         condition = (rows.to(args.device), known.to(args.device))
-        return generate(
+        drawn = generate(
             loaded.objective, loaded.model, tuple(rows.shape), condition=condition, generator=generator,
             device=args.device, **options,
-        ).tokens  # fmt: skip
+        )  # fmt: skip
+        costs.append(drawn.stats)
+        return drawn.tokens
 
     filled = answer_all(fill, tokens, given, args.batch_size)
+    if args.stats:  # summed over the batches
+        total = {key: sum(getattr(cost, key) for cost in costs) for key in ("nfe", "steps", "seconds", "tokens")}
+        print(json.dumps({**total, "tokens_per_second": total["tokens"] / max(total["seconds"], 1e-12)}),
+              file=sys.stderr)  # fmt: skip
     output = answer_records(records, loaded.tokenizer, filled.cpu(), given)
     if args.out:
         atomic_write(args.out, output)

@@ -157,7 +157,7 @@ class BlockDiffusionObjective(DiffusionObjective):
         keywords = {k: settings[k] for k in ("cache", "label", "guidance", "temperature", "top_p", "greedy_tail")}
         if adaptive(settings):
             check_order(settings["order"], settings["tokens_per_step"], settings["threshold"])
-            names = ("order", "tokens_per_step", "threshold", "greedy", "temperature")
+            names = ("order", "tokens_per_step", "threshold", "greedy", "temperature", "remask_rounds", "remask_tokens")
             keywords["order"] = {k: settings[k] for k in names}
 
         def fill(window: Tensor, known: Tensor) -> tuple[Tensor, int, int]:

@@ -39,12 +39,17 @@ SAMPLE_OPTIONS = {
     "tokens_per_step": None,
     "threshold": None,
     "greedy": True,
+    "remask_rounds": 0,
+    "remask_tokens": 1,
 }
 
 
 def adaptive(settings: dict) -> bool:
     """Whether the options ask for an adaptive order (or several positions per call) instead of a sampler."""
-    return settings["order"] != "random" or bool(settings["tokens_per_step"]) or settings["threshold"] is not None
+    return (
+        settings["order"] != "random" or bool(settings["tokens_per_step"]) or settings["threshold"] is not None
+        or bool(settings["remask_rounds"])
+    )  # fmt: skip
 
 
 class DiffusionObjective(Objective):
@@ -239,8 +244,9 @@ class DiffusionObjective(Objective):
         Decoding in the model's own order (absorbing graph; see ``scorediff.sampling.orders``, not a sampler of
         the model's law): ``order`` (``"random"``: the samplers above; ``"confidence"``, ``"margin"``,
         ``"entropy"``), ``tokens_per_step`` (positions committed per network call; None: ``ceil(L / steps)``),
-        ``threshold`` (confidence order: also commit every position at least this sure) and ``greedy`` (True:
-        commit the most probable token; False: draw it at ``temperature``).
+        ``threshold`` (confidence order: also commit every position at least this sure), ``greedy`` (True:
+        commit the most probable token; False: draw it at ``temperature``), and ``remask_rounds`` (0) rounds that
+        each refill the ``remask_tokens`` (1) least sure commitments of a row.
         """
         if not options.get("return_trajectory"):
             return super().sample(model, shape, condition=condition, generator=generator, device=device, **options)
@@ -287,7 +293,8 @@ class DiffusionObjective(Objective):
             x, nfe = decode_in_order(
                 log_probs_fn, x, self.graph.mask_id, self.num_tokens, order=settings["order"],
                 tokens_per_step=max(1, per_step), threshold=settings["threshold"], greedy=settings["greedy"],
-                temperature=settings["temperature"], given=given, generator=generator,
+                temperature=settings["temperature"], remask_rounds=settings["remask_rounds"],
+                remask_tokens=settings["remask_tokens"], given=given, generator=generator,
             )  # fmt: skip
             return x, nfe, nfe
 

@@ -85,6 +85,8 @@ def decode_in_order(
     threshold: float | None = None,
     greedy: bool = True,
     temperature: float = 1.0,
+    remask_rounds: int = 0,
+    remask_tokens: int = 1,
     given: Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, int]:
@@ -93,8 +95,13 @@ def decode_in_order(
     At each call the denoiser's distribution at every masked position gives a token (its argmax when
     ``greedy``, else a draw at ``temperature``) and a score (``order_scores``); the ``tokens_per_step`` masked
     positions of highest score in each row are committed (with ``threshold``, also every position whose
-    confidence reaches it), and committed tokens never change. A row with ``n`` masks takes
-    ``ceil(n / tokens_per_step)`` calls without a threshold, fewer with one.
+    confidence reaches it). A row with ``n`` masks takes ``ceil(n / tokens_per_step)`` calls without a
+    threshold, fewer with one.
+
+    Remasking (ReMDM's confidence scheme, Wang et al. 2025, made deterministic): after the masks are filled,
+    each of ``remask_rounds`` rounds masks again the ``remask_tokens`` filled positions of each row whose
+    token was least probable when it was committed, and fills them as before, now seeing every other token.
+    Without it committed tokens never change.
 
     Args:
         log_probs_fn (LogProbsFn): the denoiser.
@@ -106,6 +113,7 @@ def decode_in_order(
         threshold (float | None): confidence order: also commit every position at least this sure.
         greedy (bool): commit the most probable token instead of a draw.
         temperature (float): of the draw when not ``greedy``.
+        remask_rounds (int): rounds of remasking after the first fill; remask_tokens (int): positions per round.
         given (Tensor | None): bool, shape (B, L), positions never changed (even if they hold the mask).
         generator (torch.Generator | None): for the draws and the random order.
 
@@ -113,10 +121,30 @@ def decode_in_order(
         tuple[Tensor, int]: the filled tokens, int64 (B, L), and the number of network calls.
     """
     check_order(order, tokens_per_step, threshold)
+    if int(remask_rounds) < 0 or int(remask_tokens) < 1:
+        raise InputError(f"remasking needs rounds >= 0 and tokens >= 1; got {remask_rounds} and {remask_tokens}")
     x = x.clone()
     masked = x == mask_id
     if given is not None:
         masked &= ~given
+    filled = masked.clone()
+    sureness = torch.zeros(x.shape, dtype=torch.float64, device=x.device)  # each token's probability when committed
+    rule = {"order": order, "tokens_per_step": tokens_per_step, "threshold": threshold, "greedy": greedy,
+            "temperature": temperature, "generator": generator}  # fmt: skip
+    calls = _fill(log_probs_fn, x, masked, sureness, num_tokens, **rule)
+    for _ in range(int(remask_rounds)):
+        count = torch.full((x.shape[0],), int(remask_tokens), device=x.device)
+        masked = _pick(-sureness, filled, count.clamp_max(filled.sum(-1)), None)
+        x[masked] = mask_id
+        calls += _fill(log_probs_fn, x, masked, sureness, num_tokens, **rule)
+    return x, calls
+
+
+def _fill(log_probs_fn, x: Tensor, masked: Tensor, sureness: Tensor, num_tokens: int, *, order, tokens_per_step,
+          threshold, greedy, temperature, generator) -> int:  # fmt: skip
+    """Commit the ``masked`` positions of ``x`` in place, recording each token's probability in ``sureness``;
+    the number of network calls."""
+    masked = masked.clone()
     calls = 0
     while masked.any():
         log_p = log_probs_fn(x)[..., :num_tokens].double()  # (B, L, N)
@@ -125,6 +153,7 @@ def decode_in_order(
         chosen = log_p.argmax(-1) if greedy else sample_from(temper(log_p, temperature), generator)  # (B, L)
         count = masked.sum(-1).clamp_max(int(tokens_per_step))  # (B,)
         picked = _pick(order_scores(log_p, chosen, order, generator), masked, count, threshold)
-        x = torch.where(picked, chosen, x)
+        x[picked] = chosen[picked]
+        sureness[picked] = log_p.gather(-1, chosen[..., None]).squeeze(-1).exp()[picked]
         masked &= ~picked
-    return x, calls
+    return calls

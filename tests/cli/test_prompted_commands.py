@@ -44,6 +44,11 @@ def prompted_runs(tmp_path_factory, reversal):
     return {kind: _run(root, reversal, kind, kind) for kind in ("diffusion", "autoregressive")}
 
 
+def _calls(err: str) -> int:
+    """The network calls of every batch, from --stats lines on stderr."""
+    return sum(json.loads(line)["nfe"] for line in err.splitlines() if line.startswith("{"))
+
+
 def test_train_eval_and_answer_prompts(capsys, prompted_runs, reversal, tmp_path):
     for kind, run in prompted_runs.items():
         metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -51,9 +56,17 @@ def test_train_eval_and_answer_prompts(capsys, prompted_runs, reversal, tmp_path
         assert scored and scored[-1]["val_tokens"] < 20 * 16  # only answer tokens are scored, prompts are given
         out = tmp_path / f"{kind}.jsonl"
         extra = ["--order", "confidence", "--tokens-per-step", "2"] if kind == "diffusion" else []
-        ask = ["sample", "--checkpoint", str(run), "--prompts", str(reversal), "--out", str(out), *extra]
+        ask = ["sample", "--checkpoint", str(run), "--prompts", str(reversal), "--out", str(out), *extra, "--stats"]
         code, _, err = run_cli(capsys, ask)
         assert code == 0, err
+        if kind == "diffusion":  # two rounds of refilling 3 positions, 2 a call: 2 more calls per round and batch
+            calls = _calls(err)
+            remasked = tmp_path / "remasked.jsonl"
+            code, _, err = run_cli(capsys, [*ask[:6], str(remasked), *extra, "--stats", "--remask-rounds", "2",
+                                            "--remask-tokens", "3"])  # fmt: skip
+            assert code == 0 and len(remasked.read_text().splitlines()) == len(out.read_text().splitlines())
+            batches = _calls(err) - calls
+            assert batches > 0 and batches % 4 == 0, (calls, batches)
         records = [json.loads(line) for line in out.read_text().splitlines()]
         source = [json.loads(line) for line in reversal.read_text().splitlines()]
         assert [r["prompt"] for r in records] == [s["prompt"] for s in source]  # one answer per prompt, in order
@@ -75,6 +88,11 @@ def test_prompted_mistakes_are_one_line_and_write_nothing(capsys, prompted_runs,
     assert_user_error(capsys, [*ask, diffusion, "--order", "margin", "--tokens-per-step", "0"],
                       r"--tokens-per-step must be > 0; got 0")  # fmt: skip
     assert_user_error(capsys, [*ask, diffusion, "--order", "margin", "--threshold", "0.5"], r"--threshold applies")
+    assert_user_error(capsys, [*ask, diffusion, "--remask-rounds", "2"], r"--remask-rounds applies with --order")
+    assert_user_error(capsys, [*ask, diffusion, "--order", "margin", "--remask-tokens", "2"],
+                      r"--remask-tokens applies with --remask-rounds")  # fmt: skip
+    assert_user_error(capsys, [*ask, diffusion, "--order", "margin", "--remask-rounds", "-1"],
+                      r"--remask-rounds must be > 0; got -1")  # fmt: skip
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "rev ab="}\n{"question": "x"}\n')
     assert_user_error(capsys, ["sample", "--checkpoint", diffusion, "--prompts", str(bad)],

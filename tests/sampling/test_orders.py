@@ -141,3 +141,28 @@ def test_the_random_order_draws_the_conditional_law_given_a_position():
         for _ in range(20)
     ]  # fmt: skip
     assert total_variation(out[:, 1:], conditional, NUM_TOKENS) < max(floors) * 1.1
+
+
+def test_remasking_refills_the_least_sure_commitment_seeing_every_other_token():
+    """One round of one token: the position whose token was least probable when committed (on the greedy
+    confidence path) is masked again and refilled with its most probable token given all the others."""
+    data = random_data(NUM_TOKENS, SEQ_LEN, seed=7)
+    log_probs = exact_conditionals(data)
+    starts = all_sequences(NUM_TOKENS + 1, SEQ_LEN)  # every mix of tokens and masks
+    starts = starts[(starts == MASK).any(-1)]
+    out, calls = decode_in_order(log_probs, starts, MASK, NUM_TOKENS, order="confidence", remask_rounds=1)
+    assert calls == SEQ_LEN + 1
+    plain, _ = decode_in_order(log_probs, starts, MASK, NUM_TOKENS, order="confidence")
+    assert (out != plain).any(-1).sum() >= 1  # this law has a start where refilling changes the answer
+    for start, row in zip(starts, out, strict=True):
+        path, sureness = start.clone(), torch.full((SEQ_LEN,), math.inf, dtype=torch.float64)
+        while (path == MASK).any():  # the greedy confidence path, each commitment's probability kept
+            log_p = log_probs(path[None])[0, :, :NUM_TOKENS]
+            best = log_p.max(-1)
+            position = int(torch.where(path == MASK, best.values, -math.inf).argmax())
+            path[position], sureness[position] = best.indices[position], best.values[position].exp()
+        weakest = int(sureness.argmin())
+        path[weakest] = MASK
+        path[weakest] = log_probs(path[None])[0, weakest, :NUM_TOKENS].argmax()
+        assert torch.equal(row, path)
+        assert torch.equal(row[start != MASK], start[start != MASK])  # given tokens are never remasked
