@@ -86,7 +86,9 @@ def sample_blocks(
                 )  # fmt: skip
                 calls, taken = stats.nfe, stats.steps
             else:
-                x[:, block], calls = _decode_block(denoise, graph, x[:, block], given[:, block], steps, order, generator)
+                x[:, block], calls = _decode_block(
+                    denoise, graph, x[:, block], given[:, block], steps, order, generator
+                )
                 taken = calls
             nfe, step_count = nfe + calls, step_count + taken
             cached = start
