@@ -102,7 +102,12 @@ def _decode_block(denoise, graph: Graph, tokens: Tensor, given: Tensor, steps: i
     per_step = order.get("tokens_per_step") or -(-int((~given).sum(-1).max()) // max(1, steps))
     settings = {**order, "tokens_per_step": max(1, per_step)}
     return decode_in_order(
-        lambda x_t: denoise(x_t, every_row), x, graph.mask_id, graph.num_tokens, given=given, generator=generator,
+        lambda x_t: denoise(x_t, every_row),
+        x,
+        graph.mask_id,
+        graph.num_tokens,
+        given=given,
+        generator=generator,
         **settings,
     )
 
