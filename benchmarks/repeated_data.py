@@ -57,7 +57,8 @@ def write_texts(out: Path, chars: int) -> tuple[Path, Path, Path]:
 def train_model(name: str, spec: str, data: Path, tokenizer: Path, args, out: Path) -> dict:
     preset, *overrides = spec.split(",")
     run = [
-        f"data.source={data}", f"data.tokenizer={tokenizer}", "data.val_fraction=0.01", f"train.batch_size={args.batch}",
+        f"data.source={data}", f"data.tokenizer={tokenizer}", "data.val_fraction=0.01",
+        f"train.batch_size={args.batch}",
         f"train.max_steps={args.steps}", "train.time_budget_minutes=0", "train.max_minutes=0", "train.eval_every=0",
         f"train.save_every={args.every}", "train.keep_last=1000", "train.preview_samples=0", "train.compile=false",
         f"train.seed={args.seed}", f"train.out_dir={out}", f"train.run_name={name}",
