@@ -5,12 +5,14 @@ through the library's trainer on the same examples (``tokens`` / ``given`` JSONL
 answer is learnt), for the same steps and batch, with several seeds. Each is then asked to solve held-out
 puzzles with every decoder: for diffusion the random order (its exact samplers at several step counts, and the
 first-hitting sampler) and the orders it chooses itself (confidence, margin; one or more cells per network call,
-or a confidence threshold); for AR greedy left-to-right decoding. A checker accepts any valid answer. Reports
-the solve rate, the cell accuracy (unknown positions equal to the reference) and the decoding time per puzzle;
-the solve rate during training from the saved checkpoints. Writes JSON and a PNG.
+or a confidence threshold; refilling the least sure cells); for AR greedy left-to-right decoding. A checker
+accepts any valid answer. Reports the solve rate, the cell accuracy (unknown positions equal to the reference)
+and the decoding time per puzzle; the solve rate during training from the saved checkpoints. Writes JSON and a PNG.
 
-    python benchmarks/puzzles.py --task sudoku6                # 3 seeds x 2 models x 1,200 steps of 128: ~1 h here
-    python benchmarks/puzzles.py --task path_star --steps 5000 --batch 64 --seeds 0
+    python benchmarks/puzzles.py --task sudoku6                # 3 seeds x 2 models x 1,200 steps of 128: 9-25 min
+                                                               # a model here, as fast as the machine is that day
+    python benchmarks/puzzles.py --task path_star --steps 4000 --batch 64 --seeds 0 --curve-every 500
+    python benchmarks/puzzles.py --merge A/puzzles.json B/puzzles.json --out DIR   # seeds run apart: one table
     python benchmarks/puzzles.py --task sudoku6 --quick        # a smoke check in a few minutes
 """
 
@@ -46,7 +48,11 @@ DIFFUSION_DECODERS = {
     "confidence-t0.95": {"order": "confidence", "tokens_per_step": 1, "threshold": 0.95},
     "confidence-t0.9": {"order": "confidence", "tokens_per_step": 1, "threshold": 0.9},
     "confidence-t0.7": {"order": "confidence", "tokens_per_step": 1, "threshold": 0.7},
+    # ReMDM-style: after the fill, 4 rounds each refill the 4 least sure cells seeing every other one
+    "confidence-remask": {"order": "confidence", "tokens_per_step": 1, "remask_rounds": 4, "remask_tokens": 4},
 }
+#: the decoders also run on the fewer-givens split
+HARDER_SPLIT_DECODERS = ("ar-greedy", "confidence", "margin", "confidence-remask")
 #: board size -> (clues in training and test, clues of the fewer-givens split), inclusive ranges
 GIVENS = {4: ((6, 8), (4, 5)), 6: ((12, 18), (8, 11)), 9: ((30, 36), (24, 29))}
 AR_DECODERS = {"ar-greedy": {"top_p": 1e-9}}  # the nucleus of the likeliest token alone
@@ -151,7 +157,9 @@ def evaluate(run: dict, kind: str, task: Task, args) -> list[dict]:
         if args.decoders:
             decoders = {k: v for k, v in decoders.items() if k in args.decoders}
         if split != "test":  # the harder split: each model's main decoders
-            decoders = {k: v for k, v in decoders.items() if k in ("ar-greedy", "confidence", "margin")}
+            decoders = {
+                k: v for k, v in decoders.items() if k in ("ar-greedy", "confidence", "margin", "confidence-remask")
+            }
         for name, options in decoders.items():
             picked = items[: args.random_puzzles] if name.startswith("random") else items  # the slow, weak ones
             result = solve(loaded, task, picked, options)
@@ -212,6 +220,23 @@ def plot(results: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def merge(paths: list[Path], out: Path) -> None:
+    """The runs and rows of several ``puzzles.json`` files (one task, other seeds) as one result, summarised."""
+    parts = [json.loads(path.read_text()) for path in paths]
+    if len({part["task"] for part in parts}) != 1:
+        raise SystemExit("--merge takes results of one task")
+    results = {**parts[0], "commands": [part["command"] for part in parts], "runs": [], "rows": []}
+    for part in parts:
+        results["runs"] += part["runs"]
+        results["rows"] += part["rows"]
+    results["summary"] = summarise(results["rows"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "puzzles.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, out / "puzzles.png")
+    for entry in results["summary"]:
+        print(json.dumps(entry))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=["sudoku4", "sudoku6", "sudoku9", "path_star"], default="sudoku6")
@@ -235,7 +260,10 @@ def main() -> None:
     parser.add_argument("--decoders", nargs="*", help="only these decoders (default: all)")
     parser.add_argument("--no-curve", action="store_true", help="skip the solve rate of the saved checkpoints")
     parser.add_argument("--out", type=Path, help="folder for runs, JSON and PNG (default runs/puzzles-<time>)")
+    parser.add_argument("--merge", type=Path, nargs="*", help="puzzles.json files of other seeds: one table")
     args = parser.parse_args()
+    if args.merge:
+        return merge(args.merge, args.out or Path("."))
     size = int(args.task.removeprefix("sudoku")) if args.task.startswith("sudoku") else None
     args.givens = args.givens or GIVENS.get(size, (0, 0))[0]
     args.hard_givens = args.hard_givens or GIVENS.get(size, (0, 0))[1]
