@@ -57,3 +57,15 @@ def test_bad_sampling_requests(capsys, trained_radd_run, trained_run):
     # a time-conditioned absorbing model works with first-hitting too (at the drawn noise levels)
     code, out, _ = run_cli(capsys, ["sample", "--checkpoint", str(trained_run), "--predictor", "first_hitting"])
     assert code == 0 and len(out.rstrip("\n")) == 32
+
+
+def test_infill_takes_the_decoding_orders(capsys, trained_radd_run):
+    """--order on infill: the given text stays, 7 blanks 2 at a time take 4 calls, and one round refilling
+    one position one more."""
+    base = ["infill", "--checkpoint", str(trained_radd_run), "--template", "To [MASK:3] or [MASK:4] be", "--stats"]
+    code, out, err = run_cli(capsys, [*base, "--order", "confidence", "--tokens-per-step", "2"])
+    text = out.rstrip("\n")
+    assert code == 0 and text.startswith("To ") and text[6:10] == " or " and text.endswith(" be")
+    assert len(text) == 17 and stats_line(err)["nfe"] == 4
+    code, out, err = run_cli(capsys, [*base, "--order", "margin", "--tokens-per-step", "2", "--remask-rounds", "1"])
+    assert code == 0 and stats_line(err)["nfe"] == 5 and out.rstrip("\n")[6:10] == " or "
