@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import statistics
 import sys
 import time
@@ -70,8 +71,11 @@ class Task:
             everything = sudoku.generate(self.size, args.train_examples + args.test, (low, high), args.data_seed)
             train_part, test = sudoku.split_by_grid(everything, args.test)
             hard = sudoku.generate(self.size, args.test, (args.hard_givens[0], args.hard_givens[1]), args.data_seed + 1)
-            held = {p.solution for p in hard}
+            held = {p.solution for p in hard} | {p.solution for p in test}
             self.train = [p for p in train_part if p.solution not in held]
+            rng = random.Random(args.data_seed + 2)  # symmetry augmentation: copies on grids no test puzzle has
+            copies = [sudoku.transform(p, rng) for p in self.train for _ in range(args.augment)]
+            self.train += [p for p in copies if p.solution not in held]
             self.splits = {"test": test, f"fewer-givens-{args.hard_givens[0]}-{args.hard_givens[1]}": hard}
         else:
             self.num_tokens, self.seq_len = path_star.num_tokens(), 45
@@ -249,6 +253,7 @@ def main() -> None:
     parser.add_argument("--train-examples", type=int, default=20000)
     parser.add_argument("--test", type=int, default=1000, help="held-out puzzles per split")
     parser.add_argument("--givens", type=int, nargs=2, help="Sudoku: clues in training and test (default by size)")
+    parser.add_argument("--augment", type=int, default=0, help="Sudoku: symmetric copies of each training puzzle")
     parser.add_argument("--hard-givens", type=int, nargs=2, help="Sudoku: the fewer-givens split (default by size)")
     parser.add_argument("--curve-every", type=int, default=200, help="steps between checkpoints on the curve")
     parser.add_argument("--curve-puzzles", type=int, default=100)
