@@ -200,11 +200,11 @@ def plot(results: dict, path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
     colours = {"diffusion": "tab:blue", "ar": "tab:red"}
     for run in results["runs"]:
-        points = [p for p in run["curve"] if p["train_seconds"] is not None]
+        points = run["curve"]  # against steps: the same compute for both models (wall times are in the JSON)
         label = f"{run['model']} seed {run['seed']}"
-        left.plot([p["train_seconds"] / 60 for p in points], [100 * p["solve_rate"] for p in points], "o-",
+        left.plot([p["step"] for p in points], [100 * p["solve_rate"] for p in points], "o-",
                   color=colours[run["model"]], alpha=0.7, label=label)  # fmt: skip
-    left.set_xlabel("training time (minutes)")
+    left.set_xlabel(f"training steps (batch {results['batch']}, the same for both models)")
     left.set_ylabel(f"solve rate on {results['curve_puzzles']} held-out puzzles (%)")
     left.set_title(f"{results['task']}: diffusion (confidence order) vs AR (greedy)")
     left.legend(fontsize=7)
