@@ -161,9 +161,7 @@ def evaluate(run: dict, kind: str, task: Task, args) -> list[dict]:
         if args.decoders:
             decoders = {k: v for k, v in decoders.items() if k in args.decoders}
         if split != "test":  # the harder split: each model's main decoders
-            decoders = {
-                k: v for k, v in decoders.items() if k in ("ar-greedy", "confidence", "margin", "confidence-remask")
-            }
+            decoders = {k: v for k, v in decoders.items() if k in HARDER_SPLIT_DECODERS}
         for name, options in decoders.items():
             picked = items[: args.random_puzzles] if name.startswith("random") else items  # the slow, weak ones
             result = solve(loaded, task, picked, options)

@@ -28,7 +28,7 @@ from ..sampling.block_diffusion import sample_blocks
 from ..sampling.orders import check_order
 from ..schedules import NoiseSchedule
 from .base import Objective, WindowFiller, prefix_length
-from .diffusion import DiffusionObjective, adaptive, check_label
+from .diffusion import ORDER_OPTIONS, DiffusionObjective, adaptive, check_label
 
 
 class BlockDiffusionObjective(DiffusionObjective):
@@ -157,8 +157,7 @@ class BlockDiffusionObjective(DiffusionObjective):
         keywords = {k: settings[k] for k in ("cache", "label", "guidance", "temperature", "top_p", "greedy_tail")}
         if adaptive(settings):
             check_order(settings["order"], settings["tokens_per_step"], settings["threshold"])
-            names = ("order", "tokens_per_step", "threshold", "greedy", "temperature", "remask_rounds", "remask_tokens")
-            keywords["order"] = {k: settings[k] for k in names}
+            keywords["order"] = {k: settings[k] for k in ORDER_OPTIONS}
 
         def fill(window: Tensor, known: Tensor) -> tuple[Tensor, int, int]:
             prefix_length(known, self.described)

@@ -17,7 +17,7 @@ from ..losses import sample_times, weighted_score_entropy
 from ..model import ModelConfig, SEDDTransformer
 from ..sampling import TimeIndependentScore, sample
 from ..sampling.guidance import guide_log_probs, guide_log_scores
-from ..sampling.orders import check_order, decode_in_order
+from ..sampling.orders import check_order, decode_in_order, tokens_per_call
 from ..schedules import LogLinearSchedule, NoiseSchedule
 from ..types import ScoreFn
 from .base import Objective, WindowFiller, inference_copy, resolve_options
@@ -42,6 +42,10 @@ SAMPLE_OPTIONS = {
     "remask_rounds": 0,
     "remask_tokens": 1,
 }
+
+
+#: the options of an adaptive order, as ``decode_in_order`` takes them
+ORDER_OPTIONS = ("order", "tokens_per_step", "threshold", "greedy", "temperature", "remask_rounds", "remask_tokens")
 
 
 def adaptive(settings: dict) -> bool:
@@ -289,13 +293,11 @@ class DiffusionObjective(Objective):
 
         def fill(tokens: Tensor, given: Tensor) -> tuple[Tensor, int, int]:
             x = torch.where(given, tokens, self.graph.mask_id)
-            per_step = settings["tokens_per_step"] or -(-int((~given).sum(-1).max()) // settings["steps"])
+            options = {k: settings[k] for k in ORDER_OPTIONS}
+            options["tokens_per_step"] = tokens_per_call(settings["tokens_per_step"], given, settings["steps"])
             x, nfe = decode_in_order(
-                log_probs_fn, x, self.graph.mask_id, self.num_tokens, order=settings["order"],
-                tokens_per_step=max(1, per_step), threshold=settings["threshold"], greedy=settings["greedy"],
-                temperature=settings["temperature"], remask_rounds=settings["remask_rounds"],
-                remask_tokens=settings["remask_tokens"], given=given, generator=generator,
-            )  # fmt: skip
+                log_probs_fn, x, self.graph.mask_id, self.num_tokens, given=given, generator=generator, **options
+            )
             return x, nfe, nfe
 
         return WindowFiller(fill)

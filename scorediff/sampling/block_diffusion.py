@@ -20,7 +20,7 @@ from ..graphs import Graph
 from ..schedules import NoiseSchedule
 from .cache import TimeIndependentScore
 from .guidance import guide_log_probs
-from .orders import decode_in_order
+from .orders import decode_in_order, tokens_per_call
 from .sampler import sample
 
 
@@ -99,8 +99,7 @@ def _decode_block(denoise, graph: Graph, tokens: Tensor, given: Tensor, steps: i
     """One block decoded in an adaptive order (``decode_in_order``); the network calls."""
     every_row = torch.ones(tokens.shape[0], dtype=torch.bool, device=tokens.device)
     x = torch.where(given, tokens, graph.mask_id)
-    per_step = order.get("tokens_per_step") or -(-int((~given).sum(-1).max()) // max(1, steps))
-    settings = {**order, "tokens_per_step": max(1, per_step)}
+    settings = {**order, "tokens_per_step": tokens_per_call(order.get("tokens_per_step"), given, steps)}
     return decode_in_order(
         lambda x_t: denoise(x_t, every_row),
         x,

@@ -44,6 +44,12 @@ def check_order(order: str, tokens_per_step: int | None, threshold: float | None
         raise InputError(f"threshold applies to the confidence order, in (0, 1]; got {threshold} with {order!r}")
 
 
+def tokens_per_call(tokens_per_step: int | None, given: Tensor, steps: int) -> int:
+    """``tokens_per_step``, or when it is None the masks of the fullest row (``~given``, (B, L)) spread over
+    ``steps`` calls."""
+    return max(1, tokens_per_step or -(-int((~given).sum(-1).max()) // max(1, steps)))
+
+
 def order_scores(log_p: Tensor, chosen: Tensor, order: str, generator: torch.Generator | None) -> Tensor:
     """How sure the denoiser is at each position (higher: commit sooner), float64 (B, L).
 
