@@ -33,47 +33,62 @@ class Puzzle:
         return sum(1 for value in self.clues if value)
 
 
-def _peers(size: int) -> list[list[int]]:
-    """For each cell, the other cells of its row, column and box."""
+def _units(size: int) -> list[tuple[int, int, int]]:
+    """For each cell, its row, column and box."""
     box_rows, box_cols = BOXES[size]
-    peers = []
+    units = []
     for cell in range(size * size):
         row, col = divmod(cell, size)
-        top, left = row - row % box_rows, col - col % box_cols
-        same = {row * size + c for c in range(size)} | {r * size + col for r in range(size)}
-        same |= {r * size + c for r in range(top, top + box_rows) for c in range(left, left + box_cols)}
-        peers.append(sorted(same - {cell}))
-    return peers
+        units.append((row, col, (row // box_rows) * (size // box_cols) + col // box_cols))
+    return units
 
 
-_PEERS = {size: _peers(size) for size in BOXES}
+_UNITS = {size: _units(size) for size in BOXES}
 
 
 def solve(grid: list[int], size: int, limit: int = 2, rng: random.Random | None = None) -> list[list[int]]:
-    """Up to ``limit`` solutions of ``grid`` (0: blank), by backtracking on the cell with fewest candidates;
-    ``rng`` shuffles the order in which values are tried (to draw random grids)."""
-    peers, full = _PEERS[size], set(range(1, size + 1))
+    """Up to ``limit`` solutions of ``grid`` (0: blank), by backtracking on the cell with fewest candidates (the
+    first such cell), values tried in increasing order or, with ``rng``, shuffled (to draw random grids). The
+    digits used in each row, column and box are kept as bit masks."""
+    units, full = _UNITS[size], (1 << (size + 1)) - 2  # bits 1..size
     grid, found = list(grid), []
+    used = [[0] * size for _ in range(3)]  # rows, columns, boxes
+    for cell, value in enumerate(grid):
+        for kind, index in enumerate(units[cell]):
+            used[kind][index] |= 1 << value if value else 0
+    rows, cols, boxes = used
 
-    def candidates(cell: int) -> set[int]:
-        return full - {grid[p] for p in peers[cell]}
+    def flip(cell: int, bit: int) -> None:
+        r, c, b = units[cell]
+        rows[r] ^= bit
+        cols[c] ^= bit
+        boxes[b] ^= bit
 
     def search() -> None:
-        blanks = [c for c in range(size * size) if not grid[c]]
-        if not blanks:
+        best, best_mask, best_count = -1, 0, size + 1
+        for cell in range(size * size):
+            if grid[cell]:
+                continue
+            r, c, b = units[cell]
+            mask = full & ~(rows[r] | cols[c] | boxes[b])
+            if mask.bit_count() < best_count:
+                best, best_mask, best_count = cell, mask, mask.bit_count()
+                if not best_count:
+                    return
+        if best < 0:
             found.append(list(grid))
             return
-        options = {c: candidates(c) for c in blanks}
-        cell = min(blanks, key=lambda c: len(options[c]))
-        values = sorted(options[cell])
+        values = [v for v in range(1, size + 1) if best_mask >> v & 1]
         if rng is not None:
             rng.shuffle(values)
         for value in values:
-            grid[cell] = value
+            grid[best] = value
+            flip(best, 1 << value)
             search()
+            flip(best, 1 << value)
             if len(found) >= limit:
-                return
-        grid[cell] = 0
+                break
+        grid[best] = 0
 
     search()
     return found
@@ -105,8 +120,8 @@ def is_solution(puzzle: Puzzle, answer: list[int] | tuple[int, ...]) -> bool:
         return False
     if any(clue and clue != value for clue, value in zip(puzzle.clues, answer, strict=True)):
         return False
-    peers = _PEERS[size]
-    return all(answer[cell] != answer[p] for cell in range(size * size) for p in peers[cell])
+    seen = {(kind, index, value) for cell, value in enumerate(answer) for kind, index in enumerate(_UNITS[size][cell])}
+    return len(seen) == 3 * size * size  # no digit twice in a row, column or box
 
 
 def transform(puzzle: Puzzle, rng: random.Random) -> Puzzle:

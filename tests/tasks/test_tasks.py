@@ -48,6 +48,8 @@ def test_the_checker_accepts_any_valid_completion_and_refuses_the_rest():
     broken = list(puzzle.solution)
     broken[0], broken[1] = broken[1], broken[0]
     assert not sudoku.is_solution(puzzle, broken) and not sudoku.is_solution(puzzle, puzzle.solution[:-1])
+    latin = [1, 2, 3, 4, 2, 3, 4, 1, 3, 4, 1, 2, 4, 1, 2, 3]  # every row and column right, the boxes not
+    assert not sudoku.is_solution(sudoku.Puzzle(4, (0,) * 16, tuple(latin)), latin)
 
 
 def test_symmetries_keep_puzzles_valid_and_unique():
