@@ -10,6 +10,7 @@ JSON and a PNG.
 
     python benchmarks/repeated_data.py                     # 200k chars, 6,000 steps of 16 x 128, 3 models
     python benchmarks/repeated_data.py --chars 50000 --steps 4000
+    python benchmarks/repeated_data.py --merge A/repeated_data.json B/repeated_data.json --out DIR  # models run apart
     python benchmarks/repeated_data.py --quick             # a smoke check in a few minutes
 """
 
@@ -121,6 +122,22 @@ def plot(results: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def merge(paths: list[Path], out: Path) -> None:
+    """The models of several ``repeated_data.json`` files (one slice, steps and batch, run apart) as one result."""
+    parts = [json.loads(path.read_text()) for path in paths]
+    setting = ("chars", "steps", "batch", "windows", "num_t")
+    if len({tuple(part[key] for key in setting) for part in parts}) != 1:
+        raise SystemExit(f"--merge takes results with the same {', '.join(setting)}")
+    results = {**parts[0], "commands": [part["command"] for part in parts], "models": {}}
+    for part in parts:
+        results["models"].update(part["models"])
+    results["summary"] = summarise(results["models"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "repeated_data.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, out / "repeated_data.png")
+    print(json.dumps(results["summary"], indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", help="name=preset,section.key=value,... (default: MODELS)")
@@ -133,7 +150,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a smoke check: 20k chars, 150 steps")
     parser.add_argument("--out", type=Path, help="folder for runs, JSON and PNG (default runs/repeated-<time>)")
+    parser.add_argument("--merge", type=Path, nargs="*", help="repeated_data.json files of models run apart")
     args = parser.parse_args()
+    if args.merge:
+        return merge(args.merge, args.out or Path("."))
     if args.quick:
         args.chars, args.steps, args.every, args.windows, args.num_t = 20_000, 150, 50, 16, 4
     specs = dict(spec.split("=", 1) for spec in args.models) if args.models else MODELS
