@@ -66,6 +66,11 @@ class Loaded:
     source: str = ""
     layout: str = "scorediff"
 
+    @property
+    def label_names(self) -> list[str]:
+        """The class names of a conditional model, in the order of its label ids (empty: unconditional)."""
+        return [name for name in (self.config.data.labels if self.config else "").split(",") if name]
+
     def save_pretrained(self, directory: str | Path, **card) -> Path:
         """A folder for the Hub that ``load`` reads back (see ``scorediff.publish``)."""
         from .publish import save_pretrained

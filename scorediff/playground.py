@@ -17,10 +17,11 @@ from collections.abc import Iterator
 
 import torch
 
-from .errors import ScorediffError
+from .errors import InputError, ScorediffError
 from .generation import generate
 from .sampling import SAMPLERS
 from .sampling.orders import ORDERS
+from .templates import encode_text, gap, parse_template
 
 MASK_GLYPH = "\u2592"  # one per masked token
 DONE = object()
@@ -42,34 +43,22 @@ class Session:
     """What the page does with one loaded checkpoint, without any user interface (tested on its own)."""
 
     def __init__(self, loaded):
-        from .commands import label_names
-
         self.loaded = loaded
         self.context = loaded.model.config.seq_len
         self.left_to_right = loaded.kind == "autoregressive" or bool(getattr(loaded.model.config, "block_size", 0))
         self.mask_id = getattr(loaded.graph, "mask_id", None)
-        self.labels = label_names(loaded)
+        self.labels = loaded.label_names
 
     def request(self, template: str, prefix: str, suffix: str, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens and the given mask, (1, L), from a template or a prefix, a suffix and a length."""
-        from .commands import UsageError
-        from .commands.infill_inputs import check_context, encode_text, parse_template
-
         tokenizer = self.loaded.tokenizer
         if template.strip():
             if self.left_to_right:
-                raise UsageError("this model generates left to right: give a prefix and a length, not a template")
-            tokens, given = parse_template(template, tokenizer, self.context)
-        else:
-            if int(length) < 1:
-                raise UsageError(f"the length must be at least 1; got {length}")
-            if suffix and self.left_to_right:
-                raise UsageError("this model generates left to right: it can only continue a prefix (no suffix)")
-            before, after = encode_text(tokenizer, prefix), encode_text(tokenizer, suffix)
-            check_context(len(before) + int(length) + len(after), self.context)
-            tokens = before + [0] * int(length) + after
-            given = [True] * len(before) + [False] * int(length) + [True] * len(after)
-        return torch.tensor([tokens]), torch.tensor([given])
+                raise InputError("this model generates left to right: give a prefix and a length, not a template")
+            return _tensors(*parse_template(template, tokenizer, self.context))
+        if suffix and self.left_to_right:
+            raise InputError("this model generates left to right: it can only continue a prefix (no suffix)")
+        return _tensors(*gap(prefix, int(length), suffix, tokenizer, self.context))
 
     def options(self, sampler: str, steps: int, temperature: float, top_p: float, label: str, guidance: float) -> dict:
         options = {"temperature": float(temperature), "top_p": float(top_p)}
@@ -119,12 +108,9 @@ class Session:
 
     def score(self, text: str, num_t: int = 16) -> str:
         """The bound (or the exact NLL) of ``text``, cut to the context, in bits per token and as a perplexity."""
-        from .commands import UsageError
-        from .commands.infill_inputs import encode_text
-
         tokens = encode_text(self.loaded.tokenizer, text)[: self.context]
         if len(tokens) < 2:
-            raise UsageError("paste at least two tokens of text to score")
+            raise InputError("paste at least two tokens of text to score")
         generator = torch.Generator().manual_seed(0)
         with torch.no_grad():
             nats = float(self.loaded.objective.nll(self.loaded.model, torch.tensor([tokens]), generator, num_t)[0])
@@ -132,6 +118,10 @@ class Session:
         what = "exact negative log-likelihood" if self.loaded.objective.exact else f"bound, {num_t} time samples"
         return (f"{len(tokens)} tokens: bits per token {relation} {per_token / math.log(2):.4f}, "
                 f"perplexity {relation} {math.exp(per_token):.3f} ({what})")  # fmt: skip
+
+
+def _tensors(tokens: list[int], given: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor([tokens]), torch.tensor([given])
 
 
 def build_app(loaded):

@@ -78,14 +78,9 @@ def check_memory(needed: int) -> None:
         )
 
 
-def label_names(loaded) -> list[str]:
-    """The class names of a conditional checkpoint, in the order of its label ids (empty: unconditional)."""
-    return [name for name in (loaded.config.data.labels if loaded.config else "").split(",") if name]
-
-
 def label_id(loaded, label: str) -> int:
     """The id of class ``label`` of a conditional checkpoint; a one-line error for any other name."""
-    names = label_names(loaded)
+    names = loaded.label_names
     if not names:
         raise UsageError(f"--label {label}: this model is unconditional (it was trained without labels)")
     if label not in names:

@@ -27,7 +27,6 @@ from . import (
     check_folder_writable,
     check_writable,
     label_id,
-    label_names,
     positive,
 )
 
@@ -81,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--predictor applies to diffusion models; this checkpoint is autoregressive")
     if args.predictor == "first_hitting" and loaded.graph.mask_id is None:
         raise UsageError(f"--predictor first_hitting needs the absorbing graph; this model uses {loaded.graph!r}")
-    names = label_names(loaded)
+    names = loaded.label_names
     classes = _classes(args, loaded, names)
     real = _real_windows(args, loaded, names)
     result = {"checkpoint": str(loaded.path), "kind": loaded.kind, "labels": names, "windows": len(real["x_0"])}

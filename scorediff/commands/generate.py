@@ -13,8 +13,9 @@ from ..generation import generate
 from ..loading import load
 from ..sampling import SAMPLERS
 from ..sampling.orders import ORDERS
+from ..templates import gap, parse_template
 from . import UsageError, atomic_write, check_device, check_memory, check_writable, positive
-from .infill_inputs import check_context, encode_text, fasta_region, parse_template
+from .infill_inputs import fasta_region
 from .prompts import answer_all, answer_records, read_prompts
 from .sampling_options import left_to_right, sampling_options
 from .trajectory import write_trajectory
@@ -245,10 +246,7 @@ def run_infill(args: argparse.Namespace) -> int:
     if args.template is not None:
         tokens, given = parse_template(args.template, tokenizer, _max_length(loaded))
     else:
-        prefix, suffix = encode_text(tokenizer, args.prefix), encode_text(tokenizer, args.suffix)
-        check_context(len(prefix) + args.length + len(suffix), _max_length(loaded))
-        tokens = prefix + [0] * args.length + suffix
-        given = [True] * len(prefix) + [False] * args.length + [True] * len(suffix)
+        tokens, given = gap(args.prefix, args.length, args.suffix, tokenizer, _max_length(loaded))
     if loaded.kind == "diffusion" and loaded.graph.mask_id is None:
         print(
             "note: with the uniform graph, keeping given tokens fixed only approximates conditioning", file=sys.stderr

@@ -1,5 +1,5 @@
-"""What ``scorediff infill`` reads: a template with ``[MASK:n]`` markers, a prefix and suffix, or a region of a
-FASTA record, each turned into tokens and a given-mask (True where a token is kept)."""
+"""What ``scorediff infill --fasta`` reads: a region of a FASTA record, as tokens and a given-mask (True where a
+token is kept). Templates and prefix/suffix requests are ``scorediff.templates``."""
 
 from __future__ import annotations
 
@@ -10,47 +10,6 @@ from ..data.dna import fasta_records
 from ..data.sources import DataError
 from ..data.tokenizers import DnaTokenizer
 from . import UsageError
-
-MARKER = re.compile(r"\[MASK(?::(\d+))?\]")
-
-
-def parse_template(template: str, tokenizer, context: int) -> tuple[list[int], list[bool]]:
-    """Tokens and a given-mask from a template whose ``[MASK:n]`` markers stand for n unknown tokens; a
-    template longer than ``context`` tokens is refused before anything of its length is built."""
-    pieces: list[tuple[list[int], int]] = []  # (given tokens, unknown tokens after them)
-    position = 0
-    for match in MARKER.finditer(template):
-        count = int(match.group(1)) if match.group(1) is not None else 1
-        if count <= 0:
-            raise UsageError(f"[MASK:n] needs n > 0; got {match.group(0)}")
-        pieces.append((encode_text(tokenizer, template[position : match.start()]), count))
-        position = match.end()
-    pieces.append((encode_text(tokenizer, template[position:]), 0))
-    if len(pieces) == 1:
-        raise UsageError("the template has no [MASK:n] marker, so there is nothing to fill in")
-    check_context(sum(len(ids) + count for ids, count in pieces), context)
-    tokens: list[int] = []
-    given: list[bool] = []
-    for ids, count in pieces:
-        tokens += ids + [0] * count
-        given += [True] * len(ids) + [False] * count
-    return tokens, given
-
-
-def check_context(length: int, context: int) -> None:
-    if length > context:
-        raise UsageError(f"the filled-in text would be {length} tokens; the model's context is {context}")
-
-
-def encode_text(tokenizer, text: str) -> list[int]:
-    try:
-        text.encode("utf-8")
-        return tokenizer.encode(text) if text else []
-    except UnicodeError:
-        raise UsageError("cannot encode the prompt: it is not valid UTF-8 text") from None
-    except (ValueError, TypeError) as error:
-        raise UsageError(f"cannot encode the prompt: {error}") from None
-
 
 REGION = re.compile(r"(\d+)-(\d+)")
 
