@@ -25,10 +25,11 @@ from ..graphs.base import expm1_stable
 from ..losses import sample_times
 from ..model import BlockDiffusionTransformer, ModelConfig
 from ..sampling.block_diffusion import sample_blocks
+from ..sampling.guidance import check_label
 from ..sampling.orders import check_order
 from ..schedules import NoiseSchedule
 from .base import Objective, WindowFiller, prefix_length
-from .diffusion import ORDER_OPTIONS, DiffusionObjective, adaptive, check_label
+from .diffusion import ORDER_OPTIONS, DiffusionObjective, adaptive
 
 
 class BlockDiffusionObjective(DiffusionObjective):

@@ -16,7 +16,7 @@ from ..likelihood import elbo
 from ..losses import sample_times, weighted_score_entropy
 from ..model import ModelConfig, SEDDTransformer
 from ..sampling import TimeIndependentScore, sample
-from ..sampling.guidance import guide_log_probs, guide_log_scores
+from ..sampling.guidance import check_label, guide_log_probs, guide_log_scores, labelled
 from ..sampling.orders import check_order, decode_in_order, tokens_per_call
 from ..schedules import LogLinearSchedule, NoiseSchedule
 from ..types import ScoreFn
@@ -329,34 +329,6 @@ class DiffusionObjective(Objective):
         if label is None:
             return TimeIndependentScore(model.clean_log_probs, cache, mask_id=mask_id) if time_independent else model
         if time_independent:
-            log_probs = _labelled(model.clean_log_probs, int(label), guidance, guide_log_probs)
+            log_probs = labelled(model.clean_log_probs, int(label), guidance, guide_log_probs)
             return TimeIndependentScore(log_probs, cache, mask_id=mask_id)
-        return _labelled(model, int(label), guidance, guide_log_scores)
-
-
-def check_label(model: nn.Module, label: int | None, guidance: float) -> None:
-    """A class the model knows (or None), and guidance only with a class."""
-    num_labels = getattr(getattr(model, "config", None), "num_labels", 0)
-    if label is None and guidance:
-        raise InputError("guidance needs a label")
-    if label is not None and not 0 <= int(label) < num_labels:
-        known = f"labels 0..{num_labels - 1}" if num_labels else "no labels (an unconditional model)"
-        raise InputError(f"label {label} is not one of the model's: it knows {known}")
-
-
-def _labelled(network, label: int, guidance: float, combine):
-    """``network(x, *rest, label=...)`` at one class ``label``; guided: with the null label in the same call."""
-
-    def call(x: Tensor, *rest: Tensor) -> Tensor:
-        rows = len(x)
-        labels = torch.full((rows,), label, dtype=torch.int64, device=x.device)
-        if guidance == 0:
-            return network(x, *rest, label=labels)
-        both = network(
-            torch.cat([x, x]),
-            *(torch.cat([r, r]) for r in rest),
-            label=torch.cat([labels, torch.full_like(labels, -1)]),
-        )
-        return combine(both[:rows], both[rows:], guidance)
-
-    return call
+        return labelled(model, int(label), guidance, guide_log_scores)

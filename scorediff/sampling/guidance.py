@@ -15,6 +15,9 @@ as the reverse rate needs it:
   token stays 0;
 - a time-independent absorbing network's clean-token distributions (``guide_log_probs``) are renormalised over
   the data tokens, so the guided model is again a distribution and the mask keeps probability 0.
+
+``labelled`` calls a conditional network at one class, and when guided, at the null label (-1) in the same
+batch; ``check_label`` refuses a class the network does not know.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..types import ScoreFn
 
 
@@ -65,3 +69,31 @@ def guided_log_probs(
         return guide_log_probs(conditional(x_t), unconditional(x_t), weight)
 
     return log_probs
+
+
+def check_label(model: torch.nn.Module, label: int | None, guidance: float) -> None:
+    """A class the model knows (or None), and guidance only with a class."""
+    num_labels = getattr(getattr(model, "config", None), "num_labels", 0)
+    if label is None and guidance:
+        raise InputError("guidance needs a label")
+    if label is not None and not 0 <= int(label) < num_labels:
+        known = f"labels 0..{num_labels - 1}" if num_labels else "no labels (an unconditional model)"
+        raise InputError(f"label {label} is not one of the model's: it knows {known}")
+
+
+def labelled(network, label: int, guidance: float, combine):
+    """``network(x, *rest, label=...)`` at one class ``label``; guided: with the null label in the same call."""
+
+    def call(x: Tensor, *rest: Tensor) -> Tensor:
+        rows = len(x)
+        labels = torch.full((rows,), label, dtype=torch.int64, device=x.device)
+        if guidance == 0:
+            return network(x, *rest, label=labels)
+        both = network(
+            torch.cat([x, x]),
+            *(torch.cat([r, r]) for r in rest),
+            label=torch.cat([labels, torch.full_like(labels, -1)]),
+        )
+        return combine(both[:rows], both[rows:], guidance)
+
+    return call
