@@ -26,10 +26,10 @@ from ..losses import sample_times
 from ..model import BlockDiffusionTransformer, ModelConfig
 from ..sampling.block_diffusion import sample_blocks
 from ..sampling.guidance import check_label
-from ..sampling.orders import check_order
+from ..sampling.orders import ORDER_OPTIONS, adaptive, check_order
 from ..schedules import NoiseSchedule
 from .base import Objective, WindowFiller, prefix_length
-from .diffusion import ORDER_OPTIONS, DiffusionObjective, adaptive
+from .diffusion import DiffusionObjective
 
 
 class BlockDiffusionObjective(DiffusionObjective):

@@ -17,7 +17,7 @@ from ..losses import sample_times, weighted_score_entropy
 from ..model import ModelConfig, SEDDTransformer
 from ..sampling import TimeIndependentScore, sample
 from ..sampling.guidance import check_label, guide_log_probs, guide_log_scores, labelled
-from ..sampling.orders import check_order, decode_in_order, tokens_per_call
+from ..sampling.orders import ORDER_OPTIONS, adaptive, check_order, decode_in_order, tokens_per_call
 from ..schedules import LogLinearSchedule, NoiseSchedule
 from ..types import ScoreFn
 from .base import Objective, WindowFiller, inference_copy, resolve_options
@@ -42,18 +42,6 @@ SAMPLE_OPTIONS = {
     "remask_rounds": 0,
     "remask_tokens": 1,
 }
-
-
-#: the options of an adaptive order, as ``decode_in_order`` takes them
-ORDER_OPTIONS = ("order", "tokens_per_step", "threshold", "greedy", "temperature", "remask_rounds", "remask_tokens")
-
-
-def adaptive(settings: dict) -> bool:
-    """Whether the options ask for an adaptive order (or several positions per call) instead of a sampler."""
-    return (
-        settings["order"] != "random" or bool(settings["tokens_per_step"]) or settings["threshold"] is not None
-        or bool(settings["remask_rounds"])
-    )  # fmt: skip
 
 
 class DiffusionObjective(Objective):

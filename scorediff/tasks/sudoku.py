@@ -52,11 +52,11 @@ def solve(grid: list[int], size: int, limit: int = 2, rng: random.Random | None 
     digits used in each row, column and box are kept as bit masks."""
     units, full = _UNITS[size], (1 << (size + 1)) - 2  # bits 1..size
     grid, found = list(grid), []
-    used = [[0] * size for _ in range(3)]  # rows, columns, boxes
+    rows, cols, boxes = ([0] * size for _ in range(3))  # digits used in each, as bit masks
     for cell, value in enumerate(grid):
-        for kind, index in enumerate(units[cell]):
-            used[kind][index] |= 1 << value if value else 0
-    rows, cols, boxes = used
+        if value:
+            r, c, b = units[cell]
+            rows[r], cols[c], boxes[b] = rows[r] | 1 << value, cols[c] | 1 << value, boxes[b] | 1 << value
 
     def flip(cell: int, bit: int) -> None:
         r, c, b = units[cell]
