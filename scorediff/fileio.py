@@ -43,6 +43,8 @@ def atomic_directory(final: str | Path, replace: bool = True) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
             return
         if final.exists():
+            if not final.is_dir() or final.is_symlink():
+                raise FileExistsError(f"will not replace {final}, which is not a folder, with a folder")
             old = final.with_name(f"{TMP_PREFIX}old-{final.name}-{os.getpid()}")
             os.replace(final, old)
             os.replace(tmp, final)

@@ -17,22 +17,30 @@ import yaml
 from safetensors.torch import save_file
 
 from .checkpoint import CONFIG_FILE, MODEL_FILE, TRAINER_FILE, CheckpointError
+from .data.tokenizers import TOKENIZER_FILE
 from .fileio import atomic_directory
 from .hub import HUB_ID, INSTALL
 from .version import __version__
 
 CARD_FILE = "README.md"
+#: every file ``save_pretrained`` writes; a folder holding only these, with a scorediff card, is one it wrote
+PUBLISHED_FILES = frozenset({CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, TRAINER_FILE, CARD_FILE})
 
 
 def save_pretrained(loaded, directory: str | Path, *, repo: str | None = None, license: str = "other") -> Path:
     """Write ``loaded`` (a ``scorediff.Loaded`` of a scorediff checkpoint) into ``directory``, whole or not at
-    all; ``repo`` is the Hub id the card's commands name (default: the folder)."""
+    all; ``repo`` is the Hub id the card's commands name (default: the folder).
+
+    ``directory`` must be new, empty, or a folder this function wrote before (which is replaced whole): nothing
+    else of a user's is ever replaced or deleted (see ``check_destination``).
+    """
     if loaded.layout != "scorediff" or loaded.config is None:
         raise CheckpointError(
             f"{loaded.source or loaded.path} is a converted {loaded.layout} model; only scorediff checkpoints are "
             "published (the original is on the Hub already)"
         )
     directory = Path(directory)
+    check_destination(directory, loaded.path)
     state = {k: v.detach().contiguous().cpu() for k, v in loaded.model.state_dict().items()}
     info = {k: v for k, v in loaded.info.items() if k != "optimizer"}
     with atomic_directory(directory) as tmp:
@@ -43,6 +51,47 @@ def save_pretrained(loaded, directory: str | Path, *, repo: str | None = None, l
         (tmp / TRAINER_FILE).write_text(json.dumps(info, indent=2) + "\n")
         (tmp / CARD_FILE).write_text(model_card(loaded, repo or str(directory), license))
     return directory
+
+
+def check_destination(directory: Path, source: Path | None = None) -> None:
+    """Refuse to publish into ``directory`` unless it is new, an empty folder, or an earlier ``save_pretrained``
+    folder: only the files it writes, with a scorediff model card. A run or checkpoint directory never passes
+    (it holds checkpoints, metrics or optimizer state, and no card), nor does a folder inside ``source``, the
+    checkpoint being published."""
+    if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+        kind = "a symbolic link" if directory.is_symlink() else "a file"
+        raise CheckpointError(f"cannot publish into {directory}: it is {kind}; give a new or empty folder")
+    names = sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+    if names and _published_by_us(directory, names):
+        return
+    if not names and source is not None and _inside(directory, Path(source)):
+        raise CheckpointError(f"cannot publish into {directory}: it is inside the checkpoint {source}; write elsewhere")
+    if not names:
+        return
+    others = [n for n in names if n not in PUBLISHED_FILES] or names
+    shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    raise CheckpointError(
+        f"cannot publish into {directory}: it holds {shown}; give a new or empty folder (or one written by "
+        "save_pretrained/push --local before), so that nothing of yours is replaced"
+    )
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.absolute().resolve(), folder.absolute().resolve()
+    return path == folder or folder in path.parents
+
+
+def _published_by_us(directory: Path, names: list[str]) -> bool:
+    """Whether ``directory`` holds only ``save_pretrained``'s files and a card with ``library_name: scorediff``."""
+    if not set(names) <= PUBLISHED_FILES or CARD_FILE not in names:
+        return False
+    if any((directory / name).is_symlink() or not (directory / name).is_file() for name in names):
+        return False
+    try:
+        head = (directory / CARD_FILE).read_text(encoding="utf-8")[:4096]
+    except (OSError, UnicodeError):
+        return False
+    return head.startswith("---\n") and "\nlibrary_name: scorediff\n" in head.split("\n---\n", 1)[0] + "\n"
 
 
 def push_to_hub(loaded, repo: str, *, private: bool = False, license: str = "other", token: str | None = None) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..hub import HUB_ID
 from ..loading import load
+from ..publish import check_destination
 from . import UsageError, check_folder_writable
 
 
@@ -22,8 +24,9 @@ def add_parser(commands) -> None:
 def run_push(args: argparse.Namespace) -> int:
     if not HUB_ID.match(args.repo) or "@" in args.repo:
         raise UsageError(f"--repo must be a Hub id like user/name; got {args.repo!r}")
-    if args.local:
+    if args.local:  # before loading: a refusal costs nothing
         check_folder_writable(args.local)
+        check_destination(Path(args.local), Path(args.checkpoint))
     loaded = load(args.checkpoint)
     if args.local:
         folder = loaded.save_pretrained(args.local, repo=args.repo, license=args.license)

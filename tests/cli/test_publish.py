@@ -11,6 +11,7 @@ from cli_run import assert_user_error, run_cli
 from safetensors.torch import load_file
 
 import scorediff
+from scorediff.checkpoint import CheckpointError
 
 hf_api = pytest.importorskip("huggingface_hub.hf_api")
 PUBLISHED = ["README.md", "config.json", "model.safetensors", "tokenizer.json", "trainer_state.json"]
@@ -90,3 +91,63 @@ def test_publishing_refuses_bad_input_in_one_line(trained_run, capsys, monkeypat
 
     monkeypatch.setattr(hf_api.HfApi, "create_repo", refuse)
     assert_user_error(capsys, [*base, "--repo", "me/x"], r"uploading to me/x failed: 401 Client Error: Unauthorized")
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` (relative path -> bytes) and every folder (-> None)."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+def test_push_local_never_replaces_a_users_folder_or_file(trained_run, capsys, tmp_path):
+    base = ["push", "--checkpoint", str(trained_run), "--repo", "me/x", "--local"]
+    thesis = tmp_path / "thesis"
+    (thesis / "figures").mkdir(parents=True)
+    (thesis / "thesis.tex").write_text("\\section{Results}\n")
+    (thesis / "figures" / "a.png").write_bytes(b"png")
+    before = snapshot(thesis)
+    assert_user_error(capsys, [*base, str(thesis)], r"cannot publish into .*thesis: it holds figures, thesis.tex; give")
+    assert snapshot(thesis) == before
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    assert_user_error(capsys, [*base, str(notes)], r"cannot write into .*notes.txt: it is a file")
+    assert notes.read_text() == "mine"
+    # A folder holding only files save_pretrained writes, but not written by it (no scorediff card): refused too.
+    lookalike = tmp_path / "lookalike"
+    lookalike.mkdir()
+    (lookalike / "config.json").write_text("{}")
+    assert_user_error(capsys, [*base, str(lookalike)], r"it holds config.json; give a new or empty folder")
+    assert (lookalike / "config.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lookalike", "notes.txt", "thesis"]  # no .tmp-* debris
+
+
+def test_push_local_never_touches_the_run(trained_run, capsys):
+    before = snapshot(trained_run)
+    base = ["push", "--checkpoint", str(trained_run), "--repo", "me/x", "--local"]
+    assert_user_error(capsys, [*base, str(trained_run)], r"cannot publish into .*: it holds .*checkpoints, metrics.jsonl")
+    assert_user_error(capsys, [*base, str(trained_run / "export")], r"it is inside the checkpoint")
+    assert_user_error(capsys, [*base, str(trained_run.parent)], r"cannot publish into .*: it holds")
+    assert snapshot(trained_run) == before
+
+
+def test_save_pretrained_writes_new_or_empty_folders_and_replaces_only_its_own(trained_run, tmp_path):
+    loaded = scorediff.load(trained_run)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert sorted(p.name for p in loaded.save_pretrained(empty).iterdir()) == PUBLISHED
+    first = (empty / "README.md").read_text()
+    loaded.save_pretrained(empty, repo="me/renamed")  # its own folder: replaced whole
+    assert (empty / "README.md").read_text() != first and "# me/renamed" in (empty / "README.md").read_text()
+    again = scorediff.load(empty)
+    again.save_pretrained(empty, repo="me/third")  # loaded from the folder it replaces
+    assert "# me/third" in (empty / "README.md").read_text()
+    (empty / "notes.md").write_text("mine")  # a user's file added: no longer only ours
+    with pytest.raises(CheckpointError, match=r"it holds notes.md"):
+        loaded.save_pretrained(empty)
+    assert (empty / "notes.md").read_text() == "mine"
+    existing = tmp_path / "file"
+    existing.write_text("mine")
+    with pytest.raises(CheckpointError, match=r"it is a file"):
+        loaded.save_pretrained(existing)
+    assert existing.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "file"]  # no .tmp-old-* left anywhere
+    assert sorted(p.name for p in empty.iterdir()) == sorted([*PUBLISHED, "notes.md"])
