@@ -14,8 +14,10 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError
 
-#: ``org/name`` with an optional ``@revision`` (a branch, tag or commit)
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(@[\w./-]+)?$")
+#: ``org/name`` with an optional ``@revision``; the revision is checked apart, by ``check_revision``
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(@.+)?$")
+#: what git forbids anywhere in a ref name: control characters and space, ``~^:?*[\``, ``..``, ``//``, ``@{``
+REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|//|@\{")
 FILES = ["*.json", "*.safetensors"]
 PICKLED_WEIGHTS = "pytorch_model.bin"
 INSTALL = "pip install 'scorediff[hub]'"
@@ -32,7 +34,40 @@ def locate(spec: str | Path) -> Path:
     if not is_hub_id(spec):
         return Path(spec)
     repo, _, revision = str(spec).partition("@")
-    return download(repo, revision or None)
+    return download(repo, check_revision(repo, revision) if revision else None)
+
+
+def check_revision(repo: str, revision: str) -> str:
+    """Check that ``revision`` is a branch, tag or commit name by git's ref-name rules.
+
+    A slash inside a name (``refs/pr/1``, ``feature/x``) is fine; ``..``, a leading ``/`` or ``-`` and the rest of
+    what git refuses are not. The check comes first because the Hub client joins the revision to its cache folder
+    (``refs/<revision>``) unchecked: a name that climbs out of the repository would read a file planted elsewhere
+    and load the folder that file names.
+
+    Args:
+        repo: the ``org/name`` the revision belongs to (for the message).
+        revision: what came after the ``@``.
+
+    Returns:
+        ``revision`` unchanged.
+
+    Raises:
+        CheckpointError: one line, when git would refuse the name.
+    """
+    parts = revision.split("/")
+    if (
+        REF_FORBIDDEN.search(revision)
+        or revision.startswith(("/", "-"))
+        or revision.endswith(("/", "."))
+        or revision == "@"
+        or any(part.startswith(".") or part.endswith(".lock") for part in parts)
+    ):
+        raise CheckpointError(
+            f"{repo}: expected a branch, tag or commit name after '@' (git's ref-name rules: "
+            f"no '..', '//', '@{{', spaces or ~^:?*[\\, no leading '/' or '-'); got {revision!r}"
+        )
+    return revision
 
 
 def download(repo: str, revision: str | None = None) -> Path:

@@ -11,6 +11,8 @@ import torch
 from cli.cli_run import assert_user_error
 
 import scorediff
+from scorediff import hub
+from scorediff.checkpoint import CheckpointError
 
 constants = pytest.importorskip("huggingface_hub.constants")
 SEDD_TINY = Path(__file__).parent / "fixtures" / "sedd_reference" / "tiny_absorb"
@@ -20,7 +22,7 @@ def put_in_cache(cache: Path, repo: str, files: Path, revision: str = "main", co
     """The Hub cache's own layout: ``models--org--name/refs/<revision>`` names a commit whose snapshot holds the
     files (the client's blobs are only a way to share storage; plain files in the snapshot are what it reads)."""
     root = cache / f"models--{repo.replace('/', '--')}"
-    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / revision).parent.mkdir(parents=True, exist_ok=True)
     (root / "refs" / revision).write_text(commit)
     snapshot = root / "snapshots" / commit
     shutil.copytree(files, snapshot, dirs_exist_ok=True)
@@ -88,3 +90,37 @@ def test_a_repository_with_pickled_weights_only_is_read_weights_only(offline_cac
     torch.save(load_file(SEDD_TINY / "model.safetensors"), files / "pytorch_model.bin")
     put_in_cache(offline_cache, "someone/sedd-pickled", files)
     assert torch.equal(scores(scorediff.load("someone/sedd-pickled")), scores(scorediff.load(SEDD_TINY)))
+
+
+def test_a_revision_that_climbs_out_of_the_cache_is_refused(offline_cache, tmp_path, capsys):
+    """A ref planted outside the cache names a folder outside it: the client alone follows both, scorediff
+    refuses the revision before the client sees it."""
+    from huggingface_hub import snapshot_download
+
+    put_in_cache(offline_cache, "someone/sedd-tiny", SEDD_TINY)
+    shutil.copytree(SEDD_TINY, tmp_path / "outside")
+    # refs/../../../planted is tmp_path/planted; snapshots/../../../outside is tmp_path/outside
+    (tmp_path / "planted").write_text("../../../outside")
+    climbing = "../../../planted"
+    reached = Path(snapshot_download("someone/sedd-tiny", revision=climbing, allow_patterns=["*.json"]))
+    assert reached.resolve() == (tmp_path / "outside").resolve()  # what the old code loaded
+    with pytest.raises(CheckpointError, match=r"expected a branch, tag or commit name .*got '\.\./"):
+        scorediff.load(f"someone/sedd-tiny@{climbing}")
+    assert_user_error(capsys, ["info", "--checkpoint", f"someone/sedd-tiny@{climbing}"], r"someone/sedd-tiny: exp")
+
+
+@pytest.mark.parametrize(
+    "revision",
+    ["..", "a/../b", "/etc", "-rf", "a//b", "a/", "v1.lock", "a/.hidden", "a.", "x y", "a\nb", "a~1", "a^", "a:b",
+     "a?", "a*", "a[b", "a\\b", "a@{1}", "@"],
+)  # fmt: skip
+def test_revisions_git_would_refuse_are_refused(revision):
+    with pytest.raises(CheckpointError, match=r"^someone/x: expected a branch, tag or commit name"):
+        hub.check_revision("someone/x", revision)
+
+
+def test_branch_tag_and_commit_names_pass(offline_cache):
+    for revision in ("main", "v1.0", "refs/pr/1", "feature/x", "a-b_c", "0" * 40):
+        assert hub.check_revision("someone/x", revision) == revision
+    put_in_cache(offline_cache, "someone/sedd-tiny", SEDD_TINY, revision="refs/pr/1", commit="2" * 40)
+    assert scorediff.load("someone/sedd-tiny@refs/pr/1").path.name == "2" * 40
