@@ -3,8 +3,8 @@ lists over a declared integer vocabulary (``data.num_tokens``).
 
 Each record becomes one row of ``model.seq_len`` tokens and a ``given`` mask: the prompt's positions are given
 (a diffusion model never noises them, an autoregressive one does not score them), the answer's are not. A text
-answer shorter than the row is padded with the tokenizer's end-of-document token, which is part of the answer,
-so a model learns where an answer ends; no row crosses an example's boundary. The training and validation
+answer shorter than the row is padded with the tokenizer's end token (``end_token``), which is part of the
+answer, so a model learns where an answer ends; no row crosses an example's boundary. The training and validation
 splits are drawn by example.
 """
 
@@ -66,9 +66,18 @@ def _token_fields(spec: str, number: int, record: dict, num_tokens: int) -> tupl
     return tokens, given
 
 
+def end_token(tokenizer: Tokenizer) -> int | None:
+    """The token that pads and ends a text answer: the tokenizer's end-of-text token; for a char or byte tokenizer
+    saved before it had one, the last token of its document separator (a newline), as such models were trained."""
+    if tokenizer.end_id is not None:
+        return tokenizer.end_id
+    return tokenizer.separator[-1] if tokenizer.separator else None
+
+
 def encode_example(tokenizer: Tokenizer, prompt: str, answer: str | None, seq_len: int) -> tuple[list[int], int]:
-    """``prompt`` then ``answer`` as tokens, padded to ``seq_len`` with the end-of-document token (``answer`` None:
-    the prompt alone, padded with masks to fill later), and the prompt's length; ``ValueError`` when too long."""
+    """``prompt`` then ``answer`` as tokens, padded to ``seq_len`` with the end token (``end_token``; ``answer``
+    None: the prompt alone, padded with masks to fill later), and the prompt's length; ``ValueError`` when too
+    long."""
     prompt_ids = tokenizer.encode(prompt)
     answer_ids = tokenizer.encode(answer) if answer is not None else []
     used = len(prompt_ids) + len(answer_ids)
@@ -76,7 +85,8 @@ def encode_example(tokenizer: Tokenizer, prompt: str, answer: str | None, seq_le
         raise ValueError(f"the prompt and answer take {used} tokens; the model's context is {seq_len}")
     if not len(prompt_ids):
         raise ValueError("the prompt is empty")
-    pad = tokenizer.separator[-1:]
+    end = end_token(tokenizer)
+    pad = [] if end is None else [end]
     if used < seq_len and answer is not None and not pad:
         raise ValueError(f"an answer {seq_len - used} tokens short of the context and no end token to pad it with")
     return prompt_ids + answer_ids + pad * (seq_len - used), len(prompt_ids)

@@ -41,7 +41,7 @@ def build_tokenizer(
 
     if name == "char":
         tokenizer = CharTokenizer.from_texts(texts())
-        if tokenizer.vocab_size < 2:
+        if len(tokenizer.chars) < 2:  # the newline it always holds, and no text
             raise DataError(f"data {source!r} holds no text")
         return tokenizer
     if name == "byte":

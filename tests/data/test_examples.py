@@ -19,9 +19,11 @@ def test_text_examples_give_the_prompt_and_pad_the_answer(tmp_path):
     spec = write(tmp_path / "rev.jsonl", [{"prompt": "ab=", "answer": "ba"}, {"prompt": "abc=", "answer": "cba"}])
     assert example_format(spec) == "text"
     tokenizer = build_tokenizer("char", spec)
-    assert set(tokenizer.chars) == set("abc=\n")  # learnt from prompts and answers, plus the end token
+    assert set(tokenizer.chars) == set("abc=\n")  # learnt from prompts and answers, plus a newline
     tokens, given = read_examples(spec, tokenizer, seq_len=8)
-    assert tokenizer.decode(tokens[0].tolist()) == "ab=ba\n\n\n" and tokenizer.decode(tokens[1].tolist()) == "abc=cba\n"
+    end = tokenizer.end_id
+    assert tokens[0, 5:].tolist() == [end] * 3 and tokens[1, 7:].tolist() == [end]  # answers end with the end token
+    assert tokenizer.decode(tokens[0].tolist()) == "ab=ba" and tokenizer.decode(tokens[1].tolist()) == "abc=cba"
     assert given.tolist() == [[True] * 3 + [False] * 5, [True] * 4 + [False] * 4]
     with pytest.raises(DataError, match=r"rev.jsonl:2: the prompt and answer take 7 tokens; the model's context is 6"):
         read_examples(spec, tokenizer, seq_len=6)
@@ -68,3 +70,16 @@ def test_the_split_is_by_example_and_batches_keep_rows_whole(tmp_path):
     batch = train.random_examples(64, torch.Generator().manual_seed(0))
     assert {tuple(row.tolist()) for row in batch["x_0"]} <= seen and batch["given"][:, :4].all()
     assert isinstance(train, ExampleSet) and len(val.spread_examples(7)["x_0"]) == 7
+
+
+def test_a_multi_line_answer_keeps_its_newlines_and_old_tokenizers_pad_as_before(tmp_path):
+    spec = write(tmp_path / "poem.jsonl", [{"prompt": "q=", "answer": "a\nb"}, {"prompt": "q=", "answer": "b"}])
+    tokenizer = build_tokenizer("char", spec)
+    tokens, _ = read_examples(spec, tokenizer, seq_len=7)
+    newline, end = tokenizer.encode("\n")[0], tokenizer.end_id
+    assert tokens[0, 2:].tolist() == [*tokenizer.encode("a"), newline, *tokenizer.encode("b"), end, end]
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "tokenizer.json").write_text(json.dumps({"type": "char", "chars": "\n=abq"}))  # saved before end tokens
+    tokens, _ = read_examples(spec, build_tokenizer(str(old / "tokenizer.json"), spec), seq_len=7)
+    assert tokens[1].tolist() == [4, 1, 3, 0, 0, 0, 0]  # "q=b" padded with newlines, as such models were trained

@@ -71,7 +71,7 @@ def test_shards_split_deterministically_and_keep_every_token(tmp_path):
     first = write_shards(str(tmp_path / "corpus.txt"), tokenizer, tmp_path / "s1", val_fraction=0.2, chunk_tokens=1000)
     second = write_shards(str(tmp_path / "corpus.txt"), tokenizer, tmp_path / "s2", val_fraction=0.2, chunk_tokens=1000)
     meta = json.loads((first / "meta.json").read_text())
-    assert meta["dtype"] == "uint16" and meta["train_tokens"] + meta["val_tokens"] == 50_002  # + separator
+    assert meta["dtype"] == "uint16" and meta["train_tokens"] + meta["val_tokens"] == 50_001  # + the end token
     assert 0.1 < meta["val_tokens"] / 50_002 < 0.3
     for split in ("train", "val"):
         assert (first / f"{split}.bin").read_bytes() == (second / f"{split}.bin").read_bytes()

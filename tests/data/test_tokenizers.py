@@ -1,4 +1,8 @@
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scorediff.data import ByteTokenizer, CharTokenizer, HFTokenizer, gpt2_files, load_tokenizer
 
@@ -9,7 +13,7 @@ def test_char_tokenizer_roundtrip_and_errors(tmp_path):
     tokenizer = CharTokenizer.from_texts([TEXT])
     ids = tokenizer.encode(TEXT)
     assert len(ids) == len(TEXT) and tokenizer.decode(ids) == TEXT
-    assert tokenizer.vocab_size == len(set(TEXT) | {"\n"})
+    assert tokenizer.vocab_size == len(set(TEXT) | {"\n"}) + 1  # the characters, then the end token
     with pytest.raises(ValueError, match="character 'Z' is not in the tokenizer's"):
         tokenizer.encode("Zounds")
     tokenizer.save(tmp_path)
@@ -24,6 +28,41 @@ def test_byte_tokenizer_handles_any_text(tmp_path):
     assert max(tokenizer.encode(text)) < 256
     tokenizer.save(tmp_path)
     assert isinstance(load_tokenizer(tmp_path), ByteTokenizer)
+
+
+@pytest.mark.parametrize("kind", ["char", "byte"])
+def test_end_token_is_saved_never_encoded_and_dropped_by_decode(tmp_path, kind):
+    tokenizer = CharTokenizer.from_texts([TEXT]) if kind == "char" else ByteTokenizer()
+    end = tokenizer.end_id
+    assert end == tokenizer.vocab_size - 1 and tokenizer.separator == [end]
+    assert end not in tokenizer.encode(TEXT + "\n\n")  # no text, newlines included, encodes to it
+    assert tokenizer.decode(tokenizer.encode("To be") + [end] + tokenizer.encode("\nor")) == "To be\nor"
+    again = load_tokenizer(tokenizer.save(tmp_path))
+    assert (again.vocab_size, again.end_id, again.encode(TEXT)) == (tokenizer.vocab_size, end, tokenizer.encode(TEXT))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=40))
+def test_no_text_encodes_to_the_end_token_and_every_text_round_trips(text):
+    byte = ByteTokenizer()
+    assert byte.end_id not in byte.encode(text) and byte.decode(byte.encode(text)) == text
+    char = CharTokenizer.from_texts([text])
+    assert char.end_id not in char.encode(text) and char.decode(char.encode(text)) == text
+
+
+def test_tokenizer_files_without_the_end_token_load_as_before(tmp_path):
+    """Checkpoints saved before the end token: the same vocabulary, documents still joined by a blank line."""
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"type": "char", "chars": "\nab"}))
+    old = load_tokenizer(tmp_path)
+    assert (old.vocab_size, old.end_id, old.separator, old.encode("ab\n")) == (3, None, [0, 0], [1, 2, 0])
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, 3\); got 3"):
+        old.decode([3])
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"type": "byte"}))
+    old = load_tokenizer(tmp_path)
+    assert (old.vocab_size, old.end_id, old.separator) == (256, None, [10, 10])
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"type": "byte", "end_of_text": "yes"}))
+    with pytest.raises(ValueError, match=r'"end_of_text" must be true or false; got \'yes\''):
+        load_tokenizer(tmp_path)
 
 
 def test_gpt2_tokenizer_from_local_files_matches_tiktoken(tmp_path):
