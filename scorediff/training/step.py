@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch._dynamo.exc import BackendCompilerFailed
 
 from ..config import RunConfig
 from ..devices import bf16_autocast, keep_freed_memory
@@ -111,6 +113,47 @@ def train_step(state: TrainState, batch: dict[str, Tensor]) -> StepOutput:
     state.step += 1
     state.tokens_seen += config.train.batch_size * seq_len
     return StepOutput(loss_sum, grad_norm, skipped)
+
+
+COMPILER_FAILURES = (BackendCompilerFailed,)
+"""What makes a compiled run fall back to eager: the compiler backend could not build the traced graph. Inductor
+raises its ``InductorError`` (a subclass) for a missing or broken C++ compiler (``InvalidCxxCompiler``,
+``CppCompileError``) and a missing Triton. Errors in the model itself (shapes, dtypes, ``Unsupported`` tracing) are
+raised by Dynamo before any backend runs, as other types, and propagate."""
+
+
+def step_or_fall_back(state: TrainState, step: Callable[[], StepOutput], warn: Callable[[str], None]) -> StepOutput:
+    """Take ``step``; if torch.compile's backend fails to build the model, run it eagerly from then on, say so
+    through ``warn`` (one line) and take the step again.
+
+    torch.compile is lazy, so the failure comes at the first compiled call, inside a step: before the optimizer,
+    the EMA or the step count changed. The step is retried from its own batch and seeds (``step`` draws them), so
+    the run is the one an eager run would have been. Once eager, a compile failure is not expected and propagates.
+    """
+    try:
+        return step()
+    except COMPILER_FAILURES as error:
+        if not run_eagerly(state):
+            raise
+        reason = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        warn(f"warning: torch.compile could not build the model ({reason[:200]}); training without it")
+        return step()
+
+
+def run_eagerly(state: TrainState) -> bool:
+    """Make ``state.network`` run the bare model (inside DDP, whose reducer holds the same parameters); returns
+    whether it was compiled before. Gradients of the failed attempt are dropped."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ddp = isinstance(state.network, DistributedDataParallel)
+    if (state.network.module if ddp else state.network) is state.model:
+        return False
+    if ddp:
+        state.network.module = state.model
+    else:
+        state.network = state.model
+    state.optimizer.zero_grad(set_to_none=True)
+    return True
 
 
 def all_finite(state: TrainState) -> bool:

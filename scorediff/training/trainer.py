@@ -24,7 +24,7 @@ from .progress import Skips, Window
 from .rundir import claim, find_start, run_directory
 from .setup import RunData, build, check_batch, prepare_data, resolve_from_data, restore
 from .signals import StopSignals
-from .step import TrainingDiverged, TrainState, all_finite, train_step
+from .step import TrainingDiverged, TrainState, all_finite, step_or_fall_back, train_step
 
 
 @dataclass
@@ -128,9 +128,13 @@ def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_b
     probe = BudgetProbe(state.step, BudgetProbe.refit_at(state.config.optim.warmup_steps))
     configured_steps = tc.max_steps  # a fit may lengthen an earlier fit's schedule up to here
     state.model.train()
+
+    def next_step():  # the batch is drawn inside, so a step retried without compilation draws the same again
+        return train_step(state, draw_batch(state, data.train, device))
+
     with StopSignals() as signals:
         while state.step < last_step:
-            output = train_step(state, draw_batch(state, data.train, device))
+            output = step_or_fall_back(state, next_step, logger.print)
             skips.count(output, state)
             loss = None if output.skipped else float(distributed.all_reduce_sum(output.loss, info)) / info.world_size
             window.add(loss)
