@@ -231,6 +231,9 @@ def merge(paths: list[Path], out: Path) -> None:
     for part in parts:
         results["runs"] += part["runs"]
         results["rows"] += part["rows"]
+    keys = [(row["model"], row["seed"], row["split"], row["decoder"]) for row in results["rows"]]
+    if len(set(keys)) != len(keys):  # a seed counted twice would pass for another seed in the spread
+        raise SystemExit("--merge takes other seeds; a model's seed, split and decoder appear twice")
     results["summary"] = summarise(results["rows"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "puzzles.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -175,3 +175,11 @@ def test_merge_refuses_other_tasks(tmp_path):
     second = results_file(tmp_path / "b.json", "sudoku9", 1, [("diffusion", "confidence", 0.7, 0.8)])
     with pytest.raises(SystemExit, match="one task"):
         merged(tmp_path, first, second)
+
+
+def test_merge_refuses_a_seed_twice(tmp_path):
+    """The same seed's rows in two files would count as two seeds in the mean and the spread."""
+    first = results_file(tmp_path / "a.json", "sudoku6", 0, [("diffusion", "confidence", 0.5, 0.9)])
+    second = results_file(tmp_path / "b.json", "sudoku6", 0, [("diffusion", "confidence", 0.7, 0.8)])
+    with pytest.raises(SystemExit, match="twice"):
+        merged(tmp_path, first, second)
