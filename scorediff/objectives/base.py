@@ -110,7 +110,8 @@ class Objective(ABC):
         x = generate_in_blocks(fill, tokens, given, context, settings["block"] or default_block(context))
         if not settings["return_stats"]:
             return x
-        return x, SampleStats(fill.nfe, fill.steps, time.perf_counter() - started, shape[0] * shape[1])
+        seconds = time.perf_counter() - started
+        return x, SampleStats(fill.nfe, fill.steps, seconds, shape[0] * shape[1], fill.nfe_per_sequence)
 
     @abstractmethod
     def window_filler(self, model: nn.Module, settings: dict, generator, device) -> WindowFiller:
@@ -118,19 +119,23 @@ class Objective(ABC):
 
 
 class WindowFiller:
-    """``fill(tokens, given) -> (tokens, nfe, steps)`` for one window, counted over the windows of a ``sample``.
+    """``fill(tokens, given) -> (tokens, nfe, steps[, nfe_per_sequence])`` for one window, counted over the windows
+    of a ``sample``; a fill that skips some sequences in some calls (a cached score) returns the mean number of
+    calls each sequence took part in, any other took every sequence in every call.
 
     Attributes:
         nfe (int): network calls so far.
         steps (int): sampler steps so far.
+        nfe_per_sequence (float): calls each sequence took part in so far, the mean over the batch.
     """
 
-    def __init__(self, fill: Callable[[Tensor, Tensor], tuple[Tensor, int, int]]):
-        self.fill, self.nfe, self.steps = fill, 0, 0
+    def __init__(self, fill: Callable[[Tensor, Tensor], tuple]):
+        self.fill, self.nfe, self.steps, self.nfe_per_sequence = fill, 0, 0, 0.0
 
     def __call__(self, tokens: Tensor, given: Tensor) -> Tensor:
-        x, nfe, steps = self.fill(tokens, given)
+        x, nfe, steps, *per_sequence = self.fill(tokens, given)
         self.nfe, self.steps = self.nfe + nfe, self.steps + steps
+        self.nfe_per_sequence += per_sequence[0] if per_sequence else nfe
         return x
 
 

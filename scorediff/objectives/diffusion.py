@@ -263,13 +263,13 @@ class DiffusionObjective(Objective):
             return self._order_filler(score_fn, settings, generator)
         keywords = {k: settings[k] for k in ("temperature", "top_p", "greedy_tail")}
 
-        def fill(tokens: Tensor, given: Tensor) -> tuple[Tensor, int, int]:
+        def fill(tokens: Tensor, given: Tensor) -> tuple[Tensor, int, int, float]:
             before = getattr(score_fn, "nfe", 0)  # a cached score counts its calls across windows
             x, stats = sample(
                 score_fn, self.graph, self.schedule, tokens.shape, settings["steps"], settings["predictor"],
                 condition=(tokens, given), generator=generator, device=device, return_stats=True, **keywords,
             )  # fmt: skip
-            return x, stats.nfe - before, stats.steps
+            return x, stats.nfe - before, stats.steps, stats.nfe_per_sequence
 
         return WindowFiller(fill)
 
@@ -279,14 +279,16 @@ class DiffusionObjective(Objective):
         check_order(settings["order"], settings["tokens_per_step"], settings["threshold"])
         log_probs_fn = self.denoiser(score_fn)
 
-        def fill(tokens: Tensor, given: Tensor) -> tuple[Tensor, int, int]:
+        def fill(tokens: Tensor, given: Tensor) -> tuple[Tensor, int, int, float]:
             x = torch.where(given, tokens, self.graph.mask_id)
             options = {k: settings[k] for k in ORDER_OPTIONS}
             options["tokens_per_step"] = tokens_per_call(settings["tokens_per_step"], given, settings["steps"])
+            rows_before = getattr(score_fn, "rows_evaluated", None)  # a cached score skips finished sequences
             x, nfe = decode_in_order(
                 log_probs_fn, x, self.graph.mask_id, self.num_tokens, given=given, generator=generator, **options
             )
-            return x, nfe, nfe
+            per_sequence = nfe if rows_before is None else (score_fn.rows_evaluated - rows_before) / len(x)
+            return x, nfe, nfe, per_sequence
 
         return WindowFiller(fill)
 

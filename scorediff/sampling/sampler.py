@@ -57,16 +57,26 @@ class SampleStats:
     """What one ``sample`` call cost.
 
     Attributes:
-        nfe (int): network calls (a cached score counts only the calls it made; first-hitting, one per token).
+        nfe (int): network calls for the whole batch (a cached score counts only the calls it made; first-hitting,
+            one per token).
         steps (int): sampler steps (first-hitting: the tokens it filled).
         seconds (float): wall time.
         tokens (int): tokens produced (batch x length).
+        nfe_per_sequence (float): the network calls each sequence took part in, the mean over the batch. A cached
+            score skips the sequences that did not change, so a sequence of ``L`` tokens takes part in at most
+            ``L + 1`` calls while the batch, whose sequences change at different steps, may make more. None (the
+            default) sets it to ``nfe``: every call took every sequence.
     """
 
     nfe: int
     steps: int
     seconds: float
     tokens: int
+    nfe_per_sequence: float | None = None
+
+    def __post_init__(self):
+        if self.nfe_per_sequence is None:
+            self.nfe_per_sequence = float(self.nfe)
 
     @property
     def tokens_per_second(self) -> float:
@@ -151,6 +161,7 @@ def sample(
         device = device if device is not None else tokens.device
         tokens, mask = tokens.to(device), mask.to(device)
     counted = score_fn if hasattr(score_fn, "nfe") else _Counted(score_fn)
+    rows_before = getattr(counted, "rows_evaluated", None)  # a cached score counts the sequences of each call
 
     def clamp(x: Tensor) -> Tensor:
         return x if condition is None else torch.where(mask, tokens, x)
@@ -180,7 +191,8 @@ def sample(
     out = SampleTrajectory(tokens=x, states=states, times=state_times) if return_trajectory else x
     if not return_stats:
         return out
-    stats = SampleStats(counted.nfe, int(steps), time.perf_counter() - started, shape[0] * shape[1])
+    per_sequence = None if rows_before is None else (counted.rows_evaluated - rows_before) / shape[0]
+    stats = SampleStats(counted.nfe, int(steps), time.perf_counter() - started, shape[0] * shape[1], per_sequence)
     return out, stats
 
 
