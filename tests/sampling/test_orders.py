@@ -8,7 +8,7 @@ import pytest
 import torch
 from reference import all_sequences, random_data, total_variation
 
-from scorediff.sampling.orders import decode_in_order, order_scores
+from scorediff.sampling.orders import decode_in_order
 
 NUM_TOKENS, SEQ_LEN = 3, 4
 MASK = NUM_TOKENS
@@ -31,16 +31,25 @@ def exact_conditionals(data_probs: torch.Tensor):
     return log_probs
 
 
+def sureness(probs: torch.Tensor, order: str) -> torch.Tensor:
+    """Each position's rank key under ``order``, from its law ``probs`` (L, N), written out apart from the
+    library: the top probability, the gap between the two top ones, or minus the entropy (``0 log 0 = 0``)."""
+    top = probs.sort(-1, descending=True).values
+    if order == "confidence":
+        return top[:, 0]
+    if order == "margin":
+        return top[:, 0] - top[:, 1]
+    return torch.where(probs > 0, probs * probs.log(), 0.0).sum(-1)
+
+
 def reference_path(log_probs, x: torch.Tensor, order: str) -> torch.Tensor:
-    """One sequence, one position at a time: the masked position whose greedy token scores highest."""
+    """One sequence, one position at a time: the masked position whose law ranks first gets its likeliest token."""
     x = x.clone()
     while (x == MASK).any():
-        log_p = log_probs(x[None])[0, :, :NUM_TOKENS]
-        chosen = log_p.argmax(-1)
-        scores = order_scores(log_p[None], chosen[None], order, None)[0]
-        scores = torch.where(x == MASK, scores, -math.inf)
+        probs = log_probs(x[None])[0, :, :NUM_TOKENS].exp()
+        scores = torch.where(x == MASK, sureness(probs, order), -math.inf)
         position = int(scores.argmax())
-        x[position] = chosen[position]
+        x[position] = probs[position].argmax()
     return x
 
 
