@@ -39,8 +39,9 @@ class ScorediffLM(LM):
         self.loaded = load(checkpoint, device=device)
         if self.loaded.tokenizer is None:
             raise InputError(f"{checkpoint} has no tokenizer; lm-eval gives the model text")
-        self.mc_samples, self.batch_size, self.seed = int(mc_samples), int(batch_size), int(seed)
-        self.max_gen_toks, self._device = int(max_gen_toks), torch.device(device)
+        self.mc_samples, self.batch_size = _count("mc_samples", mc_samples), _count("batch_size", batch_size)
+        self.seed, self.max_gen_toks = int(seed), _count("max_gen_toks", max_gen_toks)
+        self._device = torch.device(device)
         self.length = self.loaded.model.config.seq_len
 
     # the harness's three requests ---------------------------------------------------------------------------
@@ -105,7 +106,7 @@ class ScorediffLM(LM):
     def _generate(self, context: str, options: dict) -> str:
         until = options.pop("until", None) or []
         until = [until] if isinstance(until, str) else list(until)
-        new = min(int(options.pop("max_gen_toks", self.max_gen_toks)), self.length)
+        new = min(_count("max_gen_toks", options.pop("max_gen_toks", self.max_gen_toks)), self.length)
         kwargs = sampling_options(self.loaded.config) if self.loaded.config is not None else {}
         if not options.pop("do_sample", True) and self.loaded.kind == "autoregressive":
             kwargs["top_p"] = 1e-9
@@ -123,11 +124,23 @@ class ScorediffLM(LM):
     # helpers ---------------------------------------------------------------------------------------------------
 
     def _encode(self, text: str) -> list[int]:
-        return self.loaded.tokenizer.encode(text) if text else []
+        try:
+            return self.loaded.tokenizer.encode(text) if text else []
+        except ValueError as error:  # the tokenizer's own (a character outside its vocabulary), not the package's
+            raise InputError(f"lm-eval gave text this model's tokenizer cannot encode: {error}") from None
 
     @staticmethod
     def _args(requests) -> list[tuple]:
         return [request.args for request in requests]
+
+
+def _count(name: str, value) -> int:
+    """``value`` (model_args come as text or numbers, a task's generation_kwargs from YAML) as a positive whole
+    number, or a one-line error."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise InputError(f"{name} must be a positive whole number; got {value!r}")
+    return int(text)
 
 
 def _fit(context: list[int], continuation: list[int], length: int) -> list[int]:

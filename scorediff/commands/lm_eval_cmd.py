@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from . import UsageError, atomic_write, check_device, check_writable, positive
 
@@ -29,6 +30,8 @@ def run_lm_eval(args: argparse.Namespace) -> int:
     positive("--mc-samples", args.mc_samples)
     positive("--batch-size", args.batch_size)
     positive("--limit", args.limit)
+    if args.limit is not None and not math.isfinite(args.limit):
+        raise UsageError(f"--limit must be a number of documents, or a fraction below 1; got {args.limit}")
     positive("--num-fewshot", args.num_fewshot, allow_zero=True)
     check_device(args.device)
     if args.output:
@@ -42,6 +45,8 @@ def run_lm_eval(args: argparse.Namespace) -> int:
     except ImportError:
         raise ImportError(f"scorediff lm-eval needs lm-evaluation-harness: {INSTALL}") from None
     tasks = [name.strip() for name in args.tasks.split(",") if name.strip()]
+    if not tasks:
+        raise UsageError(f"--tasks must name at least one task (comma-separated); got {args.tasks!r}")
     manager = TaskManager(include_path=args.include_path) if args.include_path else TaskManager()
     unknown = [name for name in tasks if name not in manager.all_tasks]
     if unknown:

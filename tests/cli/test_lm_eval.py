@@ -10,6 +10,7 @@ from cli_run import assert_user_error, run_cli
 
 pytest.importorskip("lm_eval")
 import scorediff  # noqa: E402
+from scorediff.errors import InputError  # noqa: E402
 from scorediff.harness import ScorediffLM, rolling_windows  # noqa: E402
 
 WINDOW = 32  # the micro runs' context
@@ -212,3 +213,52 @@ def test_exact_match_counts_the_answers_greedy_decoding_writes(capsys, trained_a
     assert code == 0, err
     results = json.loads(out.read_text())["results"]["tiny_greedy_generation"]
     assert results["exact_match,none"] == pytest.approx(6 / 9)
+
+
+def write_task(root, name: str, records: list[dict], body: str) -> None:
+    """A task YAML ``name`` over a JSONL file of ``records``; ``body`` is the rest of the YAML."""
+    (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    head = f"task: {name}\ntest_split: test\ndataset_path: json\n"
+    (root / f"{name}.yaml").write_text(f"{head}dataset_kwargs:\n  data_files:\n    test: {root / name}.jsonl\n{body}")
+
+
+CHOICE = 'output_type: multiple_choice\ndoc_to_text: "{{context}}"\ndoc_to_choice: "{{choices}}"\n'
+
+
+@pytest.mark.parametrize(
+    "name, records, body, message",
+    [
+        ("outside_vocabulary", [{"context": "To be \u2603", "choices": ["or", "not"], "label": 0}],
+         f'{CHOICE}doc_to_target: "{{{{label}}}}"\nmetric_list:\n  - metric: acc\n',
+         r"lm-eval gave text this model's tokenizer cannot encode: character '\u2603' is not in"),
+        # in a later document: lm-eval's own check of the first document's choices fails on an empty one
+        ("empty_choice", [{"context": "To be", "choices": ["x", "or"], "label": 0},
+                          {"context": "To be", "choices": ["", "or"], "label": 0}],
+         f'{CHOICE}doc_to_target: "{{{{label}}}}"\ntarget_delimiter: ""\nmetric_list:\n  - metric: acc\n',
+         r"lm-eval asked for the likelihood of an empty continuation"),
+        ("negative_tokens", [{"prompt": "To be", "answer": "or"}],
+         'output_type: generate_until\ndoc_to_text: "{{prompt}}"\ndoc_to_target: "{{answer}}"\n'
+         "generation_kwargs:\n  until: [\"\\n\"]\n  max_gen_toks: -3\nmetric_list:\n  - metric: exact_match\n",
+         r"max_gen_toks must be a positive whole number; got -3"),
+    ],
+)  # fmt: skip
+def test_requests_the_model_cannot_serve_are_one_line_errors(capsys, trained_ar_run, tmp_path, name, records, body,
+                                                            message):  # fmt: skip
+    write_task(tmp_path, name, records, body)
+    command = ["lm-eval", "--checkpoint", str(trained_ar_run), "--include-path", str(tmp_path), "--tasks", name]
+    code, _, err = run_cli(capsys, command)  # the harness's progress bars come first
+    assert code == 2 and "Traceback" not in err
+    assert re.fullmatch(f"scorediff: error: {message}.*", err.strip().splitlines()[-1])
+
+
+def test_bad_options_are_refused_before_lm_eval_runs(capsys, trained_ar_run, tasks):
+    base = ["lm-eval", "--checkpoint", str(trained_ar_run), "--include-path", str(tasks["root"])]
+    for limit in ("nan", "inf"):
+        expected = rf"--limit must be a number of documents, or a fraction below 1; got {limit}"
+        assert_user_error(capsys, [*base, "--tasks", "tiny_choice", "--limit", limit], expected)
+    assert_user_error(capsys, [*base, "--tasks", "tiny_choice", "--limit=-inf"], r"--limit must be > 0; got -inf")
+    for spelling in (",", " , ,"):
+        assert_user_error(capsys, [*base, "--tasks", spelling], r"--tasks must name at least one task")
+    for key, value in (("max_gen_toks", -1), ("mc_samples", 0), ("batch_size", "2.5")):
+        with pytest.raises(InputError, match=rf"^{key} must be a positive whole number; got {value!r}$"):
+            ScorediffLM(str(trained_ar_run), **{key: value})
