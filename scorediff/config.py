@@ -163,10 +163,12 @@ class TrainConfig:
     max_steps: int = 1000
     """Optimizer steps of the whole run (the cosine schedule ends here)."""
     max_minutes: float = 0.0
-    """Stop early after this many minutes of training (0: no limit); a checkpoint is saved."""
+    """Stop early after this many minutes of training and save a checkpoint (0: no limit but the budget's own).
+    Below ``time_budget_minutes`` it cuts the fitted schedule short, with a warning."""
     time_budget_minutes: float = 0.0
     """Fit the schedule to this budget (0: off): after a short probe of the step time, max_steps becomes the steps
-    that fit, evaluations included (never more than max_steps), and is recorded in the run's config."""
+    that fit, evaluations included (never more than max_steps), and is recorded in the run's config. The run also
+    stops 7% past the budget, at least 30 s (``training.budget.STOP_MARGIN``), should the machine slow down."""
     max_skipped_steps: int = 10
     """Consecutive steps with a non-finite loss or gradient (skipped, not applied) after which the run stops."""
     ema: float = 0.999

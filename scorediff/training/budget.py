@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import TrainConfig
 from .optim import decay_start
 from .step import TrainState
 
@@ -34,6 +35,36 @@ REFIT_EVERY = 100
 SAFETY = 0.97
 """Fraction of the budget the run may fill: the rest (16 s of nine minutes) is kept for timing noise after the
 last fit, checkpoint writes and the end of the run, however late that fit comes."""
+STOP_MARGIN = 0.07
+"""A budgeted run is stopped, whatever its schedule, this fraction of its budget past it (9.63 minutes for nine),
+and at least ``STOP_MARGIN_SECONDS``: a guard against a machine that slows down after the last fit, far enough
+past the budget that a run the fit went right for never meets it. It follows the budget, so raising the budget
+raises the stop."""
+STOP_MARGIN_SECONDS = 30.0
+"""The least margin of that stop: the final evaluation and checkpoint take seconds whatever the budget."""
+
+
+def stop_seconds(train_config: TrainConfig) -> float:
+    """Seconds of training after which the run stops and saves: ``train.max_minutes`` when set, else the
+    budget plus its margin, the earlier of the two when both are set (inf: neither)."""
+    limits = [train_config.max_minutes * 60] if train_config.max_minutes > 0 else []
+    if train_config.time_budget_minutes > 0:
+        budget = train_config.time_budget_minutes * 60
+        limits.append(budget + max(STOP_MARGIN * budget, STOP_MARGIN_SECONDS))
+    return min(limits, default=math.inf)
+
+
+def unfinished_schedule_warning(train_config: TrainConfig) -> str | None:
+    """One line for a run whose ``max_minutes`` stops it before its ``time_budget_minutes`` is spent: the schedule,
+    fitted to the budget, would then stop with the learning rate still high (None when the two agree)."""
+    budget, stop = train_config.time_budget_minutes, train_config.max_minutes
+    if budget <= 0 or stop <= 0 or stop >= budget:
+        return None
+    return (
+        f"warning: train.max_minutes={stop:g} stops the run before its time budget (train.time_budget_minutes="
+        f"{budget:g}) is spent, so the learning-rate schedule fitted to the budget will not finish; set "
+        f"train.time_budget_minutes={stop:g} instead (a budgeted run stops soon after its budget anyway)"
+    )
 
 
 @dataclass

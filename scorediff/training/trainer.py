@@ -16,7 +16,15 @@ from ..devices import fast_bf16
 from ..fileio import atomic_write_text
 from ..version import __version__
 from . import distributed
-from .budget import FIRST_FIT, SAFETY, BudgetProbe, evaluation_seconds, schedule_steps
+from .budget import (
+    FIRST_FIT,
+    SAFETY,
+    BudgetProbe,
+    evaluation_seconds,
+    schedule_steps,
+    stop_seconds,
+    unfinished_schedule_warning,
+)
 from .evaluate import evaluate_during_training
 from .logger import MetricsLogger
 from .optim import step_seed
@@ -127,6 +135,9 @@ def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_b
     val_bits, samples, last_saved, interrupted = None, [], None, None
     probe = BudgetProbe(state.step, BudgetProbe.refit_at(state.config.optim.warmup_steps))
     configured_steps = tc.max_steps  # a fit may lengthen an earlier fit's schedule up to here
+    stop_after, warning = stop_seconds(tc), unfinished_schedule_warning(tc)
+    if warning:
+        logger.print(warning)
     state.model.train()
 
     def next_step():  # the batch is drawn inside, so a step retried without compilation draws the same again
@@ -153,7 +164,7 @@ def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_b
                 logger.log({**record, "skipped_steps": skips.total})
                 shown = f"{window.train_loss:.3f}"
                 bar.set_postfix(loss=shown, tok_s=f"{record['tokens_per_second']:,.0f}", skipped=skips.total)
-            late = tc.max_minutes > 0 and (time.perf_counter() - run_start) > tc.max_minutes * 60
+            late = time.perf_counter() - run_start > stop_after
             late, signalled = distributed.any_rank([late, signals.received is not None], info, device)
             interrupted = (signals.received or "SIGTERM") if signalled else None
             stop = state.step == last_step or late or signalled
@@ -162,7 +173,7 @@ def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_b
                 val_bits, samples = evaluate_during_training(state, data.tokenizer, data.val, device, logger)
                 window.restart()
                 # the evaluation used up the time: stop here, not one step later
-                stop = stop or tc.max_minutes > 0 and (time.perf_counter() - run_start) > tc.max_minutes * 60
+                stop = stop or time.perf_counter() - run_start > stop_after
                 stop = distributed.any_rank([stop], info, device)[0]
             if (tc.save_every and state.step % tc.save_every == 0) or stop:
                 elapsed = elapsed_before + time.perf_counter() - run_start

@@ -6,8 +6,8 @@ import math
 from types import SimpleNamespace
 
 from scorediff.checkpoint import read_config
-from scorediff.config import OptimConfig
-from scorediff.training import budget, train
+from scorediff.config import OptimConfig, load_config
+from scorediff.training import budget, train, trainer
 from scorediff.training.budget import (
     FIRST_FIT,
     PROBE_STEPS,
@@ -129,3 +129,76 @@ def test_the_probe_times_the_steps_of_each_window(monkeypatch):
             probe.exclude(7.0)
     assert sorted(measured) == [FIRST_FIT, 60]
     assert math.isclose(measured[FIRST_FIT], 0.1) and math.isclose(measured[60], 0.05)
+
+
+def train_times(max_minutes=0.0, time_budget_minutes=0.0):
+    return SimpleNamespace(max_minutes=max_minutes, time_budget_minutes=time_budget_minutes)
+
+
+def test_the_hard_stop_follows_the_budget_unless_set():
+    assert budget.stop_seconds(train_times(time_budget_minutes=15)) == 900 + 63  # raised budget, raised stop
+    assert budget.stop_seconds(train_times(time_budget_minutes=1)) == 60 + 30  # the least margin
+    assert budget.stop_seconds(train_times(max_minutes=9.6, time_budget_minutes=9)) == 9.6 * 60  # set: the earlier
+    assert budget.stop_seconds(train_times(max_minutes=30, time_budget_minutes=9)) == 540 + 37.8
+    assert budget.stop_seconds(train_times(max_minutes=2)) == 120
+    assert budget.stop_seconds(train_times()) == math.inf
+
+
+def test_a_stop_before_the_budget_is_spent_is_warned_of():
+    warning = budget.unfinished_schedule_warning(train_times(max_minutes=9.6, time_budget_minutes=15))
+    assert "\n" not in warning and "max_minutes=9.6" in warning and "time_budget_minutes=15" in warning
+    assert "will not finish" in warning
+    for agreeing in (train_times(9.6, 9), train_times(9, 9), train_times(0, 15), train_times(5, 0)):
+        assert budget.unfinished_schedule_warning(agreeing) is None
+
+
+def run_on_a_fake_clock(monkeypatch, config, seconds_per_step):
+    """Train ``config`` on a clock that moves only in steps: ``seconds_per_step(step)`` for each (evaluations and
+    checkpoints take no time)."""
+    clock = SimpleNamespace(now=0.0)
+    fake_time = SimpleNamespace(perf_counter=lambda: clock.now)
+    monkeypatch.setattr(trainer, "time", fake_time)
+    monkeypatch.setattr(budget, "time", fake_time)
+    real_step = trainer.train_step
+
+    def timed_step(state, batch):
+        clock.now += seconds_per_step(state.step + 1)
+        return real_step(state, batch)
+
+    monkeypatch.setattr(trainer, "train_step", timed_step)
+    return train(config, progress=False)
+
+
+def preset_times(config, preset="tiny", **overrides):
+    """``config`` with the time options of ``preset``, then ``overrides``."""
+    times = {name: getattr(load_config(preset).train, name) for name in ("max_minutes", "time_budget_minutes")}
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **{**times, **overrides}))
+
+
+def test_a_raised_budget_ends_its_schedule(micro_config, monkeypatch):
+    # 10 s per step and a budget raised to 15 minutes: fitted at step 25 (250 s in) to the steps that fit in
+    # 0.97 * 900 - 250 = 623 s, 87; they end at 870 s, past the presets' old hard stop of 9.6 minutes (576 s)
+    config, _ = micro_config(max_steps=100_000, save_every=0, eval_every=0)
+    config = preset_times(config, time_budget_minutes=15.0)
+    result = run_on_a_fake_clock(monkeypatch, config, lambda step: 10.0)
+    assert read_config(result.run_dir)[1]["train"]["max_steps"] == 87 == result.step
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    fitted = dataclasses.replace(config, train=dataclasses.replace(config.train, max_steps=87))
+    lrs = [r["lr"] for r in records if "lr" in r]
+    assert lrs[-1] == lr_at(86, fitted) < 0.11 * config.optim.lr  # decayed to its floor, not held at the peak
+
+
+def test_a_budgeted_run_stops_at_its_own_hard_stop(micro_config, monkeypatch):
+    # fitted to 87 steps at 10 s each as above, then the machine slows to 20 s per step: the stop 7% past 15
+    # minutes (963 s) comes after step 61 (250 + 36 x 20 = 970 s), and the run saves there
+    config, _ = micro_config(max_steps=100_000, save_every=0, eval_every=0)
+    config = preset_times(config, time_budget_minutes=15.0)
+    result = run_on_a_fake_clock(monkeypatch, config, lambda step: 10.0 if step <= FIRST_FIT else 20.0)
+    assert result.step == 61 and result.checkpoint.name.endswith("61")
+
+
+def test_the_run_says_when_its_schedule_will_not_finish(micro_config, capsys):
+    config, _ = micro_config(max_steps=2, save_every=0, time_budget_minutes=15.0, max_minutes=9.6)
+    train(config, progress=False)
+    printed = [line for line in capsys.readouterr().out.splitlines() if "will not finish" in line]
+    assert len(printed) == 1 and printed[0].startswith("warning: train.max_minutes=9.6")
