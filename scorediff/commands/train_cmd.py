@@ -27,8 +27,8 @@ def add_parser(commands) -> None:
     )
     parser.add_argument(
         "--config",
-        help="preset name (tiny, small, medium) or a YAML file (default: tiny; "
-        "when resuming, the run's own configuration)",
+        help="preset name (tiny, tiny-ar, tiny-block, small, small-ar, medium, dna, dna-ar) or a YAML file "
+        "(default: tiny; when resuming, the run's own configuration)",
     )
     parser.add_argument(
         "--data",
