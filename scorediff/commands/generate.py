@@ -16,7 +16,7 @@ from ..sampling.orders import ORDERS
 from ..templates import gap, parse_template
 from . import UsageError, atomic_write, check_device, check_memory, check_writable, positive
 from .infill_inputs import fasta_region
-from .prompts import answer_all, answer_records, read_prompts
+from .prompts import answer_all, answer_records, ends_answers, one_pattern_per_batch, read_prompts
 from .sampling_options import left_to_right, sampling_options
 from .trajectory import write_trajectory
 
@@ -208,18 +208,30 @@ def _answer_prompts(args) -> int:
         costs.append(drawn.stats)
         return drawn.tokens
 
-    filled = answer_all(fill, tokens, given, args.batch_size)
-    if args.stats:  # summed over the batches
-        total = {key: sum(getattr(cost, key) for cost in costs) for key in ("nfe", "steps", "seconds", "tokens")}
-        print(json.dumps({**total, "tokens_per_second": total["tokens"] / max(total["seconds"], 1e-12)}),
-              file=sys.stderr)  # fmt: skip
-    output = answer_records(records, loaded.tokenizer, filled.cpu(), given)
+    filled = answer_all(fill, tokens, given, args.batch_size, one_pattern_per_batch(loaded.objective))
+    if args.stats:
+        print(json.dumps(_prompt_stats(costs, length)), file=sys.stderr)
+    output = answer_records(records, loaded.tokenizer, filled.cpu(), given, ends_answers(loaded))
     if args.out:
         atomic_write(args.out, output)
         print(f"wrote {len(records)} answer(s) to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(output)
     return 0
+
+
+def _prompt_stats(costs: list, length: int) -> dict:
+    """What answering cost, over its batches: ``nfe`` the network calls of every batch together, ``batches`` and
+    ``nfe_per_sequence`` the mean over the prompts of the calls each took part in (batches of ``length``)."""
+    total = {key: sum(getattr(cost, key) for cost in costs) for key in ("nfe", "steps", "seconds", "tokens")}
+    rows = [cost.tokens // length for cost in costs]
+    per_sequence = sum(cost.nfe_per_sequence * count for cost, count in zip(costs, rows, strict=True))
+    return {
+        **total,
+        "batches": len(costs),
+        "nfe_per_sequence": per_sequence / max(sum(rows), 1),
+        "tokens_per_second": total["tokens"] / max(total["seconds"], 1e-12),
+    }
 
 
 def run_infill(args: argparse.Namespace) -> int:

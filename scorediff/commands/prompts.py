@@ -1,8 +1,10 @@
 """``scorediff sample --prompts FILE.jsonl``: an answer for every prompt, in batches.
 
 A diffusion model fills the answer positions (in its sampler's or in an adaptive ``--order``); an autoregressive
-one continues the prompt. Prompts of one length share a batch (a left-to-right model needs one prefix length per
-batch). A text answer ends at the first end token, the padding it was trained with.
+one continues the prompt, writing in any later given token as its position comes. Both take a batch of prompts
+whatever positions each gives; only block diffusion, which continues one prefix length per batch, batches the
+prompts that give the same positions. A text answer ends at the first end token, the padding it was trained with
+(``ends_answers``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from ..data.examples import _text_fields, _token_fields, encode_example, example_format
+from ..data.examples import _text_fields, _token_fields, encode_example, end_token, example_format
 from ..data.sources import jsonl_records
+from ..objectives.block_diffusion import BlockDiffusionObjective
 from . import UsageError
 
 
@@ -51,11 +54,21 @@ def _prompt_tokens(tokenizer, prompt: str, length: int, where: str) -> tuple[lis
     return ids[:prompt_length] + [0] * (length - prompt_length), prompt_length
 
 
-def answer_all(generate, tokens: torch.Tensor, given: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """``generate(tokens, given)`` over batches of rows that give the same positions; the rows in input order."""
+def one_pattern_per_batch(objective) -> bool:
+    """Whether ``objective`` samples only batches whose rows give the same positions: block diffusion, which
+    continues one prefix for the whole batch (diffusion clamps each row's given tokens, an autoregressive model
+    writes them in row by row)."""
+    return isinstance(objective, BlockDiffusionObjective)
+
+
+def answer_all(generate, tokens: torch.Tensor, given: torch.Tensor, batch_size: int, grouped: bool) -> torch.Tensor:
+    """``generate(tokens, given)`` over batches of ``batch_size`` rows in input order, or with ``grouped`` over
+    batches of rows that give the same positions; the rows in input order."""
     out = tokens.clone()
-    patterns, inverse = torch.unique(given, dim=0, return_inverse=True)
-    for group in range(len(patterns)):
+    inverse = (
+        torch.unique(given, dim=0, return_inverse=True)[1] if grouped else torch.zeros(len(given), dtype=torch.int64)
+    )
+    for group in inverse.unique().tolist():
         rows = (inverse == group).nonzero().squeeze(-1)
         for start in range(0, len(rows), batch_size):
             picked = rows[start : start + batch_size]
@@ -63,23 +76,38 @@ def answer_all(generate, tokens: torch.Tensor, given: torch.Tensor, batch_size: 
     return out
 
 
-def answer_text(tokenizer, row: torch.Tensor, given: torch.Tensor) -> str:
-    """The answer's tokens as text, cut at the first end token."""
+def ends_answers(loaded) -> bool:
+    """Whether ``loaded``'s text answers end at its end token (``end_token``), or run to the end of the row.
+
+    A tokenizer with an end-of-text token ends answers there. One saved before it had one (char, byte) padded
+    prompted answers with a newline: a model trained on prompted text examples (its run's ``data.source``, when
+    it can still be read) ends its answers at the first newline, as before; any other (a corpus model) never
+    learnt an end, so its answers are not cut.
+    """
+    if loaded.tokenizer.end_id is not None:
+        return True
+    source = loaded.config.data.source if loaded.config is not None else ""
+    return bool(source) and example_format(source) == "text"
+
+
+def answer_text(tokenizer, row: torch.Tensor, given: torch.Tensor, cut: bool = True) -> str:
+    """The answer's tokens as text, with ``cut`` cut at the first end token (``end_token``)."""
     answer = row[~given].tolist()
-    end = tokenizer.separator[-1:]
-    if end and end[0] in answer:
-        answer = answer[: answer.index(end[0])]
+    end = end_token(tokenizer) if cut else None
+    if end is not None and end in answer:
+        answer = answer[: answer.index(end)]
     return tokenizer.decode(answer)
 
 
-def answer_records(records: list[dict], tokenizer, tokens: torch.Tensor, given: torch.Tensor) -> str:
-    """One JSON line per record: its fields, with ``answer`` (text) or ``tokens`` and ``answer`` (ids) filled."""
+def answer_records(records: list[dict], tokenizer, tokens: torch.Tensor, given: torch.Tensor, cut: bool) -> str:
+    """One JSON line per record: its fields, with ``answer`` (text, with ``cut`` cut at the end token) or
+    ``tokens`` and ``answer`` (ids) filled."""
     lines = []
     for index, (record, row, known) in enumerate(zip(records, tokens, given, strict=True)):
         if "tokens" in record and "prompt" not in record:
             out = {"index": index, "tokens": row.tolist(), "given": known.tolist(), "answer": row[~known].tolist()}
         else:
-            out = {"index": index, "prompt": record["prompt"], "answer": answer_text(tokenizer, row, known)}
+            out = {"index": index, "prompt": record["prompt"], "answer": answer_text(tokenizer, row, known, cut)}
             if "answer" in record:
                 out["reference"] = record["answer"]
         lines.append(json.dumps(out))

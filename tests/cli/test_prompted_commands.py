@@ -2,14 +2,19 @@
 order, score the answers given their prompts; and the mistakes a user can make with them."""
 
 import json
+import math
 import random
+from types import SimpleNamespace
 
 import pytest
+import torch
 import yaml
 from cli_run import assert_user_error, run_cli
 from micro import micro_values
 
 from scorediff.cli import main
+from scorediff.commands.prompts import answer_text, ends_answers
+from scorediff.data import CharTokenizer, load_tokenizer
 
 
 @pytest.fixture(scope="session")
@@ -23,9 +28,10 @@ def reversal(tmp_path_factory):
     return path
 
 
-def _run(root, data, objective, name):
+def _run(root, data, objective, name, tokenizer="char"):
     values = micro_values(data, root / "cache", objective, eval_every=3)
     values["model"]["seq_len"] = 16
+    values["data"]["tokenizer"] = tokenizer
     if objective == "diffusion":
         values["model"]["time_conditioning"] = False
         values["diffusion"] = {"mask_count": True}
@@ -70,7 +76,7 @@ def test_train_eval_and_answer_prompts(capsys, prompted_runs, reversal, tmp_path
         records = [json.loads(line) for line in out.read_text().splitlines()]
         source = [json.loads(line) for line in reversal.read_text().splitlines()]
         assert [r["prompt"] for r in records] == [s["prompt"] for s in source]  # one answer per prompt, in order
-        assert all(len(r["answer"]) <= 16 - len(r["prompt"]) and "\n" not in r["answer"] for r in records)
+        assert all(len(r["answer"]) <= 16 - len(r["prompt"]) for r in records)
         code, text, err = run_cli(capsys, ["eval", "--checkpoint", str(run), "--data", str(reversal), "--num-t", "2",
                                            "--max-windows", "40", "--json", str(tmp_path / "e.json")])  # fmt: skip
         assert code == 0, err
@@ -170,3 +176,102 @@ def test_sampling_options_past_argument_parsing_never_raise(capsys, prompted_run
 
     check()
     assert outcomes == {0, 2}  # the cases reached sampling, not only the parser
+
+
+def _ask(capsys, run, prompts, out, *options):
+    """``sample --prompts`` -> (the output records, the --stats line)."""
+    argv = ["sample", "--checkpoint", str(run), "--prompts", str(prompts), "--out", str(out), "--stats", *options]
+    code, _, err = run_cli(capsys, argv)
+    assert code == 0, err
+    stats = next(json.loads(line) for line in err.splitlines() if line.startswith("{"))
+    return [json.loads(line) for line in out.read_text().splitlines()], stats
+
+
+def _loaded(tokenizer, source):
+    return SimpleNamespace(tokenizer=tokenizer, config=SimpleNamespace(data=SimpleNamespace(source=str(source))))
+
+
+def test_answers_end_at_the_end_token_only(reversal):
+    tokenizer = CharTokenizer.from_texts(["q=a\nb"])
+    given = torch.tensor([True, True] + [False] * 5)
+    row = torch.tensor(tokenizer.encode("q=a\nb") + [tokenizer.end_id] * 2)
+    assert ends_answers(_loaded(tokenizer, "shakespeare")) and answer_text(tokenizer, row, given) == "a\nb"
+    old = CharTokenizer(tokenizer.chars, end_of_text=False)  # saved before the end token: newlines padded answers
+    row = torch.tensor(old.encode("q=a\nb\n\n"))
+    assert ends_answers(_loaded(old, reversal)) and answer_text(old, row, given) == "a"  # a prompted model, as before
+    assert not ends_answers(_loaded(old, "shakespeare"))  # a corpus model learnt no end: nothing is cut
+    assert answer_text(old, row, given, cut=False) == "a\nb\n\n"
+
+
+def test_a_corpus_model_answers_past_its_first_newline(capsys, trained_run, tmp_path):
+    assert load_tokenizer(trained_run / "checkpoints" / "step_00000006").end_id is not None
+    prompts = tmp_path / "hamlet.jsonl"
+    prompts.write_text((json.dumps({"prompt": "To be, or not to be"}) + "\n") * 24)
+    records, _ = _ask(capsys, trained_run, prompts, tmp_path / "a.jsonl")
+    answers = [r["answer"] for r in records]
+    assert all(len(a) <= 32 - 19 for a in answers)
+    assert any("\n" in a.rstrip("\n") for a in answers), answers  # text after a newline: not cut there
+
+
+def test_an_old_prompted_char_model_still_ends_answers_at_a_newline(capsys, reversal, tmp_path):
+    """A checkpoint whose tokenizer.json predates the end token was trained with newline padding."""
+    old = tmp_path / "old-tokenizer.json"
+    old.write_text(json.dumps({"type": "char", "chars": "".join(sorted(set("rev =abcd\n")))}))
+    run = _run(tmp_path, reversal, "diffusion", "old", tokenizer=str(old))
+    assert load_tokenizer(run / "checkpoints" / "step_00000006").vocab_size == 10  # no end token
+    records, _ = _ask(capsys, run, reversal, tmp_path / "a.jsonl", "--order", "confidence", "--tokens-per-step", "4")
+    assert all(len(r["answer"]) <= 16 - len(r["prompt"]) and "\n" not in r["answer"] for r in records)
+
+
+def _token_prompts(path, reversal, tokenizer, count):
+    """``count`` token records with different given positions: the prompt, and in every other row also the last
+    position (the end token)."""
+    lines = []
+    for index, line in enumerate(reversal.read_text().splitlines()[:count]):
+        prompt = tokenizer.encode(json.loads(line)["prompt"])
+        given = [True] * len(prompt) + [False] * (16 - len(prompt))
+        tokens = prompt + [0] * (16 - len(prompt))
+        if index % 2:
+            given[-1], tokens[-1] = True, tokenizer.end_id
+        lines.append(json.dumps({"tokens": tokens, "given": given}))
+    path.write_text("\n".join(lines) + "\n")
+    return [json.loads(line) for line in lines]
+
+
+def test_prompts_share_batches_whatever_positions_they_give(capsys, prompted_runs, reversal, tmp_path):
+    run = prompted_runs["diffusion"]
+    tokenizer = load_tokenizer(run / "checkpoints" / "step_00000006")
+    asked = _token_prompts(tmp_path / "p.jsonl", reversal, tokenizer, 10)
+    assert len({(tuple(r["given"])) for r in asked}) > 3  # more patterns than batches
+    greedy = ["--order", "confidence", "--tokens-per-step", "1"]
+    batched, stats = _ask(capsys, run, tmp_path / "p.jsonl", tmp_path / "b.jsonl", *greedy, "--batch-size", "4")
+    assert stats["batches"] == math.ceil(10 / 4)
+    alone, stats = _ask(capsys, run, tmp_path / "p.jsonl", tmp_path / "o.jsonl", *greedy, "--batch-size", "1")
+    assert stats["batches"] == 10
+    assert [r["tokens"] for r in batched] == [r["tokens"] for r in alone]  # greedy decoding: batching changes nothing
+    drawn, stats = _ask(capsys, run, tmp_path / "p.jsonl", tmp_path / "d.jsonl", "--batch-size", "4")
+    assert stats["batches"] == 3  # the sampler: each batch draws its own noise, so only the constraints are checked
+    ar = prompted_runs["autoregressive"]  # writes each row's given tokens in as their positions come
+    continued, stats = _ask(capsys, ar, tmp_path / "p.jsonl", tmp_path / "c.jsonl", "--batch-size", "4")
+    assert stats["batches"] == 3
+    for out in (batched, drawn, continued):
+        for record, answered in zip(asked, out, strict=True):
+            kept = [t for t, g in zip(answered["tokens"], record["given"], strict=True) if g]
+            assert kept == [t for t, g in zip(record["tokens"], record["given"], strict=True) if g]
+            assert all(0 <= t < tokenizer.vocab_size for t in answered["tokens"])  # every mask filled
+
+
+def test_stats_count_calls_per_batch_and_per_sequence(capsys, prompted_runs, reversal, tmp_path):
+    """The cached sampler calls the network for a sequence only when it changed: at most L + 1 = 17 calls per
+    sequence, while the batch, whose sequences change at different steps, makes more."""
+    run = prompted_runs["diffusion"]
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(reversal.read_text().splitlines(keepends=True)[:8]))
+    _, stats = _ask(capsys, run, prompts, tmp_path / "a.jsonl", "--steps", "64", "--batch-size", "8")
+    assert stats["batches"] == 1 and stats["nfe_per_sequence"] <= 17 < stats["nfe"], stats
+    code, _, err = run_cli(capsys, ["sample", "--checkpoint", str(run), "--num-samples", "8", "--steps", "64",
+                                    "--stats"])  # fmt: skip
+    stats = json.loads(err.strip().splitlines()[-1])
+    assert code == 0 and stats["nfe_per_sequence"] <= 17 < stats["nfe"], stats
+    _, stats = _ask(capsys, run, prompts, tmp_path / "a.jsonl", "--steps", "64", "--no-cache")
+    assert stats["nfe_per_sequence"] == stats["nfe"] == 65  # uncached: every sequence in every call
