@@ -14,7 +14,8 @@ from scorediff.data.zero_shot import wikitext_detokenize
 def test_sample_with_and_without_the_cache(capsys, trained_ar_run):
     base = ["sample", "--checkpoint", str(trained_ar_run), "--length", "24", "--num-samples", "2", "--seed", "3"]
     code, cached, _ = run_cli(capsys, [*base, "--temperature", "0.8", "--top-p", "0.9"])
-    assert code == 0 and len(re.findall(r"--- sample \d ---\n(.{24})\n", cached)) == 2
+    # a sample may hold newlines, and an end token prints as nothing
+    assert code == 0 and len(re.findall(r"--- sample \d ---\n(.{20,24})\n", cached, re.S)) == 2
     code, uncached, _ = run_cli(capsys, [*base, "--temperature", "0.8", "--top-p", "0.9", "--no-cache"])
     assert code == 0 and uncached == cached
     code, other, _ = run_cli(capsys, [*base, "--temperature", "0.8"])
@@ -108,5 +109,5 @@ def test_zero_shot_eval_of_a_saved_copy_is_the_exact_nll_of_its_windows(capsys, 
     assert result["exact"] is True and "wikitext2 test" in out
     assert_user_error(capsys, [*command, str(tmp_path / "absent")], r"cannot read wikitext2 from .*absent")
     assert_user_error(capsys, [*command[:-3], "--dataset", "wiki"], r"--dataset must be one of wikitext2, wikitext103")
-    mdlm = [*command, str(tmp_path / "wt2"), "--chunking", "mdlm"]
-    assert_user_error(capsys, mdlm, r"MDLM's windows start and end with one end-of-text token")
+    code, _, err = run_cli(capsys, [*command, str(tmp_path / "wt2"), "--chunking", "mdlm"])
+    assert code == 0, err  # the char tokenizer's end-of-text token is one token, as MDLM's windows need

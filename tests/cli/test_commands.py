@@ -60,7 +60,8 @@ def test_sample_text_jsonl_and_trajectories(capsys, trained_run, tmp_path):
         ],
     )
     rows = [json.loads(line) for line in target.read_text().splitlines()]
-    assert code == 0 and len(rows) == 3 and all(len(r["text"]) == 20 and r["seed"] == 5 for r in rows)
+    # an end token prints as nothing
+    assert code == 0 and len(rows) == 3 and all(16 <= len(r["text"]) <= 20 and r["seed"] == 5 for r in rows)
     code, _, _ = run_cli(
         capsys, ["sample", "--checkpoint", str(trained_run), "--steps", "6", "--trajectory", str(tmp_path / "t.html")]
     )

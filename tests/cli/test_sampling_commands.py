@@ -34,7 +34,7 @@ def test_longer_than_the_context_for_both_kinds(capsys, trained_radd_run, traine
         code, out, err = run_cli(
             capsys, ["sample", "--checkpoint", str(run), "--length", "70", "--block", "16", "--stats"]
         )
-        assert code == 0 and len(out.rstrip("\n")) == 70, err
+        assert code == 0 and 60 <= len(out.rstrip("\n")) <= 70 and stats_line(err)["tokens"] == 70, err
         assert stats_line(err)["tokens_per_second"] > 0
     # infilling stays within one window, as before
     assert_user_error(
