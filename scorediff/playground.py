@@ -38,12 +38,12 @@ STEPS = (1, 512)
 TEMPERATURE = (0.05, 2.0)
 TOP_P = (0.05, 1.0)
 GUIDANCE = (0.0, 5.0)
-SEED_LIMIT = 2**63  # torch.Generator.manual_seed takes 64 bits; 0 <= seed < 2**63 is the same on every device
+SEED_LIMIT = 2**63  # torch.Generator.manual_seed takes 64 bits; the page asks for a non-negative seed
 log = logging.getLogger(__name__)
 
 
 class Stopped(Exception):
-    """Raised inside the sampler's thread when the page stopped reading its stream (closed, or a new run)."""
+    """Raised inside the sampler's thread once nobody reads its stream any more (the page went away)."""
 
 
 def render(tokens: list[int], tokenizer, mask_id: int | None) -> str:
@@ -92,7 +92,7 @@ def shown(value) -> str:
 def one_line(error: BaseException) -> str:
     """What the page and the server log say about ``error``: its message, or its type and first line."""
     if isinstance(error, ScorediffError):
-        return str(error)
+        return " ".join(str(error).splitlines())
     first = (str(error).strip().splitlines() or [""])[0][:200]
     return f"unexpected error (a bug, not your input): {type(error).__name__}: {first}"
 
