@@ -2,8 +2,11 @@
 ``datasets``, the detokenisers they applied, and the windows they cut.
 
 Each row of the split is detokenised, tokenised (GPT-2 tokens for the published models), ended with the end-of-text
-token, and the rows are concatenated in groups of 1,000 (the batches of ``datasets.map`` in which both papers
-grouped them); each group is cut into windows and its remainder dropped. Two conventions for the windows:
+token, and the rows are concatenated in groups; each group is cut into windows and its remainder dropped. The
+groups are those of ``datasets.map(batched=True, num_proc=n)``: the split is cut into ``n`` contiguous shards (the
+first ``len % n`` one row longer; ``n`` no more than the rows) and each shard into batches of 1,000 rows. SEDD's
+``get_dataset`` maps with ``num_proc=8`` (WikiText-2's 4,358 test rows: shards of 545 and 544 rows); MDLM's with one
+process per CPU of the machine that ran it, which no file records (``shards=1`` unless told). Two conventions:
 
 - ``sedd`` (the default; Lou et al. 2024): windows of ``length`` tokens of the stream;
 - ``mdlm`` (Sahoo et al. 2024, ``wrap``): ``length - 2`` tokens of the stream between a start and an end token
@@ -27,6 +30,7 @@ from .sources import DataError
 
 GROUP_ROWS = 1000
 CONVENTIONS = ("sedd", "mdlm")
+SHARDS = {"sedd": 8, "mdlm": 1}  # num_proc of each paper's datasets.map (MDLM's varies by machine)
 
 
 def _apply(rules: list[tuple[str, str, bool]], text: str) -> str:
@@ -148,23 +152,44 @@ def zero_shot_rows(dataset: str, split: str | None = None, path: str | Path | No
     return [spec.detokenize(text) for text in data[spec.column]]
 
 
+def row_groups(count: int, shards: int) -> list[range]:
+    """The rows ``datasets.map(batched=True, num_proc=shards)`` hands its function together: ``shards`` contiguous
+    shards (``Dataset.shard(contiguous=True)``; no more shards than rows), each in batches of ``GROUP_ROWS``."""
+    shards = max(1, min(shards, count))
+    size, extra = divmod(count, shards)
+    groups = []
+    for index in range(shards):
+        start = size * index + min(index, extra)
+        end = start + size + (index < extra)
+        groups += [range(first, min(first + GROUP_ROWS, end)) for first in range(start, end, GROUP_ROWS)]
+    return groups
+
+
 def zero_shot_windows(
-    rows: Iterable[str], encode: Callable[[str], list[int]], eos: list[int], length: int, convention: str = "sedd"
+    rows: Iterable[str],
+    encode: Callable[[str], list[int]],
+    eos: list[int],
+    length: int,
+    convention: str = "sedd",
+    shards: int | None = None,
 ) -> torch.Tensor:
     """int64 (N, ``length``): the rows' tokens, each followed by ``eos`` (the end-of-text token, or a tokenizer's
-    document separator), concatenated in groups of ``GROUP_ROWS`` rows and cut into windows by ``convention``
-    (see the module docstring; ``mdlm`` needs a single end-of-text token)."""
+    document separator), concatenated in the groups of ``row_groups(len(rows), shards)`` and cut into windows by
+    ``convention`` (see the module docstring; ``mdlm`` needs a single end-of-text token). ``shards`` defaults to
+    the convention's (``SHARDS``: 8 for SEDD, 1 for MDLM)."""
     if convention not in CONVENTIONS:
         raise DataError(f"--chunking must be one of {', '.join(CONVENTIONS)}; got {convention!r}")
     if convention == "mdlm" and len(eos) != 1:
         raise DataError(f"MDLM's windows start and end with one end-of-text token; this tokenizer ends text with {eos}")
+    if shards is not None and shards < 1:
+        raise DataError(f"shards must be >= 1; got {shards}")
     body = length if convention == "sedd" else length - 2
     rows, windows = list(rows), []
-    for first in range(0, len(rows), GROUP_ROWS):
-        stream = [t for text in rows[first : first + GROUP_ROWS] for t in (*encode(text), *eos)]
+    for group in row_groups(len(rows), shards or SHARDS[convention]):
+        stream = [t for i in group for t in (*encode(rows[i]), *eos)]
         for start in range(0, len(stream) - body + 1, body):
             chunk = stream[start : start + body]
             windows.append(chunk if convention == "sedd" else [*eos, *chunk, *eos])
     if not windows:
-        raise DataError(f"the rows hold fewer than {body} tokens in any group of {GROUP_ROWS}: no window to score")
+        raise DataError(f"the rows hold fewer than {body} tokens in any group of rows: no window to score")
     return torch.tensor(windows, dtype=torch.int64)

@@ -97,11 +97,13 @@ def test_zero_shot_eval_of_a_saved_copy_is_the_exact_nll_of_its_windows(capsys, 
     assert code == 0, err
     result = json.loads(target.read_text())
     loaded = scorediff.load(trained_ar_run)
-    stream = []
-    for row in rows:
-        stream += loaded.tokenizer.encode(wikitext_detokenize(row)) + loaded.tokenizer.separator
-    seq_len = loaded.model.config.seq_len
-    windows = torch.tensor(stream[: len(stream) // seq_len * seq_len]).view(-1, seq_len)
+    seq_len, windows = loaded.model.config.seq_len, []
+    for shard in range(8):  # SEDD's num_proc=8 shards of 50 rows, each cut alone
+        stream = []
+        for row in rows[50 * shard : 50 * shard + 50]:
+            stream += loaded.tokenizer.encode(wikitext_detokenize(row)) + loaded.tokenizer.separator
+        windows.append(torch.tensor(stream[: len(stream) // seq_len * seq_len]).view(-1, seq_len))
+    windows = torch.cat(windows)
     with torch.no_grad():
         nll = loaded.objective.nll(loaded.model, windows)
     assert result["windows"] == len(windows) and result["data"] == "wikitext2 test (sedd windows)"

@@ -47,11 +47,11 @@ def test_windows_are_cut_per_group_of_rows_by_either_convention(monkeypatch):
     monkeypatch.setattr(zero_shot, "GROUP_ROWS", 2)
     encode = lambda text: ["abcdef".index(c) for c in text]  # noqa: E731
     rows = ["ab", "c", "de", "f"]  # streams: 0 1 9 2 9 | 3 4 9 5 9
-    sedd = zero_shot_windows(rows, encode, [9], 2, "sedd")
+    sedd = zero_shot_windows(rows, encode, [9], 2, "sedd", shards=1)
     assert sedd.tolist() == [[0, 1], [9, 2], [3, 4], [9, 5]]
     mdlm = zero_shot_windows(rows, encode, [9], 4, "mdlm")
     assert mdlm.tolist() == [[9, 0, 1, 9], [9, 9, 2, 9], [9, 3, 4, 9], [9, 9, 5, 9]]
-    two = zero_shot_windows(rows, encode, [7, 8], 3, "sedd")  # a separator of two tokens: 0 1 7 8 2 7 8 | ...
+    two = zero_shot_windows(rows, encode, [7, 8], 3, "sedd", shards=1)  # a separator of two tokens: 0 1 7 8 2 7 8 | ...
     assert two.tolist() == [[0, 1, 7], [8, 2, 7], [3, 4, 7], [8, 5, 7]]
     with pytest.raises(DataError, match="no window to score"):
         zero_shot_windows(rows, encode, [9], 6, "sedd")
