@@ -143,5 +143,5 @@ def test_a_closed_pipe_is_not_an_error(trained_run):
 
 
 def test_decoding_out_of_range_ids_is_refused():
-    with pytest.raises(ValueError, match=r"token ids must be in \[0, 3\); got -1"):
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, 4\); got -1"):  # a, b, c and the end token
         CharTokenizer("abc").decode([-1, -2, 0])
