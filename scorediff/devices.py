@@ -1,5 +1,5 @@
-"""What the hardware does fast: native bf16 matrix products, on GPUs and on recent CPUs; and a CPU allocator
-setting that keeps training steps from paying for fresh memory every time."""
+"""Which device ``auto`` means; what the hardware does fast: native bf16 matrix products, on GPUs and on recent
+CPUs; and a CPU allocator setting that keeps training steps from paying for fresh memory every time."""
 
 from __future__ import annotations
 
@@ -7,6 +7,15 @@ import ctypes
 import os
 
 import torch
+
+
+def resolve_device(name: str) -> str:
+    """The device ``auto`` stands for, ``cuda`` when a GPU is available and ``cpu`` otherwise; any other name is
+    returned as it came, for the caller to check. Every command and the trainer resolve ``auto`` here, so it means
+    the same everywhere."""
+    if name != "auto":
+        return name
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def fast_bf16(device: torch.device) -> bool:

@@ -1,11 +1,18 @@
 """The CPU allocator setting: with it, memory freed by one training step is reused by the next without page faults."""
 
+import argparse
 import os
 import platform
 import subprocess
 import sys
 
 import pytest
+import torch
+
+from scorediff.cli import build_parser, main
+from scorediff.config import load_config
+from scorediff.devices import resolve_device
+from scorediff.training import distributed
 
 # 20 rounds of three touched 8 MiB tensors allocated and freed: the page faults counted over the rounds
 ROUNDS = """
@@ -47,3 +54,54 @@ def test_freed_memory_is_reused_without_page_faults():
     assert page_faults("default") > 5 * PAGES_PER_ROUND
     # kept, the heap serves the rounds from pages touched before: less than one round's worth in all 20
     assert page_faults("keep") < PAGES_PER_ROUND
+
+
+# each command that takes --device, with the arguments it needs to get as far as checking it
+DEVICE_COMMANDS = {
+    "sample": [],
+    "infill": ["--length", "4"],
+    "eval": [],
+    "eval-dna": [],
+    "lm-eval": ["--tasks", "x"],
+    "playground": [],
+}
+
+
+def device_option(command: str) -> argparse.Action:
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return next(a for a in commands.choices[command]._actions if "--device" in a.option_strings)
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_auto_is_cuda_where_there_is_a_gpu_and_cpu_elsewhere(monkeypatch, gpu):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    assert resolve_device("auto") == ("cuda" if gpu else "cpu")
+    assert resolve_device("cpu") == "cpu" and resolve_device("cuda:1") == "cuda:1"  # only auto is resolved
+    assert resolve_device("tpu") == "tpu"  # for check_device to refuse
+
+
+@pytest.mark.parametrize("command", DEVICE_COMMANDS)
+def test_every_command_defaults_to_auto(monkeypatch, command):
+    assert device_option(command).default == "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on this machine, whatever it is
+    args, _ = build_parser().parse_known_args([command, "--checkpoint", "x", *DEVICE_COMMANDS[command]])
+    assert args.device == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    args, _ = build_parser().parse_known_args([command, "--checkpoint", "x", *DEVICE_COMMANDS[command]])
+    assert args.device == "cuda"
+
+
+def test_train_defaults_to_auto_through_its_config(monkeypatch):
+    assert device_option("train").default is None  # the run's config decides, and every preset says auto
+    for preset in ("tiny", "tiny-ar", "tiny-block", "small", "medium", "dna"):
+        assert load_config(preset).train.device == "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert distributed.setup("auto")[1] == torch.device("cpu")
+
+
+@pytest.mark.parametrize("command", [*DEVICE_COMMANDS, "train"])
+def test_a_bogus_device_is_a_one_line_error(capsys, command):
+    checkpoint = [] if command == "train" else ["--checkpoint", "nowhere"]
+    code = main([command, *checkpoint, *DEVICE_COMMANDS.get(command, []), "--device", "bogus"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "scorediff: error: --device must be auto, cpu, cuda or cuda:N; got 'bogus'\n"

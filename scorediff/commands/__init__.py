@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..devices import resolve_device
 from ..errors import ScorediffError
 from ..fileio import atomic_write_text
 
@@ -54,15 +55,15 @@ def check_folder_writable(path) -> None:
 
 
 def check_device(name: str) -> None:
-    """``name`` is a torch device that exists here (``cuda`` needs a GPU)."""
+    """``name`` is ``auto`` or a torch device that exists here (``cuda`` needs a GPU)."""
     try:
-        device = torch.device(name)
+        device = torch.device(resolve_device(name))
     except RuntimeError:
-        raise UsageError(f"--device must be cpu, cuda or cuda:N; got {name!r}") from None
+        raise UsageError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
     if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"--device must be cpu, cuda or cuda:N; got {name!r}")
+        raise UsageError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}")
 
 
 def check_memory(needed: int) -> None:

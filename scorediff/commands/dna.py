@@ -14,6 +14,7 @@ from .. import dna_metrics
 from ..data.prepare import prepare_dna_shards
 from ..data.sources import DataError
 from ..data.windows import TokenWindows, spread_examples_over
+from ..devices import resolve_device
 from ..generation import generate, sampling_options
 from ..loading import load
 from ..sampling import SAMPLERS
@@ -59,7 +60,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--num-t", type=int, default=16, help="Monte Carlo times per window of the bound")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", type=resolve_device, help="auto: cuda when available, else cpu")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--plots", metavar="DIR", help="write k-mer spectra, GC histograms, accuracy vs guidance")
     parser.set_defaults(run=run)

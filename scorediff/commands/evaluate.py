@@ -12,6 +12,7 @@ from ..data.examples import example_format, read_examples
 from ..data.sources import DataError, iter_text
 from ..data.windows import spread_indices
 from ..data.zero_shot import CONVENTIONS, ZERO_SHOT, zero_shot_rows, zero_shot_windows
+from ..devices import resolve_device
 from ..loading import load
 from ..model import training_flops_per_token
 from ..training.distributed import DistInfo
@@ -39,7 +40,7 @@ def add_parsers(commands) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", type=resolve_device, help="auto: cuda when available, else cpu")
     parser.add_argument("--raw-weights", action="store_true", help="score the trained weights, not their EMA")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.set_defaults(run=run_eval)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..devices import resolve_device
 from ..generation import generate
 from ..loading import load
 from ..sampling import SAMPLERS
@@ -60,7 +61,7 @@ def _common(parser) -> None:
         "--guidance", type=float, help="classifier-free guidance weight with --label (0: the conditional model)"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", type=resolve_device, help="auto: cuda when available, else cpu")
     parser.add_argument("--out", help="write to this file instead of printing")
     parser.add_argument("--format", choices=["text", "jsonl"], default="text")
     parser.add_argument("--trajectory", help="also write how the first sample is denoised: a .html or .png file")

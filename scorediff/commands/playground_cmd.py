@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..devices import resolve_device
 from ..loading import load
 from . import check_device, positive
 
@@ -13,7 +14,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory, or Hub id org/name[@rev]")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", type=resolve_device, help="auto: cuda when available, else cpu")
     parser.set_defaults(run=run_playground)
 
 

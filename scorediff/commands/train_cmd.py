@@ -64,7 +64,7 @@ def _newest_run(out: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     positive("--max-minutes", args.max_minutes)
-    if args.device and args.device != "auto":
+    if args.device:
         check_device(args.device)
     check_folder_writable(args.out or "runs")
     positive("--num-samples", args.num_samples, allow_zero=True)

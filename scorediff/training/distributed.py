@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..devices import resolve_device
+
 
 @dataclass
 class DistInfo:
@@ -31,12 +33,11 @@ def setup(device_request: str) -> tuple[DistInfo, torch.device]:
         local_rank=int(os.environ.get("LOCAL_RANK", 0)),
         world_size=int(os.environ.get("WORLD_SIZE", 1)),
     )
-    wants_cuda = device_request.startswith("cuda")
-    if wants_cuda and not torch.cuda.is_available():
+    use_cuda = resolve_device(device_request).startswith("cuda")
+    if use_cuda and not torch.cuda.is_available():
         from ..config import ConfigError
 
         raise ConfigError(f"train.device={device_request} but CUDA is not available; use train.device=cpu or auto")
-    use_cuda = wants_cuda or (device_request == "auto" and torch.cuda.is_available())
     index = int(device_request.split(":")[1]) if ":" in device_request else info.local_rank
     device = torch.device("cuda", index) if use_cuda else torch.device("cpu")
     if use_cuda:

@@ -56,7 +56,7 @@ def test_files_and_devices_that_cannot_be_used(capsys, micro_yaml, tmp_path, tra
         capsys, ["train", "--config", str(micro_yaml), "--out", str(tmp_path / "a-file")], r"it is a file, not a folder"
     )
     sample = ["sample", "--checkpoint", str(trained_run), "--steps", "2"]
-    assert_user_error(capsys, [*sample, "--device", "bogus"], r"--device must be cpu, cuda or cuda:N; got 'bogus'")
+    assert_user_error(capsys, [*sample, "--device", "bogus"], r"must be auto, cpu, cuda or cuda:N; got 'bogus'")
     if not torch.cuda.is_available():
         assert_user_error(capsys, [*sample, "--device", "cuda"], r"CUDA is not available on this machine")
         assert_user_error(capsys, ["train", "--config", str(micro_yaml), "--device", "cuda"], r"CUDA is not available")
