@@ -24,7 +24,7 @@ def build_graph(diffusion: DiffusionConfig, num_tokens: int) -> Graph:
         elif diffusion.graph == "dense":
             raise ValueError("diffusion.graph=dense needs diffusion.rate_matrix (a JSON file or list of rows)")
         return get_graph(diffusion.graph, num_tokens, **options)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, RecursionError) as error:
         raise ConfigError(f"diffusion.graph={diffusion.graph}: {error}") from None
 
 

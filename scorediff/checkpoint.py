@@ -192,7 +192,7 @@ def read_json(path: Path) -> dict:
         raise CheckpointError(f"checkpoint file {path} is missing")
     try:
         return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:  # recursion: nested too deep
         raise CheckpointError(f"checkpoint file {path} is not valid JSON ({error})") from None
 
 
@@ -218,7 +218,7 @@ def safetensors_header(path: Path) -> dict[str, dict]:
         return entries
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint file {path} is missing") from None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
         raise CheckpointError(f"checkpoint file {path} is truncated or corrupt ({error})") from None
 
 

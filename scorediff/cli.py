@@ -11,7 +11,7 @@ import time
 import torch
 
 from . import AbsorbingGraph, ExactScore, GeometricSchedule, LogLinearSchedule, UniformGraph, elbo, sample
-from .commands import UsageError, dna, evaluate, generate, lm_eval_cmd, playground_cmd, push, train_cmd
+from .commands import UsageError, dna, evaluate, generate, lm_eval_cmd, playground_cmd, push, seed_value, train_cmd
 from .devices import keep_freed_memory
 from .errors import ScorediffError
 from .version import __version__
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seq-len", type=int, default=4)
     demo.add_argument("--samples", type=int, default=20000)
     demo.add_argument("--steps", type=int, default=64)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=seed_value, default=0)
     demo.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     demo.set_defaults(run=_demo)
     return parser

@@ -360,7 +360,7 @@ def _read_yaml(path: Path) -> dict:
 
     try:
         values = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as error:  # recursion: nested too deep
         raise ConfigError(f"cannot read config {path}: {str(error).splitlines()[0]}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config {path} must hold a mapping of sections")

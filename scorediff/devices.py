@@ -8,6 +8,8 @@ import os
 
 import torch
 
+from .errors import InputError
+
 
 def resolve_device(name: str) -> str:
     """The device ``auto`` stands for, ``cuda`` when a GPU is available and ``cpu`` otherwise; any other name is
@@ -16,6 +18,26 @@ def resolve_device(name: str) -> str:
     if name != "auto":
         return name
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_device(name: str | torch.device | None, what: str = "device") -> torch.device:
+    """The ``torch.device`` ``name`` stands for (``auto`` resolved, None the CPU), refusing a name torch does not
+    know, a device type other than cpu or cuda, and a GPU this machine does not have, with an ``InputError``
+    whose message names the argument as ``what``."""
+    if isinstance(name, torch.device):
+        device = name
+    else:
+        try:
+            device = torch.device(resolve_device("cpu" if name is None else str(name)))
+        except (RuntimeError, ValueError):
+            raise InputError(f"{what} must be auto, cpu, cuda or cuda:N; got {name!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"{what} must be auto, cpu, cuda or cuda:N; got {name!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"{what} {name}: CUDA is not available on this machine; use cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"{what} {name}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
 
 
 def fast_bf16(device: torch.device) -> bool:

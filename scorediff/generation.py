@@ -9,12 +9,15 @@ nucleus, cache, label and guidance; an autoregressive model's temperature, nucle
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from .config import RunConfig
+from .devices import torch_device
+from .errors import InputError
 from .objectives import Objective
 from .sampling import SampleStats, SampleTrajectory
 
@@ -70,11 +73,62 @@ def generate(
         device: where to generate.
         **options (Any): the objective's sampling options (see its ``sample``).
     """
+    device = torch_device(device)
+    shape = check_shape(shape)
+    check_condition(condition, shape)
     if generator is None and seed is not None:
-        generator = torch.Generator(device=device or "cpu").manual_seed(int(seed))
+        generator = torch.Generator(device=device).manual_seed(check_seed(seed))
     out, stats = objective.sample(
         model, shape, condition=condition, generator=generator, device=device, return_stats=True, **options
     )
     if isinstance(out, SampleTrajectory):
         return Generation(out.tokens, stats, out)
     return Generation(out, stats)
+
+
+#: seeds are 64-bit: what ``torch.Generator.manual_seed`` and the trainer's ``train.seed`` take
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed: object, what: str = "seed") -> int:
+    """``seed`` as an int in [0, 2**63 - 1]; an ``InputError`` naming ``what`` for anything else."""
+    try:
+        value = operator.index(seed) if not isinstance(seed, bool) else None
+    except TypeError:
+        value = None
+    if value is None or not 0 <= value <= MAX_SEED:
+        bits = value.bit_length() if value is not None else 0  # str() of an int past 4,300 digits raises
+        shown = f"a {bits}-bit number" if bits > 100 else repr(seed)
+        raise InputError(f"{what} must be a whole number in [0, 2**63 - 1]; got {shown}")
+    return value
+
+
+def check_shape(shape: object) -> tuple[int, int]:
+    """``shape`` as (batch_size, length), both whole numbers >= 1."""
+    try:
+        rows, length = (operator.index(n) for n in shape)
+    except (TypeError, ValueError):
+        raise InputError(f"shape must be (batch_size, length) of whole numbers; got {shape!r}") from None
+    if rows < 1 or length < 1:
+        raise InputError(f"shape must be (batch_size, length) with both >= 1; got {(rows, length)}")
+    return rows, length
+
+
+def check_condition(condition: object, shape: tuple[int, int]) -> None:
+    """``condition`` is None or (tokens, given): integer and bool tensors of ``shape`` each."""
+    if condition is None:
+        return
+    if not (isinstance(condition, tuple | list) and len(condition) == 2):
+        raise InputError("condition must be a pair (tokens, given) of tensors")
+    tokens, given = condition
+    if not isinstance(tokens, Tensor) or tokens.dtype.is_floating_point or tokens.dtype.is_complex:
+        raise InputError(f"condition tokens must be an integer tensor; got {_kind(tokens)}")
+    if not isinstance(given, Tensor) or given.dtype != torch.bool:
+        raise InputError(f"condition given must be a bool tensor; got {_kind(given)}")
+    for name, tensor in (("tokens", tokens), ("given", given)):
+        if tuple(tensor.shape) != shape:
+            raise InputError(f"condition {name} must have the shape asked for, {shape}; got {tuple(tensor.shape)}")
+
+
+def _kind(value: object) -> str:
+    return f"dtype {value.dtype}" if isinstance(value, Tensor) else type(value).__name__

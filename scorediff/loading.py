@@ -23,6 +23,7 @@ from .checkpoint import (
 from .config import ConfigError, RunConfig, config_from_dict
 from .converters import LAYOUTS, published_layout, read_published
 from .data.tokenizers import Tokenizer, load_tokenizer
+from .devices import torch_device
 from .graphs import Graph
 from .hub import locate
 from .objectives import BlockDiffusionObjective, DiffusionObjective, Objective
@@ -93,6 +94,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True)
         device: where to put the model.
         ema: use the EMA weights when present.
     """
+    device = torch_device(device)
     loaded = _load_folder(resolve_checkpoint(locate(path)), device, ema)
     loaded.source = str(path)
     return loaded

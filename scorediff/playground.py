@@ -30,7 +30,7 @@ from .errors import InputError, ScorediffError
 from .generation import generate
 from .sampling import SAMPLERS
 from .sampling.orders import ORDERS
-from .templates import MARKER, encode_text, gap, parse_template
+from .templates import encode_text, gap, parse_template
 
 MASK_GLYPH = "\u2592"  # one per masked token
 DONE = object()
@@ -115,21 +115,11 @@ class Session:
         if template.strip():
             if self.left_to_right:
                 raise InputError("this model generates left to right: give a prefix and a length, not a template")
-            self.check_counts(template)
             return _tensors(*parse_template(template, tokenizer, self.context))
         if suffix and self.left_to_right:
             raise InputError("this model generates left to right: it can only continue a prefix (no suffix)")
         length = whole("length", length, 1, self.context, f"{self.context} (the model's context)")
         return _tensors(*gap(prefix, length, suffix, tokenizer, self.context))
-
-    def check_counts(self, template: str) -> None:
-        """Refuse a ``[MASK:n]`` past the context from its digits alone (a 5000-digit n is not even an int)."""
-        for match in MARKER.finditer(template):
-            digits = (match.group(1) or "1").lstrip("0") or "0"
-            if len(digits) > len(str(self.context)) or int(digits) > self.context:
-                count = digits if len(digits) <= 12 else f"a {len(digits)}-digit number"
-                raise InputError(f"template: [MASK:n] can ask for at most {self.context} tokens (the model's "
-                                 f"context); got n = {count}")  # fmt: skip
 
     def options(self, sampler: str, steps, temperature, top_p, label: str, guidance) -> dict:
         """The sampling options of the page's fields, each checked against the range the page offers."""

@@ -17,12 +17,10 @@ def parse_template(template: str, tokenizer, context: int) -> tuple[list[int], l
     pieces: list[tuple[list[int], int]] = []  # (given tokens, unknown tokens after them)
     position = 0
     for match in MARKER.finditer(template):
-        count = int(match.group(1)) if match.group(1) is not None else 1
-        if count <= 0:
-            raise InputError(f"[MASK:n] needs n > 0; got {match.group(0)}")
-        pieces.append((encode_text(tokenizer, template[position : match.start()]), count))
+        count = _mask_count(match, context)
+        pieces.append((encode_text(tokenizer, template[position : match.start()], context), count))
         position = match.end()
-    pieces.append((encode_text(tokenizer, template[position:]), 0))
+    pieces.append((encode_text(tokenizer, template[position:], context), 0))
     if len(pieces) == 1:
         raise InputError("the template has no [MASK:n] marker, so there is nothing to fill in")
     check_context(sum(len(ids) + count for ids, count in pieces), context)
@@ -38,7 +36,7 @@ def gap(prefix: str, length: int, suffix: str, tokenizer, context: int) -> tuple
     """Tokens and a given-mask for ``length`` unknown tokens between ``prefix`` and ``suffix``."""
     if length < 1:
         raise InputError(f"the number of unknown tokens must be at least 1; got {length}")
-    before, after = encode_text(tokenizer, prefix), encode_text(tokenizer, suffix)
+    before, after = encode_text(tokenizer, prefix, context), encode_text(tokenizer, suffix, context)
     check_context(len(before) + length + len(after), context)
     return before + [0] * length + after, [True] * len(before) + [False] * length + [True] * len(after)
 
@@ -48,12 +46,44 @@ def check_context(length: int, context: int) -> None:
         raise InputError(f"the filled-in text would be {length} tokens; the model's context is {context}")
 
 
-def encode_text(tokenizer, text: str) -> list[int]:
-    """``tokenizer.encode(text)``, with a one-line error for text it cannot encode."""
+def encode_text(tokenizer, text: str, limit: int | None = None) -> list[int]:
+    """``tokenizer.encode(text)``, with a one-line error for text it cannot encode; with ``limit``, text that would
+    be more than ``limit`` tokens is refused without tokenising all of it (see ``_surely_longer``)."""
     try:
         text.encode("utf-8")
+        if limit is not None and _surely_longer(tokenizer, text, limit):
+            raise InputError(f"the text is far longer than the model's context of {limit} tokens")
         return tokenizer.encode(text) if text else []
     except UnicodeError:
         raise InputError("cannot encode the prompt: it is not valid UTF-8 text") from None
+    except InputError:
+        raise
     except (ValueError, TypeError) as error:
         raise InputError(f"cannot encode the prompt: {error}") from None
+
+
+#: no tokenizer in use averages this many characters per token, so a text this many times the limit is checked
+#: on its head alone
+CHARS_PER_TOKEN_BOUND = 64
+
+
+def _surely_longer(tokenizer, text: str, limit: int) -> bool:
+    """Whether ``text`` is more than ``limit`` tokens, judged on its first ``CHARS_PER_TOKEN_BOUND * (limit + 1)``
+    characters when it is longer than that (so a 100 MB prompt costs what a page of it does). The head's last
+    word may split into a few more tokens than it would whole; the margin of 8 covers that."""
+    head = CHARS_PER_TOKEN_BOUND * (limit + 1)
+    return len(text) > head and len(tokenizer.encode(text[:head])) > limit + 8
+
+
+def _mask_count(match: re.Match, context: int) -> int:
+    """n of a ``[MASK:n]`` marker (1 for ``[MASK]``), refused when < 1 or longer than ``context`` (judged on its
+    digits first, so a number of thousands of digits is never converted)."""
+    digits = match.group(1)
+    if digits is None:
+        return 1
+    if len(digits.lstrip("0")) > len(str(context)) or int(digits) > context:
+        shown = match.group(0) if len(digits) <= 12 else f"[MASK:n] with n of {len(digits)} digits"
+        raise InputError(f"{shown} asks for more tokens than the model's context of {context}")
+    if int(digits) < 1:
+        raise InputError(f"[MASK:n] needs n > 0; got {match.group(0)}")
+    return int(digits)

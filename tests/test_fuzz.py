@@ -1,13 +1,20 @@
 """Property tests (hypothesis): tokenizers round-trip, the override parser coerces exactly or refuses with a
 ConfigError, and the command line answers any argument list with a result or one line and exit code 2."""
 
+import argparse
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scorediff.checkpoint import CheckpointError
 from scorediff.cli import main
+from scorediff.commands import seed_value
 from scorediff.config import ConfigError, load_config
 from scorediff.data import ByteTokenizer, CharTokenizer, HFTokenizer
+from scorediff.errors import InputError
+from scorediff.hub import check_revision
+from scorediff.templates import parse_template
 
 TEXT = st.text(st.characters(blacklist_categories=["Cs"]), max_size=200)  # valid Unicode (no lone surrogates)
 
@@ -74,3 +81,42 @@ def test_the_command_line_never_raises(capsys, command, words):
         code = exit_.code
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@given(st.text(max_size=30))
+def test_a_hub_revision_is_a_ref_name_or_refused(revision):
+    """Any text after ``@``: accepted only if it cannot leave the repository's refs (no ``..`` part, no leading or
+    doubled ``/``, no backslash), else one line."""
+    try:
+        check_revision("org/name", revision)
+    except CheckpointError as error:
+        assert "\n" not in str(error) and str(error).startswith("org/name: expected a branch, tag or commit name")
+    else:
+        parts = revision.split("/")
+        assert all(parts) or not revision  # empty: no revision at all (the main branch)
+        assert ".." not in revision and "\\" not in revision
+        assert not any(part in (".", "..") for part in parts)
+
+
+MASK_TEXT = st.lists(st.one_of(st.text("ab ~", max_size=6), st.from_regex(r"\[MASK(:[0-9]{0,12})?\]", fullmatch=True)))
+
+
+@given(MASK_TEXT.map("".join), st.integers(1, 40))
+def test_a_template_is_tokens_within_the_context_or_one_line(template, context):
+    tokenizer = CharTokenizer.from_texts(["ab "])
+    try:
+        tokens, given_mask = parse_template(template, tokenizer, context)
+    except InputError as error:
+        assert "\n" not in str(error)
+    else:
+        assert len(tokens) == len(given_mask) <= context and not all(given_mask)
+
+
+@given(st.one_of(st.integers(-(2**80), 2**80).map(str), st.text(max_size=12)))
+def test_a_seed_flag_is_64_bits_or_refused(text):
+    try:
+        value = seed_value(text)
+    except argparse.ArgumentTypeError as error:
+        assert str(error).startswith("expected a whole number in [0, 2**63 - 1]")
+    else:
+        assert 0 <= value <= 2**63 - 1 and value == int(text)

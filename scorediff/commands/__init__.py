@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
-import torch
-
-from ..devices import resolve_device
+from ..devices import torch_device
 from ..errors import ScorediffError
 from ..fileio import atomic_write_text
+from ..generation import MAX_SEED
 
 
 class UsageError(ScorediffError):
@@ -20,6 +20,18 @@ def atomic_write(path, text: str) -> None:
     """Write a user's output file whole or not at all."""
     check_writable(path)
     atomic_write_text(path, text)
+
+
+def seed_value(text: str) -> int:
+    """An argparse ``type`` for ``--seed``: a whole number in [0, 2**63 - 1] (64-bit, as ``train.seed``)."""
+    try:
+        value = int(text)
+    except ValueError:  # not a whole number, or more digits than Python converts
+        value = None
+    if value is None or not 0 <= value <= MAX_SEED:
+        shown = text if len(text) <= 30 else f"{text[:12]}... ({len(text)} characters)"
+        raise argparse.ArgumentTypeError(f"expected a whole number in [0, 2**63 - 1]; got {shown!r}")
+    return value
 
 
 def positive(name: str, value: int | float | None, allow_zero: bool = False) -> None:
@@ -56,14 +68,7 @@ def check_folder_writable(path) -> None:
 
 def check_device(name: str) -> None:
     """``name`` is ``auto`` or a torch device that exists here (``cuda`` needs a GPU)."""
-    try:
-        device = torch.device(resolve_device(name))
-    except RuntimeError:
-        raise UsageError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}")
+    torch_device(name, "--device")
 
 
 def check_memory(needed: int) -> None:

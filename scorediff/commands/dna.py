@@ -29,6 +29,7 @@ from . import (
     check_writable,
     label_id,
     positive,
+    seed_value,
 )
 
 
@@ -59,7 +60,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--max-windows", type=int, default=1024, help="real windows to compare with and to score")
     parser.add_argument("--num-t", type=int, default=16, help="Monte Carlo times per window of the bound")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_value, default=0)
     parser.add_argument("--device", default="auto", type=resolve_device, help="auto: cuda when available, else cpu")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--plots", metavar="DIR", help="write k-mer spectra, GC histograms, accuracy vs guidance")

@@ -18,7 +18,7 @@ from ..model import training_flops_per_token
 from ..training.distributed import DistInfo
 from ..training.evaluate import nats_per_window
 from ..training.setup import prepare_data
-from . import UsageError, atomic_write, check_device, check_writable, positive
+from . import UsageError, atomic_write, check_device, check_writable, positive, seed_value
 
 
 def add_parsers(commands) -> None:
@@ -39,7 +39,7 @@ def add_parsers(commands) -> None:
         "--max-windows", type=int, help="windows to score, spread out (0: all; default 256, all of a --dataset)"
     )
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_value, default=0)
     parser.add_argument("--device", default="auto", type=resolve_device, help="auto: cuda when available, else cpu")
     parser.add_argument("--raw-weights", action="store_true", help="score the trained weights, not their EMA")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")

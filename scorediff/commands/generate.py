@@ -15,7 +15,7 @@ from ..loading import load
 from ..sampling import SAMPLERS
 from ..sampling.orders import ORDERS
 from ..templates import gap, parse_template
-from . import UsageError, atomic_write, check_device, check_memory, check_writable, positive
+from . import UsageError, atomic_write, check_device, check_memory, check_writable, positive, seed_value
 from .infill_inputs import fasta_region
 from .prompts import answer_all, answer_records, ends_answers, one_pattern_per_batch, read_prompts
 from .sampling_options import left_to_right, sampling_options
@@ -55,12 +55,16 @@ def _common(parser) -> None:
     )
     parser.add_argument("--remask-tokens", type=int, help="with --remask-rounds: positions refilled per round (1)")
     parser.add_argument("--block", type=int, help="past the context: new tokens per window (default: half of it)")
-    parser.add_argument("--stats", action="store_true", help="print nfe, steps, seconds, tokens/s as JSON on stderr")
+    parser.add_argument(
+        "--stats",
+        action="store_true",
+        help="print JSON on stderr: network calls per batch (nfe) and per sequence, steps, seconds, tokens/s",
+    )
     parser.add_argument("--label", help="a conditional model's class, by the name it was trained with")
     parser.add_argument(
         "--guidance", type=float, help="classifier-free guidance weight with --label (0: the conditional model)"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_value, default=0)
     parser.add_argument("--device", default="auto", type=resolve_device, help="auto: cuda when available, else cpu")
     parser.add_argument("--out", help="write to this file instead of printing")
     parser.add_argument("--format", choices=["text", "jsonl"], default="text")

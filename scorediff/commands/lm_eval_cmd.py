@@ -7,7 +7,7 @@ import json
 import math
 
 from ..devices import resolve_device
-from . import UsageError, atomic_write, check_device, check_writable, positive
+from . import UsageError, atomic_write, check_device, check_writable, positive, seed_value
 
 INSTALL = "pip install 'scorediff[lm-eval]'"
 
@@ -21,7 +21,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--limit", type=float, help="documents per task (a fraction when below 1)")
     parser.add_argument("--mc-samples", type=int, default=32, help="diffusion: times (or mask counts) per request")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_value, default=0)
     parser.add_argument("--device", default="auto", type=resolve_device, help="auto: cuda when available, else cpu")
     parser.add_argument("--output", metavar="FILE", help="also write lm-eval's results as JSON")
     parser.set_defaults(run=run_lm_eval)

@@ -33,8 +33,8 @@ def sampling_options(args, loaded) -> dict:
     sampling = loaded.config.sampling if loaded.config is not None else None
     temperature = args.temperature if args.temperature is not None else (sampling.temperature if sampling else 1.0)
     top_p = args.top_p if args.top_p is not None else (sampling.top_p if sampling else 1.0)
-    if not temperature > 0:
-        raise UsageError(f"--temperature must be > 0; got {temperature}")
+    if not 0 < temperature < math.inf:
+        raise UsageError(f"--temperature must be finite and > 0; got {temperature}")
     if not 0 < top_p <= 1:
         raise UsageError(f"--top-p must be in (0, 1]; got {top_p}")
     positive("--block", args.block)
@@ -73,6 +73,9 @@ def _order(args, loaded) -> dict:
         return {}
     if args.remask_tokens and not args.remask_rounds:
         raise UsageError("--remask-tokens applies with --remask-rounds")
+    context = loaded.model.config.seq_len
+    if (args.remask_rounds or 0) > context:  # each round is a network call; more than one per position is waste
+        raise UsageError(f"--remask-rounds must be at most the context, {context}; got {args.remask_rounds}")
     if loaded.graph.mask_id is None:
         raise UsageError("--order needs the absorbing graph (masks to fill); this model uses the uniform graph")
     if args.threshold is not None and (args.order != "confidence" or not 0 < args.threshold <= 1):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..templates import encode_text
 from .sources import EMBEDDED, DataError, _suffixes, jsonl_records
 from .tokenizers import Tokenizer
 from .windows import spread_indices
@@ -78,8 +79,8 @@ def encode_example(tokenizer: Tokenizer, prompt: str, answer: str | None, seq_le
     """``prompt`` then ``answer`` as tokens, padded to ``seq_len`` with the end token (``end_token``; ``answer``
     None: the prompt alone, padded with masks to fill later), and the prompt's length; ``ValueError`` when too
     long."""
-    prompt_ids = tokenizer.encode(prompt)
-    answer_ids = tokenizer.encode(answer) if answer is not None else []
+    prompt_ids = encode_text(tokenizer, prompt, seq_len)  # a huge text is refused before it is all tokenised
+    answer_ids = encode_text(tokenizer, answer, seq_len) if answer is not None else []
     used = len(prompt_ids) + len(answer_ids)
     if used > seq_len or (answer is None and len(prompt_ids) >= seq_len):
         raise ValueError(f"the prompt and answer take {used} tokens; the model's context is {seq_len}")

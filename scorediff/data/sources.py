@@ -91,6 +91,8 @@ def jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
             record = json.loads(line)
         except json.JSONDecodeError:
             raise DataError(f"{path}:{number} is not valid JSON") from None
+        except RecursionError:  # the decoder recurses once per level of nesting
+            raise DataError(f"{path}:{number} nests its JSON deeper than Python can read") from None
         if not isinstance(record, dict):
             raise DataError(f"{path}:{number} is not a JSON object")
         yield number, record

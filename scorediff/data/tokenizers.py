@@ -306,7 +306,7 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         path = path / TOKENIZER_FILE
     try:
         spec = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise ValueError(f"cannot read a tokenizer from {path}: {error}") from None
     kind = spec.get("type") if isinstance(spec, dict) else None
     if kind == "char":

@@ -149,7 +149,11 @@ def zero_shot_rows(dataset: str, split: str | None = None, path: str | Path | No
         data = data[split]
     if spec.column not in data.column_names:
         raise DataError(f"{dataset}: expected a column {spec.column!r}; got {data.column_names}")
-    return [spec.detokenize(text) for text in data[spec.column]]
+    texts = data[spec.column]
+    bad = next((i for i, text in enumerate(texts) if not isinstance(text, str)), None)
+    if bad is not None:
+        raise DataError(f"{dataset}: row {bad} of column {spec.column!r} is not text; got {type(texts[bad]).__name__}")
+    return [spec.detokenize(text) for text in texts]
 
 
 def row_groups(count: int, shards: int) -> list[range]:

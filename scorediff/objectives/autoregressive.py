@@ -11,7 +11,7 @@ from ..checkpoint import Header
 from ..errors import InputError
 from ..model import CausalTransformer, ModelConfig
 from ..sampling.autoregressive import sample_autoregressive
-from .base import Objective, WindowFiller
+from .base import Objective, WindowFiller, check_scored
 
 SAMPLE_OPTIONS = {
     "temperature": 1.0,
@@ -74,6 +74,7 @@ class AutoregressiveObjective(Objective):
     ) -> Tensor:
         """``-log p(x_0)``, nats (B,); with ``given`` (B, L) bool, ``-log p(x_0[~given] | x_0[given])`` when the given
         positions come first (a prompt), the sum of the other positions' terms."""
+        check_scored(x_0, self.num_tokens, model, given)
         return self._chain_rule(model, x_0, given).double()
 
     def _chain_rule(self, network: nn.Module, x_0: Tensor, given: Tensor | None = None) -> Tensor:

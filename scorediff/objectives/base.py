@@ -139,6 +139,22 @@ class WindowFiller:
         return x
 
 
+def check_scored(x_0: Tensor, num_tokens: int, model: nn.Module, given: Tensor | None = None) -> None:
+    """What ``nll`` scores: int tokens (B, L) of the data vocabulary, at most the model's context long (a longer
+    sequence would be scored at positions the network never saw), and ``given`` a bool mask of the same shape."""
+    if not isinstance(x_0, Tensor) or x_0.dtype.is_floating_point or x_0.dtype.is_complex or x_0.dtype == torch.bool:
+        raise InputError(f"x_0 must be an integer tensor; got {getattr(x_0, 'dtype', type(x_0).__name__)}")
+    if x_0.dim() != 2 or x_0.numel() == 0:
+        raise InputError(f"x_0 must have shape (batch_size, length), neither 0; got {tuple(x_0.shape)}")
+    context = getattr(getattr(model, "config", None), "seq_len", None)
+    if context is not None and x_0.shape[1] > context:
+        raise InputError(f"x_0 is {x_0.shape[1]} tokens long; the model's context is {context} (score windows of it)")
+    if int(x_0.min()) < 0 or int(x_0.max()) >= num_tokens:
+        raise InputError(f"x_0 must be in [0, {num_tokens}); got values in [{int(x_0.min())}, {int(x_0.max())}]")
+    if given is not None and (not isinstance(given, Tensor) or given.dtype != torch.bool or given.shape != x_0.shape):
+        raise InputError(f"given must be a bool tensor of x_0's shape {tuple(x_0.shape)}")
+
+
 def nothing_given(shape: tuple[int, int], device) -> tuple[Tensor, Tensor]:
     return torch.zeros(shape, dtype=torch.int64, device=device), torch.zeros(shape, dtype=torch.bool, device=device)
 

@@ -28,7 +28,7 @@ from ..sampling.block_diffusion import sample_blocks
 from ..sampling.guidance import check_label
 from ..sampling.orders import ORDER_OPTIONS, adaptive, check_order
 from ..schedules import NoiseSchedule
-from .base import Objective, WindowFiller, prefix_length
+from .base import Objective, WindowFiller, check_scored, prefix_length
 from .diffusion import DiffusionObjective
 
 
@@ -132,7 +132,7 @@ class BlockDiffusionObjective(DiffusionObjective):
         refuse_given(given)
         if int(num_t) < 1:
             raise InputError(f"num_t must be >= 1; got {num_t}")
-        self.graph.check_tokens(x_0, "x_0")
+        check_scored(x_0, self.num_tokens, model)
         blocks = self._blocks(x_0)
         offset = torch.rand(blocks.shape[:2], generator=generator, device=x_0.device, dtype=torch.float64)
         extra = {} if label is None else {"label": label}

@@ -20,7 +20,7 @@ from ..sampling.guidance import check_label, guide_log_probs, guide_log_scores, 
 from ..sampling.orders import ORDER_OPTIONS, adaptive, check_order, decode_in_order, tokens_per_call
 from ..schedules import LogLinearSchedule, NoiseSchedule
 from ..types import ScoreFn
-from .base import Objective, WindowFiller, inference_copy, resolve_options
+from .base import Objective, WindowFiller, check_scored, inference_copy, resolve_options
 
 SAMPLE_OPTIONS = {
     "steps": 128,
@@ -191,6 +191,7 @@ class DiffusionObjective(Objective):
         A time-independent absorbing network is scored in the any-order form (``any_order_nll``); any other
         by the bound over times (``scorediff.elbo``), ``num_t`` stratified times per sequence.
         """
+        check_scored(x_0, self.num_tokens, model, given)
         score = model if label is None else functools.partial(model, label=label)
         if self.cross_entropy:
             return self.any_order_nll(score, x_0, generator, num_t, given)

@@ -9,9 +9,9 @@ from ..errors import InputError
 
 
 def check_temperature_top_p(temperature: float, top_p: float) -> None:
-    """Raise ``ValueError`` unless ``temperature > 0`` and ``0 < top_p <= 1``."""
-    if not temperature > 0:
-        raise InputError(f"temperature must be > 0; got {temperature}")
+    """Raise ``InputError`` unless ``temperature`` is finite and > 0 and ``0 < top_p <= 1``."""
+    if not 0 < temperature < float("inf"):  # inf would flatten every law to uniform; nan fails every comparison
+        raise InputError(f"temperature must be finite and > 0; got {temperature}")
     if not 0 < top_p <= 1:
         raise InputError(f"top_p must be in (0, 1]; got {top_p}")
 

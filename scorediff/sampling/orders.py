@@ -142,6 +142,8 @@ def decode_in_order(
     check_order(order, tokens_per_step, threshold)
     if int(remask_rounds) < 0 or int(remask_tokens) < 1:
         raise InputError(f"remasking needs rounds >= 0 and tokens >= 1; got {remask_rounds} and {remask_tokens}")
+    if int(remask_rounds) > x.shape[-1]:  # each round costs a network call; more than one per position is waste
+        raise InputError(f"remask_rounds must be at most the window's {x.shape[-1]} positions; got {remask_rounds}")
     x = x.clone()
     masked = x == mask_id
     if given is not None:

@@ -199,8 +199,8 @@ def sample(
 def _check(shape, steps, predictor, eps, temperature, top_p, graph):
     if len(shape) != 2 or min(shape) < 1:
         raise InputError(f"shape must be (batch_size, seq_len) with both >= 1; got {tuple(shape)}")
-    if int(steps) < 1:
-        raise InputError(f"steps must be >= 1; got {steps}")
+    if isinstance(steps, bool) or not hasattr(steps, "__index__") or steps.__index__() < 1:
+        raise InputError(f"steps must be a whole number >= 1; got {steps!r}")
     if not 0 < eps < 1:
         raise InputError(f"eps must be in (0, 1); got {eps}")
     check_temperature_top_p(temperature, top_p)

@@ -100,7 +100,7 @@ def resolve_from_data(config: RunConfig, data: RunData) -> RunConfig:
         path = Path(diffusion.rate_matrix).expanduser()
         try:
             rows = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
             raise ConfigError(f"diffusion.rate_matrix: cannot read a JSON list of rows from {path}: {error}") from None
         diffusion = dataclasses.replace(diffusion, rate_matrix=json.dumps(rows))
     return dataclasses.replace(config, model=model, diffusion=diffusion, data=data_config)

@@ -80,7 +80,7 @@ def test_flags_of_the_other_kind_are_refused(capsys, trained_ar_run, trained_run
     assert_user_error(capsys, [*diffusion, "--top-p", "2"], r"--top-p must be in \(0, 1\]; got 2")
     assert_user_error(capsys, [*ar, "--top-p", "1.5"], r"--top-p must be in \(0, 1\]; got 1.5")
     assert_user_error(capsys, [*ar, "--top-p", "0"], r"--top-p must be in \(0, 1\]; got 0")
-    assert_user_error(capsys, [*ar, "--temperature", "0"], r"--temperature must be > 0; got 0")
+    assert_user_error(capsys, [*ar, "--temperature", "0"], r"--temperature must be finite and > 0; got 0")
 
 
 def test_zero_shot_eval_of_a_saved_copy_is_the_exact_nll_of_its_windows(capsys, trained_ar_run, cli_corpus, tmp_path):

@@ -75,7 +75,7 @@ def test_prompts_lengths_and_templates(capsys, trained_run, tmp_path):
     assert_user_error(
         capsys,
         ["infill", *checkpoint, "--template", "To be [MASK:500]"],
-        r"would be 506 tokens; the model's context is 32",
+        r"\[MASK:500\] asks for more tokens than the model's context of 32",
     )
     assert_user_error(capsys, ["infill", *checkpoint, "--template", "no markers"], r"no \[MASK:n\] marker")
     assert_user_error(capsys, ["sample", *checkpoint, "--length", "0"], r"--length must be > 0; got 0")

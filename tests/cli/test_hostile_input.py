@@ -63,7 +63,11 @@ def test_files_and_devices_that_cannot_be_used(capsys, micro_yaml, tmp_path, tra
     assert_user_error(capsys, [*sample, "--out", str(tmp_path / "a-file" / "x.txt")], r"folder .* does not exist")
     assert_user_error(capsys, ["eval", "--checkpoint", str(trained_run), "--json", str(tmp_path)], r"it is a folder")
     infill = ["infill", "--checkpoint", str(trained_run), "--steps", "2"]
-    assert_user_error(capsys, [*infill, "--template", "[MASK:99999999999999]"], r"would be 99999999999999 tokens")
+    assert_user_error(
+        capsys,
+        [*infill, "--template", "[MASK:99999999999999]"],
+        r"n of 14 digits asks for more tokens than the model's context of 32",
+    )
     assert_user_error(capsys, [*infill, "--prefix", "caf\udce9", "--length", "3"], r"not valid UTF-8 text")
     assert not (tmp_path / "runs").exists()
 

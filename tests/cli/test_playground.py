@@ -14,7 +14,7 @@ import time
 import pytest
 
 import scorediff
-from scorediff.errors import ScorediffError
+from scorediff.errors import InputError, ScorediffError
 from scorediff.playground import MASK_GLYPH, Session
 
 TEMPLATE = "To be, or [MASK:9] not to be"
@@ -36,7 +36,10 @@ def test_the_session_streams_states_until_every_mask_is_filled(trained_run):
 
 def test_the_session_refuses_bad_requests_with_a_message(trained_run, trained_ar_run):
     session = Session(scorediff.load(trained_run))
-    for template, message in [("no marker", "no \\[MASK:n\\] marker"), ("[MASK:99]", "at most 32 tokens")]:
+    for template, message in [
+        ("no marker", "no \\[MASK:n\\] marker"),
+        ("[MASK:99]", "more tokens than the model's context of 32"),
+    ]:
         with pytest.raises(ScorediffError, match=message):
             session.request(template, "", "", 0)
     ar = Session(scorediff.load(trained_ar_run))
@@ -61,8 +64,12 @@ OPTIONS = {"sampler": "analytic", "steps": 8, "temperature": 1.0, "top_p": 1.0, 
     [
         ("length", None, "; the box is empty (or not a number)"),
         ("length", 2.5, "from 1 to 32 (the model's context); got 2.5"),
-        ("template", "[MASK:" + "9" * 5000 + "]", "got n = a 5000-digit number"),
-        ("template", "a [MASK:0033] b", "[MASK:n] can ask for at most 32 tokens (the model's context); got n = 33"),
+        (
+            "template",
+            "[MASK:" + "9" * 5000 + "]",
+            "with n of 5000 digits asks for more tokens than the model's context of 32",
+        ),
+        ("template", "a [MASK:0033] b", "[MASK:0033] asks for more tokens than the model's context of 32"),
         ("seed", None, SEED_EXPECTED + "; the box is empty (or not a number)"),
         ("seed", 10**23, SEED_EXPECTED + "; got 100000000000000000000000"),
         ("seed", 1e23, SEED_EXPECTED + "; got 1e+23"),
@@ -118,8 +125,8 @@ def test_any_sampler_failure_ends_the_stream_with_one_line(trained_run, caplog):
 
     session = Session(scorediff.load(trained_run))
     tokens, given = session.request(TEMPLATE, "", "", None)
-    broken = read_all(session.stream(tokens, given, {"steps": None}), seconds=30)  # a TypeError in the sampler
-    assert isinstance(broken.get("error"), TypeError) and broken["frames"] == []
+    broken = read_all(session.stream(tokens, given, {"steps": None}), seconds=30)  # refused inside the worker
+    assert isinstance(broken.get("error"), InputError) and broken["frames"] == []
 
     def fail(module, args):
         raise RuntimeError("injected failure\nsecond line")
@@ -279,7 +286,7 @@ def test_the_page_in_a_real_browser(trained_run, caplog, capfd):
 
             for fields, message in [
                 ({"#template textarea": "nothing to fill"}, "the template has no [MASK:n] marker"),
-                ({"#template textarea": "[MASK:" + "9" * 5000 + "]"}, "got n = a 5000-digit number"),
+                ({"#template textarea": "[MASK:" + "9" * 5000 + "]"}, "of 5000 digits asks for more tokens"),
                 ({"#template textarea": TEMPLATE, "#seed input": ""}, "2**63 - 1 (a seed must fit in 64 bits); the"),
                 ({"#seed input": "100000000000000000000000"}, "(a seed must fit in 64 bits); got 1e+23"),
                 ({"#seed input": "0", "#template textarea": "", "#prefix textarea": "To be", "#length input": ""},

@@ -48,7 +48,7 @@ def test_bad_sampling_requests(capsys, trained_radd_run, trained_run):
     radd = ["sample", "--checkpoint", str(trained_radd_run)]
     assert_user_error(capsys, [*radd, "--steps", "0"], r"--steps must be > 0; got 0")
     assert_user_error(capsys, [*radd, "--steps", "-3"], r"--steps must be > 0; got -3")
-    assert_user_error(capsys, [*radd, "--temperature", "-1"], r"--temperature must be > 0; got -1")
+    assert_user_error(capsys, [*radd, "--temperature", "-1"], r"--temperature must be finite and > 0; got -1")
     assert_user_error(capsys, [*radd, "--top-p", "0"], r"--top-p must be in \(0, 1\]; got 0")
     assert_user_error(capsys, [*radd, "--block", "0"], r"--block must be > 0; got 0")
     assert_user_error(capsys, [*radd, "--num-samples", "1000000000"], r"would need about [\d,.]+ GiB; the machine has")

@@ -23,9 +23,19 @@ def test_temper_against_brute_force():
     assert temper(torch.tensor([0.0, -torch.inf]), top_p=0.5).tolist() == [1.0, 0.0]
 
 
-@pytest.mark.parametrize("bad", [{"temperature": 0.0}, {"temperature": -1.0}, {"top_p": 0.0}, {"top_p": 1.5}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"temperature": 0.0},
+        {"temperature": -1.0},
+        {"temperature": float("inf")},
+        {"temperature": float("nan")},
+        {"top_p": 0.0},
+        {"top_p": 1.5},
+    ],
+)
 def test_temper_refuses_nonsense(bad):
-    with pytest.raises(ValueError, match="temperature must be > 0|top_p must be in"):
+    with pytest.raises(ValueError, match="temperature must be finite and > 0|top_p must be in"):
         temper(torch.zeros(3), **bad)
 
 

@@ -118,7 +118,7 @@ def test_seeded_runs_repeat_and_without_denoise_masks_can_remain():
 def test_bad_arguments_say_what_was_expected():
     graph, schedule = SETUPS["absorbing-loglinear"]
     exact = ExactScore(graph, random_data(3, 3, seed=0))
-    with pytest.raises(ValueError, match=r"steps must be >= 1; got 0"):
+    with pytest.raises(ValueError, match=r"steps must be a whole number >= 1; got 0"):
         sample(exact, graph, schedule, (2, 3), 0)
     with pytest.raises(ValueError, match=r"shape must be \(batch_size, seq_len\)"):
         sample(exact, graph, schedule, (2, 0), 4)
