@@ -135,8 +135,11 @@ class OptimConfig:
     weight_decay: float = 0.0
     """Decoupled weight decay on matrices (not on norms, biases or embeddings)."""
     beta1: float = 0.9
+    """AdamW's decay rate of the gradient's running mean, in [0, 1)."""
     beta2: float = 0.999
+    """AdamW's decay rate of the squared gradient's running mean, in [0, 1) (``tiny`` and ``dna`` set 0.99)."""
     adam_eps: float = 1e-8
+    """AdamW's epsilon, added to the root of the squared-gradient average before dividing (> 0)."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0 disables)."""
 
@@ -250,6 +253,7 @@ class RunConfig:
     """Everything a training run needs."""
 
     preset: str = "custom"
+    """The preset or YAML file the run started from (set by ``--config``; the default run name starts with it)."""
     objective: str = "diffusion"
     """``diffusion`` (score entropy) or ``autoregressive`` (the next-token baseline)."""
     model: ModelConfig = field(default_factory=ModelConfig)
