@@ -184,7 +184,8 @@ class TrainConfig:
     """bf16 autocast for the training steps where the hardware computes bf16 natively: CUDA GPUs with bf16, CPUs
     with AVX512-BF16 or AMX (about twice the float32 speed); float32 elsewhere. Evaluation is always float32."""
     compile: bool = False
-    """Wrap the model in torch.compile."""
+    """Wrap the model in torch.compile. Where the backend cannot build it (no or a broken C++ compiler), the run
+    says so in one warning line and trains without it, from the same first step."""
     log_every: int = 10
     """Steps between log lines in metrics.jsonl."""
     eval_every: int = 250
