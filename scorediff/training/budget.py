@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import TrainConfig
+from . import distributed
 from .optim import decay_start
 from .step import TrainState
 
@@ -76,6 +77,8 @@ class BudgetProbe:
 
     start_step: int
     refit_step: int = 0
+    cap: int = 0
+    """The configured ``train.max_steps``: a fit may lengthen an earlier fit's schedule up to it."""
     started_at: float | None = None
     window_start: int = 0
     excluded: float = 0.0
@@ -123,6 +126,28 @@ class BudgetProbe:
         while step <= last and not self.is_fit(step):
             step += 1
         return step > last
+
+
+def fit_schedule(
+    state: TrainState, probe: BudgetProbe, step_seconds: float, seconds_spent: float, val_windows, device: torch.device
+) -> int:
+    """The schedule's length that fits what is left of the budget, ``seconds_spent`` into it, at ``step_seconds`` per
+    step (at most ``probe.cap``); rank 0's measurement decides for all. The cost of an evaluation is measured
+    during the learning-rate warm-up, then kept in ``probe.eval_seconds``."""
+    if probe.eval_seconds is None or state.step <= probe.refit_step:
+        probe.eval_seconds = evaluation_seconds(state, val_windows, device)
+    left = SAFETY * state.config.train.time_budget_minutes * 60 - seconds_spent
+    steps = schedule_steps(state, step_seconds, probe.eval_seconds, left, cap=probe.cap)
+    return distributed.broadcast_object(steps, state.info)
+
+
+def fit_message(train_config: TrainConfig, step_seconds: float, eval_seconds: float, final: bool) -> str:
+    """The line a run prints for its first fit and its last (``final``) to ``train_config.max_steps`` steps."""
+    return (
+        f"time budget {train_config.time_budget_minutes:g} min: {step_seconds * 1000:.0f} ms per step, about "
+        f"{eval_seconds:.0f} s per evaluation; the schedule ends at step {train_config.max_steps:,}"
+        + ("" if final else " (fitted again as the run goes)")
+    )
 
 
 def schedule_steps(state: TrainState, step_seconds: float, eval_seconds: float, seconds_left: float, cap: int) -> int:

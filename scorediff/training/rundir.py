@@ -1,4 +1,5 @@
-"""A run directory: its name, the one trainer that writes into it, and what a killed run left behind."""
+"""A run directory: its name, the one trainer that writes into it, what it writes (the run's config, tokenizer and
+checkpoints), and what a killed run left behind."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from ..checkpoint import CHECKPOINT_DIR, checkpoint_intact, list_checkpoints
+from ..checkpoint import CHECKPOINT_DIR, CONFIG_FILE, checkpoint_intact, config_json, list_checkpoints, save_checkpoint
 from ..config import ConfigError, RunConfig
 from ..fileio import DirectoryLock, LockHeld, atomic_write_text, remove_debris
+from ..version import __version__
+from .step import TrainingDiverged, TrainState, all_finite
 
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
 
@@ -79,3 +82,39 @@ def trim_metrics(path: Path, last_step: int) -> None:
         if isinstance(record, dict) and record.get("step", 0) <= last_step:
             kept.append(line)
     atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def write_config(state: TrainState, run_dir: Path) -> None:
+    """Record the run's configuration (as the budget has fitted it so far) in ``run_dir/config.json``."""
+    atomic_write_text(run_dir / CONFIG_FILE, config_json(state.objective.header(), state.config.to_dict()))
+
+
+def save(state: TrainState, run_dir: Path, tokenizer, elapsed: float, val_bits: float | None) -> Path | None:
+    """Write a checkpoint of ``state`` (rank 0 only; the others return None); weights that are no longer finite
+    are never saved."""
+    if not all_finite(state):
+        raise TrainingDiverged(
+            f"the weights became non-finite at step {state.step} (optim.lr={state.config.optim.lr:g}); "
+            f"nothing was saved for this step"
+        )
+    if not state.info.is_main:
+        return None
+    trainer_info = {
+        "tokens_seen": state.tokens_seen,
+        "elapsed_seconds": elapsed,
+        "val_bits_per_token": val_bits,
+        "world_size": state.info.world_size,
+        "scorediff_version": __version__,
+    }
+    return save_checkpoint(
+        run_dir,
+        state.step,
+        state.objective.header(),
+        state.config.to_dict(),
+        state.model.state_dict(),
+        state.ema.state_dict(state.model),
+        tokenizer,
+        state.optimizer,
+        trainer_info,
+        keep_last=state.config.train.keep_last,
+    )

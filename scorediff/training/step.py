@@ -12,12 +12,13 @@ from torch import Tensor, nn
 from torch._dynamo.exc import BackendCompilerFailed
 
 from ..config import RunConfig
+from ..data.dna import random_reverse_complement
 from ..devices import bf16_autocast, keep_freed_memory
 from ..errors import ScorediffError
 from ..objectives import Objective
 from .distributed import DistInfo
 from .ema import EMA
-from .optim import lr_at, make_optimizer
+from .optim import lr_at, make_optimizer, step_seed
 
 
 @dataclass
@@ -79,6 +80,28 @@ class StepOutput:
     """Global gradient norm before clipping."""
     skipped: bool = False
     """The loss or the gradient was not finite: the weights, the optimizer and the EMA were left as they were."""
+
+
+def draw_batch(state: TrainState, windows, device: torch.device) -> dict[str, Tensor]:
+    """This process's rows of the global batch of the current step, with the objective's noise, on ``device``.
+
+    The batch is a function of ``(train.seed, step)``, the same on every rank, and dropout is seeded per
+    (step, rank), so a resumed run draws what an uninterrupted one would.
+    """
+    tc, info = state.config.train, state.info
+    generator = torch.Generator().manual_seed(step_seed(tc.seed, state.step, 0))
+    examples = windows.random_examples(tc.batch_size, generator)  # the global batch, the same on every rank
+    x_0 = examples["x_0"]
+    if state.config.data.reverse_complement:
+        x_0 = random_reverse_complement(x_0, generator)
+    fields = {"given": examples["given"]} if "given" in examples else {}
+    if state.config.model.num_labels:
+        fields["label"] = examples["label"]
+    batch = state.objective.draw(x_0, generator, **fields)
+    local = tc.batch_size // info.world_size
+    rows = slice(info.rank * local, (info.rank + 1) * local)
+    torch.manual_seed(step_seed(tc.seed, state.step, 1 + info.rank))  # dropout
+    return {name: value[rows].to(device) for name, value in batch.items()}
 
 
 def train_step(state: TrainState, batch: dict[str, Tensor]) -> StepOutput:

@@ -4,35 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from ..checkpoint import CONFIG_FILE, config_json, list_checkpoints, read_config, save_checkpoint
+from ..checkpoint import list_checkpoints, read_config
 from ..config import ConfigError, RunConfig, config_from_dict
-from ..data.dna import random_reverse_complement
 from ..devices import fast_bf16
-from ..fileio import atomic_write_text
-from ..version import __version__
 from . import distributed
-from .budget import (
-    FIRST_FIT,
-    SAFETY,
-    BudgetProbe,
-    evaluation_seconds,
-    schedule_steps,
-    stop_seconds,
-    unfinished_schedule_warning,
-)
+from .budget import FIRST_FIT, BudgetProbe, fit_message, fit_schedule, unfinished_schedule_warning
 from .evaluate import evaluate_during_training
 from .logger import MetricsLogger
-from .optim import step_seed
-from .progress import Skips, Window
-from .rundir import claim, find_start, run_directory
+from .progress import Window
+from .rundir import claim, find_start, run_directory, save, write_config
 from .setup import RunData, build, check_batch, prepare_data, resolve_from_data, restore
-from .signals import StopSignals
-from .step import TrainingDiverged, TrainState, all_finite, step_or_fall_back, train_step
+from .step import StepOutput, TrainState, draw_batch, step_or_fall_back, train_step
+from .stopping import Stop, StopRules
 
 
 @dataclass
@@ -82,7 +71,9 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
         lock = _claim(run_dir, checkpoint, resume, info)  # only now, with data and model checked, is anything written
         try:
             elapsed_before = restore(state, checkpoint, run_dir) if checkpoint is not None else 0.0
-            result = _loop(state, data, run_dir, device, until_step, progress, elapsed_before, started)
+            logger = _open_log(state, data, run_dir, device)
+            run = _Run(state, data, run_dir, device, logger, until_step, progress, started, elapsed_before)
+            result = _loop(run)
             distributed.barrier(info)  # rank 0 may still be writing; tearing gloo down under it can abort a peer
         finally:
             if lock is not None:
@@ -107,135 +98,59 @@ def _claim(run_dir: Path, checkpoint: Path | None, resume: bool, info):
     return lock
 
 
-def draw_batch(state: TrainState, windows, device: torch.device) -> dict[str, torch.Tensor]:
-    """This process's rows of the global batch of the current step, with the objective's noise, on ``device``."""
-    tc, info = state.config.train, state.info
-    generator = torch.Generator().manual_seed(step_seed(tc.seed, state.step, 0))
-    examples = windows.random_examples(tc.batch_size, generator)  # the global batch, the same on every rank
-    x_0 = examples["x_0"]
-    if state.config.data.reverse_complement:
-        x_0 = random_reverse_complement(x_0, generator)
-    fields = {"given": examples["given"]} if "given" in examples else {}
-    if state.config.model.num_labels:
-        fields["label"] = examples["label"]
-    batch = state.objective.draw(x_0, generator, **fields)
-    local = tc.batch_size // info.world_size
-    rows = slice(info.rank * local, (info.rank + 1) * local)
-    torch.manual_seed(step_seed(tc.seed, state.step, 1 + info.rank))  # dropout
-    return {name: value[rows].to(device) for name, value in batch.items()}
+@dataclass
+class _Run:
+    """What the loop works with, besides the ``TrainState`` it advances, and what it has produced so far."""
+
+    state: TrainState
+    data: RunData
+    run_dir: Path
+    device: torch.device
+    logger: MetricsLogger
+    until_step: int | None
+    """Stop after this step too (None: at the schedule's end only)."""
+    progress: bool
+    """Show a progress bar (rank 0)."""
+    started: float
+    """``time.perf_counter()`` when ``train`` was called: the time budget counts the setup too."""
+    elapsed_before: float
+    """Seconds of training before this process (those of a resumed run)."""
+    loop_started: float = field(init=False)
+    """``time.perf_counter()`` when the loop started: ``train.max_minutes`` counts from here."""
+    bar: Any = field(init=False)
+    rules: StopRules = field(init=False)
+    probe: BudgetProbe = field(init=False)
+    window: Window = field(default_factory=Window)
+    val_bits: float | None = None
+    samples: list[str] = field(default_factory=list)
+    last_saved: Path | None = None
+    interrupted: str | None = None
+
+    def __post_init__(self):
+        tc, optim = self.state.config.train, self.state.config.optim
+        self.bar = self.logger.progress(total=tc.max_steps, initial=self.state.step, enabled=self.progress)
+        warning = unfinished_schedule_warning(tc)
+        if warning:
+            self.logger.print(warning)
+        self.rules = StopRules(tc, self.until_step, self.state.info, self.device)
+        self.probe = BudgetProbe(self.state.step, BudgetProbe.refit_at(optim.warmup_steps), cap=tc.max_steps)
+        self.loop_started = time.perf_counter()
+
+    def loop_seconds(self) -> float:
+        return time.perf_counter() - self.loop_started
+
+    def elapsed(self) -> float:
+        """Seconds of training of the whole run, resumed or not."""
+        return self.elapsed_before + self.loop_seconds()
 
 
-def _loop(state, data: RunData, run_dir, device, until_step, progress, elapsed_before, started) -> TrainResult:
-    info, tc = state.info, state.config.train
-    logger = _start_logging(state, data, run_dir, device)
-    last_step = min(tc.max_steps, until_step) if until_step is not None else tc.max_steps
-    bar = logger.progress(total=tc.max_steps, initial=state.step, enabled=progress)
-    window, skips = Window(), Skips(tc.max_skipped_steps)
-    run_start = time.perf_counter()
-    val_bits, samples, last_saved, interrupted = None, [], None, None
-    probe = BudgetProbe(state.step, BudgetProbe.refit_at(state.config.optim.warmup_steps))
-    configured_steps = tc.max_steps  # a fit may lengthen an earlier fit's schedule up to here
-    stop_after, warning = stop_seconds(tc), unfinished_schedule_warning(tc)
-    if warning:
-        logger.print(warning)
-    state.model.train()
-
-    def next_step():  # the batch is drawn inside, so a step retried without compilation draws the same again
-        return train_step(state, draw_batch(state, data.train, device))
-
-    with StopSignals() as signals:
-        while state.step < last_step:
-            output = step_or_fall_back(state, next_step, logger.print)
-            skips.count(output, state)
-            loss = None if output.skipped else float(distributed.all_reduce_sum(output.loss, info)) / info.world_size
-            window.add(loss)
-            bar.update(1)
-            step_seconds = probe.after_step(state) if probe.wants(state) else None
-            if step_seconds is not None:
-                elapsed = time.perf_counter() - started
-                fit_to_budget(state, data, run_dir, device, step_seconds, elapsed, configured_steps, logger, probe)
-                probe.restart(state.step)
-                tc = state.config.train
-                last_step = min(tc.max_steps, until_step) if until_step is not None else tc.max_steps
-                bar.total = tc.max_steps
-                bar.refresh()
-            if state.step % tc.log_every == 0 or state.step == last_step:
-                record = window.record(state, output.grad_norm, elapsed_before + time.perf_counter() - run_start)
-                logger.log({**record, "skipped_steps": skips.total})
-                shown = f"{window.train_loss:.3f}"
-                bar.set_postfix(loss=shown, tok_s=f"{record['tokens_per_second']:,.0f}", skipped=skips.total)
-            late = time.perf_counter() - run_start > stop_after
-            late, signalled = distributed.any_rank([late, signals.received is not None], info, device)
-            interrupted = (signals.received or "SIGTERM") if signalled else None
-            stop = state.step == last_step or late or signalled
-            aside = time.perf_counter()  # evaluations and checkpoints are not step time for the budget's probe
-            if ((tc.eval_every and state.step % tc.eval_every == 0) or stop) and not signalled:
-                val_bits, samples = evaluate_during_training(state, data.tokenizer, data.val, device, logger)
-                window.restart()
-                # the evaluation used up the time: stop here, not one step later
-                stop = stop or time.perf_counter() - run_start > stop_after
-                stop = distributed.any_rank([stop], info, device)[0]
-            if (tc.save_every and state.step % tc.save_every == 0) or stop:
-                elapsed = elapsed_before + time.perf_counter() - run_start
-                last_saved = save(state, run_dir, data.tokenizer, elapsed, val_bits) or last_saved
-                window.restart()
-            probe.exclude(time.perf_counter() - aside)
-            if stop:
-                break
-    bar.close()
-    logger.close()
-    if info.is_main:
-        logger.plot()
-    # a resumed run that had already reached its last step saves nothing new
-    checkpoint = (last_saved or list_checkpoints(run_dir)[-1]) if info.is_main else run_dir
-    return TrainResult(
-        run_dir,
-        checkpoint,
-        state.step,
-        window.train_loss,
-        val_bits,
-        samples,
-        window.tokens_per_second,
-        state.model.num_parameters(),
-        interrupted,
-    )
-
-
-def fit_to_budget(
-    state: TrainState, data: RunData, run_dir: Path, device, step_seconds, elapsed, cap, logger, probe: BudgetProbe
-) -> None:
-    """Set ``train.max_steps`` to what fits in ``train.time_budget_minutes`` (at most ``cap``, the configured
-    value) and record it in the run's config; say so for the first fit and the last."""
-    first = state.step == FIRST_FIT
-    tc = state.config.train
-    if probe.eval_seconds is None or state.step <= probe.refit_step:  # measured in the warmup, then kept
-        probe.eval_seconds = evaluation_seconds(state, data.val, device)
-    eval_seconds = probe.eval_seconds
-    left = SAFETY * tc.time_budget_minutes * 60 - elapsed
-    steps = schedule_steps(state, step_seconds, eval_seconds, left, cap=cap)
-    steps = distributed.broadcast_object(steps, state.info)  # rank 0's measurement decides for all
-    state.config = dataclasses.replace(state.config, train=dataclasses.replace(tc, max_steps=steps))
-    if state.info.is_main:
-        atomic_write_text(run_dir / CONFIG_FILE, config_json(state.objective.header(), state.config.to_dict()))
-    logger.log(
-        {"step": state.step, "schedule_steps": steps, "step_seconds": step_seconds, "eval_seconds": eval_seconds}
-    )
-    final = probe.final(state)
-    if first or final:
-        logger.print(
-            f"time budget {tc.time_budget_minutes:g} min: {step_seconds * 1000:.0f} ms per step, about "
-            f"{eval_seconds:.0f} s per evaluation; the schedule ends at step {steps:,}"
-            + ("" if final else " (fitted again as the run goes)")
-        )
-
-
-def _start_logging(state: TrainState, data: RunData, run_dir: Path, device) -> MetricsLogger:
+def _open_log(state: TrainState, data: RunData, run_dir: Path, device: torch.device) -> MetricsLogger:
     """Write the run's config and tokenizer (rank 0), open the metrics log and print the run header."""
     info, tc = state.info, state.config.train
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         data.tokenizer.save(run_dir)
-        (run_dir / CONFIG_FILE).write_text(config_json(state.objective.header(), state.config.to_dict()))
+        write_config(state, run_dir)
     logger = MetricsLogger(run_dir, enabled=info.is_main)
     precision = "bf16 autocast" if tc.bf16 and fast_bf16(device) else "float32"
     logger.print(f"run directory: {run_dir}")
@@ -247,34 +162,110 @@ def _start_logging(state: TrainState, data: RunData, run_dir: Path, device) -> M
     return logger
 
 
-def save(state: TrainState, run_dir: Path, tokenizer, elapsed: float, val_bits: float | None) -> Path | None:
-    """Write a checkpoint of ``state`` (rank 0 only; the others return None); weights that are no longer finite
-    are never saved."""
-    if not all_finite(state):
-        raise TrainingDiverged(
-            f"the weights became non-finite at step {state.step} (optim.lr={state.config.optim.lr:g}); "
-            f"nothing was saved for this step"
+def _loop(run: _Run) -> TrainResult:
+    """Step until a stop rule says so (see ``stopping``), fitting the schedule to the budget, logging, evaluating
+    and saving as the run's config says; the last step is always evaluated (unless a signal stopped it) and saved."""
+    state = run.state
+    state.model.train()
+    with run.rules:
+        while state.step < run.rules.last_step(state.config.train):
+            output = _step(run)
+            _fit_when_timed(run)
+            _log_when_due(run, output)
+            if _evaluate_and_save(run, run.rules.after_step(state, run.loop_seconds())):
+                break
+    return _finish(run)
+
+
+def _step(run: _Run) -> StepOutput:
+    """One optimizer step, through the NaN guard, counted in the window and the progress bar."""
+    state, info = run.state, run.state.info
+
+    def next_step():  # the batch is drawn inside, so a step retried without compilation draws the same again
+        return train_step(state, draw_batch(state, run.data.train, run.device))
+
+    output = step_or_fall_back(state, next_step, run.logger.print)
+    run.rules.guard(output, state)
+    run.window.add(None if output.skipped else float(distributed.all_reduce_sum(output.loss, info)) / info.world_size)
+    run.bar.update(1)
+    return output
+
+
+def _fit_when_timed(run: _Run) -> None:
+    """When the budget's probe has timed its steps: fit the schedule, record it in the run's config, and say so
+    for the first fit and the last."""
+    state, probe = run.state, run.probe
+    step_seconds = probe.after_step(state) if probe.wants(state) else None
+    if step_seconds is None:
+        return
+    first = state.step == FIRST_FIT
+    steps = fit_schedule(state, probe, step_seconds, time.perf_counter() - run.started, run.data.val, run.device)
+    state.config = dataclasses.replace(state.config, train=dataclasses.replace(state.config.train, max_steps=steps))
+    if state.info.is_main:
+        write_config(state, run.run_dir)
+    timing = {"step_seconds": step_seconds, "eval_seconds": probe.eval_seconds}
+    run.logger.log({"step": state.step, "schedule_steps": steps, **timing})
+    final = probe.final(state)
+    if first or final:
+        run.logger.print(fit_message(state.config.train, step_seconds, probe.eval_seconds, final))
+    probe.restart(state.step)
+    run.bar.total = steps
+    run.bar.refresh()
+
+
+def _log_when_due(run: _Run, output: StepOutput) -> None:
+    """Every ``train.log_every`` steps and at the last: the window's loss and throughput."""
+    state = run.state
+    if state.step % state.config.train.log_every and state.step != run.rules.last_step(state.config.train):
+        return
+    record = run.window.record(state, output.grad_norm, run.elapsed())
+    run.logger.log({**record, "skipped_steps": run.rules.skips.total})
+    throughput = f"{record['tokens_per_second']:,.0f}"
+    run.bar.set_postfix(loss=f"{run.window.train_loss:.3f}", tok_s=throughput, skipped=run.rules.skips.total)
+
+
+def _evaluate_and_save(run: _Run, stop: Stop) -> bool:
+    """Evaluate and save when due or when stopping; returns whether the loop stops after this step."""
+    state, tc = run.state, run.state.config.train
+    aside = time.perf_counter()  # evaluations and checkpoints are not step time for the budget's probe
+    stopping, run.interrupted = stop.now, stop.signal
+    if (_due(state.step, tc.eval_every) or stopping) and stop.signal is None:
+        run.val_bits, run.samples = evaluate_during_training(
+            state, run.data.tokenizer, run.data.val, run.device, run.logger
         )
-    if not state.info.is_main:
-        return None
-    trainer_info = {
-        "tokens_seen": state.tokens_seen,
-        "elapsed_seconds": elapsed,
-        "val_bits_per_token": val_bits,
-        "world_size": state.info.world_size,
-        "scorediff_version": __version__,
-    }
-    return save_checkpoint(
-        run_dir,
-        state.step,
-        state.objective.header(),
-        state.config.to_dict(),
-        state.model.state_dict(),
-        state.ema.state_dict(state.model),
-        tokenizer,
-        state.optimizer,
-        trainer_info,
-        keep_last=state.config.train.keep_last,
+        run.window.restart()
+        stopping = stopping or run.rules.late(run.loop_seconds())  # the evaluation used up the time: stop now
+    if _due(state.step, tc.save_every) or stopping:
+        saved = save(state, run.run_dir, run.data.tokenizer, run.elapsed(), run.val_bits)
+        run.last_saved = saved or run.last_saved
+        run.window.restart()
+    run.probe.exclude(time.perf_counter() - aside)
+    return stopping
+
+
+def _due(step: int, every: int) -> bool:
+    return bool(every) and step % every == 0
+
+
+def _finish(run: _Run) -> TrainResult:
+    """Close the log (rank 0 plots it) and report the run."""
+    run.bar.close()
+    run.logger.close()
+    info = run.state.info
+    if info.is_main:
+        run.logger.plot()
+    # a resumed run that had already reached its last step saves nothing new
+    checkpoint = (run.last_saved or list_checkpoints(run.run_dir)[-1]) if info.is_main else run.run_dir
+    return TrainResult(
+        run.run_dir,
+        checkpoint,
+        run.state.step,
+        run.window.train_loss,
+        run.val_bits,
+        run.samples,
+        run.window.tokens_per_second,
+        run.state.model.num_parameters(),
+        run.interrupted,
     )
 
 
