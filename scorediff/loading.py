@@ -13,6 +13,7 @@ from .checkpoint import (
     MODEL_FILE,
     CheckpointError,
     Header,
+    check_weights,
     read_json,
     read_tensors,
     resolve_checkpoint,
@@ -29,6 +30,8 @@ from .hub import locate
 from .objectives import BlockDiffusionObjective, DiffusionObjective, Objective
 from .schedules import NoiseSchedule
 from .types import ScoreFn
+
+IN_CONFIG = "the model in config.json"
 
 
 @dataclass
@@ -122,9 +125,12 @@ def _load_folder(checkpoint: Path, device, ema: bool) -> Loaded:
         )
     weights = checkpoint / (EMA_FILE if ema and (checkpoint / EMA_FILE).exists() else MODEL_FILE)
     with torch.device("meta"):  # sizes first, against the file's header: nothing large is allocated for a lie
-        _check_shapes(build_model(config, objective), safetensors_header(weights), weights)
+        shapes = {name: tuple(tensor.shape) for name, tensor in build_model(config, objective).state_dict().items()}
+    check_weights(safetensors_header(weights), shapes, IN_CONFIG, weights)
     model = build_model(config, objective)
-    _load_weights(model, read_tensors(weights), weights)
+    state = read_tensors(weights)
+    check_weights(state, shapes, IN_CONFIG, weights)
+    model.load_state_dict(state)
     model.to(device).eval()
     info = trainer_state(checkpoint)
     diffusion = isinstance(objective, DiffusionObjective)
@@ -193,43 +199,3 @@ def _tokenizer(checkpoint: Path) -> Tokenizer | None:
         return load_tokenizer(checkpoint)
     except Exception as error:  # the tokenizers library raises its own exception type for a bad file
         raise CheckpointError(f"{checkpoint / 'tokenizer.json'} cannot be used ({error})") from None
-
-
-FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
-
-
-def _check_shapes(model: torch.nn.Module, header: dict[str, dict], source: Path) -> None:
-    """The weight file holds exactly the model's tensors, with its shapes, in a floating-point dtype."""
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    missing, unexpected = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
-    if missing or unexpected:
-        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise CheckpointError(f"{source} does not match the model in config.json: {what}")
-    for name, entry in header.items():
-        if tuple(entry["shape"]) != expected[name]:
-            raise CheckpointError(
-                f"{source}: {name} has shape {tuple(entry['shape'])}, the model in config.json expects "
-                f"{expected[name]} (made for another vocabulary or size?)"
-            )
-        if entry["dtype"] not in FLOAT_DTYPES:
-            raise CheckpointError(f"{source}: {name} is {entry['dtype']}; weights must be floating point")
-
-
-def _load_weights(model: torch.nn.Module, state: dict, source: Path) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise CheckpointError(f"{source} does not match the model in config.json: {what}")
-    for name, tensor in state.items():
-        if tensor.shape != expected[name].shape:
-            raise CheckpointError(
-                f"{source}: {name} has shape {tuple(tensor.shape)}, the model expects {tuple(expected[name].shape)} "
-                f"(made for another vocabulary or size?)"
-            )
-        if not tensor.is_floating_point():
-            raise CheckpointError(f"{source}: {name} is {tensor.dtype}; weights must be floating point")
-        if not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(f"{source}: {name} holds NaN or infinite values; it cannot be sampled or scored")
-    model.load_state_dict(state)

@@ -8,16 +8,16 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..checkpoint import CheckpointError, read_tensors
+from ..checkpoint import CheckpointError, check_weights, read_tensors
 
 SAFETENSORS, PICKLED = "model.safetensors", "pytorch_model.bin"
 
 
 def read_weights(folder: Path) -> dict[str, Tensor]:
     """``model.safetensors``, or else ``pytorch_model.bin`` read with ``weights_only=True`` (a pickle that holds
-    anything but tensors is refused, never run)."""
+    anything but tensors is refused, never run). Their names and values are checked by ``match_keys``."""
     if (folder / SAFETENSORS).exists():
-        return check_values(read_tensors(folder / SAFETENSORS), folder / SAFETENSORS)
+        return read_tensors(folder / SAFETENSORS)
     if not (folder / PICKLED).exists():
         raise CheckpointError(f"{folder} has no {SAFETENSORS} (or {PICKLED})")
     try:
@@ -29,28 +29,14 @@ def read_weights(folder: Path) -> dict[str, Tensor]:
         ) from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"{folder / PICKLED} does not hold a flat dict of tensors")
-    return check_values(state, folder / PICKLED)
-
-
-def check_values(state: dict[str, Tensor], source: Path) -> dict[str, Tensor]:
-    """Every weight is floating point and finite."""
-    for name, tensor in state.items():
-        if not tensor.is_floating_point():
-            raise CheckpointError(f"{source}: {name} is {tensor.dtype}; weights must be floating point")
-        if not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(f"{source}: {name} holds NaN or infinite values; it cannot be sampled or scored")
     return state
 
 
 def match_keys(state: dict[str, Tensor], expected: set[str], layout: str, optional: set[str] = frozenset()) -> None:
-    """``state`` has exactly the ``expected`` names (and perhaps some ``optional`` ones), or the error names the
-    first missing or unexpected one."""
-    missing = sorted(expected - set(state))
-    unexpected = sorted(set(state) - expected - set(optional))
-    if missing or unexpected:
-        what = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
-        count = len(missing) + len(unexpected)
-        raise CheckpointError(f"the weights do not match the {layout} layout: {what} ({count} name(s) differ)")
+    """``state`` has exactly the ``expected`` names of the published ``layout`` (and perhaps some ``optional`` ones),
+    floating point and finite (``checkpoint.check_weights``; the shapes are checked by the network that loads
+    them)."""
+    check_weights(state, dict.fromkeys(expected), f"the {layout} layout", optional=optional)
 
 
 def check_rotary(inv_freq: Tensor | None, head_dim: int) -> None:

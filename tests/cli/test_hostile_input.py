@@ -91,7 +91,7 @@ def test_untrusted_checkpoints_are_refused_before_any_large_allocation(capsys, t
         "vocab": ({"vocab_size": 10**9}, r"model.vocab_size must be in \[0, 16777216\]"),
         "cond": ({"cond_dim": 10**8}, r"model.cond_dim must be in \[1, 65536\]"),
         "heads": ({"n_heads": 0}, r"model.n_heads must be in"),
-        "shapes": ({"n_blocks": 900}, r"does not match the model in config.json: missing"),  # within bounds, a lie
+        "shapes": ({"n_blocks": 900}, r"do not match the model in config.json: missing"),  # within bounds, a lie
     }
     for name, (change, pattern) in cases.items():
         checkpoint = copy_of(trained_run, tmp_path, name)
