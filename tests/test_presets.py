@@ -25,8 +25,30 @@ def _parameters(preset: str, overrides: list[str]) -> int:
 
 
 def test_the_baselines_of_tiny_have_its_shape():
-    assert _shape(load_config("tiny-ar")) == _shape(load_config("tiny"))
-    assert _shape(load_config("tiny-block")) == _shape(load_config("tiny"))
+    for preset in ("tiny-ar", "tiny-block", "tiny-llama", "tiny-llama-ar"):
+        assert _shape(load_config(preset)) == _shape(load_config("tiny")), preset
+
+
+@pytest.mark.parametrize("preset, arch", [("tiny", "dit"), ("tiny-ar", "dit"), ("tiny-llama", "llama"),
+                                          ("tiny-llama-ar", "llama")])  # fmt: skip
+def test_the_llama_presets_are_their_dit_twins_but_for_the_backbone(preset, arch):
+    config = load_config(preset)
+    twin = load_config(preset.replace("-llama", ""))
+    assert config.model.arch == arch and config.objective == twin.objective
+    assert config.model.time_conditioning == twin.model.time_conditioning
+    assert (config.diffusion, config.data, config.optim, config.train) == (twin.diffusion, twin.data, twin.optim,
+                                                                            twin.train)  # fmt: skip
+
+
+@pytest.mark.parametrize("preset", ["tiny-llama", "tiny-llama-ar"])
+def test_the_llama_presets_count_their_weights(preset):
+    # 84 characters and one more state (the mask, or BOS); width 128, 6 blocks, SwiGLU 344 = 2/3 of 4 x 128 rounded
+    # up to a multiple of 8; no biases, no conditioning: the embedding, q/k/v/o, 3 MLP maps, 2 norms, a final norm
+    # and an untied output map
+    vocab, dim, blocks, mlp = 85, 128, 6, 344
+    assert (
+        _parameters(preset, []) == vocab * dim + blocks * (4 * dim * dim + 3 * dim * mlp + 2 * dim) + dim + vocab * dim
+    )
 
 
 @pytest.mark.parametrize("preset, published", [("tiny", 4_055_509), ("tiny-block", 4_055_509), ("tiny-ar", 3_196_757)])

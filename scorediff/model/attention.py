@@ -29,8 +29,9 @@ class KVCache:
 
     @classmethod
     def for_model(cls, config, batch_size: int, max_len: int, dtype=torch.float32, device=None) -> KVCache:
-        """An empty cache for a transformer of ``config`` (its ``n_blocks``, ``n_heads``, ``hidden_size``)."""
-        shape = (batch_size, config.n_heads, max_len, config.hidden_size // config.n_heads)
+        """An empty cache for a transformer of ``config`` (a ``ModelConfig``: its blocks, key/value heads and
+        head size)."""
+        shape = (batch_size, config.kv_heads, max_len, config.head_size)
         return cls(config.n_blocks, shape, dtype, device)
 
     def select(self, rows: Tensor, room: int) -> KVCache:
@@ -56,6 +57,45 @@ class KVCache:
     def advance(self, count: int) -> None:
         """Mark ``count`` more positions as stored (after every block has been extended)."""
         self.length += count
+
+
+def attend(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    causal: bool,
+    mask: Tensor | None,
+    cache: KVCache | None,
+    index: int,
+    dropout: float,
+) -> Tensor:
+    """Attention of queries ``q`` (B, H, L, K) to keys and values ``k``, ``v`` (B, G, L, K) with ``G`` dividing
+    ``H`` (grouped-query attention: each key/value head serves ``H / G`` consecutive query heads), returning
+    (B, H, L, K).
+
+    With a ``cache`` the new keys and values are stored in block ``index`` and the queries see every cached
+    position as well; ``causal`` queries then see the cached keys and, among themselves, the earlier ones.
+    ``mask``: bool (L, S) of the keys each query sees (None: all, or the causal ones).
+    """
+    is_causal = causal and mask is None
+    if cache is not None:
+        start = cache.length
+        k, v = cache.extend(index, k, v)  # (B, G, start + L, K)
+        if is_causal and start:
+            queries = q.shape[2]
+            mask, is_causal = (causal_mask(queries, start, q.device) if queries > 1 else None), False
+    if k.shape[1] != q.shape[1]:
+        k, v = repeat_heads(k, q.shape[1] // k.shape[1]), repeat_heads(v, q.shape[1] // k.shape[1])
+    if explicit_attention_pays(q, k):
+        return explicit_attention(q, k, v, mask if mask is not None or not is_causal else "causal", dropout)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal)
+
+
+def repeat_heads(x: Tensor, times: int) -> Tensor:
+    """Each head of ``x`` (B, G, S, K) repeated ``times`` times in place, (B, G * times, S, K)."""
+    batch_size, heads, length, size = x.shape
+    return x[:, :, None].expand(batch_size, heads, times, length, size).reshape(batch_size, heads * times, length, size)
 
 
 #: Longest key sequence for which bf16 attention on a CPU is computed explicitly (scores of B x H x L x L).

@@ -34,19 +34,20 @@ class CausalTransformer(nn.Module):
         super().__init__()
         if config.vocab_size < 2:
             raise InputError(f"vocab_size must be >= 2 (data tokens + BOS); got {config.vocab_size}")
-        if config.hidden_size % config.n_heads or (config.hidden_size // config.n_heads) % 2:
-            raise InputError(
-                f"hidden_size must be divisible by n_heads with an even head size; "
-                f"got hidden_size={config.hidden_size}, n_heads={config.n_heads}"
-            )
         self.config = config
         self.bos_id = config.vocab_size - 1
+        self.build_layers(config)
+        self.reset_parameters()
+
+    def build_layers(self, config: ModelConfig) -> None:
+        """The embedding, the causal blocks, the final norm and the output map, and the rotary tables."""
+        if config.arch != "dit":
+            raise InputError(f"a DiT network needs model.arch=dit; got {config.arch!r} (build_network picks the class)")
         self.vocab_embed = nn.Embedding(config.vocab_size, config.hidden_size)
         self.blocks = nn.ModuleList(DiTBlock(config, conditioned=False, causal=True) for _ in range(config.n_blocks))
         self.norm_final = LayerNorm(config.hidden_size)
         self.linear = nn.Linear(config.hidden_size, config.vocab_size)
         self.rotary = RotaryTables(config.hidden_size // config.n_heads, config.seq_len)
-        self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """GPT-2's initialisation: normal(0.02), residual projections scaled by 1 / sqrt(2 n_blocks)."""
@@ -66,7 +67,7 @@ class CausalTransformer(nn.Module):
 
     def new_cache(self, batch_size: int, max_len: int, device=None, dtype=None) -> KVCache:
         """An empty cache for ``batch_size`` sequences of up to ``max_len`` positions, in the weights' dtype."""
-        return KVCache.for_model(self.config, batch_size, max_len, dtype or self.linear.weight.dtype, device)
+        return KVCache.for_model(self.config, batch_size, max_len, dtype or self.vocab_embed.weight.dtype, device)
 
     def forward(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
         start = cache.length if cache is not None else 0
@@ -76,9 +77,13 @@ class CausalTransformer(nn.Module):
             x = block(x, None, cos, sin, cache, index)
         if cache is not None:
             cache.advance(tokens.shape[1])
-        logits = self.linear(self.norm_final(x)).float()  # (B, T, V)
+        logits = self.head(x).float()  # (B, T, V)
         logits = logits.index_fill(-1, torch.tensor([self.bos_id], device=logits.device), -torch.inf)
         return logits.log_softmax(-1)
+
+    def head(self, x: Tensor) -> Tensor:
+        """The last hidden states (B, T, D) to next-token logits (B, T, V)."""
+        return self.linear(self.norm_final(x))
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())

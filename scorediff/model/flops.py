@@ -19,27 +19,41 @@ def _linear_weights(module: nn.Module) -> int:
     )
 
 
+def _head_weights(model: nn.Module) -> int:
+    """The weights of a tied output map (a llama's ``tie_embeddings``): no ``nn.Linear`` holds them."""
+    config = model.config
+    return config.vocab_size * config.hidden_size if getattr(config, "tie_embeddings", False) else 0
+
+
+def _key_value_weights(block: nn.Module) -> int:
+    """The weights that the clean copy goes through in the last block of a block diffusion network: the DiT's
+    joint q/k/v map (its queries are cut after it), a llama's key and value maps (its queries are cut before)."""
+    if hasattr(block, "attn_qkv"):
+        return block.attn_qkv.weight.numel()
+    return block.self_attn.k_proj.weight.numel() + block.self_attn.v_proj.weight.numel()
+
+
 def training_flops_per_token(model: nn.Module) -> int:
     """Forward and backward matrix-product FLOPs of one training step per data token, at ``model.config.seq_len``.
 
     Each weight of a linear map that a position goes through costs 6 FLOPs (2 forward; 4 backward, for the
-    gradients of the input and of the weight), and attention over ``S`` keys costs ``12 S D`` per query per block
-    (``Q K^T`` and ``P V``, forward and backward). The token embedding is a lookup, and adaLN's modulation and the
-    noise embedding act once per sequence, so neither is counted; elementwise work is not counted either. A block
-    diffusion network (``BlockDiffusionTransformer``) runs ``2 L`` positions, the noised tokens and their clean
-    copy, against ``2 L`` keys, except in its last block, where the clean copy only lends keys and values, and in
-    the output layer, which sees the noised positions alone.
+    gradients of the input and of the weight), and attention over ``S`` keys costs ``12 S H K`` per query per block
+    (``Q K^T`` and ``P V``, forward and backward; ``H K = D`` but in a llama with its own ``head_dim``, and grouped
+    keys and values are repeated for every query head). The token embedding is a lookup, and adaLN's modulation
+    and the noise embedding act once per sequence, so none is counted (a tied output map is: it multiplies); nor
+    is elementwise work. A block diffusion network (``BlockDiffusionTransformer``) runs ``2 L`` positions, the noised
+    tokens and their clean copy, against ``2 L`` keys, except in its last block, where the clean copy only lends
+    keys and values, and in the output layer, which sees the noised positions alone.
     """
     config = model.config
-    hidden, seq_len, blocks = config.hidden_size, config.seq_len, list(model.blocks)
+    width, seq_len, blocks = config.n_heads * config.head_size, config.seq_len, list(model.blocks)
+    outside = 6 * (_linear_weights(model) - sum(_linear_weights(block) for block in blocks) + _head_weights(model))
+    inside = sum(6 * _linear_weights(block) for block in blocks)
     if not isinstance(model, BlockDiffusionTransformer):
-        return 6 * _linear_weights(model) + 12 * len(blocks) * seq_len * hidden
+        return outside + inside + 12 * len(blocks) * seq_len * width
     keys = 2 * seq_len
-    total = 6 * (_linear_weights(model) - sum(_linear_weights(block) for block in blocks))  # the output layer
-    for index, block in enumerate(blocks):
-        if index < len(blocks) - 1:
-            total += 2 * (6 * _linear_weights(block) + 12 * keys * hidden)
-        else:
-            qkv = block.attn_qkv.weight.numel()
-            total += 2 * 6 * qkv + 6 * (_linear_weights(block) - qkv) + 12 * keys * hidden
-    return total
+    last = blocks[-1]
+    shared = _key_value_weights(last)
+    # every block but the last runs both halves; the last runs its key/value maps on both, the rest on one
+    total = outside + 2 * (inside - 6 * _linear_weights(last)) + 6 * (_linear_weights(last) + shared)
+    return total + 12 * keys * width * (2 * len(blocks) - 1)  # two queries per token but in the last block

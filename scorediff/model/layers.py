@@ -1,5 +1,5 @@
-"""The layers both transformers are built from: the noise embedding, bias-free LayerNorm in float32, rotary
-position tables, tanh-GELU and adaLN modulation.
+"""The layers the transformers are built from: the noise embedding, bias-free LayerNorm and RMSNorm in float32,
+rotary position tables, tanh-GELU, the SwiGLU MLP and adaLN modulation.
 
 Legend: B batch, L sequence length, H heads, K head size, D hidden size, C conditioning size.
 """
@@ -49,6 +49,34 @@ class LayerNorm(nn.Module):
         return out if self.bias is None else out + self.bias
 
 
+class RMSNorm(nn.Module):
+    r"""Root-mean-square norm computed in float32 at least, :math:`w \odot x / \sqrt{\mathrm{mean}(x^2) + \epsilon}`
+    (Zhang & Sennrich 2019); like LLaMA's, the scale multiplies after the cast back to the input's dtype."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        wide = x.to(torch.promote_types(x.dtype, torch.float32))  # half precision widened, float64 kept
+        normed = wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * normed.to(x.dtype)
+
+
+class SwiGLU(nn.Module):
+    """The gated MLP of LLaMA (Shazeer 2020): ``down(silu(gate(x)) * up(x))``, (..., D) -> (..., D), no biases."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, hidden, bias=False)
+        self.up_proj = nn.Linear(dim, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
 def rotary_tables(
     seq_len: int, head_dim: int, device=None, base: float = 10000.0, start: int = 0
 ) -> tuple[Tensor, Tensor]:
@@ -65,17 +93,18 @@ class RotaryTables(nn.Module):
     """The rotary tables of positions ``0..max_len-1``, computed once (a buffer that is not saved); longer
     requests are computed on the spot."""
 
-    def __init__(self, head_dim: int, max_len: int):
+    def __init__(self, head_dim: int, max_len: int, base: float = 10000.0):
         super().__init__()
         self.head_dim = head_dim
-        cos, sin = rotary_tables(max_len, head_dim)
+        self.base = base
+        cos, sin = rotary_tables(max_len, head_dim, base=base)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
 
     def forward(self, length: int, start: int = 0) -> tuple[Tensor, Tensor]:
         if start + length <= self.cos.shape[0]:
             return self.cos[start : start + length], self.sin[start : start + length]
-        return rotary_tables(length, self.head_dim, self.cos.device, start=start)
+        return rotary_tables(length, self.head_dim, self.cos.device, self.base, start)
 
 
 class TanhGELU(nn.Module):
@@ -102,7 +131,8 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate query or key ``x`` (B, H, L, K) by position: ``x cos + rotate_half(x) sin``."""
     first, second = x.chunk(2, dim=-1)
     rotated = torch.cat([-second, first], dim=-1)
-    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+    wide = torch.promote_types(x.dtype, torch.float32)  # half precision widened, float64 kept
+    return (x.to(wide) * cos + rotated.to(wide) * sin).to(x.dtype)
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:

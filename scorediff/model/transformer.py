@@ -8,75 +8,19 @@ size, H heads, K head size (D / H).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..checks import at_least, within
 from ..errors import InputError
 from ..graphs.absorbing import AbsorbingGraph
 from ..graphs.base import expm1_stable
-from .attention import KVCache, causal_mask, explicit_attention, explicit_attention_pays
+from .attention import KVCache, attend
+from .config import ModelConfig
 from .layers import LayerNorm, NoiseEmbedding, RotaryTables, TanhGELU, apply_rotary, modulate
-
-
-@dataclass
-class ModelConfig:
-    """Architecture of the score network."""
-
-    vocab_size: int = 0
-    """Number of states including the mask of an absorbing graph (set from the tokenizer and graph)."""
-    hidden_size: int = 256
-    """Width D of the residual stream."""
-    cond_dim: int = 128
-    """Width C of the noise-level embedding that drives adaLN."""
-    n_blocks: int = 4
-    """Number of transformer blocks."""
-    n_heads: int = 4
-    """Attention heads; hidden_size must be divisible by it."""
-    seq_len: int = 128
-    """Longest sequence the model is trained on (rotary positions work beyond it, but untrained)."""
-    dropout: float = 0.0
-    """Dropout on the attention and MLP branches during training."""
-    scale_by_sigma: bool = True
-    """Absorbing graph: shift log scores by -log(e^sigma_bar - 1) - log(V - 1), as the original SEDD does."""
-    time_conditioning: bool = True
-    """False: no noise-level input (RADD). The network predicts p(x_0 | unmasked tokens), and the absorbing
-    score is that probability over e^sigma_bar - 1, so equal inputs give equal network outputs."""
-    mlp_ratio: int = 4
-    """MLP width as a multiple of hidden_size."""
-    norm_bias: bool = False
-    """LayerNorms with a bias as well as a scale (RADD's networks; SEDD's and MDLM's have none)."""
-    block_size: int = 0
-    """Block diffusion (BD3-LM, Arriola et al. 2025): generate ``block_size`` tokens at a time, left to right; a
-    block's noised tokens see one another and the clean blocks before it. 0: one block, the whole sequence
-    (SEDD). Must divide seq_len; needs the absorbing graph and time_conditioning=false; 1 is a left-to-right model."""
-    num_labels: int = 0
-    """Classes a conditional model knows (set from labelled data); 0: unconditional. Label ``num_labels`` (or any
-    negative label) is the null label, the unconditional model of classifier-free guidance."""
-
-    def __post_init__(self):
-        # the upper bounds keep an untrusted config.json from asking for an absurd allocation
-        at_least("vocab_size", self.vocab_size, 0, 2**24)
-        at_least("hidden_size", self.hidden_size, 2, 2**16)
-        at_least("cond_dim", self.cond_dim, 1, 2**16)
-        at_least("n_blocks", self.n_blocks, 1, 1024)
-        at_least("n_heads", self.n_heads, 1, self.hidden_size)
-        at_least("seq_len", self.seq_len, 1, 2**20)
-        at_least("mlp_ratio", self.mlp_ratio, 1, 64)
-        at_least("num_labels", self.num_labels, 0, 2**16)
-        at_least("block_size", self.block_size, 0, self.seq_len)
-        if self.block_size and self.seq_len % self.block_size:
-            raise InputError(f"block_size must divide seq_len = {self.seq_len}; got {self.block_size}")
-        within("dropout", self.dropout, 0.0, 1.0, low_open=False, high_open=True)
-        if self.hidden_size % self.n_heads or (self.hidden_size // self.n_heads) % 2:
-            raise InputError(
-                f"hidden_size must be divisible by n_heads with an even head size; "
-                f"got hidden_size={self.hidden_size}, n_heads={self.n_heads}"
-            )
 
 
 class DiTBlock(nn.Module):
@@ -117,18 +61,8 @@ class DiTBlock(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, L, K)
         q, k = apply_rotary(q[:, :, :queries], cos[:queries], sin[:queries]), apply_rotary(k, cos, sin)
         mask = None if mask is None else mask[:queries]
-        is_causal = self.causal and mask is None
-        if cache is not None:
-            start = cache.length
-            k, v = cache.extend(index, k, v)  # (B, H, start + L, K)
-            if is_causal and start:
-                # new queries see every cached key and, among themselves, the earlier ones
-                mask, is_causal = (causal_mask(seq_len, start, h.device) if seq_len > 1 else None), False
         dropout = self.dropout if self.training else 0.0
-        if explicit_attention_pays(q, k):
-            attn = explicit_attention(q, k, v, mask if mask is not None or not is_causal else "causal", dropout)
-        else:
-            attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal)
+        attn = attend(q, k, v, causal=self.causal, mask=mask, cache=cache, index=index, dropout=dropout)
         return attn.transpose(1, 2).reshape(batch_size, q.shape[2], dim)  # (B, L, D)
 
     def forward(
@@ -185,15 +119,17 @@ class SEDDTransformer(nn.Module):
         super().__init__()
         if config.vocab_size < 2:
             raise InputError(f"vocab_size must be >= 2; got {config.vocab_size}")
-        if config.hidden_size % config.n_heads or (config.hidden_size // config.n_heads) % 2:
-            raise InputError(
-                f"hidden_size must be divisible by n_heads with an even head size; "
-                f"got hidden_size={config.hidden_size}, n_heads={config.n_heads}"
-            )
         if mask_id is None and (config.scale_by_sigma or not config.time_conditioning):
             raise InputError("scale_by_sigma and time_conditioning=False need the absorbing graph (a mask_id)")
         self.config = config
         self.mask_id = mask_id
+        self.build_layers(config)
+        self.reset_parameters()
+
+    def build_layers(self, config: ModelConfig) -> None:
+        """The embedding, the noise (or constant) conditioning, the blocks, the output layer and rotary tables."""
+        if config.arch != "dit":
+            raise InputError(f"a DiT network needs model.arch=dit; got {config.arch!r} (build_network picks the class)")
         self.vocab_embed = nn.Embedding(config.vocab_size, config.hidden_size)
         if config.time_conditioning:
             self.sigma_map = NoiseEmbedding(config.cond_dim)
@@ -204,7 +140,6 @@ class SEDDTransformer(nn.Module):
         self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.n_blocks))
         self.output_layer = FinalLayer(config)
         self.rotary = RotaryTables(config.hidden_size // config.n_heads, config.seq_len)
-        self.reset_parameters()
 
     @classmethod
     def from_config(cls, config: ModelConfig | dict, mask_id: int | None = None) -> SEDDTransformer:

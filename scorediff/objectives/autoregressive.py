@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ..checkpoint import Header
 from ..errors import InputError
-from ..model import CausalTransformer, ModelConfig
+from ..model import CausalTransformer, ModelConfig, build_network
 from ..sampling.autoregressive import sample_autoregressive
 from .base import Objective, WindowFiller, check_scored
 
@@ -50,7 +50,7 @@ class AutoregressiveObjective(Objective):
 
     def build_model(self, config: ModelConfig) -> CausalTransformer:
         config = dataclasses.replace(config, vocab_size=self.vocab_size, scale_by_sigma=False, time_conditioning=False)
-        return CausalTransformer(config)
+        return build_network("autoregressive", config)
 
     def draw(
         self, x_0: Tensor, generator: torch.Generator, label: Tensor | None = None, given: Tensor | None = None

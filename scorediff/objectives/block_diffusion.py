@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..graphs import Graph
 from ..graphs.base import expm1_stable
 from ..losses import sample_times
-from ..model import BlockDiffusionTransformer, ModelConfig
+from ..model import BlockDiffusionTransformer, ModelConfig, build_network
 from ..sampling.block_diffusion import sample_blocks
 from ..sampling.guidance import check_label
 from ..sampling.orders import ORDER_OPTIONS, adaptive, check_order
@@ -79,7 +79,7 @@ class BlockDiffusionObjective(DiffusionObjective):
                 f"a block diffusion objective of block_size {self.block_size} needs model.block_size="
                 f"{self.block_size} and model.time_conditioning=false"
             )
-        return BlockDiffusionTransformer(config, self.graph.mask_id)
+        return build_network("block_diffusion", config, self.graph.mask_id)
 
     def draw(
         self, x_0: Tensor, generator: torch.Generator, label: Tensor | None = None, given: Tensor | None = None

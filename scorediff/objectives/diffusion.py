@@ -14,7 +14,7 @@ from ..graphs import Graph
 from ..graphs.base import expm1_stable
 from ..likelihood import elbo
 from ..losses import sample_times, weighted_score_entropy
-from ..model import ModelConfig, SEDDTransformer
+from ..model import ModelConfig, SEDDTransformer, build_network
 from ..sampling import TimeIndependentScore, sample
 from ..sampling.guidance import check_label, guide_log_probs, guide_log_scores, labelled
 from ..sampling.orders import ORDER_OPTIONS, adaptive, check_order, decode_in_order, tokens_per_call
@@ -109,7 +109,7 @@ class DiffusionObjective(Objective):
         )
         if not config.time_conditioning and not absorbing:
             raise InputError("model.time_conditioning=false (RADD) needs diffusion.graph=absorbing")
-        return SEDDTransformer(config, self.graph.mask_id)
+        return build_network("diffusion", config, self.graph.mask_id)
 
     def draw(
         self, x_0: Tensor, generator: torch.Generator, label: Tensor | None = None, given: Tensor | None = None

@@ -6,20 +6,27 @@ import torch
 
 from scorediff.builders import build_objective
 from scorediff.config import ConfigError, load_config
-from scorediff.model import BlockDiffusionTransformer, ModelConfig
+from scorediff.model import BlockDiffusionTransformer, ModelConfig, build_network
 from scorediff.model.attention import block_diffusion_mask
 
 NUM_TOKENS = 5
 MASK = NUM_TOKENS
 
 
-def random_network(block_size: int, seq_len: int = 8, num_labels: int = 0) -> BlockDiffusionTransformer:
+#: The llama twin with one key/value head, so that the cache holds grouped keys and values.
+ARCHS = {"dit": {}, "llama": {"arch": "llama", "n_kv_heads": 1}}
+
+
+def random_network(
+    block_size: int, seq_len: int = 8, num_labels: int = 0, arch: str = "dit"
+) -> BlockDiffusionTransformer:
     torch.manual_seed(0)
     config = ModelConfig(
         vocab_size=NUM_TOKENS + 1, hidden_size=32, cond_dim=16, n_blocks=2, n_heads=2, seq_len=seq_len,
-        time_conditioning=False, scale_by_sigma=False, block_size=block_size, num_labels=num_labels,
+        time_conditioning=False, scale_by_sigma=False, block_size=block_size, num_labels=num_labels, **ARCHS[arch],
     )  # fmt: skip
-    network = BlockDiffusionTransformer(config, mask_id=MASK)
+    network = build_network("block_diffusion", config, mask_id=MASK)
+    assert isinstance(network, BlockDiffusionTransformer)
     for parameter in network.parameters():
         torch.nn.init.normal_(parameter, std=0.3)
     return network.double().eval()
@@ -43,9 +50,10 @@ def blockwise(network, x_t, x_0, label=None):
     return torch.cat(parts, dim=1)
 
 
+@pytest.mark.parametrize("arch", sorted(ARCHS))
 @pytest.mark.parametrize("block_size", [1, 2, 4, 8])
-def test_the_training_pass_equals_the_cached_blocks(block_size):
-    network = random_network(block_size)
+def test_the_training_pass_equals_the_cached_blocks(block_size, arch):
+    network = random_network(block_size, arch=arch)
     x_0, x_t = noised(1)
     with torch.no_grad():
         together = network(x_t, x_0)
@@ -56,8 +64,9 @@ def test_the_training_pass_equals_the_cached_blocks(block_size):
     torch.testing.assert_close(together[..., data].exp().sum(-1), torch.ones(3, 8))
 
 
-def test_a_label_conditions_both_forms():
-    network = random_network(2, num_labels=3)
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_a_label_conditions_both_forms(arch):
+    network = random_network(2, num_labels=3, arch=arch)
     x_0, x_t = noised(2)
     label = torch.tensor([0, 2, -1])
     with torch.no_grad():
@@ -67,8 +76,9 @@ def test_a_label_conditions_both_forms():
     assert not torch.allclose(together[0], other[0]) and torch.equal(together[1:], other[1:])
 
 
-def test_a_block_sees_its_noised_tokens_and_the_clean_blocks_before_it():
-    network = random_network(2)
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_a_block_sees_its_noised_tokens_and_the_clean_blocks_before_it(arch):
+    network = random_network(2, arch=arch)
     x_0, x_t = noised(3)
     with torch.no_grad():
         reference = network(x_t, x_0)
@@ -104,8 +114,9 @@ def test_the_mask_layout():
     assert mask.tolist() == [[bool(v) for v in row] for row in noised_rows + clean_rows]
 
 
-def test_a_finished_block_can_ride_along_with_the_next_call():
-    network = random_network(2)
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_a_finished_block_can_ride_along_with_the_next_call(arch):
+    network = random_network(2, arch=arch)
     x_0, x_t = noised(5)
     with torch.no_grad():
         apart = blockwise(network, x_t, x_0)
@@ -118,8 +129,9 @@ def test_a_finished_block_can_ride_along_with_the_next_call():
     torch.testing.assert_close(together[..., :NUM_TOKENS], apart[..., :NUM_TOKENS], rtol=0, atol=1e-10)
 
 
-def test_cache_rows_can_be_selected():
-    network = random_network(4)
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_cache_rows_can_be_selected(arch):
+    network = random_network(4, arch=arch)
     x_0, x_t = noised(4, batch_size=4)
     rows = torch.tensor([True, False, True, True])
     with torch.no_grad():

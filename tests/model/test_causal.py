@@ -1,21 +1,27 @@
 """The causal transformer: it sees only the past, and its KV cache changes nothing but the cost."""
 
+import pytest
 import torch
 
-from scorediff.model import CausalTransformer, ModelConfig
+from scorediff.model import CausalTransformer, ModelConfig, build_network
+
+#: The llama twin with grouped-query attention, so that the cache holds two key/value heads for four queries.
+ARCHS = {"dit": {"n_heads": 2}, "llama": {"arch": "llama", "n_heads": 4, "n_kv_heads": 2}}
 
 
-def small_causal(**overrides) -> CausalTransformer:
-    config = ModelConfig(vocab_size=8, hidden_size=32, n_blocks=2, n_heads=2, seq_len=16, **overrides)
+def small_causal(arch: str = "dit") -> CausalTransformer:
+    config = ModelConfig(vocab_size=8, hidden_size=32, n_blocks=2, seq_len=16, **ARCHS[arch])
     torch.manual_seed(0)
-    model = CausalTransformer(config)
+    model = build_network("autoregressive", config)
+    assert isinstance(model, CausalTransformer)
     for parameter in model.parameters():  # large weights, so that a leak from the future would show
         torch.nn.init.normal_(parameter, std=0.3)
     return model.eval()
 
 
-def test_outputs_depend_only_on_earlier_tokens():
-    model = small_causal()
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_outputs_depend_only_on_earlier_tokens(arch):
+    model = small_causal(arch)
     tokens = torch.randint(0, 7, (2, 16), generator=torch.Generator().manual_seed(0))
     changed = tokens.clone()
     changed[:, 9:] = (changed[:, 9:] + 1) % 7
@@ -26,8 +32,9 @@ def test_outputs_depend_only_on_earlier_tokens():
     assert (a[:, 9:] - b[:, 9:]).abs().max() > 1e-2  # and later positions do see the change
 
 
-def test_log_probs_are_normalised_and_never_predict_bos():
-    model = small_causal()
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_log_probs_are_normalised_and_never_predict_bos(arch):
+    model = small_causal(arch)
     with torch.no_grad():
         log_probs = model(torch.randint(0, 8, (3, 10), generator=torch.Generator().manual_seed(1)))
     assert log_probs.shape == (3, 10, 8) and log_probs.dtype == torch.float32
@@ -35,8 +42,9 @@ def test_log_probs_are_normalised_and_never_predict_bos():
     assert torch.isneginf(log_probs[..., model.bos_id]).all()
 
 
-def test_kv_cache_reproduces_the_full_forward():
-    model = small_causal()
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_kv_cache_reproduces_the_full_forward(arch):
+    model = small_causal(arch)
     tokens = torch.randint(0, 8, (2, 12), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         full = model(tokens)

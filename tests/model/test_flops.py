@@ -14,13 +14,28 @@ from scorediff.model.flops import PER_SEQUENCE, training_flops_per_token
 SMALL = {"hidden_size": 64, "cond_dim": 32, "n_blocks": 3, "n_heads": 2, "seq_len": 32}
 
 
+#: A llama with grouped keys and values, heads wider than hidden_size / n_heads and a tied output map.
+QWEN_LIKE = {"n_kv_heads": 1, "head_dim": 48, "tie_embeddings": True}
+
+
 @pytest.mark.parametrize(
-    "preset, time_conditioning",
-    [("tiny", False), ("tiny", True), ("tiny-ar", False), ("tiny-block", False)],
+    "preset, time_conditioning, extra",
+    [
+        ("tiny", False, {}),
+        ("tiny", True, {}),
+        ("tiny-ar", False, {}),
+        ("tiny-block", False, {}),
+        ("tiny-llama", False, {}),
+        ("tiny-llama", True, {}),
+        ("tiny-llama", False, {"block_size": 4}),
+        ("tiny-llama", False, {"block_size": 4, **QWEN_LIKE}),
+        ("tiny-llama-ar", False, {}),
+        ("tiny-llama-ar", False, QWEN_LIKE),
+    ],
 )
-def test_training_flops_per_token_matches_the_counted_matrix_products(preset, time_conditioning):
+def test_training_flops_per_token_matches_the_counted_matrix_products(preset, time_conditioning, extra):
     config = load_config(preset)
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, **SMALL))
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, **SMALL, **extra))
     if time_conditioning:
         model = dataclasses.replace(config.model, time_conditioning=True)
         config = dataclasses.replace(

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 import scorediff
 from scorediff import AbsorbingGraph, LogLinearSchedule, UniformGraph, elbo, sample
 from scorediff.converters import read_published
-from scorediff.model import ModelConfig, SEDDTransformer
+from scorediff.model import LlamaTransformer, ModelConfig, SEDDTransformer
 
 REFERENCE = Path(__file__).parents[1] / "fixtures" / "sedd_reference"
 TOLERANCE = {"tiny_absorb": 1e-5, "tiny_uniform": 1e-5, "tiny_absorb_strong": 1e-4, "tiny_uniform_strong": 1e-4}
@@ -47,19 +47,26 @@ def test_intermediate_activations_match(name):
         torch.testing.assert_close(value, expected[key], rtol=1e-5, atol=1e-4, msg=key)
 
 
-def small_model(**overrides) -> tuple[SEDDTransformer, AbsorbingGraph]:
+#: The llama twin with grouped-query attention and tied embeddings.
+ARCHS = {"dit": {}, "llama": {"arch": "llama", "n_heads": 4, "n_kv_heads": 2, "tie_embeddings": True}}
+
+
+def small_model(arch: str = "dit", **overrides) -> tuple[SEDDTransformer, AbsorbingGraph]:
     graph = AbsorbingGraph(11)
     config = dict(vocab_size=12, hidden_size=32, cond_dim=16, n_blocks=2, n_heads=2, seq_len=16, **overrides)
+    config.update(ARCHS[arch])
     torch.manual_seed(0)
-    model = SEDDTransformer.from_config(config, graph.mask_id)  # a dict, as in a checkpoint's config.json
+    network = SEDDTransformer if arch == "dit" else LlamaTransformer
+    model = network.from_config(config, graph.mask_id)  # a dict, as in a checkpoint's config.json
     assert model.config == ModelConfig(**config)
     for parameter in model.parameters():  # leave adaLN-zero's all-zero start so outputs depend on the input
         torch.nn.init.normal_(parameter, std=0.3)
     return model.eval(), graph
 
 
-def test_output_is_a_score_fn():
-    model, graph = small_model()
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_output_is_a_score_fn(arch):
+    model, graph = small_model(arch)
     x_t = torch.randint(0, 12, (3, 16), generator=torch.Generator().manual_seed(0))
     log_score = model(x_t, torch.tensor([0.1, 1.0, 5.0], dtype=torch.float64))
     assert log_score.shape == (3, 16, 12) and log_score.dtype == torch.float32
@@ -70,8 +77,9 @@ def test_output_is_a_score_fn():
     assert bound.shape == (2,) and torch.isfinite(bound).all() and (bound > 0).all()
 
 
-def test_radd_parameterisation_has_no_time_input():
-    model, graph = small_model(time_conditioning=False)
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_radd_parameterisation_has_no_time_input(arch):
+    model, graph = small_model(arch, time_conditioning=False)
     x_t = torch.full((2, 16), graph.mask_id)
     x_t[:, :5] = torch.arange(5)
     low, high = (model(x_t, torch.full((2,), s)) for s in (0.2, 3.0))
@@ -84,8 +92,9 @@ def test_radd_parameterisation_has_no_time_input():
     assert not any("sigma_map" in name for name, _ in model.named_parameters())
 
 
-def test_rotary_makes_positions_matter():
-    model, _ = small_model()
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_rotary_makes_positions_matter(arch):
+    model, _ = small_model(arch)
     x_t = torch.randint(0, 11, (1, 16), generator=torch.Generator().manual_seed(1))
     rolled = x_t.roll(3, dims=1)
     sigma = torch.tensor([1.0])

@@ -1,0 +1,248 @@
+"""The LLaMA-style backbone (``model.arch: llama``): RMSNorm, SwiGLU, rotary positions of base ``rope_theta``,
+grouped-query attention, optional q/k/v biases (Qwen2) and q/k RMSNorm (Qwen3), tied or untied embeddings.
+
+Each network here is its DiT twin with llama layers, so it keeps that twin's contract and every objective takes it
+unchanged: ``LlamaTransformer`` is a ``SEDDTransformer`` (``forward(x_t, sigma_bar, label)`` gives log scores),
+``LlamaBlockDiffusionTransformer`` a ``BlockDiffusionTransformer`` (``forward(x_t, x_0, label)`` and the KV-cache
+path) and ``LlamaCausalTransformer`` a ``CausalTransformer`` (``forward(tokens, cache)`` gives next-token
+log-probabilities after BOS).
+
+Time conditioning (``time_conditioning=true``, the uniform graph; or ``num_labels``) modulates every block as the
+DiT's adaLN does, but around one rather than zero: ``norm(x) (1 + scale) + shift`` and ``x + (1 + gate) f(x)``.
+The modulation starts at zero, so a fresh conditioned network, or one given an AR model's weights, computes
+exactly the plain LLaMA, whose every layer then learns how far to follow the noise level (the DiT's adaLN-zero
+gate would instead switch a pretrained block off). Without it the blocks have no modulation at all and the
+absorbing graph runs time-independent, as RADD and LLaDA do.
+
+State-dict keys (``i`` the block; HF LLaMA's ``model.embed_tokens``, ``model.layers.i``, ``model.norm`` and
+``lm_head`` are ``vocab_embed``, ``blocks.i``, ``output_layer.norm`` and ``output_layer.linear``)::
+
+    vocab_embed.weight                                  (V, D)
+    blocks.i.input_layernorm.weight                     (D,)
+    blocks.i.self_attn.q_proj.weight / .bias            (H K, D) / (H K,)   bias only with qkv_bias
+    blocks.i.self_attn.k_proj.weight / .bias            (G K, D) / (G K,)
+    blocks.i.self_attn.v_proj.weight / .bias            (G K, D) / (G K,)
+    blocks.i.self_attn.q_norm.weight, .k_norm.weight    (K,)                only with qk_norm
+    blocks.i.self_attn.o_proj.weight                    (D, H K)
+    blocks.i.post_attention_layernorm.weight            (D,)
+    blocks.i.mlp.gate_proj.weight, .up_proj.weight      (I, D)
+    blocks.i.mlp.down_proj.weight                       (D, I)
+    blocks.i.adaLN_modulation.weight / .bias            (6 D, C) / (6 D,)   only when conditioned
+    output_layer.norm.weight                            (D,)
+    output_layer.linear.weight                          (V, D)              absent with tie_embeddings
+    output_layer.adaLN_modulation.weight / .bias        (2 D, C) / (2 D,)   only when conditioned
+    sigma_map.mlp.{0,2}.weight / .bias, label_embed.weight, cond            as in the DiT, when used
+
+Rotary convention: HF LLaMA's ``rotate_half`` on split halves (``layers.apply_rotary``): dimension ``j < K/2`` is
+paired with ``j + K/2`` at frequency ``rope_theta^(-2j/K)``, so HF's q_proj/k_proj weights load with no permutation
+(a GGUF file's, which llama.cpp permutes to interleaved pairs, must be permuted back).
+
+Legend: B batch, L positions in this call, V vocabulary size, D hidden size, C conditioning size, H query heads,
+G key/value heads, K head size, I SwiGLU width.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import InputError
+from .attention import KVCache, attend
+from .block_diffusion import BlockDiffusionTransformer
+from .causal import CausalTransformer
+from .config import ModelConfig
+from .layers import NoiseEmbedding, RMSNorm, RotaryTables, SwiGLU, apply_rotary, modulate
+from .transformer import SEDDTransformer
+
+
+class LlamaAttention(nn.Module):
+    """Grouped-query attention with rotary positions: ``H`` query heads share ``G`` key/value heads."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        dim, self.n_heads, self.kv_heads, self.head_size = (
+            config.hidden_size, config.n_heads, config.kv_heads, config.head_size
+        )  # fmt: skip
+        self.q_proj = nn.Linear(dim, self.n_heads * self.head_size, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(dim, self.kv_heads * self.head_size, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(dim, self.kv_heads * self.head_size, bias=config.qkv_bias)
+        self.o_proj = nn.Linear(self.n_heads * self.head_size, dim, bias=False)
+        if config.qk_norm:
+            self.q_norm = RMSNorm(self.head_size, config.norm_eps)
+            self.k_norm = RMSNorm(self.head_size, config.norm_eps)
+
+    def forward(
+        self, h: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, index: int, mask: Tensor | None,
+        queries: int | None, causal: bool, dropout: float,
+    ) -> Tensor:  # fmt: skip
+        """(B, L, D) -> (B, Q, D), ``Q`` the first ``queries`` positions (all of them serve as keys and values)."""
+        batch_size, seq_len, _ = h.shape
+        q = self.q_proj(h[:, :queries]).view(batch_size, -1, self.n_heads, self.head_size)  # (B, Q, H, K)
+        k = self.k_proj(h).view(batch_size, seq_len, self.kv_heads, self.head_size)  # (B, L, G, K)
+        v = self.v_proj(h).view(batch_size, seq_len, self.kv_heads, self.head_size)
+        if hasattr(self, "q_norm"):
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, positions, K)
+        q, k = apply_rotary(q, cos[: q.shape[2]], sin[: q.shape[2]]), apply_rotary(k, cos, sin)
+        attn = attend(q, k, v, causal=causal, mask=mask, cache=cache, index=index, dropout=dropout)
+        return self.o_proj(attn.transpose(1, 2).reshape(batch_size, q.shape[2], -1))  # (B, Q, D)
+
+
+class LlamaBlock(nn.Module):
+    """Pre-RMSNorm attention and SwiGLU MLP; ``conditioned``: modulated around one by ``c`` (module docstring)."""
+
+    def __init__(self, config: ModelConfig, conditioned: bool = False, causal: bool = False):
+        super().__init__()
+        dim = config.hidden_size
+        self.causal = causal
+        self.dropout = config.dropout
+        self.input_layernorm = RMSNorm(dim, config.norm_eps)
+        self.self_attn = LlamaAttention(config)
+        self.post_attention_layernorm = RMSNorm(dim, config.norm_eps)
+        self.mlp = SwiGLU(dim, config.mlp_size)
+        if conditioned:
+            self.adaLN_modulation = nn.Linear(config.cond_dim, 6 * dim)
+
+    def forward(
+        self,
+        x: Tensor,
+        c: Tensor | None,
+        cos: Tensor,
+        sin: Tensor,
+        cache: KVCache | None = None,
+        index: int = 0,
+        mask: Tensor | None = None,
+        queries: int | None = None,
+    ) -> Tensor:
+        """``DiTBlock.forward``'s contract: ``x`` (B, L, D), ``c`` (B, C) or None, ``mask`` bool (L, S) or None,
+        ``queries`` the first positions to compute (None: all); returns (B, Q, D)."""
+        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = (
+            self.adaLN_modulation(c).chunk(6, dim=-1) if c is not None else (None,) * 6
+        )
+        dropout = self.dropout if self.training else 0.0
+        mask = None if mask is None else mask[:queries]
+        h = _modulated(self.input_layernorm(x), shift_a, scale_a)
+        h = self.self_attn(h, cos, sin, cache, index, mask, queries, self.causal, dropout)
+        x = x[:, :queries] + _gated(F.dropout(h, dropout, self.training), gate_a)
+        h = self.mlp(_modulated(self.post_attention_layernorm(x), shift_m, scale_m))
+        return x + _gated(F.dropout(h, dropout, self.training), gate_m)
+
+
+def _modulated(h: Tensor, shift: Tensor | None, scale: Tensor | None) -> Tensor:
+    return h if shift is None else modulate(h, shift, scale)
+
+
+def _gated(h: Tensor, gate: Tensor | None) -> Tensor:
+    return h if gate is None else h * (1 + gate[:, None])
+
+
+class LlamaOutput(nn.Module):
+    """Final RMSNorm (modulated when conditioned) and the map to logits, no bias; with ``tie_embeddings`` the map
+    is the token embedding's own weight, held by reference so that the state dict names it once."""
+
+    def __init__(self, config: ModelConfig, embedding: nn.Embedding, conditioned: bool):
+        super().__init__()
+        self.norm = RMSNorm(config.hidden_size, config.norm_eps)
+        if config.tie_embeddings:
+            self.tied = (embedding,)  # a tuple: not registered as a submodule
+        else:
+            self.linear = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if conditioned:
+            self.adaLN_modulation = nn.Linear(config.cond_dim, 2 * config.hidden_size)
+
+    def forward(self, x: Tensor, c: Tensor | None) -> Tensor:
+        h = self.norm(x)
+        if c is not None:
+            shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
+            h = modulate(h, shift, scale)
+        weight = self.tied[0].weight if hasattr(self, "tied") else self.linear.weight
+        return F.linear(h, weight)  # (B, L, V)
+
+
+def require_llama(config: ModelConfig) -> None:
+    """A llama network saves ``config.arch`` with its weights, and a loader builds what that names."""
+    if config.arch != "llama":
+        raise InputError(f"a llama network needs model.arch=llama; got {config.arch!r}")
+
+
+def init_llama(model: nn.Module) -> None:
+    """Normal(0.02) weights, the residual projections scaled by ``1 / sqrt(2 n_blocks)`` (GPT-2), zero biases,
+    unit norms, and zero modulation so that a conditioned network starts as the plain one."""
+    residual_std = 0.02 / math.sqrt(2 * model.config.n_blocks)
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            std = residual_std if name.endswith(("o_proj", "down_proj")) else 0.02
+            nn.init.normal_(module.weight, std=std)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, RMSNorm):
+            nn.init.ones_(module.weight)
+        if name.endswith("adaLN_modulation"):
+            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.bias)
+    if hasattr(model, "cond"):
+        nn.init.zeros_(model.cond)
+
+
+class LlamaTransformer(SEDDTransformer):
+    """``SEDDTransformer`` (log concrete scores of ``forward(x_t, sigma_bar, label)``) with the llama backbone.
+
+    Args:
+        config (ModelConfig): architecture, ``arch="llama"``.
+        mask_id (int | None): the absorbing graph's mask state, as for ``SEDDTransformer``.
+    """
+
+    def build_layers(self, config: ModelConfig) -> None:
+        """The embedding, the conditioning (when the network has any), the blocks, the output and rotary tables."""
+        require_llama(config)
+        conditioned = config.time_conditioning or config.num_labels > 0
+        self.vocab_embed = nn.Embedding(config.vocab_size, config.hidden_size)
+        if config.time_conditioning:
+            self.sigma_map = NoiseEmbedding(config.cond_dim)
+        elif config.num_labels:
+            self.cond = nn.Parameter(torch.zeros(config.cond_dim))
+        if config.num_labels:
+            self.label_embed = nn.Embedding(config.num_labels + 1, config.cond_dim)  # the last row: the null label
+        self.blocks = nn.ModuleList(LlamaBlock(config, conditioned) for _ in range(config.n_blocks))
+        self.output_layer = LlamaOutput(config, self.vocab_embed, conditioned)
+        self.rotary = RotaryTables(config.head_size, config.seq_len, config.rope_theta)
+
+    def reset_parameters(self) -> None:
+        init_llama(self)
+
+    def adaln_input(self, sigma_bar: Tensor | None, label: Tensor | None, batch_size: int, dtype, device):
+        """The DiT's conditioning (B, C) when the network has one; None for an unlabelled time-independent one."""
+        if self.config.time_conditioning or self.config.num_labels:
+            return super().adaln_input(sigma_bar, label, batch_size, dtype, device)
+        if label is not None:
+            raise InputError("this model is unconditional: it takes no label")
+        return None
+
+
+class LlamaBlockDiffusionTransformer(BlockDiffusionTransformer, LlamaTransformer):
+    """``BlockDiffusionTransformer`` (``forward(x_t, x_0, label)``, ``new_cache``, ``extend_cache``,
+    ``block_log_probs``) with the llama backbone: block-causal attention in training, the exact KV cache of the
+    clean blocks in sampling."""
+
+
+class LlamaCausalTransformer(CausalTransformer):
+    """``CausalTransformer`` (next-token log-probabilities of ``forward(tokens, cache)``, BOS first) with the
+    llama backbone, unconditioned and causal."""
+
+    def build_layers(self, config: ModelConfig) -> None:
+        """The embedding, the causal blocks, the output and the rotary tables."""
+        require_llama(config)
+        self.vocab_embed = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.blocks = nn.ModuleList(LlamaBlock(config, causal=True) for _ in range(config.n_blocks))
+        self.output_layer = LlamaOutput(config, self.vocab_embed, conditioned=False)
+        self.rotary = RotaryTables(config.head_size, config.seq_len, config.rope_theta)
+
+    def reset_parameters(self) -> None:
+        init_llama(self)
+
+    def head(self, x: Tensor) -> Tensor:
+        return self.output_layer(x, None)
