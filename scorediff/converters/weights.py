@@ -32,6 +32,13 @@ def read_weights(folder: Path) -> dict[str, Tensor]:
     return state
 
 
+def check_values(state: dict[str, Tensor], source: Path) -> dict[str, Tensor]:
+    """Every weight of ``state`` (read from ``source``) is floating point and finite, before any name is known
+    (``checkpoint.check_weights``); returns ``state``."""
+    check_weights(state, dict.fromkeys(state), "itself", source)
+    return state
+
+
 def match_keys(state: dict[str, Tensor], expected: set[str], layout: str, optional: set[str] = frozenset()) -> None:
     """``state`` has exactly the ``expected`` names of the published ``layout`` (and perhaps some ``optional`` ones),
     floating point and finite (``checkpoint.check_weights``; the shapes are checked by the network that loads
