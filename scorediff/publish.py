@@ -61,12 +61,10 @@ def check_destination(directory: Path, source: Path | None = None) -> None:
     if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
         kind = "a symbolic link" if directory.is_symlink() else "a file"
         raise CheckpointError(f"cannot publish into {directory}: it is {kind}; give a new or empty folder")
-    names = sorted(p.name for p in directory.iterdir()) if directory.exists() else []
-    if names and _published_by_us(directory, names):
-        return
-    if not names and source is not None and _inside(directory, Path(source)):
+    if source is not None and _inside(directory, Path(source)):
         raise CheckpointError(f"cannot publish into {directory}: it is inside the checkpoint {source}; write elsewhere")
-    if not names:
+    names = sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+    if not names or _published_by_us(directory, names):
         return
     others = [n for n in names if n not in PUBLISHED_FILES] or names
     shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
@@ -77,8 +75,8 @@ def check_destination(directory: Path, source: Path | None = None) -> None:
 
 
 def _inside(path: Path, folder: Path) -> bool:
-    path, folder = path.absolute().resolve(), folder.absolute().resolve()
-    return path == folder or folder in path.parents
+    """Whether ``path`` lies strictly inside ``folder`` (links resolved)."""
+    return folder.absolute().resolve() in path.absolute().resolve().parents
 
 
 def _published_by_us(directory: Path, names: list[str]) -> bool:
