@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from scorediff import LogLinearSchedule, UniformGraph, elbo
 from scorediff.config import ConfigError, config_from_dict
 from scorediff.model import LlamaCausalTransformer, ModelConfig, build_network
 from scorediff.model.layers import RMSNorm, RotaryTables, SwiGLU, apply_rotary
@@ -150,3 +151,17 @@ def test_bad_llama_configs_are_one_line_errors():
 def test_a_config_saved_before_arch_existed_is_a_dit():
     saved = {"model": {"hidden_size": 32, "n_heads": 2, "cond_dim": 16}}  # as an old config.json has it
     assert config_from_dict(saved).model.arch == "dit"
+
+
+def test_a_time_conditioned_llama_serves_the_uniform_graph():
+    graph = UniformGraph(8)
+    config = ModelConfig(arch="llama", vocab_size=8, hidden_size=32, cond_dim=16, n_blocks=2, n_heads=2, seq_len=12,
+                         scale_by_sigma=False)  # fmt: skip
+    model = randomised(build_network("diffusion", config))  # no mask_id: the uniform graph has none
+    x_t = torch.randint(0, 8, (2, 12), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        low, high = (model(x_t, torch.full((2,), s, dtype=torch.float64)) for s in (0.1, 2.0))
+    assert (low.gather(-1, x_t[..., None]) == 0).all() and low.dtype == torch.float32
+    assert (low - high).abs().max() > 1e-2  # the noise level reaches the network
+    bound = elbo(model, graph, LogLinearSchedule(), x_t, num_t=2)
+    assert bound.shape == (2,) and torch.isfinite(bound).all() and (bound > 0).all()

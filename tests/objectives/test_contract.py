@@ -28,18 +28,19 @@ def objectives():
     }
 
 
-def build(name):
+def build(name, arch="dit"):
     objective, time_conditioning = objectives()[name]
     torch.manual_seed(0)
     block = 4 if name == "block" else 0
-    config = ModelConfig(hidden_size=32, cond_dim=16, n_blocks=1, n_heads=2, seq_len=SEQ_LEN,
+    config = ModelConfig(hidden_size=32, cond_dim=16, n_blocks=1, n_heads=2, seq_len=SEQ_LEN, arch=arch,
                          time_conditioning=time_conditioning, block_size=block)  # fmt: skip
     return objective, objective.build_model(config).eval()
 
 
+@pytest.mark.parametrize("arch", ["dit", "llama"])
 @pytest.mark.parametrize("name", sorted(objectives()))
-def test_every_objective_draws_scores_and_generates(name):
-    objective, model = build(name)
+def test_every_objective_draws_scores_and_generates(name, arch):
+    objective, model = build(name, arch)
     x_0 = torch.randint(0, NUM_TOKENS, (ROWS, SEQ_LEN), generator=torch.Generator().manual_seed(1))
     batch = objective.draw(x_0, torch.Generator().manual_seed(0))
     assert all(value.shape[0] == ROWS for value in batch.values())
