@@ -204,6 +204,10 @@ class TrainConfig:
     """Parent folder of run directories."""
     run_name: str = ""
     """Run directory name; default ``<preset>-<date>-<time>``."""
+    init: str = ""
+    """A model to start from (``--init``): any path or Hub id ``scorediff.load`` reads, whose weights (EMA when it
+    has them) initialise the network and its moving average before the first step; its shapes must be this run's
+    (empty: random weights). A resumed run continues from its own checkpoint instead."""
 
     def __post_init__(self):
         for name in ("batch_size", "grad_accum", "max_steps", "max_skipped_steps", "log_every", "eval_windows"):

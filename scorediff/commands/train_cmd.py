@@ -47,6 +47,12 @@ def add_parser(commands) -> None:
         metavar="RUN_DIR",
         help="continue a run: the given run directory, or the newest one under --out",
     )
+    parser.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="start from this model's weights (a checkpoint, run directory or Hub id that scorediff loads) "
+        "instead of random ones; its shapes must be the run's",
+    )
     parser.add_argument("--device", help="auto | cpu | cuda")
     parser.add_argument("--max-minutes", type=float, help="stop after this many minutes and save")
     parser.add_argument("--num-samples", type=int, default=3, help="samples printed at the end")
@@ -75,11 +81,14 @@ def run(args: argparse.Namespace) -> int:
         (args.out, "train.out_dir"),
         (args.name, "train.run_name"),
         (args.device, "train.device"),
+        (args.init, "train.init"),
         (args.max_minutes, "train.max_minutes"),
     ):
         if flag is not None:
             overrides.append(f"{key}={flag}")
     resume = args.resume is not None
+    if resume and args.init:
+        raise UsageError("--init starts a new run from a model; --resume continues a run from its own weights")
     if resume:
         run_dir = _newest_run(Path(args.out or "runs")) if args.resume is True else Path(args.resume)
         if not (run_dir / "config.json").is_file():

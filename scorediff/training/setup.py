@@ -15,6 +15,7 @@ from ..checkpoint import (
     MODEL_FILE,
     TRAINER_FILE,
     TRAINER_TENSORS_FILE,
+    check_weights,
     load_optimizer,
     read_config,
     read_json,
@@ -25,6 +26,7 @@ from ..data.examples import ExampleSet, example_format, example_splits
 from ..data.prepare import build_tokenizer, prepare_dna_shards, prepare_shards
 from ..data.tokenizers import Tokenizer, load_tokenizer
 from ..data.windows import TokenWindows
+from ..errors import ScorediffError
 from . import distributed
 from .distributed import DistInfo
 from .resume import check_resumable
@@ -113,6 +115,26 @@ def build(config: RunConfig, tokenizer: Tokenizer, device: torch.device, info: D
     model = build_model(config, objective)
     config = dataclasses.replace(config, model=model.config)  # resolved: vocab_size, scale_by_sigma
     return new_state(config, objective, model, device, info)
+
+
+def initialise(state: TrainState, source: str) -> None:
+    """Start ``state`` from the weights of the model at ``source`` (anything ``scorediff.load`` reads; its EMA
+    weights when it has them): the network and its moving average both become them.
+
+    Raises:
+        ConfigError: one line, when ``source`` is no model scorediff loads or its weights do not fit this run's
+            network (names and shapes, through ``checkpoint.check_weights``).
+    """
+    from ..loading import load  # the loader reads converters and the Hub; a run without --init needs neither
+
+    try:
+        weights = load(source).model.state_dict()
+        shapes = {name: tuple(tensor.shape) for name, tensor in state.model.state_dict().items()}
+        check_weights(weights, shapes, "this run's network (its model.* options)", Path(source))
+    except ScorediffError as error:
+        raise ConfigError(f"train.init: {error}") from None
+    state.model.load_state_dict(weights)
+    state.ema.load(state.model.state_dict())
 
 
 def restore(state: TrainState, checkpoint: Path, run_dir: Path) -> float:

@@ -19,7 +19,7 @@ from .evaluate import evaluate_during_training
 from .logger import MetricsLogger
 from .progress import Window
 from .rundir import claim, find_start, run_directory, save, write_config
-from .setup import RunData, build, check_batch, prepare_data, resolve_from_data, restore
+from .setup import RunData, build, check_batch, initialise, prepare_data, resolve_from_data, restore
 from .step import StepOutput, TrainState, draw_batch, step_or_fall_back, train_step
 from .stopping import Stop, StopRules
 
@@ -68,6 +68,8 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
         data = prepare_data(config, info, checkpoint)
         config = resolve_from_data(config, data)
         state = build(config, data.tokenizer, device, info)
+        if config.train.init and checkpoint is None:  # a resumed run continues from its own weights
+            initialise(state, config.train.init)
         lock = _claim(run_dir, checkpoint, resume, info)  # only now, with data and model checked, is anything written
         try:
             elapsed_before = restore(state, checkpoint, run_dir) if checkpoint is not None else 0.0

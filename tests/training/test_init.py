@@ -1,0 +1,79 @@
+"""``train.init`` (``scorediff train --init MODEL``): a new run starts from a loaded model's weights."""
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import scorediff
+from scorediff.config import ConfigError
+from scorediff.training import train
+from scorediff.training.distributed import DistInfo
+from scorediff.training.setup import prepare_data
+from scorediff.training.step import draw_batch
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "cli"))
+
+from cli_run import assert_user_error  # noqa: E402
+
+
+def with_train(config, **train):
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **train))
+
+
+def first_loss(run_dir: Path) -> float:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return next(r["loss_nats_per_token"] for r in records if r.get("step") == 1 and "loss_nats_per_token" in r)
+
+
+def loss_of(loaded, config) -> float:
+    """The loaded model's training loss, nats per token, on the batch a new run of ``config`` draws first."""
+    data = prepare_data(config, DistInfo(), None)
+    state = SimpleNamespace(config=config, step=0, info=DistInfo(), objective=loaded.objective)
+    batch = draw_batch(state, data.train, torch.device("cpu"))
+    with torch.no_grad():
+        return float(loaded.objective.loss(loaded.model, batch).sum() / batch["x_0"].numel())
+
+
+def test_an_initialised_run_starts_from_the_loaded_model(micro_config):
+    config, _ = micro_config("autoregressive", max_steps=4, save_every=0, bf16=False)
+    parent = train(config, progress=False)
+    child = train(with_train(config, run_name="child", init=str(parent.checkpoint), max_steps=2), progress=False)
+    expected = loss_of(scorediff.load(parent.checkpoint), config)
+    assert first_loss(child.run_dir) == pytest.approx(expected, rel=1e-5)
+    # the parent's own first step, from random weights on the same batch, was far from it: the test can fail
+    assert first_loss(parent.run_dir) - expected > 0.1
+
+
+def test_a_model_that_does_not_fit_is_refused_in_one_line_before_anything_is_written(micro_config, tmp_path):
+    config, _ = micro_config("autoregressive", max_steps=1, save_every=0)
+    parent = train(config, progress=False)
+    wider = dataclasses.replace(config, model=dataclasses.replace(config.model, hidden_size=48))
+    wider = with_train(wider, run_name="child", init=str(parent.checkpoint))
+    does_not_fit = (
+        r"^train.init: the weights in .*step_00000001 do not match this run's network \(its model.\* options\): "
+        r".* has shape \(.*32.*\), expected \(.*48.*\)"
+    )
+    with pytest.raises(ConfigError, match=does_not_fit):
+        train(wider, progress=False)
+    diffusion, _ = micro_config("diffusion", max_steps=1)  # time-conditioned: adaLN layers the AR model lacks
+    diffusion = with_train(diffusion, run_name="child", init=str(parent.checkpoint))
+    with pytest.raises(ConfigError, match=r"do not match this run's network .*: missing 'blocks.0.adaLN_modulation"):
+        train(diffusion, progress=False)
+    with pytest.raises(ConfigError, match=r"^train.init: checkpoint .*nowhere does not exist"):
+        train(with_train(diffusion, init=str(tmp_path / "nowhere")), progress=False)
+    assert not (tmp_path / "runs" / "child").exists()
+
+
+def test_the_command_line_refuses_a_file_that_is_no_model(micro_config, tmp_path, capsys):
+    _, path = micro_config("autoregressive", max_steps=1)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a model")
+    argv = ["train", "--config", str(path), "--name", "child", "--out", str(tmp_path / "runs")]
+    assert_user_error(capsys, [*argv, "--init", str(text)], r"train.init: .*notes.txt must be a directory")
+    assert_user_error(capsys, [*argv, "--init", str(tmp_path), "--resume"], r"--init starts a new run")
+    assert not (tmp_path / "runs" / "child").exists()
