@@ -40,7 +40,7 @@ class ModelConfig:
     n_blocks: int = 4
     """Number of transformer blocks."""
     n_heads: int = 4
-    """Attention heads; hidden_size must be divisible by it."""
+    """Attention (query) heads; hidden_size must be divisible by it unless a llama sets head_dim."""
     seq_len: int = 128
     """Longest sequence the model is trained on (rotary positions work beyond it, but untrained)."""
     dropout: float = 0.0
@@ -53,7 +53,7 @@ class ModelConfig:
     mlp_ratio: int = 4
     """MLP width as a multiple of hidden_size (a llama's SwiGLU: two thirds of it, unless intermediate_size)."""
     norm_bias: bool = False
-    """LayerNorms with a bias as well as a scale (RADD's networks; SEDD's and MDLM's have none)."""
+    """dit: LayerNorms with a bias as well as a scale (RADD's networks; SEDD's and MDLM's have none)."""
     block_size: int = 0
     """Block diffusion (BD3-LM, Arriola et al. 2025): generate ``block_size`` tokens at a time, left to right; a
     block's noised tokens see one another and the clean blocks before it. 0: one block, the whole sequence
@@ -106,6 +106,8 @@ class ModelConfig:
                 if getattr(self, name) != default:
                     raise InputError(f"{name} applies to arch=llama; got {getattr(self, name)} with arch={self.arch}")
             return
+        if self.norm_bias:
+            raise InputError("norm_bias applies to arch=dit; a llama's RMSNorms have no bias")
         at_least("intermediate_size", self.intermediate_size, 0, 2**20)
         at_least("n_kv_heads", self.n_kv_heads, 0, self.n_heads)
         at_least("head_dim", self.head_dim, 0, 2**12)

@@ -34,8 +34,10 @@ State-dict keys (``i`` the block; HF LLaMA's ``model.embed_tokens``, ``model.lay
     sigma_map.mlp.{0,2}.weight / .bias, label_embed.weight, cond            as in the DiT, when used
 
 Rotary convention: HF LLaMA's ``rotate_half`` on split halves (``layers.apply_rotary``): dimension ``j < K/2`` is
-paired with ``j + K/2`` at frequency ``rope_theta^(-2j/K)``, so HF's q_proj/k_proj weights load with no permutation
-(a GGUF file's, which llama.cpp permutes to interleaved pairs, must be permuted back).
+paired with ``j + K/2`` at frequency ``rope_theta^(-2j/K)``, the angles' cosines and sines computed in float32 as HF
+does, so HF's q_proj/k_proj weights load with no permutation. llama.cpp's converter permutes the q/k rows of the
+``llama`` architecture to interleaved pairs, which a GGUF reader must undo (its qwen2/qwen3 files keep the halves).
+No rope scaling (LLaMA 3.1's ``rope_scaling``) is applied.
 
 Legend: B batch, L positions in this call, V vocabulary size, D hidden size, C conditioning size, H query heads,
 G key/value heads, K head size, I SwiGLU width.
@@ -64,9 +66,8 @@ class LlamaAttention(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        dim, self.n_heads, self.kv_heads, self.head_size = (
-            config.hidden_size, config.n_heads, config.kv_heads, config.head_size
-        )  # fmt: skip
+        dim = config.hidden_size
+        self.n_heads, self.kv_heads, self.head_size = config.n_heads, config.kv_heads, config.head_size
         self.q_proj = nn.Linear(dim, self.n_heads * self.head_size, bias=config.qkv_bias)
         self.k_proj = nn.Linear(dim, self.kv_heads * self.head_size, bias=config.qkv_bias)
         self.v_proj = nn.Linear(dim, self.kv_heads * self.head_size, bias=config.qkv_bias)
@@ -76,10 +77,19 @@ class LlamaAttention(nn.Module):
             self.k_norm = RMSNorm(self.head_size, config.norm_eps)
 
     def forward(
-        self, h: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, index: int, mask: Tensor | None,
-        queries: int | None, causal: bool, dropout: float,
-    ) -> Tensor:  # fmt: skip
-        """(B, L, D) -> (B, Q, D), ``Q`` the first ``queries`` positions (all of them serve as keys and values)."""
+        self,
+        h: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        cache: KVCache | None,
+        index: int,
+        mask: Tensor | None,
+        queries: int | None,
+        causal: bool,
+        dropout: float,
+    ) -> Tensor:
+        """(B, L, D) -> (B, Q, D), ``Q`` the first ``queries`` positions (all of them serve as keys and values);
+        the rest as ``attention.attend`` takes it."""
         batch_size, seq_len, _ = h.shape
         q = self.q_proj(h[:, :queries]).view(batch_size, -1, self.n_heads, self.head_size)  # (B, Q, H, K)
         k = self.k_proj(h).view(batch_size, seq_len, self.kv_heads, self.head_size)  # (B, L, G, K)

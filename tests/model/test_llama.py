@@ -142,6 +142,8 @@ def test_bad_llama_configs_are_one_line_errors():
         config_from_dict({"model": {"arch": "mamba"}})
     with pytest.raises(ConfigError, match=r"^model.n_kv_heads applies to arch=llama; got 2 with arch=dit$"):
         config_from_dict({"model": {"n_kv_heads": 2}})
+    with pytest.raises(ConfigError, match="^model.norm_bias applies to arch=dit; a llama's RMSNorms have no bias$"):
+        config_from_dict({"model": {**base["model"], "norm_bias": True}})
     with pytest.raises(ConfigError, match="^model.rope_theta must be > 0; got -1.0$"):
         config_from_dict({"model": {**base["model"], "rope_theta": -1}})
     qwen3 = config_from_dict({"model": {**base["model"], "hidden_size": 24, "head_dim": 16}}).model

@@ -1,7 +1,12 @@
 """A llama network trains, saves, loads and resumes like a DiT: a resumed run reproduces the next losses, the
-checkpoint loads into the llama class with its weights, and the compiled network computes what the eager one does."""
+checkpoint loads into the llama class with its weights, two DDP processes reach one process's weights, and the
+compiled network computes what the eager one does."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -83,3 +88,32 @@ def test_the_compiled_network_computes_the_eager_one():
     compiled = torch.compile(network)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x_t, sigma_bar), network(x_t, sigma_bar), rtol=1e-5, atol=1e-5)
+
+
+def test_two_processes_match_one_under_ddp(corpus, tmp_path):
+    # tied embeddings and grouped keys and values under DistributedDataParallel: the shared weight gets one gradient
+    path = tmp_path / "micro.yaml"
+    path.write_text(yaml.safe_dump(llama_config(corpus, tmp_path, "diffusion", "run").to_dict()))
+    command = ["-m", "scorediff", "train", "--config", str(path), "--quiet", "--num-samples", "1",
+               "--train.max_steps=4", "--train.save_every=4", "--train.bf16=false"]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    port = f"--master_port={free_port()}"
+    torchrun = ["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1", port]
+    for name, launch in (("single", []), ("pair", [*torchrun])):
+        extra = ["--train.grad_accum=2"] if launch else []  # 8 sequences = 2 ranks x 2 micro-steps x 2
+        done = subprocess.run([sys.executable, *launch, *command, "--name", name, *extra], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    runs = tmp_path / "runs"
+    single, pair = (load_file(runs / name / "checkpoints" / "step_00000004" / "model.safetensors")
+                    for name in ("single", "pair"))  # fmt: skip
+    assert single.keys() == pair.keys() and "output_layer.linear.weight" not in single
+    for name, weight in single.items():
+        torch.testing.assert_close(pair[name], weight, rtol=1e-4, atol=1e-5, msg=name)
+    assert '"world_size": 2' in (runs / "pair" / "checkpoints" / "step_00000004" / "trainer_state.json").read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
