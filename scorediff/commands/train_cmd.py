@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from ..config import load_config, override_config
+from ..config import load_config, override_config, presets
 from ..data.examples import example_format, example_splits
 from ..generation import generate, sampling_options
 from ..loading import load
@@ -27,7 +27,7 @@ def add_parser(commands) -> None:
     )
     parser.add_argument(
         "--config",
-        help="preset name (tiny, tiny-ar, tiny-block, small, small-ar, medium, dna, dna-ar) or a YAML file "
+        help=f"preset name ({', '.join(presets())}) or a YAML file "
         "(default: tiny; when resuming, the run's own configuration)",
     )
     parser.add_argument(
@@ -131,13 +131,13 @@ def _print_samples(loaded, config, count: int) -> None:
         val = example_splits(config.data.source, loaded.tokenizer, config.model.seq_len, config.data.val_fraction,
                              config.train.seed)[1].spread_examples(count)  # fmt: skip
         tokens, given = val["x_0"], val["given"]
-        answers = generate(loaded.objective, loaded.model, tuple(tokens.shape), condition=(tokens, given), **options)
+        answers = generate(loaded.objective, loaded.model, tuple(tokens.shape), options, condition=(tokens, given))
         for index, (row, known, reference) in enumerate(zip(answers.tokens, given, tokens, strict=True)):
             prompt = loaded.tokenizer.decode(row[known].tolist())
             print(f"\n--- prompt {index + 1} ---\n{prompt}\n--- answer ---\n{answer_text(loaded.tokenizer, row, known)}"
                   f"\n--- reference ---\n{answer_text(loaded.tokenizer, reference, known)}")  # fmt: skip
         return
     length = config.sampling.length or config.model.seq_len
-    tokens = generate(loaded.objective, loaded.model, (count, length), **options).tokens
+    tokens = generate(loaded.objective, loaded.model, (count, length), options).tokens
     for index, row in enumerate(tokens):
         print(f"\n--- sample {index + 1} ---\n{loaded.tokenizer.decode(row.tolist())}")
