@@ -52,13 +52,13 @@ def test_a_budgeted_run_ends_its_schedule(micro_config):
     assert 0 <= last_lr - config.optim.lr * ratio <= above_floor + 1e-12
 
 
-def test_a_long_warmup_refits_the_schedule_at_its_end(micro_config):
-    # a warm-up of 50 steps: fitted after step 25 and again after step 50, from steps 26..50 (a budget of 24 s, so
-    # that even a slow start, 170 ms per step on a busy machine, fits the 50)
+def test_a_long_warmup_refits_the_schedule_at_its_end(micro_config, monkeypatch):
+    # a warm-up of 50 steps: fitted after step 25 and again after step 50, from steps 26..50 (a budget of 24 s on a
+    # clock of 0.1 s per step, so the 50 fit whatever the machine's load)
     config, _ = micro_config(max_steps=100_000, time_budget_minutes=0.4, save_every=0, eval_every=0)
     config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, warmup_steps=50))
     assert BudgetProbe.refit_at(50) == 50 and BudgetProbe.refit_at(FIRST_FIT + PROBE_STEPS) == 0
-    result = train(config, progress=False)
+    result = run_on_a_fake_clock(monkeypatch, config, lambda step: 0.1)
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     fits = [r for r in records if "schedule_steps" in r]
     assert [r["step"] for r in fits] == [FIRST_FIT, 50]
@@ -89,10 +89,11 @@ def test_a_late_fit_never_moves_the_decay_into_the_steps_already_run():
     assert schedule_steps(fake_state(1500, 0, wsd), 0.125, 2.0, 97.0, cap=10_000) == 2260
 
 
-def test_a_warmup_stable_decay_run_is_refitted_until_its_decay(micro_config):
+def test_a_warmup_stable_decay_run_is_refitted_until_its_decay(micro_config, monkeypatch):
+    # 0.1 s per step on a fake clock (a busy machine once ran too few steps in 24 s of real time for 3 fits)
     config, _ = micro_config(max_steps=100_000, time_budget_minutes=0.4, save_every=0, eval_every=0)
     config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, warmup_steps=50, decay_fraction=0.2))
-    result = train(config, progress=False)
+    result = run_on_a_fake_clock(monkeypatch, config, lambda step: 0.1)
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     fits = [r for r in records if "schedule_steps" in r]
     fitted = fits[-1]["schedule_steps"]
