@@ -32,6 +32,7 @@ import torch
 
 from scorediff.config import load_config
 from scorediff.loading import load
+from scorediff.sampling.options import SamplingOptions
 from scorediff.tasks import path_star, sudoku
 from scorediff.training import train
 
@@ -56,7 +57,7 @@ DIFFUSION_DECODERS = {
 HARDER_SPLIT_DECODERS = ("ar-greedy", "confidence", "margin", "confidence-remask")
 #: board size -> (clues in training and test, clues of the fewer-givens split), inclusive ranges
 GIVENS = {4: ((6, 8), (4, 5)), 6: ((12, 18), (8, 11)), 9: ((30, 36), (24, 29))}
-AR_DECODERS = {"ar-greedy": {"top_p": 1e-9}}  # the nucleus of the likeliest token alone
+AR_DECODERS = {"ar-greedy": {"greedy": True}}  # the likeliest token at each position
 
 
 class Task:
@@ -126,10 +127,10 @@ def solve(loaded, task: Task, items, options: dict, batch: int = 250) -> dict:
     start = time.perf_counter()
     for first in range(0, len(items), batch):
         rows, known = tokens[first : first + batch], given[first : first + batch]
-        out, stats = loaded.objective.sample(
-            loaded.model, tuple(rows.shape), condition=(rows, known), generator=generator, return_stats=True, **options
+        drawn = loaded.objective.sample(
+            loaded.model, tuple(rows.shape), SamplingOptions(**options), condition=(rows, known), generator=generator
         )
-        calls += stats.nfe
+        out, calls = drawn.tokens, calls + drawn.stats.nfe
         for item, row, reference, mask in zip(items[first : first + batch], out, rows, known, strict=True):
             solved += task.solved(item, row.tolist(), mask.tolist())
             correct += int((row[~mask] == reference[~mask]).sum())

@@ -31,6 +31,7 @@ from shapes import add_shape_argument
 
 from scorediff.builders import build_model, build_objective
 from scorediff.config import load_config
+from scorediff.sampling.options import SamplingOptions
 
 TOOL = Path(__file__).resolve().parents[2] / "shared" / "tools" / "sedd_official_bench.py"
 SAMPLERS = ("uncached", "cached", "first_hitting")
@@ -44,16 +45,16 @@ def fresh_model(preset: str, length: int, shape: list[str], vocab: int = 84):
 
 
 def run_diffusion(objective, model, sampler: str, steps: int, batch: int, length: int, seed: int = 0):
-    options = {"steps": steps, "cache": sampler == "cached", "return_stats": True}
-    options["predictor"] = "first_hitting" if sampler == "first_hitting" else "analytic"
-    generator = torch.Generator().manual_seed(seed)
-    tokens, stats = objective.sample(model, (batch, length), generator=generator, **options)
-    return tokens, stats
+    predictor = "first_hitting" if sampler == "first_hitting" else "analytic"
+    options = SamplingOptions(steps=steps, cache=sampler == "cached", predictor=predictor)
+    drawn = objective.sample(model, (batch, length), options, generator=torch.Generator().manual_seed(seed))
+    return drawn.tokens, drawn.stats
 
 
 def run_ar(objective, model, batch: int, length: int, seed: int = 0, **options):
     generator = torch.Generator().manual_seed(seed)
-    return objective.sample(model, (batch, length), generator=generator, return_stats=True, **options)
+    drawn = objective.sample(model, (batch, length), SamplingOptions(**options), generator=generator)
+    return drawn.tokens, drawn.stats
 
 
 def original_sampling(args, steps: int) -> float:

@@ -14,7 +14,7 @@ Conventions (shared by every module):
 from .config import RunConfig, load_config
 from .errors import InputError, ScorediffError
 from .exact import ExactScore
-from .generation import Generation, generate
+from .generation import Generation, SamplingOptions, generate
 from .graphs import GRAPHS, AbsorbingGraph, DenseGraph, Graph, UniformGraph, get_graph
 from .likelihood import bits_per_token, elbo, perplexity
 from .loading import Loaded, load
@@ -28,6 +28,7 @@ from .version import __version__
 
 __all__ = [
     "Generation",
+    "SamplingOptions",
     "generate",
     "InputError",
     "ScorediffError",

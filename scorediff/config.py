@@ -16,8 +16,7 @@ from typing import Any
 from .checks import at_least, one_of, positive, within
 from .errors import ScorediffError
 from .model.transformer import ModelConfig
-from .sampling.orders import ORDERS
-from .sampling.predictors import SAMPLERS
+from .sampling.options import SamplingOptions
 
 PRESET_DIR = Path(__file__).parent / "configs"
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -225,7 +224,9 @@ class TrainConfig:
 
 @dataclass
 class SamplingConfig:
-    """Defaults for sampling from the trained model."""
+    """Defaults for sampling from the trained model: what ``scorediff sample``, ``infill``, the previews,
+    ``eval-dna``, ``lm-eval`` and the playground use unless told otherwise (``options`` turns them into
+    ``scorediff.SamplingOptions``, which checks them)."""
 
     steps: int = 128
     """Diffusion: reverse steps."""
@@ -245,12 +246,19 @@ class SamplingConfig:
 
     def __post_init__(self):
         at_least("steps", self.steps, 1, 10**7)
-        one_of("predictor", self.predictor, SAMPLERS)
-        one_of("order", self.order, ORDERS)
         at_least("tokens_per_step", self.tokens_per_step, 0)
         at_least("length", self.length, 0)
-        positive("temperature", self.temperature)
-        within("top_p", self.top_p, 0.0, 1.0, low_open=True, high_open=False)
+        self.options("diffusion")  # the rest is checked where every caller's options are: SamplingOptions
+
+    def options(self, objective: str) -> SamplingOptions:
+        """The sampling options of this section for a model of ``objective`` (``"diffusion"`` or
+        ``"autoregressive"``; the diffusion fields are left at their defaults for the latter)."""
+        if objective == "autoregressive":
+            return SamplingOptions(temperature=self.temperature, top_p=self.top_p)
+        return SamplingOptions(
+            steps=self.steps, predictor=self.predictor, order=self.order,
+            tokens_per_step=self.tokens_per_step or None, temperature=self.temperature, top_p=self.top_p,
+        )  # fmt: skip
 
 
 @dataclass

@@ -18,6 +18,8 @@ Contexts longer than the model's context lose their beginning, as the harness's 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
@@ -25,6 +27,7 @@ from lm_eval.api.registry import register_model
 from .errors import InputError
 from .generation import generate, sampling_options
 from .loading import load
+from .sampling.options import SamplingOptions
 
 NAME = "scorediff"
 
@@ -93,12 +96,11 @@ class ScorediffLM(LM):
 
     @torch.no_grad()
     def _greedy(self, x: torch.Tensor, given: torch.Tensor) -> list[bool]:
-        if self.loaded.kind == "autoregressive":
-            options = {"top_p": 1e-9}
-        else:
-            options = {"order": "confidence", "tokens_per_step": 1, "greedy": True}
-        drawn = generate(self.loaded.objective, self.loaded.model, tuple(x.shape), condition=(x, given), seed=self.seed,
-                         device=self._device, **options).tokens  # fmt: skip
+        options = SamplingOptions(greedy=True)
+        if self.loaded.kind != "autoregressive":  # the likeliest token at the surest position, one per call
+            options = replace(options, order="confidence", tokens_per_step=1)
+        drawn = generate(self.loaded.objective, self.loaded.model, tuple(x.shape), options, condition=(x, given),
+                         seed=self.seed, device=self._device).tokens  # fmt: skip
         return (drawn == x).all(-1).tolist()
 
     # generation ------------------------------------------------------------------------------------------------
@@ -107,16 +109,16 @@ class ScorediffLM(LM):
         until = options.pop("until", None) or []
         until = [until] if isinstance(until, str) else list(until)
         new = min(_count("max_gen_toks", options.pop("max_gen_toks", self.max_gen_toks)), self.length)
-        kwargs = sampling_options(self.loaded.config) if self.loaded.config is not None else {}
+        chosen = sampling_options(self.loaded.config) if self.loaded.config is not None else SamplingOptions()
         if not options.pop("do_sample", True) and self.loaded.kind == "autoregressive":
-            kwargs["top_p"] = 1e-9
+            chosen = replace(chosen, greedy=True)
         if "temperature" in options and float(options["temperature"]) > 0:
-            kwargs["temperature"] = float(options.pop("temperature"))
+            chosen = replace(chosen, temperature=float(options.pop("temperature")))
         prompt = self._encode(context)[-(self.length - new) :] if self.length > new else []
         tokens = torch.tensor([prompt + [0] * new], device=self._device)
         given = torch.tensor([[True] * len(prompt) + [False] * new], device=self._device)
-        drawn = generate(self.loaded.objective, self.loaded.model, tuple(tokens.shape), condition=(tokens, given),
-                         seed=self.seed, device=self._device, **kwargs).tokens  # fmt: skip
+        drawn = generate(self.loaded.objective, self.loaded.model, tuple(tokens.shape), chosen,
+                         condition=(tokens, given), seed=self.seed, device=self._device).tokens  # fmt: skip
         text = self.loaded.tokenizer.decode(drawn[0, len(prompt) :].tolist())
         cut = min((text.index(stop) for stop in until if stop and stop in text), default=len(text))
         return text[:cut]

@@ -29,6 +29,7 @@ import torch
 from .errors import InputError, ScorediffError
 from .generation import generate
 from .sampling import SAMPLERS
+from .sampling.options import SamplingOptions
 from .sampling.orders import ORDERS
 from .templates import encode_text, gap, parse_template
 
@@ -103,7 +104,7 @@ class Session:
     def __init__(self, loaded):
         self.loaded = loaded
         self.context = loaded.model.config.seq_len
-        self.left_to_right = loaded.kind == "autoregressive" or bool(getattr(loaded.model.config, "block_size", 0))
+        self.left_to_right = loaded.objective.left_to_right
         self.mask_id = getattr(loaded.graph, "mask_id", None)
         self.labels = loaded.label_names
         self.samplers = ["(autoregressive)"] if loaded.kind == "autoregressive" else [*SAMPLERS, *ORDERS[1:]]
@@ -121,14 +122,14 @@ class Session:
         length = whole("length", length, 1, self.context, f"{self.context} (the model's context)")
         return _tensors(*gap(prefix, length, suffix, tokenizer, self.context))
 
-    def options(self, sampler: str, steps, temperature, top_p, label: str, guidance) -> dict:
+    def options(self, sampler: str, steps, temperature, top_p, label: str, guidance) -> SamplingOptions:
         """The sampling options of the page's fields, each checked against the range the page offers."""
         if sampler not in self.samplers:
             raise InputError(f"sampler: expected one of {', '.join(self.samplers)}; got {shown(sampler)}")
         options = {"temperature": within("temperature", temperature, *TEMPERATURE),
                    "top_p": within("top-p", top_p, *TOP_P)}  # fmt: skip
         if self.loaded.kind == "autoregressive":
-            return options
+            return SamplingOptions(**options)
         options["steps"] = whole("steps", steps, *STEPS)
         if sampler in SAMPLERS:
             options["predictor"] = sampler
@@ -138,9 +139,11 @@ class Session:
             if label not in self.labels:
                 raise InputError(f"label: expected none or one of {', '.join(self.labels)}; got {shown(label)}")
             options.update(label=self.labels.index(label), guidance=within("guidance weight", guidance, *GUIDANCE))
-        return options
+        return SamplingOptions(**options)
 
-    def stream(self, tokens: torch.Tensor, given: torch.Tensor, options: dict, seed: int = 0) -> Iterator[str]:
+    def stream(
+        self, tokens: torch.Tensor, given: torch.Tensor, options: SamplingOptions, seed: int = 0
+    ) -> Iterator[str]:
         """The text at every network call while the sampler runs in a worker thread, then the result.
 
         The sampler's own error is raised here, whatever it is; closing the stream early stops the sampler at
@@ -166,7 +169,7 @@ class Session:
         def work():
             try:
                 states.put(generate(self.loaded.objective, self.loaded.model, tuple(tokens.shape),
-                                    condition=(tokens, given), seed=seed, **options).tokens[0].tolist())  # fmt: skip
+                                    options, condition=(tokens, given), seed=seed).tokens[0].tolist())  # fmt: skip
             except BaseException as error:  # handed to the reader, who raises it
                 states.put(error)
             finally:

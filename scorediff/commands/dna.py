@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -164,16 +165,16 @@ def _species_classifier(real: dict[str, Tensor], num_labels: int, seed: int):
 def _generate(args, loaded, label: int | None, guidance: float) -> Tensor:
     options = sampling_options(loaded.config)
     if loaded.kind == "diffusion":
-        options.update(steps=args.steps or options["steps"], predictor=args.predictor or options["predictor"])
+        options = replace(options, steps=args.steps or options.steps, predictor=args.predictor or options.predictor)
     if label is not None:
-        options.update(label=label, guidance=guidance)
+        options = replace(options, label=label, guidance=guidance)
     generator = torch.Generator(device=args.device).manual_seed(args.seed + 1000 * (label or 0))
     length, rows = loaded.model.config.seq_len, []
     for start in range(0, args.num_samples, args.batch_size):
         count = min(args.batch_size, args.num_samples - start)
         shape = (count, length)
         rows.append(
-            generate(loaded.objective, loaded.model, shape, generator=generator, device=args.device, **options).tokens
+            generate(loaded.objective, loaded.model, shape, options, generator=generator, device=args.device).tokens
         )
     return torch.cat(rows).cpu()
 

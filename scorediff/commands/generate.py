@@ -18,7 +18,7 @@ from ..templates import gap, parse_template
 from . import UsageError, atomic_write, check_device, check_memory, check_writable, positive, seed_value
 from .infill_inputs import fasta_region
 from .prompts import answer_all, answer_records, ends_answers, one_pattern_per_batch, read_prompts
-from .sampling_options import left_to_right, sampling_options
+from .sampling_options import sampling_options
 from .trajectory import write_trajectory
 
 
@@ -119,10 +119,10 @@ def _max_length(loaded) -> int:
 def _generate(args, loaded, length: int, condition=None) -> tuple[torch.Tensor, object]:
     """The samples and, with ``--trajectory``, how the first was denoised; ``--stats`` printed on stderr."""
     options = sampling_options(args, loaded)
-    check_memory(estimate_bytes(loaded.model.config, args.num_samples, length, options.get("steps", 0)))
+    check_memory(estimate_bytes(loaded.model.config, args.num_samples, length, _steps(options, loaded)))
     shape = (args.num_samples, length)
     drawn = generate(
-        loaded.objective, loaded.model, shape, condition=condition, seed=args.seed, device=args.device, **options
+        loaded.objective, loaded.model, shape, options, condition=condition, seed=args.seed, device=args.device
     )
     if args.stats:
         print(json.dumps(drawn.stats.to_dict()), file=sys.stderr)
@@ -138,12 +138,18 @@ def estimate_bytes(model_config, num_samples: int, length: int, steps: int) -> i
     return distributions + activations + 16 * num_samples * length + 32 * steps
 
 
+def _steps(options, loaded) -> int:
+    """The sampler steps the options ask of the model (none for an autoregressive one)."""
+    return options.steps if "steps" in loaded.objective.option_fields else 0
+
+
 def _record(args, loaded) -> dict:
-    """What the JSONL output records about how the samples were drawn."""
+    """What the JSONL output records about how the samples were drawn: the options the model reads, but where the
+    windows start, whether states were kept and the hardware's bf16."""
     options = sampling_options(args, loaded)
-    for key in ("return_trajectory", "return_stats", "block"):
-        options.pop(key, None)
-    return options
+    skipped = {"block", "trajectory", "bf16"}
+    return {name: getattr(options, name) for name in options.__dataclass_fields__
+            if name in loaded.objective.option_fields and name not in skipped}  # fmt: skip
 
 
 def _emit(args, loaded, tokens: torch.Tensor, extra: dict) -> None:
@@ -200,15 +206,15 @@ def _answer_prompts(args) -> int:
     length = min(args.length or _max_length(loaded), _max_length(loaded))
     records, tokens, given = read_prompts(args.prompts, loaded.tokenizer, length)
     options = sampling_options(args, loaded)
-    check_memory(estimate_bytes(loaded.model.config, args.batch_size, length, options.get("steps", 0)))
+    check_memory(estimate_bytes(loaded.model.config, args.batch_size, length, _steps(options, loaded)))
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     costs = []
 
     def fill(rows: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         condition = (rows.to(args.device), known.to(args.device))
         drawn = generate(
-            loaded.objective, loaded.model, tuple(rows.shape), condition=condition, generator=generator,
-            device=args.device, **options,
+            loaded.objective, loaded.model, tuple(rows.shape), options, condition=condition, generator=generator,
+            device=args.device,
         )  # fmt: skip
         costs.append(drawn.stats)
         return drawn.tokens
@@ -254,7 +260,7 @@ def run_infill(args: argparse.Namespace) -> int:
         positive("--length", args.length)
     loaded = _load(args)
     tokenizer = loaded.tokenizer
-    if left_to_right(loaded) and (args.template is not None or args.suffix):
+    if loaded.objective.left_to_right and (args.template is not None or args.suffix):
         what = "an autoregressive" if loaded.kind == "autoregressive" else "a block diffusion"
         raise UsageError(
             f"{what} model generates left to right, so it can only continue a --prefix "
@@ -273,7 +279,7 @@ def run_infill(args: argparse.Namespace) -> int:
 
 def _infill_fasta(args) -> int:
     loaded = _load(args)
-    if loaded.tokenizer.kind != "dna" or left_to_right(loaded):
+    if loaded.tokenizer.kind != "dna" or loaded.objective.left_to_right:
         raise UsageError(
             "--fasta needs a DNA diffusion model that sees both sides of the region (data.tokenizer=dna, the "
             "diffusion objective without model.block_size)"

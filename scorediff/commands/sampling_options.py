@@ -1,108 +1,97 @@
-"""The sampling options of ``scorediff sample`` and ``infill``: flags and the run's config to the keyword arguments of
-``scorediff.generation.generate``, every mistake a one-line ``UsageError``."""
+"""The sampling options of ``scorediff sample`` and ``infill``: the run's ``sampling`` section, then the flags given,
+as one ``SamplingOptions``; every mistake a one-line ``UsageError`` naming the flag."""
 
 from __future__ import annotations
 
-import math
+from ..sampling.options import OptionError, SamplingOptions
+from . import UsageError, label_id
 
-from ..objectives import BlockDiffusionObjective
-from . import UsageError, label_id, positive
-
-DIFFUSION_FLAGS = {
+#: each flag and the field of ``SamplingOptions`` it sets
+FLAGS = {
     "--steps": "steps",
     "--predictor": "predictor",
-    "--trajectory": "trajectory",
+    "--temperature": "temperature",
+    "--top-p": "top_p",
+    "--sample-tokens": "greedy",
     "--greedy-tail": "greedy_tail",
-    "--label": "label",
-    "--guidance": "guidance",
     "--order": "order",
     "--tokens-per-step": "tokens_per_step",
     "--threshold": "threshold",
-    "--sample-tokens": "sample_tokens",
     "--remask-rounds": "remask_rounds",
     "--remask-tokens": "remask_tokens",
+    "--no-cache": "cache",
+    "--block": "block",
+    "--label": "label",
+    "--guidance": "guidance",
+    "--trajectory": "trajectory",
 }
+#: the flags that only a diffusion model reads
+DIFFUSION_FLAGS = [flag for flag in FLAGS if flag not in ("--temperature", "--top-p", "--no-cache", "--block")]
 
 
-def sampling_options(args, loaded) -> dict:
-    """The sampling options for the checkpoint's kind; a diffusion-only flag on an autoregressive one is refused."""
+def sampling_options(args, loaded) -> SamplingOptions:
+    """The run's sampling options with the flags given in their place, checked once (``SamplingOptions``)."""
     if loaded.kind == "autoregressive":
-        for flag, name in DIFFUSION_FLAGS.items():
-            if getattr(args, name):
+        for flag in DIFFUSION_FLAGS:
+            if _given(args, flag):
                 raise UsageError(f"{flag} applies to diffusion models; this checkpoint is autoregressive")
-    sampling = loaded.config.sampling if loaded.config is not None else None
-    temperature = args.temperature if args.temperature is not None else (sampling.temperature if sampling else 1.0)
-    top_p = args.top_p if args.top_p is not None else (sampling.top_p if sampling else 1.0)
-    if not 0 < temperature < math.inf:
-        raise UsageError(f"--temperature must be finite and > 0; got {temperature}")
-    if not 0 < top_p <= 1:
-        raise UsageError(f"--top-p must be in (0, 1]; got {top_p}")
-    positive("--block", args.block)
-    options = {"temperature": temperature, "top_p": top_p, "block": args.block}
+    if args.guidance is not None and args.label is None:
+        raise UsageError("--guidance needs --label (the class to guide towards)")
+    if args.remask_tokens is not None and not args.remask_rounds:
+        raise UsageError("--remask-tokens applies with --remask-rounds")
+    run = loaded.config.sampling.options(loaded.kind) if loaded.config is not None else SamplingOptions()
+    try:
+        options = SamplingOptions.of(run, **_flag_values(args, loaded))
+    except OptionError as error:
+        raise UsageError(f"{_flag(error.field)} {error.reason}") from None
+    _check_model(options, args, loaded)
+    return options
+
+
+def _given(args, flag: str) -> bool:
+    value = getattr(args, flag[2:].replace("-", "_"))
+    return value is not None and value is not False
+
+
+def _flag_values(args, loaded) -> dict:
+    """The fields the flags set: only those given, so that the run's own options hold otherwise."""
+    values = {FLAGS[flag]: getattr(args, flag[2:].replace("-", "_")) for flag in FLAGS if _given(args, flag)}
+    if "order" in values:  # --order replaces the run's order with its companion
+        values.setdefault("tokens_per_step", None)
+    if "greedy" in values:
+        values["greedy"] = False  # --sample-tokens: draw each token instead of committing the likeliest
+    if "cache" in values:
+        values["cache"] = False
+    if "trajectory" in values:
+        values["trajectory"] = True
+    if "label" in values:
+        values["label"] = label_id(loaded, values["label"])
+    return values
+
+
+def _check_model(options: SamplingOptions, args, loaded) -> None:
+    """What the options ask of the model (masks to fill, one window at once, a context to remask within), and the
+    flags that mean something only in an order the model chooses."""
     if loaded.kind == "autoregressive":
-        return {**options, "cache": not args.no_cache}
-    if args.trajectory and left_to_right(loaded):
-        raise UsageError("--trajectory draws one window at once; a block diffusion model fills one block at a time")
-    predictor = args.predictor or (sampling.predictor if sampling else "analytic")
-    if predictor == "first_hitting" and loaded.graph.mask_id is None:
-        raise UsageError("--predictor first_hitting needs the absorbing graph; this model uses the uniform graph")
-    return {
-        **options,
-        **_conditioning(args, loaded),
-        **_order(args, loaded),
-        "steps": args.steps or (sampling.steps if sampling else 128),
-        "predictor": predictor,
-        "cache": not args.no_cache,
-        "greedy_tail": args.greedy_tail,
-        "return_trajectory": bool(args.trajectory),
-    }
-
-
-def _order(args, loaded) -> dict:
-    """``--order`` and its companions as sampling options (only those given, so a plain run is unchanged)."""
-    positive("--tokens-per-step", args.tokens_per_step)
-    positive("--remask-rounds", args.remask_rounds)
-    positive("--remask-tokens", args.remask_tokens)
-    adaptive = args.order not in (None, "random") or args.tokens_per_step or args.threshold is not None
-    if not adaptive:
+        return
+    if options.order == "random" and not options.tokens_per_step and options.threshold is None:
         for flag, given in (("--sample-tokens", args.sample_tokens), ("--remask-rounds", args.remask_rounds)):
             if given:
                 raise UsageError(f"{flag} applies with --order confidence, margin or entropy")
-        if args.remask_tokens:
-            raise UsageError("--remask-tokens applies with --remask-rounds")
-        return {}
-    if args.remask_tokens and not args.remask_rounds:
-        raise UsageError("--remask-tokens applies with --remask-rounds")
-    context = loaded.model.config.seq_len
-    if (args.remask_rounds or 0) > context:  # each round is a network call; more than one per position is waste
-        raise UsageError(f"--remask-rounds must be at most the context, {context}; got {args.remask_rounds}")
-    if loaded.graph.mask_id is None:
+    if options.trajectory and options.adaptive:
+        raise UsageError("--trajectory is drawn by the random order's samplers; --order draws none")
+    uniform = loaded.graph.mask_id is None
+    if options.predictor == "first_hitting" and uniform:
+        raise UsageError("--predictor first_hitting needs the absorbing graph; this model uses the uniform graph")
+    if options.adaptive and uniform:
         raise UsageError("--order needs the absorbing graph (masks to fill); this model uses the uniform graph")
-    if args.threshold is not None and (args.order != "confidence" or not 0 < args.threshold <= 1):
-        raise UsageError(f"--threshold applies with --order confidence, in (0, 1]; got {args.threshold}")
-    return {
-        "order": args.order or "random",
-        "tokens_per_step": args.tokens_per_step,
-        "threshold": args.threshold,
-        "greedy": not args.sample_tokens,
-        "remask_rounds": args.remask_rounds or 0,
-        "remask_tokens": args.remask_tokens or 1,
-    }
+    if options.trajectory and loaded.objective.left_to_right:
+        raise UsageError("--trajectory draws one window at once; a block diffusion model fills one block at a time")
+    context = loaded.model.config.seq_len
+    if options.remask_rounds > context:  # each round is a network call; more than one per position is waste
+        raise UsageError(f"--remask-rounds must be at most the context, {context}; got {options.remask_rounds}")
 
 
-def _conditioning(args, loaded) -> dict:
-    """``--label`` as the model's label id, and ``--guidance``; both checked against what the model knows."""
-    if args.guidance is not None and args.label is None:
-        raise UsageError("--guidance needs --label (the class to guide towards)")
-    if args.label is None:
-        return {}
-    label = label_id(loaded, args.label)
-    guidance = 0.0 if args.guidance is None else args.guidance
-    if not math.isfinite(guidance):
-        raise UsageError(f"--guidance must be a finite number; got {guidance}")
-    return {"label": label, "guidance": guidance}
-
-
-def left_to_right(loaded) -> bool:
-    """Whether the model generates left to right (autoregressive, or block diffusion), so it sees no suffix."""
-    return loaded.kind == "autoregressive" or isinstance(loaded.objective, BlockDiffusionObjective)
+def _flag(field: str) -> str:
+    """The flag that sets ``field``."""
+    return next((flag for flag, name in FLAGS.items() if name == field), field)

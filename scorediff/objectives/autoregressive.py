@@ -11,16 +11,8 @@ from ..checkpoint import Header
 from ..errors import InputError
 from ..model import CausalTransformer, ModelConfig, build_network
 from ..sampling.autoregressive import sample_autoregressive
+from ..sampling.options import SamplingOptions
 from .base import Objective, WindowFiller, check_scored
-
-SAMPLE_OPTIONS = {
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "cache": True,
-    "bf16": True,
-    "block": None,
-    "return_stats": False,
-}
 
 
 class AutoregressiveObjective(Objective):
@@ -36,7 +28,8 @@ class AutoregressiveObjective(Objective):
     name = "autoregressive"
     exact = True
     described = "an autoregressive model"
-    sample_options = SAMPLE_OPTIONS
+    option_fields = frozenset({"temperature", "top_p", "greedy", "cache", "bf16", "block"})
+    left_to_right = True
 
     def __init__(self, num_tokens: int):
         if int(num_tokens) < 1:
@@ -85,11 +78,14 @@ class AutoregressiveObjective(Objective):
         terms = log_probs.gather(-1, x_0[..., None]).squeeze(-1)  # (B, L)
         return -(terms if given is None else torch.where(given, 0.0, terms)).sum(-1)
 
-    def window_filler(self, model, settings: dict, generator, device) -> WindowFiller:
-        """Options: ``temperature`` (1.0), ``top_p`` (1.0), ``cache`` (True: keys and values kept between
-        positions), and the base's ``bf16``, ``block``, ``return_stats``. Given tokens after the leading prefix are
-        written in as their positions come: the model conditions on them from there on, never before."""
-        keywords = {"temperature": settings["temperature"], "top_p": settings["top_p"], "use_cache": settings["cache"]}
+    def window_filler(self, model, options: SamplingOptions, generator, device) -> WindowFiller:
+        """Each window left to right (``greedy``: the most probable token at each position; ``cache``: keys and
+        values kept between positions). Given tokens after the leading prefix are written in as their positions
+        come: the model conditions on them from there on, never before."""
+        keywords = {
+            "temperature": options.temperature, "top_p": options.top_p, "greedy": bool(options.greedy),
+            "use_cache": options.cache,
+        }  # fmt: skip
 
         def fill(window: Tensor, known: Tensor) -> tuple[Tensor, int, int]:
             prefix = int(known.long().cumprod(1).sum(1).min())  # given at the start of every row

@@ -11,6 +11,7 @@ import copy
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -20,8 +21,9 @@ from ..checkpoint import Header
 from ..devices import fast_bf16
 from ..errors import InputError
 from ..model import ModelConfig
-from ..sampling import SampleStats
+from ..sampling import SampleStats, SampleTrajectory
 from ..sampling.blocks import default_block, generate_in_blocks
+from ..sampling.options import OptionError, SamplingOptions
 
 
 class Objective(ABC):
@@ -79,43 +81,75 @@ class Objective(ABC):
         ``num_t`` is the number of Monte Carlo noise levels of a bound; an exact objective ignores it.
         """
 
-    #: The options ``sample`` takes, with their defaults.
-    sample_options: ClassVar[dict]
+    #: The fields of ``SamplingOptions`` that ``sample`` reads; any other must keep its default.
+    option_fields: ClassVar[frozenset[str]]
     #: How a message names this kind of model ("a diffusion model").
     described: ClassVar[str]
+    #: Whether the model generates left to right (it sees no suffix, so it only continues a prefix).
+    left_to_right: ClassVar[bool] = False
 
     def sample(
         self,
         model: nn.Module,
         shape: tuple[int, int],
+        options: SamplingOptions | None = None,
         *,
         condition: tuple[Tensor, Tensor] | None = None,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
-        **options,
-    ) -> Tensor | tuple[Tensor, SampleStats]:
+    ) -> Generation:
         """Draw ``shape`` tokens; ``condition = (tokens, given)`` fixes the tokens where ``given`` is True.
 
         Past the model's context the tokens are generated window by window (``generate_in_blocks``), each new
-        window given the tokens before it. Options are the objective's (``sample_options``); ``bf16`` samples
-        with a bf16 copy of the network where the hardware computes bf16 natively, ``block`` sets the new tokens
-        per window past the context (half of it) and ``return_stats`` also returns a ``SampleStats``.
+        window given the tokens before it (``options.block`` new tokens each; half the context by default).
+
+        Args:
+            model (nn.Module): the objective's network.
+            shape (tuple[int, int]): (batch_size, length).
+            options (SamplingOptions | None): how to sample (default: ``SamplingOptions()``).
+            condition (tuple[Tensor, Tensor] | None): int64 and bool, shape ``shape`` each.
+            generator (torch.Generator | None): the source of randomness.
+            device: where to sample.
         """
-        settings = resolve_options(options, self.sample_options, self.described)
+        options = self.check_options(options)
         started = time.perf_counter()
-        model = inference_copy(model, device, settings["bf16"])
-        fill = self.window_filler(model, settings, generator, device)
+        model = inference_copy(model, device, options.bf16)
+        fill = self.window_filler(model, options, generator, device)
         tokens, given = condition if condition is not None else nothing_given(shape, device)
         context = model.config.seq_len
-        x = generate_in_blocks(fill, tokens, given, context, settings["block"] or default_block(context))
-        if not settings["return_stats"]:
-            return x
+        x = generate_in_blocks(fill, tokens, given, context, options.block or default_block(context))
         seconds = time.perf_counter() - started
-        return x, SampleStats(fill.nfe, fill.steps, seconds, shape[0] * shape[1], fill.nfe_per_sequence)
+        return Generation(x, SampleStats(fill.nfe, fill.steps, seconds, shape[0] * shape[1], fill.nfe_per_sequence))
+
+    def check_options(self, options: SamplingOptions | None) -> SamplingOptions:
+        """``options`` (None: the defaults), refusing a field this objective does not read set to other than its
+        default, so that no option is silently ignored."""
+        options = SamplingOptions.of(options)
+        unused = [name for name in options.changed() if name not in self.option_fields]
+        if unused:
+            raise OptionError(
+                unused[0], f"does not apply to {self.described}; its options: {', '.join(sorted(self.option_fields))}"
+            )
+        return options
 
     @abstractmethod
-    def window_filler(self, model: nn.Module, settings: dict, generator, device) -> WindowFiller:
-        """What fills one window of at most the context, given some of its tokens (checking ``settings``)."""
+    def window_filler(self, model: nn.Module, options: SamplingOptions, generator, device) -> WindowFiller:
+        """What fills one window of at most the context, given some of its tokens (checking ``options``)."""
+
+
+@dataclass
+class Generation:
+    """What ``Objective.sample`` and ``scorediff.generate`` return.
+
+    Attributes:
+        tokens (Tensor): int64, shape (batch_size, length).
+        stats (SampleStats): network calls, steps, seconds and tokens of the call.
+        trajectory (SampleTrajectory | None): every intermediate state, when asked for (``options.trajectory``).
+    """
+
+    tokens: Tensor
+    stats: SampleStats
+    trajectory: SampleTrajectory | None = None
 
 
 class WindowFiller:
@@ -157,14 +191,6 @@ def check_scored(x_0: Tensor, num_tokens: int, model: nn.Module, given: Tensor |
 
 def nothing_given(shape: tuple[int, int], device) -> tuple[Tensor, Tensor]:
     return torch.zeros(shape, dtype=torch.int64, device=device), torch.zeros(shape, dtype=torch.bool, device=device)
-
-
-def resolve_options(options: dict, defaults: dict, kind: str) -> dict:
-    """``defaults`` updated by ``options``; a name that is not among them raises ``ValueError``."""
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise InputError(f"{unknown[0]} does not apply to {kind}; its options: {', '.join(sorted(defaults))}")
-    return {**defaults, **options}
 
 
 def inference_copy(model: nn.Module, device, bf16: bool) -> nn.Module:

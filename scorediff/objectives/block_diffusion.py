@@ -26,10 +26,11 @@ from ..losses import sample_times
 from ..model import BlockDiffusionTransformer, ModelConfig, build_network
 from ..sampling.block_diffusion import sample_blocks
 from ..sampling.guidance import check_label
-from ..sampling.orders import ORDER_OPTIONS, adaptive, check_order
+from ..sampling.options import SamplingOptions
 from ..schedules import NoiseSchedule
-from .base import Objective, WindowFiller, check_scored, prefix_length
-from .diffusion import DiffusionObjective
+from .base import WindowFiller, check_scored, prefix_length
+from .diffusion import DIFFUSION_OPTIONS, DiffusionObjective
+from .shared import check_greedy, draw_keywords, drop_labels
 
 
 class BlockDiffusionObjective(DiffusionObjective):
@@ -39,6 +40,11 @@ class BlockDiffusionObjective(DiffusionObjective):
     ``t`` (each position masked with probability ``1 - e^{-sigma_bar(t)}``), stratified over the batch's blocks,
     and weights the block's masked cross-entropies by ``B / k`` or ``sigma(t) / (e^{sigma_bar(t)} - 1)``: the
     bound above in expectation. ``nll`` estimates it with ``num_t`` counts per block, stratified.
+
+    ``sample`` takes the options of ``DiffusionObjective.sample`` but ``trajectory``; ``steps`` is the number of
+    sampler steps over the whole window, spread evenly over its blocks (at least one each), and an adaptive
+    ``order`` decodes inside each block, the blocks left to right. Only a prefix may be given: a block sees the
+    blocks before it, not those after.
 
     Args:
         graph (Graph): the absorbing graph.
@@ -51,6 +57,8 @@ class BlockDiffusionObjective(DiffusionObjective):
     """
 
     described = "a block diffusion model"
+    option_fields = DIFFUSION_OPTIONS - {"trajectory"}
+    left_to_right = True
 
     def __init__(
         self,
@@ -101,7 +109,7 @@ class BlockDiffusionObjective(DiffusionObjective):
         x_t = torch.where(masked.view(x_0.shape), self.graph.mask_id, x_0)
         batch = {"x_0": x_0, "x_t": x_t, "weight": weight.float().repeat_interleave(self.block_size, dim=1)}
         if label is not None:
-            batch["label"] = self.drop_labels(label, generator)
+            batch["label"] = drop_labels(label, self.label_dropout, generator)
         return batch
 
     def _mask_counts(self, u: Tensor, shape: torch.Size, generator) -> tuple[Tensor, Tensor]:
@@ -144,27 +152,18 @@ class BlockDiffusionObjective(DiffusionObjective):
             total += self._weighted_cross_entropy(model, x_0, x_t, weight, extra).double()
         return total / num_t
 
-    def sample(self, model, shape, *, condition=None, generator=None, device=None, **options):
-        """Options as for ``DiffusionObjective.sample`` but ``return_trajectory``; ``steps`` is the number of sampler
-        steps over the whole window, spread evenly over its blocks (at least one each). An adaptive ``order``
-        decodes inside each block, the blocks left to right. Only a prefix may be given: a block sees the blocks
-        before it, not those after."""
-        if options.get("return_trajectory"):
-            raise InputError("a block diffusion model fills one block at a time; it draws no single trajectory")
-        return Objective.sample(self, model, shape, condition=condition, generator=generator, device=device, **options)
-
-    def window_filler(self, model, settings: dict, generator, device) -> WindowFiller:
-        check_label(model, settings["label"], settings["guidance"])
-        keywords = {k: settings[k] for k in ("cache", "label", "guidance", "temperature", "top_p", "greedy_tail")}
-        if adaptive(settings):
-            check_order(settings["order"], settings["tokens_per_step"], settings["threshold"])
-            keywords["order"] = {k: settings[k] for k in ORDER_OPTIONS}
+    def window_filler(self, model, options: SamplingOptions, generator, device) -> WindowFiller:
+        check_label(model, options.label, options.guidance)
+        keywords = {"cache": options.cache, "label": options.label, "guidance": options.guidance}
+        keywords.update(draw_keywords(options))
+        if check_greedy(options):
+            keywords["order"] = options.order_keywords()
 
         def fill(window: Tensor, known: Tensor) -> tuple[Tensor, int, int]:
             prefix_length(known, self.described)
-            per_block = max(1, round(settings["steps"] * self.block_size / window.shape[1]))
+            per_block = max(1, round(options.steps * self.block_size / window.shape[1]))
             return sample_blocks(
-                model, self.graph, self.schedule, window, known, per_block, settings["predictor"],
+                model, self.graph, self.schedule, window, known, per_block, options.predictor,
                 generator=generator, **keywords,
             )  # fmt: skip
 

@@ -17,31 +17,15 @@ from ..losses import sample_times, weighted_score_entropy
 from ..model import ModelConfig, SEDDTransformer, build_network
 from ..sampling import TimeIndependentScore, sample
 from ..sampling.guidance import check_label, guide_log_probs, guide_log_scores, labelled
-from ..sampling.orders import ORDER_OPTIONS, adaptive, check_order, decode_in_order, tokens_per_call
+from ..sampling.options import OptionError, SamplingOptions
+from ..sampling.orders import decode_in_order, tokens_per_call
 from ..schedules import LogLinearSchedule, NoiseSchedule
 from ..types import ScoreFn
-from .base import Objective, WindowFiller, check_scored, inference_copy, resolve_options
+from .base import Generation, Objective, WindowFiller, check_scored, inference_copy
+from .shared import check_greedy, draw_keywords, drop_labels
 
-SAMPLE_OPTIONS = {
-    "steps": 128,
-    "predictor": "analytic",
-    "cache": True,
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "greedy_tail": False,
-    "bf16": True,
-    "block": None,
-    "return_trajectory": False,
-    "return_stats": False,
-    "label": None,
-    "guidance": 0.0,
-    "order": "random",
-    "tokens_per_step": None,
-    "threshold": None,
-    "greedy": True,
-    "remask_rounds": 0,
-    "remask_tokens": 1,
-}
+#: what a diffusion model's ``sample`` reads of ``SamplingOptions``: all of it
+DIFFUSION_OPTIONS = frozenset(field.name for field in dataclasses.fields(SamplingOptions))
 
 
 class DiffusionObjective(Objective):
@@ -73,7 +57,7 @@ class DiffusionObjective(Objective):
     name = "diffusion"
     exact = False
     described = "a diffusion model"
-    sample_options = SAMPLE_OPTIONS
+    option_fields = DIFFUSION_OPTIONS
 
     def __init__(
         self,
@@ -133,14 +117,8 @@ class DiffusionObjective(Objective):
         if given is not None:
             batch["given"] = given
         if label is not None:
-            batch["label"] = self.drop_labels(label, generator)
+            batch["label"] = drop_labels(label, self.label_dropout, generator)
         return batch
-
-    def drop_labels(self, label: Tensor, generator: torch.Generator) -> Tensor:
-        """``label`` (B,) with a ``label_dropout`` fraction of the rows replaced by the null label (-1), so that one
-        network learns the conditional and the unconditional model (classifier-free guidance)."""
-        dropped = torch.rand(label.shape, generator=generator) < self.label_dropout
-        return torch.where(dropped, -1, label)
 
     def _mask_counts(self, x_0: Tensor, u: Tensor, generator, given: Tensor | None) -> dict[str, Tensor]:
         """``k = 1 + floor(u n)`` of the ``n`` positions not ``given`` masked uniformly, ``t = k / n`` (so that the
@@ -225,68 +203,57 @@ class DiffusionObjective(Objective):
             total += self.masked_cross_entropy(network, batch, weight=1 / batch["t"]).double()
         return total / num_t
 
-    def sample(self, model, shape, *, condition=None, generator=None, device=None, **options):
-        """Options: ``steps`` (128), ``predictor`` (``"analytic"``, ``"euler"``, ``"first_hitting"``), ``cache``
-        (True: skip network calls for unchanged sequences of a time-independent network), ``temperature`` and
-        ``top_p`` (1), ``greedy_tail`` (False), ``bf16`` (True: a bf16 copy of the network where the hardware does
-        bf16 natively; the draws stay float64), ``block`` (new tokens per window past the context; half of it),
-        ``return_trajectory`` (False: one window, returns a ``SampleTrajectory``) and ``return_stats`` (False); a
-        conditional model's ``label`` (an int; None: the unconditional model) and ``guidance`` (0: the
-        conditional model; see ``scorediff.sampling.guidance``).
-
-        Decoding in the model's own order (absorbing graph; see ``scorediff.sampling.orders``, not a sampler of
-        the model's law): ``order`` (``"random"``: the samplers above; ``"confidence"``, ``"margin"``,
-        ``"entropy"``), ``tokens_per_step`` (positions committed per network call; None: ``ceil(L / steps)``),
-        ``threshold`` (confidence order: also commit every position at least this sure), ``greedy`` (True:
-        commit the most probable token; False: draw it at ``temperature``), and ``remask_rounds`` (0) rounds that
-        each refill the ``remask_tokens`` (1) least sure commitments of a row.
-        """
-        if not options.get("return_trajectory"):
-            return super().sample(model, shape, condition=condition, generator=generator, device=device, **options)
-        settings = resolve_options(options, self.sample_options, self.described)
-        if adaptive(settings):
-            raise InputError("a trajectory is drawn by the random order's samplers; --order draws none")
+    def sample(self, model, shape, options=None, *, condition=None, generator=None, device=None) -> Generation:
+        """Each window drawn by the reverse process (``options.predictor``, ``steps``, ``temperature``, ``top_p``,
+        ``greedy_tail``; ``cache`` skips the network calls on unchanged sequences of a time-independent network), or
+        decoded in an order the model chooses (``order`` and its companions; absorbing graph; see
+        ``scorediff.sampling.orders``, not a sampler of the model's law). A conditional model's ``label`` and
+        ``guidance`` (see ``scorediff.sampling.guidance``). ``trajectory`` keeps every state of one window."""
+        options = self.check_options(options)
+        if not options.trajectory:
+            return super().sample(model, shape, options, condition=condition, generator=generator, device=device)
+        if options.adaptive:
+            raise OptionError("trajectory", "is drawn by the random order's samplers; an order draws none")
         context = model.config.seq_len
         if shape[1] > context:
-            raise InputError(f"a trajectory is drawn for one window of at most {context} tokens; got {shape[1]}")
-        model = inference_copy(model, device, settings["bf16"])
-        score_fn = self.score_fn(model, settings["cache"], settings["label"], settings["guidance"])
-        keywords = {k: settings[k] for k in ("temperature", "top_p", "greedy_tail", "return_stats")}
-        return sample(
-            score_fn, self.graph, self.schedule, shape, settings["steps"], settings["predictor"], condition=condition,
-            generator=generator, device=device, return_trajectory=True, **keywords,
+            raise OptionError("trajectory", f"is drawn for one window of at most {context} tokens; got {shape[1]}")
+        model = inference_copy(model, device, options.bf16)
+        score_fn = self.score_fn(model, options.cache, options.label, options.guidance)
+        trajectory, stats = sample(
+            score_fn, self.graph, self.schedule, shape, options.steps, options.predictor, condition=condition,
+            generator=generator, device=device, return_trajectory=True, return_stats=True, **draw_keywords(options),
         )  # fmt: skip
+        return Generation(trajectory.tokens, stats, trajectory)
 
-    def window_filler(self, model, settings: dict, generator, device) -> WindowFiller:
+    def window_filler(self, model, options: SamplingOptions, generator, device) -> WindowFiller:
         """Each window drawn by the sampler (``sample``), or decoded in an adaptive order (``decode_in_order``)."""
-        score_fn = self.score_fn(model, settings["cache"], settings["label"], settings["guidance"])
-        if adaptive(settings):
-            return self._order_filler(score_fn, settings, generator)
-        keywords = {k: settings[k] for k in ("temperature", "top_p", "greedy_tail")}
+        score_fn = self.score_fn(model, options.cache, options.label, options.guidance)
+        if check_greedy(options):
+            return self._order_filler(score_fn, options, generator)
 
         def fill(tokens: Tensor, given: Tensor) -> tuple[Tensor, int, int, float]:
             before = getattr(score_fn, "nfe", 0)  # a cached score counts its calls across windows
             x, stats = sample(
-                score_fn, self.graph, self.schedule, tokens.shape, settings["steps"], settings["predictor"],
-                condition=(tokens, given), generator=generator, device=device, return_stats=True, **keywords,
+                score_fn, self.graph, self.schedule, tokens.shape, options.steps, options.predictor,
+                condition=(tokens, given), generator=generator, device=device, return_stats=True,
+                **draw_keywords(options),
             )  # fmt: skip
             return x, stats.nfe - before, stats.steps, stats.nfe_per_sequence
 
         return WindowFiller(fill)
 
-    def _order_filler(self, score_fn: ScoreFn, settings: dict, generator) -> WindowFiller:
+    def _order_filler(self, score_fn: ScoreFn, options: SamplingOptions, generator) -> WindowFiller:
         if self.graph.mask_id is None:
-            raise InputError("decoding in an order needs the absorbing graph (masks to fill); this model is uniform")
-        check_order(settings["order"], settings["tokens_per_step"], settings["threshold"])
+            raise OptionError("order", "needs the absorbing graph (masks to fill); this model is uniform")
         log_probs_fn = self.denoiser(score_fn)
 
         def fill(tokens: Tensor, given: Tensor) -> tuple[Tensor, int, int, float]:
             x = torch.where(given, tokens, self.graph.mask_id)
-            options = {k: settings[k] for k in ORDER_OPTIONS}
-            options["tokens_per_step"] = tokens_per_call(settings["tokens_per_step"], given, settings["steps"])
+            keywords = options.order_keywords()
+            keywords["tokens_per_step"] = tokens_per_call(options.tokens_per_step, given, options.steps)
             rows_before = getattr(score_fn, "rows_evaluated", None)  # a cached score skips finished sequences
             x, nfe = decode_in_order(
-                log_probs_fn, x, self.graph.mask_id, self.num_tokens, given=given, generator=generator, **options
+                log_probs_fn, x, self.graph.mask_id, self.num_tokens, given=given, generator=generator, **keywords
             )
             per_sequence = nfe if rows_before is None else (score_fn.rows_evaluated - rows_before) / len(x)
             return x, nfe, nfe, per_sequence

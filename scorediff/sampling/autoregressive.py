@@ -23,6 +23,7 @@ def sample_autoregressive(
     prompt: Tensor | None = None,
     temperature: float = 1.0,
     top_p: float = 1.0,
+    greedy: bool = False,
     use_cache: bool = True,
     fixed: tuple[Tensor, Tensor] | None = None,
     generator: torch.Generator | None = None,
@@ -40,6 +41,7 @@ def sample_autoregressive(
         prompt (Tensor | None): int64 (batch_size, P), the first ``P <= length`` tokens, kept as they are.
         temperature (float): > 0, divides the log-probabilities.
         top_p (float): in (0, 1], nucleus sampling.
+        greedy (bool): take the most probable token at every position instead of drawing one.
         use_cache (bool): keep keys and values between positions.
         fixed (tuple[Tensor, Tensor] | None): ``(tokens, mask)``, int64 and bool (batch_size, length): where
             ``mask`` is True the token of ``tokens`` is written instead of a draw. The model conditions on a fixed
@@ -68,7 +70,8 @@ def sample_autoregressive(
     fresh = tokens  # the positions the model has not seen yet
     while tokens.shape[1] <= length:
         log_probs = model(fresh if use_cache else tokens, cache)[:, -1]  # (B, V)
-        draw = sample_from(temper(log_probs, temperature, top_p), generator)[:, None]  # (B, 1)
+        probs = temper(log_probs, temperature, top_p)  # (B, V)
+        draw = (probs.argmax(-1) if greedy else sample_from(probs, generator))[:, None]  # (B, 1)
         if fixed is not None:
             at = tokens.shape[1] - 1  # the position being drawn, without the start token
             draw = torch.where(fixed[1][:, at : at + 1], fixed[0][:, at : at + 1], draw)

@@ -34,19 +34,6 @@ ORDERS = ("random", "confidence", "margin", "entropy")
 LogProbsFn = Callable[[Tensor], Tensor]
 
 
-#: the options of an adaptive order, as ``decode_in_order`` takes them
-ORDER_OPTIONS = ("order", "tokens_per_step", "threshold", "greedy", "temperature", "remask_rounds", "remask_tokens")
-
-
-def adaptive(settings: dict) -> bool:
-    """Whether the options ask for an adaptive order (or several positions per call) instead of a sampler
-    (``settings``: an objective's resolved sampling options)."""
-    return (
-        settings["order"] != "random" or bool(settings["tokens_per_step"]) or settings["threshold"] is not None
-        or bool(settings["remask_rounds"])
-    )  # fmt: skip
-
-
 def check_order(order: str, tokens_per_step: int | None, threshold: float | None) -> None:
     """A known order, at least one token per step and a threshold in (0, 1] (confidence only)."""
     if order not in ORDERS:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import torch
 
 from ..generation import generate, sampling_options
 from ..objectives import Objective
+from ..sampling.options import SamplingOptions
 from .distributed import DistInfo, all_reduce_sum
 from .step import TrainState
 
@@ -71,7 +73,7 @@ def validation_nll(
 
 @torch.no_grad()
 def preview(
-    objective: Objective, model, tokenizer, num_samples: int, seq_len: int, options: dict, seed: int, device,
+    objective: Objective, model, tokenizer, num_samples: int, seq_len: int, options: SamplingOptions, seed: int, device,
     condition: tuple[torch.Tensor, torch.Tensor] | None = None,
 ):  # fmt: skip
     """A few samples, decoded: unconditional, or the answers to the first prompts of ``condition`` (tokens, given)."""
@@ -80,7 +82,7 @@ def preview(
         condition = tuple(part[:num_samples].to(device) for part in condition)
         num_samples = len(condition[0])
     tokens = generate(
-        objective, model, (num_samples, seq_len), condition=condition, generator=generator, device=device, **options
+        objective, model, (num_samples, seq_len), options, condition=condition, generator=generator, device=device
     ).tokens
     return [tokenizer.decode(row.tolist()) if tokenizer is not None else str(row.tolist()) for row in tokens.cpu()]
 
@@ -101,8 +103,7 @@ def evaluate_during_training(state: TrainState, tokenizer, val_windows, device, 
         if state.info.is_main and tc.preview_samples > 0:
             seq_len = state.config.model.seq_len
             options = sampling_options(state.config)
-            if "steps" in options:
-                options["steps"] = min(options["steps"], 128)  # a preview, not the final samples
+            options = replace(options, steps=min(options.steps, 128))  # a preview, not the final samples
             condition = (examples["x_0"], examples["given"]) if "given" in examples else None
             samples = preview(
                 state.objective, model, tokenizer, tc.preview_samples, seq_len, options, tc.seed + state.step, device,

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from scorediff import SamplingOptions
 from scorediff.tasks import path_star, sudoku
 
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "puzzles.py"
@@ -78,9 +79,9 @@ class ScriptedObjective:
     def __init__(self, answers: list[torch.Tensor]):
         self.answers, self.asked = list(answers), []
 
-    def sample(self, model, shape, *, condition, generator, return_stats, **options):
+    def sample(self, model, shape, options, *, condition, generator):
         self.asked.append((shape, condition, options))
-        return self.answers.pop(0), SimpleNamespace(nfe=7)
+        return SimpleNamespace(tokens=self.answers.pop(0), stats=SimpleNamespace(nfe=7))
 
 
 def test_solve_rate_and_cell_accuracy_of_hand_built_answers():
@@ -96,12 +97,13 @@ def test_solve_rate_and_cell_accuracy_of_hand_built_answers():
     clue = int(torch.nonzero(given[2, 20:])[0]) + 20
     answers[2, clue] = answers[2, clue] % 4 + 1
     objective = ScriptedObjective([row[None] for row in answers])
-    result = puzzles.solve(SimpleNamespace(objective=objective, model=None), task, PUZZLES, {"order": "x"}, batch=1)
+    loaded = SimpleNamespace(objective=objective, model=None)
+    result = puzzles.solve(loaded, task, PUZZLES, {"order": "margin"}, batch=1)
     assert result["solve_rate"] == pytest.approx(1 / 3)
     assert result["cell_accuracy"] == pytest.approx(25 / 26)
     assert result["network_calls"] == 21
     for (shape, (rows, known), options), first in zip(objective.asked, range(3), strict=True):
-        assert shape == (1, 40) and options == {"order": "x"}
+        assert shape == (1, 40) and options == SamplingOptions(order="margin")
         assert torch.equal(rows, tokens[first : first + 1]) and torch.equal(known, given[first : first + 1])
 
 

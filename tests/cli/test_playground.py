@@ -10,6 +10,7 @@ import shutil
 import socket
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -187,7 +188,7 @@ def test_closing_a_stream_stops_its_sampler(trained_run):
 
     hook = session.loaded.model.vocab_embed.register_forward_pre_hook(slow)
     try:
-        stream = session.stream(*session.request(TEMPLATE, "", "", None), {**session.options(**OPTIONS), "steps": 64})
+        stream = session.stream(*session.request(TEMPLATE, "", "", None), replace(session.options(**OPTIONS), steps=64))
         next(stream)
         stream.close()  # what Gradio does when the page goes away; it returns once the sampler has stopped
     finally:

@@ -92,13 +92,13 @@ def test_prompted_mistakes_are_one_line_and_write_nothing(capsys, prompted_runs,
     ask = ["sample", "--prompts", str(reversal), "--out", str(out), "--checkpoint"]
     assert_user_error(capsys, [*ask, ar, "--order", "confidence"], r"--order applies to diffusion models")
     assert_user_error(capsys, [*ask, diffusion, "--order", "margin", "--tokens-per-step", "0"],
-                      r"--tokens-per-step must be > 0; got 0")  # fmt: skip
+                      r"--tokens-per-step must be a whole number >= 1; got 0")  # fmt: skip
     assert_user_error(capsys, [*ask, diffusion, "--order", "margin", "--threshold", "0.5"], r"--threshold applies")
     assert_user_error(capsys, [*ask, diffusion, "--remask-rounds", "2"], r"--remask-rounds applies with --order")
     assert_user_error(capsys, [*ask, diffusion, "--order", "margin", "--remask-tokens", "2"],
                       r"--remask-tokens applies with --remask-rounds")  # fmt: skip
     assert_user_error(capsys, [*ask, diffusion, "--order", "margin", "--remask-rounds", "-1"],
-                      r"--remask-rounds must be > 0; got -1")  # fmt: skip
+                      r"--remask-rounds must be a whole number >= 0; got -1")  # fmt: skip
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "rev ab="}\n{"question": "x"}\n')
     assert_user_error(capsys, ["sample", "--checkpoint", diffusion, "--prompts", str(bad)],

@@ -1,6 +1,7 @@
 """Sampling from the command line: caching, the first-hitting sampler, statistics, lengths past the context."""
 
 import json
+import shutil
 
 from cli_run import assert_user_error, run_cli
 
@@ -50,7 +51,14 @@ def test_bad_sampling_requests(capsys, trained_radd_run, trained_run):
     assert_user_error(capsys, [*radd, "--steps", "-3"], r"--steps must be > 0; got -3")
     assert_user_error(capsys, [*radd, "--temperature", "-1"], r"--temperature must be finite and > 0; got -1")
     assert_user_error(capsys, [*radd, "--top-p", "0"], r"--top-p must be in \(0, 1\]; got 0")
-    assert_user_error(capsys, [*radd, "--block", "0"], r"--block must be > 0; got 0")
+    assert_user_error(capsys, [*radd, "--block", "0"], r"--block must be a whole number >= 1; got 0")
+    assert_user_error(
+        capsys, [*radd, "--tokens-per-step", "0"], r"--tokens-per-step must be a whole number >= 1; got 0"
+    )
+    assert_user_error(capsys, [*radd, "--threshold", "0.5"], r"--threshold applies to the confidence order; got order")
+    assert_user_error(
+        capsys, [*radd, "--order", "confidence", "--threshold", "2"], r"--threshold must be in \(0, 1\]; got 2.0"
+    )
     assert_user_error(capsys, [*radd, "--num-samples", "1000000000"], r"would need about [\d,.]+ GiB; the machine has")
     assert_user_error(capsys, [*radd, "--steps", "1000000000"], r"would need about [\d,.]+ GiB")
     assert_user_error(capsys, [*radd, "--length", "100", "--trajectory", "t.html"], r"one window of at most 32")
@@ -69,3 +77,26 @@ def test_infill_takes_the_decoding_orders(capsys, trained_radd_run):
     assert len(text) == 17 and stats_line(err)["nfe"] == 4
     code, out, err = run_cli(capsys, [*base, "--order", "margin", "--tokens-per-step", "2", "--remask-rounds", "1"])
     assert code == 0 and stats_line(err)["nfe"] == 5 and out.rstrip("\n")[6:10] == " or "
+
+
+def test_sample_and_infill_follow_the_runs_decoding_order_unless_a_flag_says_otherwise(
+    capsys, trained_radd_run, tmp_path
+):
+    """A run whose ``sampling`` section asks for the confidence order, 4 positions per call: 32 positions take 8
+    calls; infill's 7 blanks take 2; ``--order random`` goes back to the sampler (its steps and final step)."""
+    run = shutil.copytree(trained_radd_run, tmp_path / "run")
+    for path in run.rglob("config.json"):
+        config = json.loads(path.read_text())
+        config["sampling"].update(order="confidence", tokens_per_step=4)
+        path.write_text(json.dumps(config))
+    code, _, err = run_cli(capsys, ["sample", "--checkpoint", str(run), "--stats"])
+    assert code == 0 and stats_line(err)["nfe"] == 8
+    code, out, err = run_cli(capsys, ["sample", "--checkpoint", str(run), "--stats", "--format", "jsonl"])
+    record = json.loads(out.splitlines()[0])
+    assert record["order"] == "confidence" and record["tokens_per_step"] == 4 and record["greedy"] is None
+    template = ["--template", "To [MASK:3] or [MASK:4] be"]
+    code, _, err = run_cli(capsys, ["infill", "--checkpoint", str(run), *template, "--stats"])
+    assert code == 0 and stats_line(err)["nfe"] == 2
+    plain = ["--order", "random", "--steps", "6", "--no-cache", "--stats"]
+    code, _, err = run_cli(capsys, ["sample", "--checkpoint", str(run), *plain])
+    assert code == 0 and stats_line(err)["nfe"] == 7  # 6 steps and the final denoising step

@@ -19,6 +19,7 @@ from reference import (
 from scorediff import AbsorbingGraph, LogLinearSchedule
 from scorediff.model import ModelConfig
 from scorediff.objectives import BlockDiffusionObjective
+from scorediff.sampling.options import SamplingOptions
 
 NUM_TOKENS = 3
 MASK = NUM_TOKENS
@@ -103,9 +104,9 @@ def test_the_first_hitting_block_sampler_draws_the_denoisers_law():
     with torch.no_grad():
         law = block_order_law(network, states, 2, MASK)
     generator = torch.Generator().manual_seed(2)
-    x, stats = objective.sample(
-        network, (NUM_SAMPLES, 4), predictor="first_hitting", bf16=False, generator=generator, return_stats=True
-    )
+    options = SamplingOptions(predictor="first_hitting", bf16=False)
+    drawn = objective.sample(network, (NUM_SAMPLES, 4), options, generator=generator)
+    x, stats = drawn.tokens, drawn.stats
     floor = total_variation(states[torch.multinomial(law, NUM_SAMPLES, True, generator=generator)], law, NUM_TOKENS)
     assert total_variation(x, law, NUM_TOKENS) <= floor + 0.006  # 60,000 draws of 81 states: floor about 0.015
     assert stats.nfe == 2 * 2  # two positions per block, one call each (the first block is cached with the second)
@@ -117,15 +118,15 @@ def test_exact_conditionals_sample_the_data_and_a_prefix_conditions_it(predictor
     exact = ExactBlockDenoiser(data, block_size=2)
     objective = BlockDiffusionObjective(AbsorbingGraph(NUM_TOKENS), LogLinearSchedule(), 2)
     generator = torch.Generator().manual_seed(3)
-    options = {"predictor": predictor, "steps": 512, "bf16": False, "generator": generator}
-    x = objective.sample(exact, (20_000, 4), **options)
+    options = SamplingOptions(predictor=predictor, steps=512, bf16=False)
+    x = objective.sample(exact, (20_000, 4), options, generator=generator).tokens
     reference = all_sequences(NUM_TOKENS, 4)[torch.multinomial(data.reshape(-1), 20_000, True, generator=generator)]
     floor = total_variation(reference, data, NUM_TOKENS)
     assert total_variation(x, data, NUM_TOKENS) <= floor + 0.012
     # a prefix of three tokens (it ends inside the second block): the rest is the exact conditional
     tokens = torch.tensor([2, 0, 1, 0]).expand(20_000, 4)
     given = torch.tensor([True, True, True, False]).expand(20_000, 4)
-    filled = objective.sample(exact, (20_000, 4), condition=(tokens, given), **options)
+    filled = objective.sample(exact, (20_000, 4), options, condition=(tokens, given), generator=generator).tokens
     assert torch.equal(filled[:, :3], tokens[:, :3])
     conditional = data[2, 0, 1] / data[2, 0, 1].sum()
     counts = torch.bincount(filled[:, 3], minlength=NUM_TOKENS).double() / 20_000
@@ -137,13 +138,14 @@ def test_only_a_prefix_may_be_given_and_lengths_are_whole_blocks():
     tokens = torch.zeros(2, 4, dtype=torch.int64)
     with pytest.raises(ValueError, match="can only continue a prefix"):
         objective.sample(network, (2, 4), condition=(tokens, torch.tensor([[False, True, False, False]] * 2)))
-    with pytest.raises(ValueError, match="no single trajectory"):
-        objective.sample(network, (2, 4), return_trajectory=True)
+    with pytest.raises(ValueError, match="trajectory does not apply to a block diffusion model"):
+        objective.sample(network, (2, 4), SamplingOptions(trajectory=True))
     with pytest.raises(ValueError, match="whole blocks of 2; got length 3"):
         objective.nll(network, tokens[:, :3])
     with pytest.raises(ValueError, match="no score of"):
         objective.score_fn(network)
-    assert flat_index(objective.sample(network, (2, 7), bf16=False), NUM_TOKENS).shape == (2,)  # past the context
+    past = objective.sample(network, (2, 7), SamplingOptions(bf16=False)).tokens  # past the context
+    assert flat_index(past, NUM_TOKENS).shape == (2,)
 
 
 @pytest.mark.parametrize("guidance", [0.0, 2.0])
@@ -161,8 +163,9 @@ def test_skipping_unchanged_rows_draws_the_same_tokens(guidance):
 
     def run(cache: bool, label: int = 1):
         generator = torch.Generator().manual_seed(5)
-        options = {"steps": 256, "cache": cache, "label": label, "guidance": guidance, "bf16": False}
-        return objective.sample(network, (6, 16), generator=generator, return_stats=True, **options)
+        options = SamplingOptions(steps=256, cache=cache, label=label, guidance=guidance, bf16=False)
+        drawn = objective.sample(network, (6, 16), options, generator=generator)
+        return drawn.tokens, drawn.stats
 
     (cached, fast), (plain, slow) = run(True), run(False)
     assert torch.equal(cached, plain)
@@ -174,9 +177,9 @@ def test_skipping_unchanged_rows_draws_the_same_tokens(guidance):
 def test_labels_are_checked():
     objective, network = objective_and_network(block_size=2, seq_len=4)
     with pytest.raises(ValueError, match="no labels"):
-        objective.sample(network, (2, 4), label=0)
+        objective.sample(network, (2, 4), SamplingOptions(label=0))
     with pytest.raises(ValueError, match="guidance needs a label"):
-        objective.sample(network, (2, 4), guidance=1.0)
+        objective.sample(network, (2, 4), SamplingOptions(guidance=1.0))
 
 
 def reference_block_path(exact: ExactBlockDenoiser, row: torch.Tensor, block_size: int) -> torch.Tensor:
@@ -207,10 +210,9 @@ def test_a_confidence_order_decodes_inside_each_block(tokens_per_step):
     for given_count in (0, 1):
         given = torch.zeros_like(tokens, dtype=torch.bool)
         given[:, :given_count] = True
-        out, stats = objective.sample(
-            exact, tuple(tokens.shape), condition=(tokens, given), order="confidence", tokens_per_step=tokens_per_step,
-            bf16=False, return_stats=True,
-        )  # fmt: skip
+        options = SamplingOptions(order="confidence", tokens_per_step=tokens_per_step, bf16=False)
+        drawn = objective.sample(exact, tuple(tokens.shape), options, condition=(tokens, given))
+        out, stats = drawn.tokens, drawn.stats
         assert torch.equal(out[given], tokens[given])
         if tokens_per_step == 1:
             start = torch.where(given, tokens, MASK)

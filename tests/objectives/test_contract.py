@@ -10,6 +10,7 @@ from scorediff.config import ConfigError, load_config
 from scorediff.generation import Generation, generate, sampling_options
 from scorediff.model import ModelConfig
 from scorediff.objectives import AutoregressiveObjective, BlockDiffusionObjective, DiffusionObjective
+from scorediff.sampling.options import SamplingOptions
 
 NUM_TOKENS, SEQ_LEN, ROWS = 5, 8, 4
 
@@ -67,10 +68,28 @@ def test_every_objective_draws_scores_and_generates(name, arch):
 
 def test_the_run_config_names_the_options_every_command_uses():
     diffusion = load_config("tiny", ["sampling.temperature=0.7", "sampling.order=margin", "sampling.tokens_per_step=2"])
-    assert sampling_options(diffusion) == {"temperature": 0.7, "top_p": 1.0, "steps": 128, "predictor": "analytic",
-                                           "order": "margin", "tokens_per_step": 2}  # fmt: skip
-    assert sampling_options(load_config("tiny-ar", ["sampling.top_p=0.9"])) == {"temperature": 1.0, "top_p": 0.9}
+    expected = SamplingOptions(temperature=0.7, order="margin", tokens_per_step=2)
+    assert sampling_options(diffusion) == expected and expected.changed() == ["temperature", "order", "tokens_per_step"]
+    autoregressive = load_config("tiny-ar", ["sampling.top_p=0.9", "sampling.steps=64"])
+    assert sampling_options(autoregressive) == SamplingOptions(top_p=0.9)  # the diffusion fields are not its own
     with pytest.raises(ConfigError, match="sampling.order must be one of"):
         load_config("tiny", ["sampling.order=sideways"])
     with pytest.raises(ConfigError, match="sampling.predictor must be one of"):
         load_config("tiny", ["sampling.predictor=leapfrog"])
+    with pytest.raises(ConfigError, match=r"sampling.temperature must be finite and > 0; got 0.0"):
+        load_config("tiny", ["sampling.temperature=0"])
+
+
+@pytest.mark.parametrize("name", sorted(objectives()))
+def test_every_objective_returns_a_generation_and_refuses_the_options_it_does_not_read(name):
+    objective, model = build(name)
+    drawn = objective.sample(model, (2, SEQ_LEN), SamplingOptions(bf16=False, steps=2) if name != "autoregressive"
+                             else SamplingOptions(bf16=False))  # fmt: skip
+    assert isinstance(drawn, Generation) and drawn.tokens.shape == (2, SEQ_LEN) and drawn.trajectory is None
+    assert drawn.stats.tokens == 2 * SEQ_LEN
+    if name == "autoregressive":
+        with pytest.raises(ValueError, match="steps does not apply to an autoregressive model"):
+            objective.sample(model, (2, SEQ_LEN), SamplingOptions(steps=4))
+    else:  # the random order's samplers only draw: greedy needs an order
+        with pytest.raises(ValueError, match="greedy applies to decoding in an order"):
+            objective.sample(model, (2, SEQ_LEN), SamplingOptions(greedy=True))

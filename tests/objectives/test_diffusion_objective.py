@@ -6,6 +6,7 @@ import torch
 from scorediff import AbsorbingGraph, LogLinearSchedule, weighted_score_entropy
 from scorediff.model import ModelConfig
 from scorediff.objectives import DiffusionObjective
+from scorediff.sampling.options import SamplingOptions
 
 
 def test_time_independent_cross_entropy_equals_the_score_entropy():
@@ -197,17 +198,19 @@ def test_sample_in_an_order_keeps_the_prompt_and_takes_ceil_n_over_k_calls(time_
     given = torch.zeros_like(tokens, dtype=torch.bool)
     given[:, :5] = True  # 7 positions to fill
     for order, k, calls in (("confidence", 1, 7), ("margin", 3, 3), ("entropy", 7, 1), ("random", 2, 4)):
-        x, stats = objective.sample(
-            model, (3, 12), condition=(tokens, given), order=order, tokens_per_step=k, return_stats=True, bf16=False
+        drawn = objective.sample(
+            model, (3, 12), SamplingOptions(order=order, tokens_per_step=k, bf16=False), condition=(tokens, given)
         )
+        x, stats = drawn.tokens, drawn.stats
         assert torch.equal(x[given], tokens[given]) and (x < 5).all() and stats.nfe == calls, (order, stats)
-    x, stats = objective.sample(model, (3, 12), condition=(tokens, given), order="confidence", steps=4,
-                                return_stats=True)  # fmt: skip
+    options = SamplingOptions(order="confidence", steps=4)
+    stats = objective.sample(model, (3, 12), options, condition=(tokens, given)).stats
     assert stats.nfe == 4  # ceil(7 / 4) = 2 positions per call
-    greedy = objective.sample(model, (3, 12), condition=(tokens, given), order="confidence", bf16=False)
-    again = objective.sample(model, (3, 12), condition=(tokens, given), order="confidence", bf16=False)
+    options = SamplingOptions(order="confidence", bf16=False)
+    greedy = objective.sample(model, (3, 12), options, condition=(tokens, given)).tokens
+    again = objective.sample(model, (3, 12), options, condition=(tokens, given)).tokens
     assert torch.equal(greedy, again)  # greedy tokens in a fixed order: deterministic
-    with pytest.raises(ValueError, match="unknown order"):
-        objective.sample(model, (3, 12), order="sideways")
-    with pytest.raises(ValueError, match="tokens_per_step"):
-        objective.sample(model, (3, 12), order="confidence", tokens_per_step=0)
+    with pytest.raises(ValueError, match="order must be one of random, confidence"):
+        objective.sample(model, (3, 12), SamplingOptions.of(order="sideways"))
+    with pytest.raises(ValueError, match="tokens_per_step must be a whole number >= 1; got 0"):
+        objective.sample(model, (3, 12), SamplingOptions.of(order="confidence", tokens_per_step=0))

@@ -5,7 +5,7 @@ import pytest
 import torch
 from reference import ExactBlockDenoiser
 
-from scorediff import AbsorbingGraph, LogLinearSchedule
+from scorediff import AbsorbingGraph, LogLinearSchedule, SamplingOptions
 from scorediff.objectives import BlockDiffusionObjective
 from scorediff.sampling.block_diffusion import sample_blocks
 
@@ -107,7 +107,7 @@ def test_the_block_objective_hands_its_threshold_to_the_decoder():
     call (2 calls, not 4), with each position's most probable token."""
     objective = BlockDiffusionObjective(AbsorbingGraph(NUM_TOKENS), LogLinearSchedule(), BLOCK_SIZE)
     denoiser = ExactBlockDenoiser(joint(), BLOCK_SIZE)
-    options = {"order": "confidence", "tokens_per_step": 1, "bf16": False, "return_stats": True}
     for threshold, calls in ((0.35, 2), (None, 4)):
-        out, stats = objective.sample(denoiser, (1, 4), threshold=threshold, **options)
-        assert stats.nfe == calls and out.tolist() == [[0, 0, 0, 0]]
+        options = SamplingOptions(order="confidence", tokens_per_step=1, bf16=False, threshold=threshold)
+        drawn = objective.sample(denoiser, (1, 4), options)
+        assert drawn.stats.nfe == calls and drawn.tokens.tolist() == [[0, 0, 0, 0]]

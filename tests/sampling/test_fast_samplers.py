@@ -5,7 +5,7 @@ import pytest
 import torch
 from reference import random_data, total_variation
 
-from scorediff import AbsorbingGraph, ExactScore, LogLinearSchedule, sample
+from scorediff import AbsorbingGraph, ExactScore, LogLinearSchedule, SamplingOptions, sample
 from scorediff.model import ModelConfig
 from scorediff.objectives import DiffusionObjective
 from scorediff.sampling import TimeIndependentScore, generate_in_blocks, temper_moves
@@ -130,10 +130,11 @@ def test_diffusion_past_the_context_keeps_a_prompt_and_fills_everything():
     tokens[:, :5] = torch.tensor([1, 2, 3, 4, 0])
     given = torch.zeros(3, 30, dtype=torch.bool)
     given[:, :5] = True
-    x, stats = objective.sample(
-        model, (3, 30), condition=(tokens, given), steps=8, block=4, generator=torch.Generator().manual_seed(0),
-        return_stats=True,
+    drawn = objective.sample(
+        model, (3, 30), SamplingOptions(steps=8, block=4), condition=(tokens, given),
+        generator=torch.Generator().manual_seed(0),
     )  # fmt: skip
+    x, stats = drawn.tokens, drawn.stats
     assert x.shape == (3, 30) and torch.equal(x[:, :5], tokens[:, :5])
     assert (x < 5).all()  # no mask left
     assert stats.tokens == 90 and stats.steps == 7 * 8  # 8 positions, then 6 windows of 4 (the last of 2)

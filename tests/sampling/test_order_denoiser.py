@@ -6,7 +6,7 @@ import math
 import torch
 from reference import all_sequences, random_data
 
-from scorediff import AbsorbingGraph, ExactScore, LogLinearSchedule
+from scorediff import AbsorbingGraph, ExactScore, LogLinearSchedule, SamplingOptions
 from scorediff.objectives import DiffusionObjective
 from scorediff.sampling.orders import decode_in_order
 
@@ -86,7 +86,7 @@ def test_an_exact_score_decodes_in_order_as_the_exact_posterior_does():
         return torch.stack([posterior(data, row, 1.0) for row in x]).log()  # any level: the same law
 
     for tokens_per_step in (1, 2):
-        options = {"order": "confidence", "tokens_per_step": tokens_per_step, "bf16": False}
-        out = objective.sample(RecordedScore(data), tuple(tokens.shape), condition=(tokens, given), **options)
+        options = SamplingOptions(order="confidence", tokens_per_step=tokens_per_step, bf16=False)
+        out = objective.sample(RecordedScore(data), tuple(tokens.shape), options, condition=(tokens, given)).tokens
         expected, _ = decode_in_order(bayes, tokens, MASK, NUM_TOKENS, tokens_per_step=tokens_per_step)
         assert torch.equal(out, expected)
