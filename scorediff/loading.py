@@ -27,7 +27,7 @@ from .data.tokenizers import Tokenizer, load_tokenizer
 from .devices import torch_device
 from .graphs import Graph
 from .hub import locate
-from .objectives import BlockDiffusionObjective, DiffusionObjective, Objective
+from .objectives import Objective
 from .schedules import NoiseSchedule
 from .types import ScoreFn
 
@@ -133,15 +133,14 @@ def _load_folder(checkpoint: Path, device, ema: bool) -> Loaded:
     model.load_state_dict(state)
     model.to(device).eval()
     info = trainer_state(checkpoint)
-    diffusion = isinstance(objective, DiffusionObjective)
     return Loaded(
         kind=header.objective,
         model=model,
         objective=objective,
         tokenizer=tokenizer,
-        graph=objective.graph if diffusion else None,
-        schedule=objective.schedule if diffusion else None,
-        score_fn=model if diffusion and not isinstance(objective, BlockDiffusionObjective) else None,
+        graph=objective.graph,
+        schedule=objective.schedule,
+        score_fn=objective.sequence_score(model),
         config=config,
         step=info.get("step"),
         path=checkpoint,
@@ -159,7 +158,7 @@ def _objective(header: Header, config: RunConfig, checkpoint: Path) -> Objective
         raise CheckpointError(f"{source}: header says graph {header.graph!r}, config says {config.diffusion.graph!r}")
     objective = build_objective(config, header.num_tokens)
     stated = (header.mask_id, header.vocab_size)
-    built = (getattr(getattr(objective, "graph", None), "mask_id", None), objective.vocab_size)
+    built = (objective.graph.mask_id if objective.graph is not None else None, objective.vocab_size)
     if stated != built:
         raise CheckpointError(f"{source}: mask_id and vocab_size {stated} do not match the objective's {built}")
     return objective
@@ -170,11 +169,7 @@ def _load_published(checkpoint: Path, config: dict, device) -> Loaded:
     layout, model, objective = read_published(checkpoint, config)
     model.to(device)
     graph, schedule = objective.graph, objective.schedule
-    score_fn = (
-        model
-        if isinstance(objective, DiffusionObjective) and not isinstance(objective, BlockDiffusionObjective)
-        else None
-    )
+    score_fn = objective.sequence_score(model)
     tokenizer = _gpt2_if_available(graph)
     return Loaded("diffusion", model, objective, tokenizer, graph, schedule, score_fn, None, None, checkpoint, {},
                   layout=layout)  # fmt: skip

@@ -20,10 +20,13 @@ from torch import Tensor, nn
 from ..checkpoint import Header
 from ..devices import fast_bf16
 from ..errors import InputError
+from ..graphs import Graph
 from ..model import ModelConfig
 from ..sampling import SampleStats, SampleTrajectory
 from ..sampling.blocks import default_block, generate_in_blocks
 from ..sampling.options import OptionError, SamplingOptions
+from ..schedules import NoiseSchedule
+from ..types import ScoreFn
 
 
 class Objective(ABC):
@@ -87,6 +90,14 @@ class Objective(ABC):
     described: ClassVar[str]
     #: Whether the model generates left to right (it sees no suffix, so it only continues a prefix).
     left_to_right: ClassVar[bool] = False
+    #: The forward process and its noise schedule (None for an objective without one).
+    graph: Graph | None = None
+    schedule: NoiseSchedule | None = None
+
+    def sequence_score(self, model: nn.Module) -> ScoreFn | None:
+        """The model as a ``ScoreFn`` of whole sequences (what ``scorediff.sample`` and ``elbo`` take), or None when
+        the objective samples and scores only through its own ``sample`` and ``nll``."""
+        return None
 
     def sample(
         self,

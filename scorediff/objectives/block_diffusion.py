@@ -19,6 +19,7 @@ import dataclasses
 import torch
 from torch import Tensor, nn
 
+from ..checkpoint import Header
 from ..errors import InputError
 from ..graphs import Graph
 from ..graphs.base import expm1_stable
@@ -28,12 +29,12 @@ from ..sampling.block_diffusion import sample_blocks
 from ..sampling.guidance import check_label
 from ..sampling.options import SamplingOptions
 from ..schedules import NoiseSchedule
-from .base import WindowFiller, check_scored, prefix_length
-from .diffusion import DIFFUSION_OPTIONS, DiffusionObjective
+from .base import Objective, WindowFiller, check_scored, prefix_length
+from .diffusion import DIFFUSION_OPTIONS
 from .shared import check_greedy, draw_keywords, drop_labels
 
 
-class BlockDiffusionObjective(DiffusionObjective):
+class BlockDiffusionObjective(Objective):
     """Block diffusion with the absorbing graph and a time-independent denoiser.
 
     Training draws, for every block of every row, a number ``k`` of masked positions (``mask_count``) or a time
@@ -56,6 +57,8 @@ class BlockDiffusionObjective(DiffusionObjective):
         label_dropout (float): labelled data: the fraction of rows trained with the null label (-1).
     """
 
+    name = "diffusion"
+    exact = False
     described = "a block diffusion model"
     option_fields = DIFFUSION_OPTIONS - {"trajectory"}
     left_to_right = True
@@ -72,13 +75,14 @@ class BlockDiffusionObjective(DiffusionObjective):
     ):
         if graph.mask_id is None:
             raise InputError("block diffusion (model.block_size > 0) needs diffusion.graph=absorbing")
-        super().__init__(
-            graph, schedule, t_min=t_min, antithetic=antithetic, time_conditioning=False, mask_count=mask_count,
-            label_dropout=label_dropout, graph_name="absorbing",
-        )  # fmt: skip
         if int(block_size) < 1:
             raise InputError(f"block_size must be >= 1; got {block_size}")
-        self.block_size = int(block_size)
+        self.graph, self.schedule, self.block_size = graph, schedule, int(block_size)
+        self.num_tokens, self.vocab_size = graph.num_tokens, graph.vocab_size
+        self.mask_count, self.antithetic, self.t_min, self.label_dropout = mask_count, antithetic, t_min, label_dropout
+
+    def header(self) -> Header:
+        return Header(self.name, "absorbing", self.num_tokens, self.graph.mask_id, self.vocab_size)
 
     def build_model(self, config: ModelConfig) -> BlockDiffusionTransformer:
         config = dataclasses.replace(config, vocab_size=self.vocab_size, scale_by_sigma=False)
@@ -168,11 +172,6 @@ class BlockDiffusionObjective(DiffusionObjective):
             )  # fmt: skip
 
         return WindowFiller(fill)
-
-    def score_fn(self, model, cache=True, label=None, guidance=0.0):
-        raise InputError(
-            "a block diffusion model has no score of the whole sequence; use its objective's sample and nll"
-        )
 
 
 def refuse_given(given: Tensor | None) -> None:

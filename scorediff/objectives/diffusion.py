@@ -203,6 +203,10 @@ class DiffusionObjective(Objective):
             total += self.masked_cross_entropy(network, batch, weight=1 / batch["t"]).double()
         return total / num_t
 
+    def sequence_score(self, model: nn.Module) -> ScoreFn:
+        """The network itself: it maps ``(x_t, sigma_bar)`` to the log-score of every neighbour."""
+        return model
+
     def sample(self, model, shape, options=None, *, condition=None, generator=None, device=None) -> Generation:
         """Each window drawn by the reverse process (``options.predictor``, ``steps``, ``temperature``, ``top_p``,
         ``greedy_tail``; ``cache`` skips the network calls on unchanged sequences of a time-independent network), or

@@ -11,7 +11,6 @@ from cli.cli_run import assert_user_error
 from safetensors.torch import load_file, save_file
 
 import scorediff
-from scorediff.objectives import DiffusionObjective
 
 PUBLISHED = Path(__file__).parents[1] / "fixtures" / "published"
 TOKENS = 11  # data tokens of the fixtures; the mask is id 11
@@ -59,7 +58,8 @@ def test_bd3lm_reproduces_the_public_code():
 @pytest.mark.parametrize("name", ["tiny_radd", "tiny_mdlm", "tiny_bd3lm"])
 def test_converted_models_are_scored_and_sampled_as_time_independent_absorbing_models(name):
     loaded = scorediff.load(PUBLISHED / name)
-    assert isinstance(loaded.objective, DiffusionObjective) and loaded.objective.mask_count
+    assert loaded.kind == loaded.objective.name == "diffusion" and loaded.objective.mask_count
+    assert loaded.graph is loaded.objective.graph and loaded.graph.mask_id == TOKENS
     x = torch.randint(0, TOKENS, (4, 16), generator=torch.Generator().manual_seed(0))
     nats = loaded.objective.nll(loaded.model, x, generator=torch.Generator().manual_seed(1), num_t=4)
     assert torch.isfinite(nats).all() and (nats > 0).all()

@@ -142,8 +142,7 @@ def test_only_a_prefix_may_be_given_and_lengths_are_whole_blocks():
         objective.sample(network, (2, 4), SamplingOptions(trajectory=True))
     with pytest.raises(ValueError, match="whole blocks of 2; got length 3"):
         objective.nll(network, tokens[:, :3])
-    with pytest.raises(ValueError, match="no score of"):
-        objective.score_fn(network)
+    assert objective.sequence_score(network) is None  # no score of the whole sequence: sampled through the objective
     past = objective.sample(network, (2, 7), SamplingOptions(bf16=False)).tokens  # past the context
     assert flat_index(past, NUM_TOKENS).shape == (2,)
 
