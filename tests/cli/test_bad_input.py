@@ -53,7 +53,7 @@ def test_unknown_preset_option_and_flag(capsys, micro_yaml, out_dir):
     assert_user_error(
         capsys,
         train_args(micro_yaml, out_dir, "--model.width=3"),
-        r"unknown option model.width; valid: block_size, cond_dim, dropout, hidden_size",
+        r"unknown option model.width; valid: arch, block_size, cond_dim, dropout, head_dim, hidden_size",
     )
     assert_user_error(
         capsys,
