@@ -24,6 +24,7 @@ from .weights import check_values
 NAME = "GGUF (llama, qwen2)"
 ARCHITECTURES = ("llama", "qwen2")
 CONTROL = 3  # llama.cpp's token type of special tokens such as <|im_start|>
+GPT2 = ("gpt2", "gpt-2", "smollm")  # tokenizer.ggml.pre values that split text as GPT-2 does
 NAMES = {
     "token_embd": "vocab_embed",
     "output_norm": "output_layer.norm",
@@ -135,8 +136,11 @@ def field_value(reader, name: str):
 
 
 def gguf_tokenizer(reader) -> HFTokenizer | None:
-    """The byte-level BPE (``tokenizer.ggml.model: gpt2``) the file carries; None for any other kind."""
-    if field_value(reader, "tokenizer.ggml.model") != "gpt2":
+    """The byte-level BPE (``tokenizer.ggml.model: gpt2``) the file carries, when its text splitting
+    (``tokenizer.ggml.pre``) is GPT-2's, which ``pre_tokenizers.ByteLevel`` applies (SmolLM2's ``smollm`` is);
+    None for any other: LLaMA 3's or Qwen's rules split digits and contractions otherwise, and a tokenizer that
+    splits differently would give the model ids it was never trained on."""
+    if field_value(reader, "tokenizer.ggml.model") != "gpt2" or field_value(reader, "tokenizer.ggml.pre") not in GPT2:
         return None
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 

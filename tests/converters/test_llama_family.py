@@ -16,6 +16,7 @@ from cli.cli_run import assert_user_error
 from safetensors.torch import load_file, save_file
 
 import scorediff
+from scorediff.converters.gguf import gguf_tokenizer
 from scorediff.converters.llama_layout import swap_order
 
 FAMILY = Path(__file__).parents[1] / "fixtures" / "llama_family"
@@ -187,3 +188,26 @@ def test_a_missing_weight_is_named(tmp_path, capsys):
     del state["model.layers.1.self_attn.k_proj.bias"]
     save_file(state, str(folder / "model.safetensors"))
     assert_user_error(capsys, ["info", "--checkpoint", str(folder)], r"missing 'blocks.1.self_attn.k_proj.bias'")
+
+
+@pytest.mark.parametrize(
+    ("pre", "attached"), [("smollm", True), ("gpt-2", True), ("qwen2", False), ("llama-bpe", False)]
+)
+def test_a_gguf_tokenizer_is_attached_only_when_it_splits_text_as_gpt2(tmp_path, pre, attached):
+    """A byte-level BPE whose pre-tokenizer is another model's (digits, contractions split otherwise) would give
+    the network ids it never saw: no tokenizer rather than a wrong one."""
+    path = tmp_path / "tokenizer.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(["a", "b", "ab", "<|end|>"])
+    writer.add_token_merges(["a b"])
+    writer.add_token_types([1, 1, 1, 3])
+    writer.add_eos_token_id(3)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.close()
+    tokenizer = gguf_tokenizer(gguf.GGUFReader(str(path)))
+    assert (tokenizer is not None) == attached
+    if attached:
+        assert tokenizer.encode("abab<|end|>") == [2, 2, 3] and tokenizer.end_id == 3
