@@ -8,7 +8,6 @@ import lzma
 import shutil
 from pathlib import Path
 
-import gguf
 import numpy as np
 import pytest
 import torch
@@ -47,6 +46,7 @@ def _without_bos(model, x):
 def test_a_gguf_file_reproduces_transformers_reading_it(name):
     """Dequantised (Q8_0, F16, F32) and, for llama, its q/k rows un-permuted, the file gives transformers'
     logits."""
+    pytest.importorskip("gguf")  # the eval extra
     loaded = scorediff.load(FAMILY / f"tiny_{name}.gguf")
     io = load_file(str(FAMILY / f"gguf_{name}_io.safetensors"))
     torch.testing.assert_close(_without_bos(loaded.model, io["x"]), io["logits"].log_softmax(-1), rtol=0, atol=1e-4)
@@ -109,6 +109,7 @@ def test_refusals_name_what_is_supported(tmp_path, capsys):
 def test_a_gguf_type_or_architecture_scorediff_cannot_read_is_refused_in_one_line(tmp_path, capsys):
     """A Q8_1 tensor (which the gguf package does not dequantise): one line naming the tensor, its type and the
     types that are read."""
+    gguf = pytest.importorskip("gguf")  # the eval extra
     path = tmp_path / "odd.gguf"
     writer = gguf.GGUFWriter(str(path), "llama")
     q8_1 = gguf.GGMLQuantizationType.Q8_1
@@ -196,6 +197,7 @@ def test_a_missing_weight_is_named(tmp_path, capsys):
 def test_a_gguf_tokenizer_is_attached_only_when_it_splits_text_as_gpt2(tmp_path, pre, attached):
     """A byte-level BPE whose pre-tokenizer is another model's (digits, contractions split otherwise) would give
     the network ids it never saw: no tokenizer rather than a wrong one."""
+    gguf = pytest.importorskip("gguf")  # the eval extra
     path = tmp_path / "tokenizer.gguf"
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_tokenizer_model("gpt2")
