@@ -59,6 +59,11 @@ class SamplingOptions:
     """With an order: rounds after the masks are filled that each refill the least sure commitments of a row."""
     remask_tokens: int = 1
     """With ``remask_rounds``: the commitments refilled per row and round."""
+    end_token: int | None = None
+    """With an order: the token that ends and pads an answer (a text model's end-of-text token), committed at a
+    position only while every masked position before it takes it too, so that an order does not end an answer before
+    writing it (``scorediff.sampling.orders``). None: ranked as any other token. ``scorediff sample --prompts``
+    sets it to the tokenizer's end token for a model trained on prompted text."""
     cache: bool = True
     """Skip work that cannot change the result: an autoregressive model's keys and values, a time-independent
     diffusion network's calls on unchanged sequences."""
@@ -104,6 +109,10 @@ class SamplingOptions:
         _whole("remask_tokens", self.remask_tokens, 1)
         if self.remask_tokens != 1 and not self.remask_rounds:
             raise OptionError("remask_tokens", "applies with remask_rounds")
+        if self.end_token is not None:
+            _whole("end_token", self.end_token, 0)
+            if not self.adaptive:
+                raise OptionError("end_token", "applies to decoding in an order (the random order ranks nothing)")
 
     def _check_label(self) -> None:
         if self.label is not None:
@@ -144,7 +153,7 @@ class SamplingOptions:
         return {
             "order": self.order, "tokens_per_step": self.tokens_per_step, "threshold": self.threshold,
             "greedy": self.greedy is not False, "temperature": self.temperature,
-            "remask_rounds": self.remask_rounds, "remask_tokens": self.remask_tokens,
+            "remask_rounds": self.remask_rounds, "remask_tokens": self.remask_tokens, "end_token": self.end_token,
         }  # fmt: skip
 
 

@@ -13,6 +13,16 @@ order instead ranks the masked positions by a score of their denoising distribut
 **An adaptive order is not a sampler of the model's law.** It is a search heuristic: with greedy tokens and
 ``k = 1`` the confidence order follows the path of most probable single-token commitments, which helps on
 problems with one right answer (puzzles) and lowers diversity on open-ended text.
+
+**End tokens wait for the answer before them.** A prompted model pads every answer with its end token, so at
+the far positions of an answer the end token is nearly certain whatever the answer is: there it is the surest
+cell of all, an adaptive order commits it first, and each end committed makes an end likelier just before it,
+until the whole answer is ends (LLaDA meets the same trap; its decoder fills semi-autoregressive blocks and can
+rank end tokens last). With ``end_token`` an order commits the end token at a position only while every masked
+position before it takes the end token too: an end means "the answer stops here", a claim about the positions
+before it, so it is made where the answer is written up to it, as an autoregressive model makes it; the padding
+after an answer's last token is then one run of ends, committed ``k`` a call. Other tokens are ranked as before,
+and the first masked position of a row may always take any token, so every call still commits at least one.
 """
 
 from __future__ import annotations
@@ -93,6 +103,7 @@ def decode_in_order(
     temperature: float = 1.0,
     remask_rounds: int = 0,
     remask_tokens: int = 1,
+    end_token: int | None = None,
     given: Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, int]:
@@ -120,6 +131,8 @@ def decode_in_order(
         greedy (bool): commit the most probable token instead of a draw.
         temperature (float): of the draw when not ``greedy``.
         remask_rounds (int): rounds of remasking after the first fill; remask_tokens (int): positions per round.
+        end_token (int | None): the token that ends (and pads) an answer, committed at a position only while every
+            masked position before it takes it too (None: ranked as any other token).
         given (Tensor | None): bool, shape (B, L), positions never changed (even if they hold the mask).
         generator (torch.Generator | None): for the draws and the random order.
 
@@ -131,6 +144,8 @@ def decode_in_order(
         raise InputError(f"remasking needs rounds >= 0 and tokens >= 1; got {remask_rounds} and {remask_tokens}")
     if int(remask_rounds) > x.shape[-1]:  # each round costs a network call; more than one per position is waste
         raise InputError(f"remask_rounds must be at most the window's {x.shape[-1]} positions; got {remask_rounds}")
+    if end_token is not None and not 0 <= int(end_token) < num_tokens:
+        raise InputError(f"end_token must be a data token, in [0, {num_tokens}); got {end_token}")
     x = x.clone()
     masked = x == mask_id
     if given is not None:
@@ -138,7 +153,7 @@ def decode_in_order(
     filled = masked.clone()
     sureness = torch.zeros(x.shape, dtype=torch.float64, device=x.device)  # each token's probability when committed
     rule = {"order": order, "tokens_per_step": tokens_per_step, "threshold": threshold, "greedy": greedy,
-            "temperature": temperature, "generator": generator}  # fmt: skip
+            "temperature": temperature, "end_token": end_token, "generator": generator}  # fmt: skip
     calls = _fill(log_probs_fn, x, masked, sureness, num_tokens, **rule)
     for _ in range(int(remask_rounds)):
         count = torch.full((x.shape[0],), int(remask_tokens), device=x.device)
@@ -149,7 +164,7 @@ def decode_in_order(
 
 
 def _fill(log_probs_fn, x: Tensor, masked: Tensor, sureness: Tensor, num_tokens: int, *, order, tokens_per_step,
-          threshold, greedy, temperature, generator) -> int:  # fmt: skip
+          threshold, greedy, temperature, end_token, generator) -> int:  # fmt: skip
     """Commit the ``masked`` positions of ``x`` in place, recording each token's probability in ``sureness``;
     the number of network calls."""
     masked = masked.clone()
@@ -159,9 +174,20 @@ def _fill(log_probs_fn, x: Tensor, masked: Tensor, sureness: Tensor, num_tokens:
         calls += 1
         log_p = log_p - log_p.logsumexp(-1, keepdim=True)
         chosen = log_p.argmax(-1) if greedy else sample_from(temper(log_p, temperature), generator)  # (B, L)
-        count = masked.sum(-1).clamp_max(int(tokens_per_step))  # (B,)
-        picked = _pick(order_scores(log_p, chosen, order, generator), masked, count, threshold)
+        ready = _ready(masked, chosen, end_token)
+        count = ready.sum(-1).clamp_max(int(tokens_per_step))  # (B,)
+        picked = _pick(order_scores(log_p, chosen, order, generator), ready, count, threshold)
         x[picked] = chosen[picked]
         sureness[picked] = log_p.gather(-1, chosen[..., None]).squeeze(-1).exp()[picked]
         masked &= ~picked
     return calls
+
+
+def _ready(masked: Tensor, chosen: Tensor, end_token: int | None) -> Tensor:
+    """The ``masked`` (B, L) positions that may be committed to their ``chosen`` (B, L) token now: all of them, but
+    a position whose token is ``end_token`` while a masked position before it in its row takes another token."""
+    if end_token is None:
+        return masked
+    end = chosen == end_token
+    writing = (masked & ~end).cumsum(-1) > 0  # (B, L): at or after a masked position that takes another token
+    return masked & ~(end & writing)
