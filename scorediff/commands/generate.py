@@ -17,7 +17,7 @@ from ..sampling.orders import ORDERS
 from ..templates import gap, parse_template
 from . import UsageError, atomic_write, check_device, check_memory, check_writable, positive, seed_value
 from .infill_inputs import fasta_region
-from .prompts import answer_all, answer_records, ends_answers, one_pattern_per_batch, read_prompts
+from .prompts import answer_all, answer_records, ends_answers, one_pattern_per_batch, read_prompts, wait_for_answers
 from .sampling_options import sampling_options
 from .trajectory import write_trajectory
 
@@ -79,6 +79,11 @@ def add_parsers(commands) -> None:
         "--prompts", help="a JSONL file of 'prompt' records (or 'tokens'/'given'): one answer each, as JSONL"
     )
     parser.add_argument("--batch-size", type=int, default=64, help="with --prompts: prompts per batch")
+    parser.add_argument(
+        "--end-anywhere",
+        action="store_true",
+        help="with --prompts and --order: commit the end token at any position, even before the answer is written",
+    )
     parser.set_defaults(run=run_sample)
 
     parser = commands.add_parser(
@@ -184,6 +189,8 @@ def run_sample(args: argparse.Namespace) -> int:
     positive("--batch-size", args.batch_size)
     if args.prompts is not None:
         return _answer_prompts(args)
+    if args.end_anywhere:
+        raise UsageError("--end-anywhere applies with --prompts (answers that end at the end token)")
     loaded = _load(args)
     length = args.length or (loaded.config.sampling.length if loaded.config else 0) or _max_length(loaded)
     if length > _max_length(loaded) and args.trajectory:
@@ -205,7 +212,7 @@ def _answer_prompts(args) -> int:
     loaded = _load(args)
     length = min(args.length or _max_length(loaded), _max_length(loaded))
     records, tokens, given = read_prompts(args.prompts, loaded.tokenizer, length)
-    options = sampling_options(args, loaded)
+    options = wait_for_answers(sampling_options(args, loaded), loaded, args.end_anywhere)
     check_memory(estimate_bytes(loaded.model.config, args.batch_size, length, _steps(options, loaded)))
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     costs = []

@@ -4,7 +4,7 @@ A diffusion model fills the answer positions (in its sampler's or in an adaptive
 one continues the prompt, writing in any later given token as its position comes. Both take a batch of prompts
 whatever positions each gives; only block diffusion, which continues one prefix length per batch, batches the
 prompts that give the same positions. A text answer ends at the first end token, the padding it was trained with
-(``ends_answers``).
+(``ends_answers``); an adaptive order commits that token only after the answer before it (``wait_for_answers``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from ..data.examples import _text_fields, _token_fields, encode_example, end_token, example_format
 from ..data.sources import jsonl_records
 from ..objectives.block_diffusion import BlockDiffusionObjective
+from ..sampling.options import SamplingOptions
 from . import UsageError
 
 
@@ -88,6 +89,18 @@ def ends_answers(loaded) -> bool:
         return True
     source = loaded.config.data.source if loaded.config is not None else ""
     return bool(source) and example_format(source) == "text"
+
+
+def wait_for_answers(options: SamplingOptions, loaded, anywhere: bool) -> SamplingOptions:
+    """``options`` whose adaptive order commits the end token only after the answer before it
+    (``SamplingOptions.end_token``), when ``loaded``'s answers end there (``ends_answers``); unchanged with
+    ``anywhere`` (``--end-anywhere``, which needs an order), for an autoregressive model, or when set already."""
+    if anywhere and not options.adaptive:
+        raise UsageError("--end-anywhere applies with --order confidence, margin or entropy")
+    if anywhere or not options.adaptive or options.end_token is not None or not ends_answers(loaded):
+        return options
+    end = end_token(loaded.tokenizer)
+    return options if end is None else SamplingOptions.of(options, end_token=end)
 
 
 def answer_text(tokenizer, row: torch.Tensor, given: torch.Tensor, cut: bool = True) -> str:
