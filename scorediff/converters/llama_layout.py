@@ -22,13 +22,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..checkpoint import CheckpointError, check_weights
+from ..checkpoint import CheckpointError
 from ..data.tokenizers import HFTokenizer
 from ..graphs import get_graph
 from ..model import ModelConfig
 from ..model.llama import LlamaCausalTransformer, LlamaTransformer
 from ..objectives import AutoregressiveObjective, DiffusionObjective
 from ..schedules import get_schedule
+from .weights import load_strict
 
 HF_NAMES = (
     ("model.embed_tokens.", "vocab_embed."),
@@ -79,13 +80,6 @@ def rename_hf(state: dict[str, Tensor], tied: bool) -> dict[str, Tensor]:
                 break
         renamed[name] = tensor
     return renamed
-
-
-def load_strict(model: torch.nn.Module, state: dict[str, Tensor], layout: str) -> None:
-    """``state`` has exactly the model's names and shapes (``checkpoint.check_weights``), then is loaded."""
-    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
-    check_weights(state, expected, f"the {layout} layout")
-    model.load_state_dict(state)
 
 
 def causal_model(

@@ -18,7 +18,7 @@ from ..model import ModelConfig, SEDDTransformer
 from ..model.layers import NoiseEmbedding
 from ..objectives import DiffusionObjective
 from ..schedules import get_schedule
-from .weights import adaln_names, check_rotary, constant_adaln, identity_adaln, match_keys
+from .weights import adaln_names, check_rotary, constant_adaln, identity_adaln, load_strict, match_keys
 
 NAME = "MDLM"
 PREFIX = "backbone."
@@ -94,4 +94,4 @@ def load_backbone(
 
     state.update(constant_adaln(names, constant), cond=torch.zeros_like(ours["cond"]))
     state["vocab_embed.weight"] = state.pop("vocab_embed.embedding")
-    model.load_state_dict(state)
+    load_strict(model, state, layout)

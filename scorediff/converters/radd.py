@@ -14,7 +14,7 @@ from ..checkpoint import CheckpointError
 from ..model import SEDDTransformer
 from ..objectives import DiffusionObjective
 from .sedd import ROTARY, components, is_hydra_config, model_config
-from .weights import adaln_names, check_rotary, constant_adaln, identity_adaln, match_keys
+from .weights import adaln_names, check_rotary, constant_adaln, identity_adaln, load_strict, match_keys
 
 NAME = "RADD"
 
@@ -43,5 +43,5 @@ def convert(config: dict, state: dict[str, Tensor]) -> tuple[SEDDTransformer, Di
         return weight, identity_adaln(weight, model.config.hidden_size)
 
     state.update(constant_adaln(adaln_names(model.config.n_blocks), constant), cond=torch.zeros_like(ours["cond"]))
-    model.load_state_dict(state)
+    load_strict(model, state, NAME)
     return model, DiffusionObjective(graph, schedule, time_conditioning=False, mask_count=True)

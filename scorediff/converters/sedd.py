@@ -12,7 +12,7 @@ from ..graphs import Graph, get_graph
 from ..model import ModelConfig, SEDDTransformer
 from ..objectives import DiffusionObjective
 from ..schedules import NoiseSchedule, get_schedule
-from .weights import check_rotary, match_keys
+from .weights import check_rotary, load_strict, match_keys
 
 NAME = "SEDD"
 ROTARY = "rotary_emb.inv_freq"
@@ -59,5 +59,5 @@ def convert(config: dict, state: dict[str, Tensor]) -> tuple[SEDDTransformer, Di
     renamed = {("vocab_embed.embedding" if name == "vocab_embed.weight" else name) for name in model.state_dict()}
     match_keys(state, renamed, NAME)
     state["vocab_embed.weight"] = state.pop("vocab_embed.embedding")
-    model.load_state_dict(state)
+    load_strict(model, state, NAME)
     return model, DiffusionObjective(graph, schedule)

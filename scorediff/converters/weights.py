@@ -6,7 +6,7 @@ import pickle
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..checkpoint import CheckpointError, check_weights, read_json, read_tensors
 
@@ -64,6 +64,15 @@ def match_keys(state: dict[str, Tensor], expected: set[str], layout: str, option
     floating point and finite (``checkpoint.check_weights``; the shapes are checked by the network that loads
     them)."""
     check_weights(state, dict.fromkeys(expected), f"the {layout} layout", optional=optional)
+
+
+def load_strict(model: nn.Module, state: dict[str, Tensor], layout: str) -> None:
+    """Load the converted ``state`` into ``model`` once every name and shape is the network's
+    (``checkpoint.check_weights``): a published file whose tensor has another shape is a one-line
+    ``CheckpointError``, not torch's multi-line size-mismatch report."""
+    shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    check_weights(state, shapes, f"the {layout} layout")
+    model.load_state_dict(state)
 
 
 def check_rotary(inv_freq: Tensor | None, head_dim: int) -> None:

@@ -87,6 +87,19 @@ def test_a_missing_or_extra_weight_is_named(name, removed, tmp_path, capsys):
     assert_user_error(capsys, ["info", "--checkpoint", str(folder)], r"unexpected 'blocks.0.lora_A.weight'")
 
 
+@pytest.mark.parametrize(
+    "name, weight",
+    [("tiny_radd", "blocks.1.norm2.bias"), ("tiny_mdlm", "backbone.blocks.0.attn_qkv.weight"),
+     ("tiny_bd3lm", "backbone.blocks.0.mlp.0.weight")],
+)  # fmt: skip
+def test_a_weight_of_another_shape_is_one_line(name, weight, tmp_path, capsys):
+    folder = copy_of(name, tmp_path)
+    state = load_file(str(folder / "model.safetensors"))
+    state[weight] = torch.zeros(3, *state[weight].shape[1:])  # a config and weights that disagree
+    save_file(state, str(folder / "model.safetensors"))
+    assert_user_error(capsys, ["info", "--checkpoint", str(folder)], r"do not match the .* layout: .* shape")
+
+
 def test_a_weights_only_pickle_loads_the_same_model(tmp_path):
     folder = copy_of("tiny_radd", tmp_path)
     torch.save(load_file(str(folder / "model.safetensors")), folder / "pytorch_model.bin")
