@@ -59,6 +59,19 @@ class KVCache:
         self.length += count
 
 
+class StaleKVCache(KVCache):
+    """Keys and values of a whole sequence, for a window of it to attend to (Fast-dLLM's prefix and dual cache).
+
+    Approximate: a bidirectional network's keys and values at a position depend on every token, so those kept
+    here go stale as the window's tokens change. A pass over ``T`` tokens at ``length`` overwrites their positions
+    and its queries see all ``max_len`` positions: the fresh window and the stale rest.
+    """
+
+    def extend(self, block: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        super().extend(block, k, v)
+        return self.keys[block], self.values[block]
+
+
 def attend(
     q: Tensor,
     k: Tensor,

@@ -18,7 +18,7 @@ from torch import Tensor
 from ..errors import InputError
 from ..graphs.absorbing import AbsorbingGraph
 from ..graphs.base import expm1_stable
-from .attention import KVCache, attend
+from .attention import KVCache, StaleKVCache, attend
 from .config import ModelConfig
 from .layers import LayerNorm, NoiseEmbedding, RotaryTables, TanhGELU, apply_rotary, modulate
 
@@ -181,6 +181,25 @@ class SEDDTransformer(nn.Module):
         if not self.time_independent:
             raise InputError("clean_log_probs needs a time-independent network (model.time_conditioning=false)")
         return self._token_log_probs(self.logits(x_t, None, label))
+
+    def stale_cache(self, batch_size: int, seq_len: int) -> StaleKVCache:
+        """An empty ``StaleKVCache`` of ``batch_size`` sequences of ``seq_len`` positions, for ``window_log_probs``."""
+        weight = self.vocab_embed.weight
+        return StaleKVCache.for_model(self.config, batch_size, seq_len, weight.dtype, weight.device)
+
+    def window_log_probs(self, x_t: Tensor, cache: StaleKVCache, start: int = 0) -> Tensor:
+        """``clean_log_probs`` of the window ``x_t`` (B, T) at positions ``start .. start + T`` of a sequence whose
+        other positions' keys and values ``cache`` holds, (B, T, V); the window's own are written into ``cache``.
+        With ``start = 0`` and the whole sequence this is ``clean_log_probs``, and it fills ``cache``."""
+        if not self.time_independent or self.config.num_labels or getattr(self.config, "shift", False):
+            raise InputError("window_log_probs needs a time-independent, unconditional, unshifted network")
+        cache.length = start
+        x = self.vocab_embed(x_t)  # (B, T, D)
+        c = self.adaln_input(None, None, x_t.shape[0], x.dtype, x_t.device)
+        cos, sin = self.rotary(x_t.shape[1], start)
+        for index, block in enumerate(self.blocks):
+            x = block(x, c, cos, sin, cache, index)
+        return self._token_log_probs(self.output_layer(x, c).float())
 
     def _token_log_probs(self, logits: Tensor) -> Tensor:
         return logits.index_fill(-1, torch.tensor([self.mask_id], device=logits.device), -torch.inf).log_softmax(-1)

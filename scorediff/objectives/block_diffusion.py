@@ -60,7 +60,7 @@ class BlockDiffusionObjective(Objective):
     name = "diffusion"
     exact = False
     described = "a block diffusion model"
-    option_fields = DIFFUSION_OPTIONS - {"trajectory"}
+    option_fields = DIFFUSION_OPTIONS - {"trajectory", "approximate_cache", "cache_block"}  # its cache is exact
     left_to_right = True
 
     def __init__(

@@ -16,6 +16,7 @@ from ..likelihood import elbo
 from ..losses import sample_times, weighted_score_entropy
 from ..model import ModelConfig, SEDDTransformer, build_network
 from ..sampling import TimeIndependentScore, sample
+from ..sampling.approximate_cache import decode_with_approximate_cache
 from ..sampling.guidance import check_label, guide_log_probs, guide_log_scores, labelled
 from ..sampling.options import OptionError, SamplingOptions
 from ..sampling.orders import decode_in_order, tokens_per_call
@@ -233,6 +234,8 @@ class DiffusionObjective(Objective):
         """Each window drawn by the sampler (``sample``), or decoded in an adaptive order (``decode_in_order``)."""
         score_fn = self.score_fn(model, options.cache, options.label, options.guidance)
         if check_greedy(options):
+            if options.approximate_cache != "none":
+                return self._approximate_filler(model, options, generator)
             return self._order_filler(score_fn, options, generator)
 
         def fill(tokens: Tensor, given: Tensor) -> tuple[Tensor, int, int, float]:
@@ -261,6 +264,26 @@ class DiffusionObjective(Objective):
             )
             per_sequence = nfe if rows_before is None else (score_fn.rows_evaluated - rows_before) / len(x)
             return x, nfe, nfe, per_sequence
+
+        return WindowFiller(fill)
+
+    def _approximate_filler(self, model, options: SamplingOptions, generator) -> WindowFiller:
+        """Decode in an order with Fast-dLLM's approximate cache (``scorediff.sampling.approximate_cache``)."""
+        if self.graph.mask_id is None or not getattr(model, "time_independent", False):
+            raise OptionError("approximate_cache", "needs the absorbing graph and a time-independent network")
+        if getattr(model.config, "shift", False):  # its outputs sit one position off the window's queries
+            raise OptionError("approximate_cache", "does not apply to a shifted (AR-adapted) network yet")
+
+        def fill(tokens: Tensor, given: Tensor) -> tuple[Tensor, int, int, float]:
+            keywords = options.order_keywords()
+            del keywords["remask_rounds"], keywords["remask_tokens"]  # refused with the cache
+            keywords["tokens_per_step"] = tokens_per_call(options.tokens_per_step, given, options.steps)
+            x, nfe, _ = decode_with_approximate_cache(
+                model, torch.where(given, tokens, self.graph.mask_id), self.graph.mask_id, self.num_tokens,
+                kind=options.approximate_cache, cache_block=options.cache_block, given=given, generator=generator,
+                **keywords,
+            )  # fmt: skip
+            return x, nfe, nfe, nfe
 
         return WindowFiller(fill)
 

@@ -11,10 +11,14 @@ import dataclasses
 import math
 import operator
 from dataclasses import dataclass
+from typing import Literal
 
 from ..errors import InputError
 from .orders import ORDERS
 from .predictors import SAMPLERS
+
+#: The ``approximate_cache`` choices: none (exact) and Fast-dLLM's two approximate caches.
+APPROXIMATE_CACHES = ("none", "prefix", "dual")
 
 
 class OptionError(InputError):
@@ -64,6 +68,16 @@ class SamplingOptions:
     position only while every masked position before it takes it too, so that an order does not end an answer before
     writing it (``scorediff.sampling.orders``). None: ranked as any other token. ``scorediff sample --prompts``
     sets it to the tokenizer's end token for a model trained on prompted text."""
+    approximate_cache: Literal["none", "prefix", "dual"] = "none"
+    """With an order, a time-independent absorbing network: Fast-dLLM's approximate KV cache (Wu et al. 2025,
+    arXiv 2505.22618). The window is decoded ``cache_block`` positions at a time, left to right; the first call of
+    each block runs the whole sequence and keeps every position's keys and values, the block's later calls run only
+    ``prefix``: the block and everything after it, or ``dual``: the block alone, against the kept ones.
+    **Approximate**: reuses keys and values computed before the block's tokens changed (a bidirectional network's
+    keys depend on every token), so the tokens may differ from ``none``'s exact decode
+    (``scorediff.sampling.approximate_cache`` states how far, measured)."""
+    cache_block: int = 32
+    """With ``approximate_cache``: positions decoded per cache refresh (Fast-dLLM's block length)."""
     cache: bool = True
     """Skip work that cannot change the result: an autoregressive model's keys and values, a time-independent
     diffusion network's calls on unchanged sequences."""
@@ -91,6 +105,7 @@ class SamplingOptions:
         if self.greedy is not None:
             _flag("greedy", self.greedy)
         self._check_order()
+        self._check_approximate_cache()
         if self.block is not None:
             _whole("block", self.block, 1)
         self._check_label()
@@ -113,6 +128,21 @@ class SamplingOptions:
             _whole("end_token", self.end_token, 0)
             if not self.adaptive:
                 raise OptionError("end_token", "applies to decoding in an order (the random order ranks nothing)")
+
+    def _check_approximate_cache(self) -> None:
+        _whole("cache_block", self.cache_block, 1)
+        if self.approximate_cache not in APPROXIMATE_CACHES:
+            raise OptionError(
+                "approximate_cache", f"must be one of {', '.join(APPROXIMATE_CACHES)}; got {self.approximate_cache!r}"
+            )
+        if self.approximate_cache == "none":
+            return
+        if not self.adaptive:
+            raise OptionError("approximate_cache", "applies to decoding in an order (set order or tokens_per_step)")
+        if self.remask_rounds:  # a remasked position may sit in a block whose keys the cache no longer refreshes
+            raise OptionError("approximate_cache", "does not combine with remask_rounds")
+        if self.label is not None:
+            raise OptionError("approximate_cache", "applies to an unconditional model; got a label")
 
     def _check_label(self) -> None:
         if self.label is not None:
