@@ -8,7 +8,9 @@ A checkpoint is a directory:
   (the network's input vocabulary);
 - ``model.safetensors`` and ``ema.safetensors``: raw and averaged weights;
 - ``tokenizer.json``;
-- ``trainer_state.safetensors`` (optimizer tensors) and ``trainer_state.json`` (step, tokens seen, ...).
+- ``trainer_state.safetensors`` (optimizer tensors) and ``trainer_state.json`` (step, tokens seen, ...);
+- a LoRA run's ``lora.safetensors``: its adapters (peft's names), the averaged ones behind ``ema.``, for resuming;
+  its ``model.safetensors`` and ``ema.safetensors`` hold the merged weights, so nothing else reads this file.
 
 Nothing is pickled. A checkpoint is written into a temporary directory and renamed into place, so a crash
 never leaves a half-written one where a loader would pick it up; only the last ``keep_last`` are kept.
@@ -35,6 +37,7 @@ MODEL_FILE = "model.safetensors"
 EMA_FILE = "ema.safetensors"
 TRAINER_TENSORS_FILE = "trainer_state.safetensors"
 TRAINER_FILE = "trainer_state.json"
+LORA_FILE = "lora.safetensors"
 CHECKPOINT_DIR = "checkpoints"
 HEADER_KEYS = ("format", "objective", "graph", "num_tokens", "mask_id", "vocab_size")
 
@@ -134,8 +137,10 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     trainer_info: dict,
     keep_last: int = 3,
+    adapters: dict[str, Tensor] | None = None,
 ) -> Path:
-    """Write ``run_dir/checkpoints/step_XXXXXXXX`` atomically and prune older checkpoints."""
+    """Write ``run_dir/checkpoints/step_XXXXXXXX`` atomically and prune older checkpoints; ``adapters``: a LoRA
+    run's, written to ``LORA_FILE``."""
     final = Path(run_dir) / CHECKPOINT_DIR / f"step_{step:08d}"
     tensors, rest = optimizer_tensors(optimizer)
     with atomic_directory(final) as tmp:
@@ -145,6 +150,8 @@ def save_checkpoint(
             save_file(_contiguous(ema_state), str(tmp / EMA_FILE))
         if tokenizer is not None:
             tokenizer.save(tmp)
+        if adapters is not None:
+            save_file(_contiguous(adapters), str(tmp / LORA_FILE))
         save_file(_contiguous(tensors), str(tmp / TRAINER_TENSORS_FILE))
         (tmp / TRAINER_FILE).write_text(json.dumps(dict(trainer_info, step=step, optimizer=rest), indent=2))
     for old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
@@ -299,7 +306,9 @@ def checkpoint_intact(checkpoint: Path) -> bool:
             read_json(checkpoint / name)
     except CheckpointError:
         return False
-    return all(safetensors_complete(checkpoint / name) for name in (MODEL_FILE, EMA_FILE, TRAINER_TENSORS_FILE))
+    optional = [LORA_FILE] if (checkpoint / LORA_FILE).exists() else []
+    files = (MODEL_FILE, EMA_FILE, TRAINER_TENSORS_FILE, *optional)
+    return all(safetensors_complete(checkpoint / name) for name in files)
 
 
 def trainer_state(checkpoint: Path) -> dict:

@@ -20,6 +20,9 @@ from .sampling.options import SamplingOptions
 
 PRESET_DIR = Path(__file__).parent / "configs"
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,attn_qkv,attn_out,blocks.*.mlp.0,blocks.*.mlp.2"
+"""The attention and MLP linears of the llama backbone (model/llama.py) and of the DiT (model/transformer.py)."""
+LORA_TARGET = re.compile(r"[A-Za-z0-9_*]+(\.[A-Za-z0-9_*]+)*")
 OBJECTIVES = ("autoregressive", "diffusion")
 GRAPH_NAMES = ("absorbing", "absorb", "uniform", "jc69", "k80", "f81", "hky85", "dense")
 
@@ -207,6 +210,18 @@ class TrainConfig:
     """A model to start from (``--init``): any path or Hub id ``scorediff.load`` reads, whose weights (EMA when it
     has them) initialise the network and its moving average before the first step; its shapes must be this run's
     (empty: random weights). A resumed run continues from its own checkpoint instead."""
+    lora_rank: int = 0
+    """LoRA (``pip install 'scorediff[lora]'``): the rank r of the low-rank update ``W + (lora_alpha / r) B A``
+    learnt for each linear layer named by ``lora_targets``, every other weight frozen (0: off, full fine-tuning).
+    Checkpoints hold the merged weights, so a LoRA run loads, samples and pushes like any run."""
+    lora_alpha: float = 16.0
+    """LoRA: the update's scale is ``lora_alpha / lora_rank``."""
+    lora_dropout: float = 0.0
+    """LoRA: dropout on the adapters' input while training."""
+    lora_targets: str = LORA_TARGETS
+    """LoRA: comma-separated patterns of the linear layers to adapt: a layer matches when its dotted name (as in the
+    checkpoint) ends with one, ``*`` standing for any part (``blocks.*.mlp.0`` spares the noise embedding's MLP). The
+    default names the attention and MLP linears of the llama backbone and of the DiT."""
 
     def __post_init__(self):
         for name in ("batch_size", "grad_accum", "max_steps", "max_skipped_steps", "log_every", "eval_windows"):
@@ -220,6 +235,11 @@ class TrainConfig:
         within("ema", self.ema, 0.0, 1.0, low_open=False, high_open=True)
         if not DEVICE.fullmatch(self.device):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+        at_least("lora_rank", self.lora_rank, 0, 4096)
+        within("lora_alpha", self.lora_alpha, 0.0, 1e6, low_open=True, high_open=False)
+        within("lora_dropout", self.lora_dropout, 0.0, 1.0, low_open=False, high_open=True)
+        if not all(LORA_TARGET.fullmatch(name) for name in self.lora_targets.split(",")):
+            raise ValueError(f"lora_targets must be comma-separated layer name patterns; got {self.lora_targets!r}")
 
 
 @dataclass

@@ -35,13 +35,13 @@ def lr_at(step: int, config: RunConfig) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, optim: OptimConfig, fused: bool = True) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (not on norms, biases or embeddings); ``fused`` where the
-    installed torch has a fused kernel for the parameters' device."""
+    """AdamW over the parameters that require gradients, with weight decay on matrices only (not on norms, biases
+    or embeddings); ``fused`` where the installed torch has a fused kernel for the parameters' device."""
 
     def decays(name: str, parameter: torch.nn.Parameter) -> bool:
         return parameter.dim() >= 2 and "embed" not in name
 
-    named = list(model.named_parameters())
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # not LoRA's frozen weights
     groups = [
         {"params": [p for n, p in named if decays(n, p)], "weight_decay": optim.weight_decay},
         {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0},

@@ -12,6 +12,7 @@ from ..checkpoint import CHECKPOINT_DIR, CONFIG_FILE, checkpoint_intact, config_
 from ..config import ConfigError, RunConfig
 from ..fileio import DirectoryLock, LockHeld, atomic_write_text, remove_debris
 from ..version import __version__
+from .lora import checkpoint_weights
 from .step import TrainingDiverged, TrainState, all_finite
 
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
@@ -106,15 +107,17 @@ def save(state: TrainState, run_dir: Path, tokenizer, elapsed: float, val_bits: 
         "world_size": state.info.world_size,
         "scorediff_version": __version__,
     }
+    model_state, ema_state, adapters = checkpoint_weights(state)  # a LoRA run's merged, plus its adapters
     return save_checkpoint(
         run_dir,
         state.step,
         state.objective.header(),
         state.config.to_dict(),
-        state.model.state_dict(),
-        state.ema.state_dict(state.model),
+        model_state,
+        ema_state,
         tokenizer,
         state.optimizer,
         trainer_info,
         keep_last=state.config.train.keep_last,
+        adapters=adapters,
     )

@@ -27,7 +27,7 @@ from ..data.prepare import build_tokenizer, prepare_dna_shards, prepare_shards
 from ..data.tokenizers import Tokenizer, load_tokenizer
 from ..data.windows import TokenWindows
 from ..errors import ScorediffError
-from . import distributed
+from . import distributed, lora
 from .distributed import DistInfo
 from .resume import check_resumable
 from .step import TrainState, new_state
@@ -142,8 +142,11 @@ def restore(state: TrainState, checkpoint: Path, run_dir: Path) -> float:
     _, saved = read_config(checkpoint)
     saved = config_from_dict(saved).to_dict()  # options added since the run was saved take their defaults
     check_resumable(saved, state.config.to_dict(), run_dir)
-    state.model.load_state_dict(read_tensors(checkpoint / MODEL_FILE))
-    state.ema.load(read_tensors(checkpoint / EMA_FILE))
+    if state.config.train.lora_rank:
+        lora.restore(state, checkpoint)
+    else:
+        state.model.load_state_dict(read_tensors(checkpoint / MODEL_FILE))
+        state.ema.load(read_tensors(checkpoint / EMA_FILE))
     trainer = read_json(checkpoint / TRAINER_FILE)
     load_optimizer(state.optimizer, read_tensors(checkpoint / TRAINER_TENSORS_FILE), trainer["optimizer"])
     state.step, state.tokens_seen = trainer["step"], trainer["tokens_seen"]

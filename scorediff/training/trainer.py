@@ -17,6 +17,7 @@ from . import distributed
 from .budget import FIRST_FIT, BudgetProbe, fit_message, fit_schedule, unfinished_schedule_warning
 from .evaluate import evaluate_during_training
 from .logger import MetricsLogger
+from .lora import attach, parameter_summary, require_peft
 from .progress import Window
 from .rundir import claim, find_start, run_directory, save, write_config
 from .setup import RunData, build, check_batch, initialise, prepare_data, resolve_from_data, restore
@@ -63,13 +64,17 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
         torch.use_deterministic_algorithms(True)
     try:
         check_batch(config, info)
+        require_peft(config)
         run_dir = run_directory(config)
         checkpoint = find_start(run_dir, resume)
         data = prepare_data(config, info, checkpoint)
         config = resolve_from_data(config, data)
         state = build(config, data.tokenizer, device, info)
-        if config.train.init and checkpoint is None:  # a resumed run continues from its own weights
+        lora_rank = config.train.lora_rank
+        if config.train.init and (checkpoint is None or lora_rank):  # LoRA's frozen weights are not saved apart
             initialise(state, config.train.init)
+        if lora_rank:
+            state = attach(state, device)
         lock = _claim(run_dir, checkpoint, resume, info)  # only now, with data and model checked, is anything written
         try:
             elapsed_before = restore(state, checkpoint, run_dir) if checkpoint is not None else 0.0
@@ -157,7 +162,7 @@ def _open_log(state: TrainState, data: RunData, run_dir: Path, device: torch.dev
     precision = "bf16 autocast" if tc.bf16 and fast_bf16(device) else "float32"
     logger.print(f"run directory: {run_dir}")
     logger.print(
-        f"{state.objective.name} model: {state.model.num_parameters():,} parameters; data: "
+        f"{state.objective.name} model: {parameter_summary(state.model)}; data: "
         f"{data.train.meta['train_tokens']:,} training tokens, {data.tokenizer!r}; "
         f"{info.world_size} process(es) on {device.type}, {precision}"
     )
