@@ -210,6 +210,11 @@ class TrainConfig:
     """A model to start from (``--init``): any path or Hub id ``scorediff.load`` reads, whose weights (EMA when it
     has them) initialise the network and its moving average before the first step; its shapes must be this run's
     (empty: random weights). A resumed run continues from its own checkpoint instead."""
+    attention_anneal_steps: int = 0
+    """A llama diffusion network adapted from an AR model: over the first steps its attention widens from causal
+    to full, query ``i`` seeing keys up to ``i + ceil(L step / attention_anneal_steps)`` (DiffuLLaMA anneals with
+    random extra keys; this band is deterministic, so a resumed run sees what an uninterrupted one would).
+    0: full attention from the start."""
     lora_rank: int = 0
     """LoRA (``pip install 'scorediff[lora]'``): the rank r of the low-rank update ``W + (lora_alpha / r) B A``
     learnt for each linear layer named by ``lora_targets``, every other weight frozen (0: off, full fine-tuning).
@@ -226,7 +231,7 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("batch_size", "grad_accum", "max_steps", "max_skipped_steps", "log_every", "eval_windows"):
             at_least(name, getattr(self, name), 1)
-        for name in ("eval_every", "preview_samples", "save_every", "keep_last"):
+        for name in ("eval_every", "preview_samples", "save_every", "keep_last", "attention_anneal_steps"):
             at_least(name, getattr(self, name), 0)
         at_least("seed", self.seed, 0, 2**63 - 1)
         at_least("eval_num_t", self.eval_num_t, 1, 4096)

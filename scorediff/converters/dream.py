@@ -5,16 +5,16 @@ mask moved to the last id (``llama_layout.masked_model``).
 
 Dream keeps the AR model's *shifted* head: the network's output at position ``i`` predicts token ``i + 1``. Its
 sampler reads the prediction for token ``i`` at ``i - 1`` (token 0 reuses position 0's). ``ShiftedLlamaTransformer``
-realigns the outputs in the same way inside the network, so its ``logits`` and scores are per position as every
-objective expects, and no caller needs to know.
+realigns the outputs in the same way inside the network (``llama.shift_right``), so its ``logits`` and scores are
+per position as every objective expects. Dream has no BOS row, so it is not ``model.shift`` (which reads token 0
+from a BOS placed first): its first position is its own rule.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from ..model.llama import LlamaTransformer
+from ..model.llama import LlamaTransformer, shift_right
 from .hf_llama import shape as qwen_shape
 from .llama_layout import masked_model, rename_hf
 
@@ -28,7 +28,7 @@ class ShiftedLlamaTransformer(LlamaTransformer):
 
     def logits(self, x_t: Tensor, sigma_bar: Tensor | None, label: Tensor | None = None) -> Tensor:
         raw = super().logits(x_t, sigma_bar, label)  # (B, L, V)
-        return torch.cat([raw[:, :1], raw[:, :-1]], dim=1)
+        return shift_right(raw, raw[:, :1])
 
 
 def matches(config: dict) -> bool:

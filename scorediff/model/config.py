@@ -21,6 +21,7 @@ LLAMA_ONLY = {
     "tie_embeddings": False,
     "qkv_bias": False,
     "qk_norm": False,
+    "shift": False,
 }
 
 
@@ -77,6 +78,11 @@ class ModelConfig:
     """llama: biases on the query, key and value maps (Qwen2)."""
     qk_norm: bool = False
     """llama: an RMSNorm over each head's queries and keys before the rotary map (Qwen3)."""
+    shift: bool = False
+    """llama, masked diffusion: the shifted prediction of a network adapted from an AR model (Dream): token ``i``
+    is read from the hidden state at position ``i - 1``. The network puts a BOS token (id ``vocab_size``, one
+    embedding row past the mask; never an output) before its input and drops its last output, so that position
+    ``i``'s output keeps the AR head's meaning, "the token after what precedes ``i``"."""
 
     def __post_init__(self):
         # the upper bounds keep an untrusted config.json from asking for an absurd allocation
@@ -113,6 +119,8 @@ class ModelConfig:
         at_least("head_dim", self.head_dim, 0, 2**12)
         positive("rope_theta", self.rope_theta)
         positive("norm_eps", self.norm_eps)
+        if self.shift and self.block_size:
+            raise InputError(f"shift applies to masked diffusion (block_size=0); got block_size={self.block_size}")
         if self.n_heads % self.kv_heads:
             raise InputError(f"n_kv_heads must divide n_heads = {self.n_heads}; got {self.n_kv_heads}")
 

@@ -17,7 +17,7 @@ absorbing graph runs time-independent, as RADD and LLaDA do.
 State-dict keys (``i`` the block; HF LLaMA's ``model.embed_tokens``, ``model.layers.i``, ``model.norm`` and
 ``lm_head`` are ``vocab_embed``, ``blocks.i``, ``output_layer.norm`` and ``output_layer.linear``)::
 
-    vocab_embed.weight                                  (V, D)
+    vocab_embed.weight                                  (V, D)              (V + 1, D) with shift: BOS last
     blocks.i.input_layernorm.weight                     (D,)
     blocks.i.self_attn.q_proj.weight / .bias            (H K, D) / (H K,)   bias only with qkv_bias
     blocks.i.self_attn.k_proj.weight / .bias            (G K, D) / (G K,)
@@ -32,6 +32,11 @@ State-dict keys (``i`` the block; HF LLaMA's ``model.embed_tokens``, ``model.lay
     output_layer.linear.weight                          (V, D)              absent with tie_embeddings
     output_layer.adaLN_modulation.weight / .bias        (2 D, C) / (2 D,)   only when conditioned
     sigma_map.mlp.{0,2}.weight / .bias, label_embed.weight, cond            as in the DiT, when used
+
+A network adapted from an AR model (``model.shift``, masked diffusion only) keeps its shifted head: the output at
+position ``i`` predicts token ``i + 1``. ``LlamaTransformer.logits`` puts a BOS (id V, the embedding's extra row)
+before ``x_t`` and realigns the outputs (``shift_right``), so its contract stays per position and no objective
+knows. ``set_attention_reach`` narrows its attention (``attention_mask``) while it is annealed from causal to full.
 
 Rotary convention: HF LLaMA's ``rotate_half`` on split halves (``layers.apply_rotary``): dimension ``j < K/2`` is
 paired with ``j + K/2`` at frequency ``rope_theta^(-2j/K)``, the angles' cosines and sines computed in float32 as HF
@@ -157,6 +162,7 @@ class LlamaOutput(nn.Module):
     def __init__(self, config: ModelConfig, embedding: nn.Embedding, conditioned: bool):
         super().__init__()
         self.norm = RMSNorm(config.hidden_size, config.norm_eps)
+        self.vocab_size = config.vocab_size
         if config.tie_embeddings:
             self.tied = (embedding,)  # a tuple: not registered as a submodule
         else:
@@ -169,8 +175,22 @@ class LlamaOutput(nn.Module):
         if c is not None:
             shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
             h = modulate(h, shift, scale)
-        weight = self.tied[0].weight if hasattr(self, "tied") else self.linear.weight
+        # a shifted network's embedding has a BOS row past the vocabulary, which is never an output
+        weight = self.tied[0].weight[: self.vocab_size] if hasattr(self, "tied") else self.linear.weight
         return F.linear(h, weight)  # (B, L, V)
+
+
+def shift_right(raw: Tensor, first: Tensor) -> Tensor:
+    """Outputs of a shifted head (position ``i`` predicts token ``i + 1``) realigned per position: ``raw``
+    (B, L, V) and ``first`` (B, 1, V), the prediction of token 0, give ``[first, raw[:, 0], ..., raw[:, L-2]]``."""
+    return torch.cat([first, raw[:, :-1]], dim=1)
+
+
+def attention_mask(seq_len: int, reach: int, device=None) -> Tensor:
+    """Bool (S, S): query ``i`` sees keys ``j <= i + reach`` (0: causal). Adapting an AR model, the mask
+    widens from causal to full (``train.attention_anneal_steps``, after DiffuLLaMA's annealing)."""
+    positions = torch.arange(seq_len, device=device)
+    return positions[None, :] <= positions[:, None] + reach
 
 
 def require_llama(config: ModelConfig) -> None:
@@ -210,7 +230,8 @@ class LlamaTransformer(SEDDTransformer):
         """The embedding, the conditioning (when the network has any), the blocks, the output and rotary tables."""
         require_llama(config)
         conditioned = config.time_conditioning or config.num_labels > 0
-        self.vocab_embed = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.attention_band: Tensor | None = None  # full attention (``set_attention_reach``)
+        self.vocab_embed = nn.Embedding(config.vocab_size + config.shift, config.hidden_size)  # + BOS, shifted
         if config.time_conditioning:
             self.sigma_map = NoiseEmbedding(config.cond_dim)
         elif config.num_labels:
@@ -223,6 +244,35 @@ class LlamaTransformer(SEDDTransformer):
 
     def reset_parameters(self) -> None:
         init_llama(self)
+
+    @property
+    def bos_id(self) -> int:
+        """A shifted network's BOS token, the embedding's last row (``config.shift``)."""
+        return self.config.vocab_size
+
+    def set_attention_reach(self, reach: int | None) -> None:
+        """Let query ``i`` see keys up to ``i + reach`` (``attention_mask``; 0: causal) from now on; None: all keys.
+        The mask is a tensor made here, so a compiled network is not recompiled for each ``reach``."""
+        if reach is None:
+            self.attention_band = None
+        else:
+            length = self.config.seq_len + self.config.shift
+            self.attention_band = attention_mask(length, reach, self.vocab_embed.weight.device)
+
+    def logits(self, x_t: Tensor, sigma_bar: Tensor | None, label: Tensor | None = None) -> Tensor:
+        """The raw outputs, float32 (B, L, V), position ``i``'s for token ``i``; a shifted network reads them
+        from the hidden states of ``[BOS] + x_t`` at ``0..L-1`` (``config.shift``)."""
+        if self.config.shift:
+            x_t = torch.cat([x_t.new_full((x_t.shape[0], 1), self.bos_id), x_t], dim=1)
+        x = self.vocab_embed(x_t)  # (B, S, D), S = L (+ 1 shifted)
+        c = self.adaln_input(sigma_bar, label, x_t.shape[0], x.dtype, x_t.device)
+        cos, sin = self.rotary(x_t.shape[1])
+        length = x_t.shape[1]
+        mask = None if self.attention_band is None else self.attention_band[:length, :length]
+        for block in self.blocks:
+            x = block(x, c, cos, sin, mask=mask)
+        raw = self.output_layer(x, c).float()
+        return shift_right(raw[:, 1:], raw[:, :1]) if self.config.shift else raw
 
     def adaln_input(self, sigma_bar: Tensor | None, label: Tensor | None, batch_size: int, dtype, device):
         """The DiT's conditioning (B, C) when the network has one; None for an unlabelled time-independent one."""
@@ -246,6 +296,8 @@ class LlamaCausalTransformer(CausalTransformer):
     def build_layers(self, config: ModelConfig) -> None:
         """The embedding, the causal blocks, the output and the rotary tables."""
         require_llama(config)
+        if config.shift:
+            raise InputError("model.shift applies to masked diffusion; an autoregressive model is shifted already")
         self.vocab_embed = nn.Embedding(config.vocab_size, config.hidden_size)
         self.blocks = nn.ModuleList(LlamaBlock(config, causal=True) for _ in range(config.n_blocks))
         self.output_layer = LlamaOutput(config, self.vocab_embed, conditioned=False)

@@ -28,6 +28,7 @@ from ..data.tokenizers import Tokenizer, load_tokenizer
 from ..data.windows import TokenWindows
 from ..errors import ScorediffError
 from . import distributed, lora
+from .adapt import adapted_weights, check_annealable, is_adaptation
 from .distributed import DistInfo
 from .resume import check_resumable
 from .step import TrainState, new_state
@@ -114,21 +115,24 @@ def build(config: RunConfig, tokenizer: Tokenizer, device: torch.device, info: D
     torch.manual_seed(config.train.seed)  # the initial weights
     model = build_model(config, objective)
     config = dataclasses.replace(config, model=model.config)  # resolved: vocab_size, scale_by_sigma
+    check_annealable(model, config.train.attention_anneal_steps)
     return new_state(config, objective, model, device, info)
 
 
 def initialise(state: TrainState, source: str) -> None:
     """Start ``state`` from the weights of the model at ``source`` (anything ``scorediff.load`` reads; its EMA
-    weights when it has them): the network and its moving average both become them.
+    weights when it has them): the network and its moving average both become them. An autoregressive llama
+    given to a shifted masked-diffusion llama is adapted (A2D, ``adapt.adapted_weights``).
 
     Raises:
         ConfigError: one line, when ``source`` is no model scorediff loads or its weights do not fit this run's
-            network (names and shapes, through ``checkpoint.check_weights``).
+            network (names and shapes, through ``checkpoint.check_weights``), or an AR model cannot be adapted.
     """
     from ..loading import load  # the loader reads converters and the Hub; a run without --init needs neither
 
     try:
-        weights = load(source).model.state_dict()
+        loaded = load(source).model
+        weights = adapted_weights(loaded, state.model) if is_adaptation(loaded, state.model) else loaded.state_dict()
         shapes = {name: tuple(tensor.shape) for name, tensor in state.model.state_dict().items()}
         check_weights(weights, shapes, "this run's network (its model.* options)", Path(source))
     except ScorediffError as error:

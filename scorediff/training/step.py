@@ -16,6 +16,7 @@ from ..data.dna import random_reverse_complement
 from ..devices import bf16_autocast, keep_freed_memory
 from ..errors import ScorediffError
 from ..objectives import Objective
+from .adapt import anneal_attention
 from .distributed import DistInfo
 from .ema import EMA
 from .optim import lr_at, make_optimizer, step_seed
@@ -116,6 +117,7 @@ def train_step(state: TrainState, batch: dict[str, Tensor]) -> StepOutput:
     micro_batch = local_batch // accum
     for group in state.optimizer.param_groups:
         group["lr"] = lr_at(state.step, config)
+    anneal_attention(state.model, state.step, config.train.attention_anneal_steps, seq_len)
     loss_sum = torch.zeros((), device=batch["x_0"].device)
     for micro in range(accum):
         part = {name: value[micro * micro_batch : (micro + 1) * micro_batch] for name, value in batch.items()}
