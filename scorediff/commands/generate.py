@@ -13,12 +13,13 @@ from ..devices import resolve_device
 from ..generation import generate
 from ..loading import load
 from ..sampling import SAMPLERS
+from ..sampling.options import APPROXIMATE_CACHES
 from ..sampling.orders import ORDERS
 from ..templates import gap, parse_template
 from . import UsageError, atomic_write, check_device, check_memory, check_writable, positive, seed_value
 from .infill_inputs import fasta_region
 from .prompts import answer_all, answer_records, ends_answers, one_pattern_per_batch, read_prompts, wait_for_answers
-from .sampling_options import sampling_options
+from .sampling_options import flag_errors, sampling_options
 from .trajectory import write_trajectory
 
 
@@ -37,6 +38,15 @@ def _common(parser) -> None:
         "--no-cache",
         action="store_true",
         help="recompute everything at every step (autoregressive: the whole prefix; diffusion: unchanged sequences)",
+    )
+    parser.add_argument(
+        "--approximate-cache",
+        choices=list(APPROXIMATE_CACHES),
+        help="with --order, a time-independent absorbing model: Fast-dLLM's APPROXIMATE KV cache, prefix or dual "
+        "(reuses keys computed before a block's tokens changed, so the tokens may differ from the exact decode)",
+    )
+    parser.add_argument(
+        "--cache-block", type=int, help="with --approximate-cache: positions decoded per cache refresh (32)"
     )
     parser.add_argument("--greedy-tail", action="store_true", help="diffusion: the last step takes the likeliest token")
     parser.add_argument(
@@ -126,9 +136,10 @@ def _generate(args, loaded, length: int, condition=None) -> tuple[torch.Tensor, 
     options = sampling_options(args, loaded)
     check_memory(estimate_bytes(loaded.model.config, args.num_samples, length, _steps(options, loaded)))
     shape = (args.num_samples, length)
-    drawn = generate(
-        loaded.objective, loaded.model, shape, options, condition=condition, seed=args.seed, device=args.device
-    )
+    with flag_errors():  # what the objective refuses of the model, by the flag that asked for it
+        drawn = generate(
+            loaded.objective, loaded.model, shape, options, condition=condition, seed=args.seed, device=args.device
+        )
     if args.stats:
         print(json.dumps(drawn.stats.to_dict()), file=sys.stderr)
     return drawn.tokens, drawn.trajectory
@@ -226,7 +237,8 @@ def _answer_prompts(args) -> int:
         costs.append(drawn.stats)
         return drawn.tokens
 
-    filled = answer_all(fill, tokens, given, args.batch_size, one_pattern_per_batch(loaded.objective))
+    with flag_errors():
+        filled = answer_all(fill, tokens, given, args.batch_size, one_pattern_per_batch(loaded.objective))
     if args.stats:
         print(json.dumps(_prompt_stats(costs, length)), file=sys.stderr)
     output = answer_records(records, loaded.tokenizer, filled.cpu(), given, ends_answers(loaded))

@@ -3,6 +3,8 @@ as one ``SamplingOptions``; every mistake a one-line ``UsageError`` naming the f
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from ..sampling.options import OptionError, SamplingOptions
 from . import UsageError, label_id
 
@@ -20,6 +22,8 @@ FLAGS = {
     "--remask-rounds": "remask_rounds",
     "--remask-tokens": "remask_tokens",
     "--no-cache": "cache",
+    "--approximate-cache": "approximate_cache",
+    "--cache-block": "cache_block",
     "--block": "block",
     "--label": "label",
     "--guidance": "guidance",
@@ -39,13 +43,23 @@ def sampling_options(args, loaded) -> SamplingOptions:
         raise UsageError("--guidance needs --label (the class to guide towards)")
     if args.remask_tokens is not None and not args.remask_rounds:
         raise UsageError("--remask-tokens applies with --remask-rounds")
+    if args.cache_block is not None and args.approximate_cache in (None, "none"):
+        raise UsageError("--cache-block applies with --approximate-cache prefix or dual")
     run = loaded.config.sampling.options(loaded.kind) if loaded.config is not None else SamplingOptions()
-    try:
+    with flag_errors():
         options = SamplingOptions.of(run, **_flag_values(args, loaded))
-    except OptionError as error:
-        raise UsageError(f"{_flag(error.field)} {error.reason}") from None
     _check_model(options, args, loaded)
     return options
+
+
+@contextmanager
+def flag_errors():
+    """Turn an ``OptionError`` (raised here or by the objective while it samples) into a ``UsageError`` naming the
+    flag that set the field."""
+    try:
+        yield
+    except OptionError as error:
+        raise UsageError(f"{_flag(error.field)} {error.reason}") from None
 
 
 def _given(args, flag: str) -> bool:

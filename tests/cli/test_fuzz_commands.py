@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 # Values a hostile user types: out of range, not numbers, huge, and a few valid small ones (kept cheap: no value
 # here asks for many steps, samples or tokens that would be accepted).
 VALUES = ["-1", "0", "1", "2", "nan", "inf", "-inf", "1e23", "9" * 30, "9" * 5000, "", "x", "0.5", "analytic",
-          "confidence", "[MASK:3]", "[MASK:" + "9" * 5000 + "]", "To be\n", "{\"a\": 1}"]  # fmt: skip
+          "confidence", "dual", "[MASK:3]", "[MASK:" + "9" * 5000 + "]", "To be\n", "{\"a\": 1}"]  # fmt: skip
 SAMPLE_FLAGS = ["--steps", "--length", "--num-samples", "--top-p", "--temperature", "--predictor", "--seed", "--order",
                 "--tokens-per-step", "--threshold", "--remask-rounds", "--remask-tokens", "--block", "--guidance",
-                "--label", "--device", "--format"]  # fmt: skip
+                "--label", "--device", "--format", "--approximate-cache", "--cache-block"]  # fmt: skip
 INFILL_FLAGS = [*SAMPLE_FLAGS, "--template", "--prefix", "--suffix"]
 EVAL_FLAGS = ["--num-t", "--max-windows", "--batch-size", "--seed", "--device", "--split", "--dataset", "--chunking"]
 SLOW = {"--steps", "--length", "--num-samples", "--num-t", "--max-windows", "--batch-size"}
