@@ -52,11 +52,12 @@ def check_batch(config: RunConfig, info: DistInfo) -> None:
         )
 
 
-def prepare_data(config: RunConfig, info: DistInfo, checkpoint: Path | None) -> RunData:
-    """Rank 0 builds the tokenizer (or reads the checkpoint's) and tokenises into the shard cache; the other
-    ranks read what it wrote. Nothing is written into the run directory here."""
+def prepare_data(config: RunConfig, info: DistInfo, checkpoint: Path | None, initial=None) -> RunData:
+    """Rank 0 builds the tokenizer (or reads the checkpoint's, else that of ``initial``, the ``Loaded`` model a run
+    starts from, whose ids its weights were trained on) and tokenises into the shard cache; the other ranks read
+    what it wrote. Nothing is written into the run directory here."""
     data = config.data
-    tokenizer = load_tokenizer(checkpoint) if checkpoint is not None else None
+    tokenizer = load_tokenizer(checkpoint) if checkpoint is not None else getattr(initial, "tokenizer", None)
     if example_format(data.source):  # small enough to read on every rank; the same seeded split everywhere
         if tokenizer is None:
             tokenizer = build_tokenizer(data.tokenizer, data.source, num_tokens=data.num_tokens)
@@ -119,19 +120,30 @@ def build(config: RunConfig, tokenizer: Tokenizer, device: torch.device, info: D
     return new_state(config, objective, model, device, info)
 
 
-def initialise(state: TrainState, source: str) -> None:
+def load_initial(source: str):
+    """The model at ``source`` (``scorediff.load``'s ``Loaded``), or a one-line ``ConfigError`` naming train.init."""
+    from ..loading import load  # the loader reads converters and the Hub; a run without --init needs neither
+
+    try:
+        return load(source)
+    except ScorediffError as error:
+        raise ConfigError(f"train.init: {error}") from None
+
+
+def initialise(state: TrainState, source: str, initial=None) -> None:
     """Start ``state`` from the weights of the model at ``source`` (anything ``scorediff.load`` reads; its EMA
     weights when it has them): the network and its moving average both become them. An autoregressive llama
     given to a shifted masked-diffusion llama is adapted (A2D, ``adapt.adapted_weights``).
+
+    Args:
+        initial: ``source`` already loaded (``load_initial``), so that it is read once; None reads it here.
 
     Raises:
         ConfigError: one line, when ``source`` is no model scorediff loads or its weights do not fit this run's
             network (names and shapes, through ``checkpoint.check_weights``), or an AR model cannot be adapted.
     """
-    from ..loading import load  # the loader reads converters and the Hub; a run without --init needs neither
-
+    loaded = (initial or load_initial(source)).model
     try:
-        loaded = load(source).model
         weights = adapted_weights(loaded, state.model) if is_adaptation(loaded, state.model) else loaded.state_dict()
         shapes = {name: tuple(tensor.shape) for name, tensor in state.model.state_dict().items()}
         check_weights(weights, shapes, "this run's network (its model.* options)", Path(source))

@@ -20,7 +20,7 @@ from .logger import MetricsLogger
 from .lora import attach, parameter_summary, require_peft
 from .progress import Window
 from .rundir import claim, find_start, run_directory, save, write_config
-from .setup import RunData, build, check_batch, initialise, prepare_data, resolve_from_data, restore
+from .setup import RunData, build, check_batch, initialise, load_initial, prepare_data, resolve_from_data, restore
 from .step import StepOutput, TrainState, draw_batch, step_or_fall_back, train_step
 from .stopping import Stop, StopRules
 
@@ -67,12 +67,15 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
         require_peft(config)
         run_dir = run_directory(config)
         checkpoint = find_start(run_dir, resume)
-        data = prepare_data(config, info, checkpoint)
+        lora_rank = config.train.lora_rank
+        starts = config.train.init and (checkpoint is None or lora_rank)  # LoRA's frozen weights are not saved apart
+        initial = load_initial(config.train.init) if starts else None  # its tokenizer, then its weights
+        data = prepare_data(config, info, checkpoint, initial)
         config = resolve_from_data(config, data)
         state = build(config, data.tokenizer, device, info)
-        lora_rank = config.train.lora_rank
-        if config.train.init and (checkpoint is None or lora_rank):  # LoRA's frozen weights are not saved apart
-            initialise(state, config.train.init)
+        if starts:
+            initialise(state, config.train.init, initial)
+        del initial  # the network holds its weights now; a large model is not kept twice
         if lora_rank:
             state = attach(state, device)
         lock = _claim(run_dir, checkpoint, resume, info)  # only now, with data and model checked, is anything written
