@@ -57,3 +57,9 @@ def test_the_library_does_not_import_the_command_line():
         if (level or module.startswith("scorediff")) and package_module(path, module, level) in ("commands", "cli")
     ]
     assert len(library) > 40 and not offenders
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test files by basename (no packages under tests/), so two of one name stop collection."""
+    names = [path.name for path in Path(__file__).parent.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
