@@ -57,7 +57,7 @@ def check_order(order: str, tokens_per_step: int | None, threshold: float | None
 def tokens_per_call(tokens_per_step: int | None, given: Tensor, steps: int) -> int:
     """``tokens_per_step``, or when it is None the masks of the fullest row (``~given``, (B, L)) spread over
     ``steps`` calls."""
-    return max(1, tokens_per_step or -(-int((~given).sum(-1).max()) // max(1, steps)))
+    return max(1, min(tokens_per_step or -(-int((~given).sum(-1).max()) // max(1, steps)), given.shape[-1]))
 
 
 def order_scores(log_p: Tensor, chosen: Tensor, order: str, generator: torch.Generator | None) -> Tensor:
@@ -144,6 +144,8 @@ def decode_in_order(
         raise InputError(f"remasking needs rounds >= 0 and tokens >= 1; got {remask_rounds} and {remask_tokens}")
     if int(remask_rounds) > x.shape[-1]:  # each round costs a network call; more than one per position is waste
         raise InputError(f"remask_rounds must be at most the window's {x.shape[-1]} positions; got {remask_rounds}")
+    # more positions per call than the window holds means all of them (and keeps a huge int away from torch)
+    tokens_per_step = min(int(tokens_per_step), x.shape[-1])
     if end_token is not None and not 0 <= int(end_token) < num_tokens:
         raise InputError(f"end_token must be a data token, in [0, {num_tokens}); got {end_token}")
     x = x.clone()

@@ -44,7 +44,8 @@ def cheap(words: list[str]) -> list[str]:
     return kept
 
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+# derandomized: CI reruns the same cases (explore with --hypothesis-seed=N; each find becomes a fixed test)
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
 
 @SETTINGS
@@ -77,7 +78,7 @@ USER_FILES = st.dictionaries(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(files=USER_FILES)
 def test_push_local_changes_only_new_empty_or_its_own_folders(capsys, tmp_path_factory, trained_run, files):
     folder = tmp_path_factory.mktemp("dest") / "model"
