@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import torch
 
 from .errors import InputError, ScorediffError
-from .generation import generate
+from .generation import MAX_SEED, generate
 from .sampling import SAMPLERS
 from .sampling.options import SamplingOptions
 from .sampling.orders import ORDERS
@@ -39,7 +39,6 @@ STEPS = (1, 512)
 TEMPERATURE = (0.05, 2.0)
 TOP_P = (0.05, 1.0)
 GUIDANCE = (0.0, 5.0)
-SEED_LIMIT = 2**63  # torch.Generator.manual_seed takes 64 bits; the page asks for a non-negative seed
 log = logging.getLogger(__name__)
 
 
@@ -149,7 +148,7 @@ class Session:
         The sampler's own error is raised here, whatever it is; closing the stream early stops the sampler at
         its next network call.
         """
-        seed = whole("seed", seed, 0, SEED_LIMIT - 1, "2**63 - 1 (a seed must fit in 64 bits)")
+        seed = whole("seed", seed, 0, MAX_SEED, "2**63 - 1 (a seed must fit in 64 bits)")
         states: queue.Queue = queue.Queue()
         stopped = threading.Event()
         seen: list[int] = []
