@@ -26,6 +26,7 @@ class KVCache:
         self.values = [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_blocks)]
         self.length = 0  # positions already stored
         self.max_len = shape[2]
+        self.after: Tensor | None = None  # a shifted network's prediction of the token after the stored ones (B, V)
 
     @classmethod
     def for_model(cls, config, batch_size: int, max_len: int, dtype=torch.float32, device=None) -> KVCache:
@@ -43,6 +44,7 @@ class KVCache:
             for target, source in zip(targets, sources, strict=True):
                 target[:, :, : self.length] = source[rows, :, : self.length]
         picked.length = self.length
+        picked.after = None if self.after is None else self.after[rows]
         return picked
 
     def extend(self, block: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:

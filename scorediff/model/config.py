@@ -79,10 +79,11 @@ class ModelConfig:
     qk_norm: bool = False
     """llama: an RMSNorm over each head's queries and keys before the rotary map (Qwen3)."""
     shift: bool = False
-    """llama, masked diffusion: the shifted prediction of a network adapted from an AR model (Dream): token ``i``
-    is read from the hidden state at position ``i - 1``. The network puts a BOS token (id ``vocab_size``, one
-    embedding row past the mask; never an output) before its input and drops its last output, so that position
-    ``i``'s output keeps the AR head's meaning, "the token after what precedes ``i``"."""
+    """llama, masked or block diffusion: the shifted prediction of a network adapted from an AR model (Dream,
+    Fast-dLLM v2): token ``i`` is read from the hidden state at position ``i - 1``. The network puts a BOS token
+    (id ``vocab_size``, one embedding row past the mask; never an output) before its input, so that position
+    ``i``'s output keeps the AR head's meaning, "the token after what precedes ``i``"; with ``block_size`` the
+    first token of each block is read from the clean token before it (``model.shifted_block``)."""
 
     def __post_init__(self):
         # the upper bounds keep an untrusted config.json from asking for an absurd allocation
@@ -119,8 +120,6 @@ class ModelConfig:
         at_least("head_dim", self.head_dim, 0, 2**12)
         positive("rope_theta", self.rope_theta)
         positive("norm_eps", self.norm_eps)
-        if self.shift and self.block_size:
-            raise InputError(f"shift applies to masked diffusion (block_size=0); got block_size={self.block_size}")
         if self.n_heads % self.kv_heads:
             raise InputError(f"n_kv_heads must divide n_heads = {self.n_heads}; got {self.n_kv_heads}")
 

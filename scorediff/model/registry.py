@@ -11,6 +11,7 @@ from .block_diffusion import BlockDiffusionTransformer
 from .causal import CausalTransformer
 from .config import ModelConfig
 from .llama import LlamaBlockDiffusionTransformer, LlamaCausalTransformer, LlamaTransformer
+from .shifted_block import ShiftedBlockDiffusionTransformer
 from .transformer import SEDDTransformer
 
 NetworkKind = Literal["diffusion", "block_diffusion", "autoregressive"]
@@ -35,6 +36,8 @@ def build_network(kind: NetworkKind, config: ModelConfig, mask_id: int | None = 
         mask_id (int | None): the absorbing graph's mask state (diffusion kinds only).
     """
     network = NETWORKS.get((kind, config.arch))
+    if kind == "block_diffusion" and config.shift:  # only a llama has model.shift (ModelConfig checks)
+        network = ShiftedBlockDiffusionTransformer
     if network is None:
         kinds = sorted({k for k, _ in NETWORKS})
         raise InputError(f"no network of kind {kind!r} and arch {config.arch!r}; kinds: {', '.join(kinds)}")

@@ -1,5 +1,6 @@
-"""AR-to-diffusion adaptation (A2D): an autoregressive llama's weights given to a shifted masked-diffusion llama
-(``model.shift``), and the attention annealed from causal to full over the first steps.
+"""AR-to-diffusion adaptation (A2D): an autoregressive llama's weights given to a shifted masked- or block-diffusion
+llama (``model.shift``; ``model.shifted_block`` for blocks), and, for masked diffusion, the attention annealed from
+causal to full over the first steps.
 
 Vocabulary layout. The AR network has ``N + 1`` rows, the ``N`` data tokens then its BOS (``bos_id = N``); the
 shifted diffusion network has ``N + 2`` embedding rows, the data tokens, the mask (``N``) and its BOS (``N + 1``),
@@ -26,7 +27,7 @@ from ..config import ConfigError
 from ..model.causal import CausalTransformer
 from ..model.llama import LlamaCausalTransformer, LlamaTransformer
 
-SUPPORTED = "an autoregressive llama (model.arch=llama) into a masked-diffusion llama with model.shift=true"
+SUPPORTED = "an autoregressive llama (model.arch=llama) into a masked- or block-diffusion llama with model.shift=true"
 
 
 def is_adaptation(source: nn.Module, target: nn.Module) -> bool:

@@ -13,8 +13,16 @@ NUM_TOKENS = 5
 MASK = NUM_TOKENS
 
 
-#: The llama twin with one key/value head, so that the cache holds grouped keys and values.
-ARCHS = {"dit": {}, "llama": {"arch": "llama", "n_kv_heads": 1}}
+#: The llama twin with one key/value head, so that the cache holds grouped keys and values, and its shifted form
+#: (an AR model adapted: ``model.shifted_block``, whose own tests are in test_shifted_block.py).
+ARCHS = {
+    "dit": {},
+    "llama": {"arch": "llama", "n_kv_heads": 1},
+    "shifted": {"arch": "llama", "n_kv_heads": 1, "shift": True},
+}
+#: The unshifted networks: labels and the BD3-LM attention pattern (a shifted block's first position reads the
+#: clean token before it instead of its own block).
+UNSHIFTED = ["dit", "llama"]
 
 
 def random_network(
@@ -64,7 +72,7 @@ def test_the_training_pass_equals_the_cached_blocks(block_size, arch):
     torch.testing.assert_close(together[..., data].exp().sum(-1), torch.ones(3, 8))
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize("arch", UNSHIFTED)
 def test_a_label_conditions_both_forms(arch):
     network = random_network(2, num_labels=3, arch=arch)
     x_0, x_t = noised(2)
@@ -76,7 +84,7 @@ def test_a_label_conditions_both_forms(arch):
     assert not torch.allclose(together[0], other[0]) and torch.equal(together[1:], other[1:])
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize("arch", UNSHIFTED)
 def test_a_block_sees_its_noised_tokens_and_the_clean_blocks_before_it(arch):
     network = random_network(2, arch=arch)
     x_0, x_t = noised(3)
@@ -125,7 +133,7 @@ def test_a_finished_block_can_ride_along_with_the_next_call(arch):
         for start in range(2, 8, 2):
             parts.append(network.block_log_probs(x_t[:, start : start + 2], cache, clean=x_0[:, start - 2 : start]))
         together = torch.cat(parts, dim=1)
-    assert cache.length == 6  # the last block is never appended
+    assert cache.length == 6 + network.config.shift  # the last block is never appended (a shifted cache holds BOS)
     torch.testing.assert_close(together[..., :NUM_TOKENS], apart[..., :NUM_TOKENS], rtol=0, atol=1e-10)
 
 

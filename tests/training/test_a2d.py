@@ -127,14 +127,17 @@ def cli_train(capsys, tmp_path, corpus, preset, name, *extra):
     return tmp_path / "runs" / name
 
 
-def test_the_tiny_a2d_preset_adapts_a_tiny_llama_ar_run_and_keeps_what_it_knew(capsys, tmp_path, corpus):
+def test_the_tiny_a2d_presets_adapt_a_tiny_llama_ar_run_and_keep_what_it_knew(capsys, tmp_path, corpus):
     parent = cli_train(capsys, tmp_path, corpus, "tiny-llama-ar", "parent", "--train.max_steps=40",
                        "--optim.warmup_steps=4", "--train.save_every=0")  # fmt: skip
-    adapted = cli_train(capsys, tmp_path, corpus, "tiny-a2d", "adapted", f"--init={parent}", "--train.max_steps=3")
-    scratch = cli_train(capsys, tmp_path, corpus, "tiny-a2d", "scratch", "--train.max_steps=3")
-    first_adapted, first_scratch = losses(adapted)[1], losses(scratch)[1]
-    print(f"first loss, nats/token: adapted {first_adapted:.3f}, from scratch {first_scratch:.3f}")
-    assert first_adapted < first_scratch - 0.5
+    for preset in ("tiny-a2d", "tiny-a2d-block"):  # masked diffusion, then blocks of 4
+        adapted = cli_train(capsys, tmp_path, corpus, preset, f"{preset}-adapted", f"--init={parent}",
+                            "--train.max_steps=3")  # fmt: skip
+        scratch = cli_train(capsys, tmp_path, corpus, preset, f"{preset}-scratch", "--train.max_steps=3")
+        first_adapted, first_scratch = losses(adapted)[1], losses(scratch)[1]
+        print(f"{preset} first loss, nats/token: adapted {first_adapted:.3f}, from scratch {first_scratch:.3f}")
+        assert first_adapted < first_scratch - 0.5
+    assert scorediff.load(adapted).model.config.block_size == 4
 
 
 def test_what_cannot_be_adapted_is_refused_in_one_line(capsys, micro_config, corpus, tmp_path):
@@ -142,7 +145,9 @@ def test_what_cannot_be_adapted_is_refused_in_one_line(capsys, micro_config, cor
     llama_parent = train(load_config(str(llama_yaml(corpus, tmp_path, "autoregressive", "ar", max_steps=1))),
                          progress=False)  # fmt: skip
     child = load_config(str(llama_yaml(corpus, tmp_path, "diffusion", "child", max_steps=1)))
-    supported = r"an autoregressive llama \(model.arch=llama\) into a masked-diffusion llama with model.shift=true"
+    supported = (
+        r"an autoregressive llama \(model.arch=llama\) into a masked- or block-diffusion llama with model.shift=true"
+    )
 
     def refused(config, parent, pattern):
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, init=str(parent.checkpoint)))
@@ -159,8 +164,6 @@ def test_what_cannot_be_adapted_is_refused_in_one_line(capsys, micro_config, cor
         train(dataclasses.replace(dit, train=dataclasses.replace(dit.train, attention_anneal_steps=3)), progress=False)
     with pytest.raises(ValueError, match=r"shift applies to arch=llama"):
         ModelConfig(vocab_size=5, shift=True)
-    with pytest.raises(ValueError, match=r"shift applies to masked diffusion \(block_size=0\)"):
-        ModelConfig(vocab_size=5, arch="llama", seq_len=8, block_size=4, shift=True)
     argv = ["train", "--config", str(tmp_path / "child.yaml"), "--name", "cli", "--init", str(dit_parent.checkpoint)]
     assert_user_error(capsys, argv, rf"train.init: an autoregressive model adapts only as {supported}")
     assert not (tmp_path / "runs" / "child").exists() and not (tmp_path / "runs" / "cli").exists()
