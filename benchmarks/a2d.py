@@ -1,14 +1,16 @@
-"""AR-to-diffusion adaptation (A2D) against diffusion trained from scratch, at equal total steps.
+"""AR-to-diffusion adaptation (A2D) against diffusion trained from scratch, at equal training compute.
 
 Three runs at the presets' shape, batch and length, each stopped by ``train.max_steps`` alone (no time budget,
 so the machine's load cannot change the steps): (1) ``ar``, the ``tiny-llama-ar`` model, ``--ar-steps`` (N1)
-steps; (2) ``adapted``, ``tiny-a2d --init <run (1)>``, ``--adapt-steps`` (N2) steps; (3) ``scratch``, the
-``tiny-llama`` diffusion model, N1 + N2 steps. All three are llamas of one width and depth, so equal steps at equal
-batch and length is equal compute; the matrix-product FLOPs of each (``scorediff.model.flops``) are reported to
-show it. Each model is then scored by ``scorediff eval`` on the same windows of the runs' validation split
-(``--windows``, ``--num-t``): the AR model's exact NLL, the diffusion models' bounds, in bits per character. The
-ratios adapted / scratch (issue 37's target: below 1) and adapted / AR, and the validation curves the trainer
-logged against total steps (the adapted model's start at N1), go to ``DIR/a2d.json`` and ``DIR/a2d.png``.
+steps; (2) ``adapted``, ``--adapt-steps`` (N2) steps of ``tiny-a2d-block --init <run (1)>`` (``--into block``,
+blocks of 4) or ``tiny-a2d`` (``--into masked``); (3) ``scratch``, the ``tiny-llama`` diffusion model, N1 + N2
+steps, or N1 + 2 N2 after block adaptation, whose steps run every token twice (noised and clean). All three are
+llamas of one width and depth, so those steps at equal batch and length are equal compute; the matrix-product
+FLOPs of each (``scorediff.model.flops``) are reported to show how equal. Each model is then scored by
+``scorediff eval`` on the same windows of the runs' validation split (``--windows``, ``--num-t``): the AR model's
+exact NLL, the diffusion models' bounds, in bits per character. The ratios adapted / scratch (issue 37's target:
+below 1) and adapted / AR, and the validation curves the trainer logged against total steps (the adapted model's
+start at N1), go to ``DIR/a2d.json`` and ``DIR/a2d.png``.
 
     python benchmarks/a2d.py --out DIR                          # the three runs one after another
     # on two cores: (1) and (3) side by side, one thread each, then (2); the last stage writes the report
@@ -36,13 +38,15 @@ from scorediff.loading import load
 from scorediff.model.flops import training_flops_per_token
 from scorediff.training import train
 
-PRESETS = {"ar": "tiny-llama-ar", "adapted": "tiny-a2d", "scratch": "tiny-llama"}
+PRESETS = {"ar": "tiny-llama-ar", "adapted": "tiny-a2d-block", "scratch": "tiny-llama"}
+ADAPTED = {"block": "tiny-a2d-block", "masked": "tiny-a2d"}
 #: settings every stage of one report must share
-SETTINGS = ("ar_steps", "adapt_steps", "batch", "windows", "num_t", "eval_every", "seed", "overrides")
+SETTINGS = ("into", "ar_steps", "adapt_steps", "batch", "windows", "num_t", "eval_every", "seed", "overrides")
 
 
 def stage_steps(stage: str, args) -> int:
-    return {"ar": args.ar_steps, "adapted": args.adapt_steps, "scratch": args.ar_steps + args.adapt_steps}[stage]
+    scratch = args.ar_steps + args.adapt_steps * (2 if args.into == "block" else 1)  # a block step runs 2 L tokens
+    return {"ar": args.ar_steps, "adapted": args.adapt_steps, "scratch": scratch}[stage]
 
 
 def train_stage(stage: str, args) -> dict:
@@ -59,10 +63,12 @@ def train_stage(stage: str, args) -> dict:
         if not (parent / "config.json").exists():
             raise SystemExit(f"--stage adapted needs the ar run in {parent}: run --stage ar first")
         run.append(f"train.init={parent}")
-    config = load_config(PRESETS[stage], [*run, *args.overrides])
+    preset = ADAPTED[args.into] if stage == "adapted" else PRESETS[stage]
+    config = load_config(preset, [*run, *args.overrides])
     start = time.perf_counter()
     result = train(config, progress=False)
-    return {"run_dir": result.run_dir, "steps": result.step, "train_seconds": time.perf_counter() - start}
+    return {"preset": preset, "run_dir": result.run_dir, "steps": result.step,
+            "train_seconds": time.perf_counter() - start}  # fmt: skip
 
 
 def evaluate(run_dir: Path, args) -> dict:
@@ -96,7 +102,7 @@ def run_stage(stage: str, args) -> dict:
     tokens = trained["steps"] * args.batch * loaded.model.config.seq_len
     first_loss, curve = logged(run_dir)
     entry = {
-        "preset": PRESETS[stage], **trained, "run_dir": str(run_dir), "init": config["train"]["init"],
+        **trained, "run_dir": str(run_dir), "init": config["train"]["init"],
         "threads": torch.get_num_threads(),
         "parameters": sum(p.numel() for p in loaded.model.parameters()),
         "flops_per_token": per_token, "train_flops": per_token * tokens, "first_loss_nats_per_token": first_loss,
@@ -137,7 +143,7 @@ def plot(results: dict, path: Path) -> None:
     models, summary = results["models"], results["summary"]
     figure, (curves, bars) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [3, 2]})
     offsets = {"ar": 0, "adapted": models["ar"]["steps"], "scratch": 0}
-    labels = {"ar": "tiny-llama-ar (exact NLL)", "adapted": "tiny-a2d from the AR run (bound)",
+    labels = {"ar": "tiny-llama-ar (exact NLL)", "adapted": f"{models['adapted']['preset']} from the AR run (bound)",
               "scratch": "tiny-llama from scratch (bound)"}  # fmt: skip
     for name, entry in models.items():
         steps = [offsets[name] + p["step"] for p in entry["curve"]]
@@ -186,6 +192,7 @@ def report(args) -> dict | None:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--into", choices=sorted(ADAPTED), default="block", help="what the AR model is adapted into")
     parser.add_argument("--ar-steps", type=int, default=600, help="N1: steps of the AR run")
     parser.add_argument("--adapt-steps", type=int, default=600, help="N2: steps of the adaptation")
     parser.add_argument("--batch", type=int, default=16)

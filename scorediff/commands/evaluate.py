@@ -230,7 +230,7 @@ def run_info(args: argparse.Namespace) -> int:
     ):
         value = info[key]
         if key in ("parameters", "training_flops_per_token"):
-            value = f"{value:,}"
+            value = f"{value:,.0f}"
         elif isinstance(value, float):
             value = f"{value:.4f}"
         if value is not None or key not in ("graph", "schedule", "block_size"):

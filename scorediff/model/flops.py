@@ -33,7 +33,7 @@ def _key_value_weights(block: nn.Module) -> int:
     return block.self_attn.k_proj.weight.numel() + block.self_attn.v_proj.weight.numel()
 
 
-def training_flops_per_token(model: nn.Module) -> int:
+def training_flops_per_token(model: nn.Module) -> float:
     """Forward and backward matrix-product FLOPs of one training step per data token, at ``model.config.seq_len``.
 
     Each weight of a linear map that a position goes through costs 6 FLOPs (2 forward; 4 backward, for the
@@ -43,7 +43,9 @@ def training_flops_per_token(model: nn.Module) -> int:
     and the noise embedding act once per sequence, so none is counted (a tied output map is: it multiplies); nor
     is elementwise work. A block diffusion network (``BlockDiffusionTransformer``) runs ``2 L`` positions, the noised
     tokens and their clean copy, against ``2 L`` keys, except in its last block, where the clean copy only lends
-    keys and values, and in the output layer, which sees the noised positions alone.
+    keys and values, and in the output layer, which sees the noised positions alone; a shifted one
+    (``ShiftedBlockDiffusionTransformer``) reads clean states as well and runs both halves and its BOS in every
+    block, ``2 + 1 / L`` positions per data token (so its count is not a whole number).
     """
     config = model.config
     width, seq_len, blocks = config.n_heads * config.head_size, config.seq_len, list(model.blocks)
@@ -52,6 +54,9 @@ def training_flops_per_token(model: nn.Module) -> int:
     if not isinstance(model, BlockDiffusionTransformer):
         return outside + inside + 12 * len(blocks) * seq_len * width
     keys = 2 * seq_len
+    if getattr(config, "shift", False):  # reads clean states too: every block runs all 2 L + 1 positions (+ BOS)
+        positions = keys + 1
+        return outside + (inside * positions + 12 * positions**2 * width * len(blocks)) / seq_len
     last = blocks[-1]
     shared = _key_value_weights(last)
     # every block but the last runs both halves; the last runs its key/value maps on both, the rest on one
