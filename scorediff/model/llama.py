@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InputError
-from .attention import KVCache, attend
+from .attention import KVCache, StaleKVCache, attend
 from .block_diffusion import BlockDiffusionTransformer
 from .causal import CausalTransformer
 from .config import ModelConfig
@@ -273,6 +273,19 @@ class LlamaTransformer(SEDDTransformer):
             x = block(x, c, cos, sin, mask=mask)
         raw = self.output_layer(x, c).float()
         return shift_right(raw[:, 1:], raw[:, :1]) if self.config.shift else raw
+
+    def stale_cache(self, batch_size: int, seq_len: int) -> StaleKVCache:
+        """``SEDDTransformer.stale_cache``, with room for a shifted network's BOS."""
+        return super().stale_cache(batch_size, seq_len + self.config.shift)
+
+    def window_log_probs(self, x_t: Tensor, cache: StaleKVCache, start: int = 0, stop: int | None = None) -> Tensor:
+        """``SEDDTransformer.window_log_probs``; shifted, the pass runs ``[BOS] + x_t`` from the state that predicts
+        ``start`` (the token before it, or BOS) to the window's last token, whose output is dropped."""
+        if not self.config.shift:
+            return super().window_log_probs(x_t, cache, start, stop)
+        stop = x_t.shape[1] if stop is None else stop
+        tokens = torch.cat([x_t.new_full((x_t.shape[0], 1), self.bos_id), x_t], dim=1)[:, start : stop + 1]
+        return self._token_log_probs(self._window_pass(tokens, cache, start)[:, :-1])
 
     def adaln_input(self, sigma_bar: Tensor | None, label: Tensor | None, batch_size: int, dtype, device):
         """The DiT's conditioning (B, C) when the network has one; None for an unlabelled time-independent one."""

@@ -187,19 +187,23 @@ class SEDDTransformer(nn.Module):
         weight = self.vocab_embed.weight
         return StaleKVCache.for_model(self.config, batch_size, seq_len, weight.dtype, weight.device)
 
-    def window_log_probs(self, x_t: Tensor, cache: StaleKVCache, start: int = 0) -> Tensor:
-        """``clean_log_probs`` of the window ``x_t`` (B, T) at positions ``start .. start + T`` of a sequence whose
-        other positions' keys and values ``cache`` holds, (B, T, V); the window's own are written into ``cache``.
-        With ``start = 0`` and the whole sequence this is ``clean_log_probs``, and it fills ``cache``."""
-        if not self.time_independent or self.config.num_labels or getattr(self.config, "shift", False):
-            raise InputError("window_log_probs needs a time-independent, unconditional, unshifted network")
+    def window_log_probs(self, x_t: Tensor, cache: StaleKVCache, start: int = 0, stop: int | None = None) -> Tensor:
+        """``clean_log_probs`` of the window ``start .. stop`` (None: the end) of the sequence ``x_t`` (B, L), whose
+        other positions' keys and values ``cache`` holds, (B, stop - start, V); the window's own are written into
+        ``cache``. With the whole sequence this is ``clean_log_probs``, and it fills ``cache``."""
+        if not self.time_independent or self.config.num_labels:
+            raise InputError("window_log_probs needs a time-independent, unconditional network")
+        return self._token_log_probs(self._window_pass(x_t[:, start:stop], cache, start))
+
+    def _window_pass(self, tokens: Tensor, cache: StaleKVCache, start: int) -> Tensor:
+        """Raw outputs (B, T, V) of ``tokens`` at positions ``start .. start + T`` against ``cache``."""
         cache.length = start
-        x = self.vocab_embed(x_t)  # (B, T, D)
-        c = self.adaln_input(None, None, x_t.shape[0], x.dtype, x_t.device)
-        cos, sin = self.rotary(x_t.shape[1], start)
+        x = self.vocab_embed(tokens)  # (B, T, D)
+        c = self.adaln_input(None, None, tokens.shape[0], x.dtype, tokens.device)
+        cos, sin = self.rotary(tokens.shape[1], start)
         for index, block in enumerate(self.blocks):
             x = block(x, c, cos, sin, cache, index)
-        return self._token_log_probs(self.output_layer(x, c).float())
+        return self.output_layer(x, c).float()
 
     def _token_log_probs(self, logits: Tensor) -> Tensor:
         return logits.index_fill(-1, torch.tensor([self.mask_id], device=logits.device), -torch.inf).log_softmax(-1)

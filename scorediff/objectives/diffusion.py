@@ -271,8 +271,6 @@ class DiffusionObjective(Objective):
         """Decode in an order with Fast-dLLM's approximate cache (``scorediff.sampling.approximate_cache``)."""
         if self.graph.mask_id is None or not getattr(model, "time_independent", False):
             raise OptionError("approximate_cache", "needs the absorbing graph and a time-independent network")
-        if getattr(model.config, "shift", False):  # its outputs sit one position off the window's queries
-            raise OptionError("approximate_cache", "does not apply to a shifted (AR-adapted) network yet")
 
         def fill(tokens: Tensor, given: Tensor) -> tuple[Tensor, int, int, float]:
             keywords = options.order_keywords()

@@ -18,8 +18,9 @@ block's first call, nothing is stale, and the tokens equal those of the exact de
 Measured on tiny random time-independent networks in float64 (``tests/sampling/test_approximate_cache.py``; 4 rows
 of 32 masks, confidence order, 2 tokens a call, blocks of 8, against the exact decode in the same blocks): of the 16
 calls the exact decode runs all 32 positions in each, ``dual`` in 4 and ``prefix`` in 7; the tokens that differ are
-0% (DiT) and 18.75% (llama), and the committed tokens' log-probabilities are off by 0.004-0.007 (DiT) and 0.021-0.024
-(llama) on average.
+0% (DiT), 18.75% (llama) and 16-34% (a shifted, AR-adapted llama: prefix, dual), and the committed tokens'
+log-probabilities are off by 0.004-0.007 (DiT), 0.021-0.024 (llama) and 0.031-0.061 (shifted) on average. A shifted
+network's window pass starts one position early, at the token whose state predicts the window's first position.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class WindowDenoiser(Protocol):
 
     def stale_cache(self, batch_size: int, seq_len: int): ...
 
-    def window_log_probs(self, x_t: Tensor, cache, start: int = 0) -> Tensor: ...
+    def window_log_probs(self, x_t: Tensor, cache, start: int = 0, stop: int | None = None) -> Tensor: ...
 
 
 class BlockDenoiser:
@@ -64,7 +65,7 @@ class BlockDenoiser:
             return self.log_p
         stop = self.stop if self.kind == "dual" else x.shape[1]
         self.log_p = self.log_p.clone()
-        window = self.network.window_log_probs(x[:, self.start : stop], self.cache, self.start)  # (B, stop - start, V)
+        window = self.network.window_log_probs(x, self.cache, self.start, stop)  # (B, stop - start, V)
         self.log_p[:, self.start : stop] = window
         return self.log_p
 

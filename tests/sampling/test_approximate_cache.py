@@ -14,7 +14,12 @@ from scorediff.sampling.orders import decode_in_order
 
 NUM_TOKENS, SEQ_LEN = 12, 32
 MASK = NUM_TOKENS
-ARCHS = {"dit": {}, "llama": {"arch": "llama", "n_kv_heads": 1}}
+#: and an AR-adapted llama (``model.shift``), whose output at a position is read from the state before it
+ARCHS = {
+    "dit": {},
+    "llama": {"arch": "llama", "n_kv_heads": 1},
+    "shifted": {"arch": "llama", "n_kv_heads": 1, "shift": True},
+}
 RULE = {"order": "confidence", "tokens_per_step": 2, "greedy": True}
 
 
@@ -67,9 +72,9 @@ def recorded(monkeypatch, network):
 
         return original(spy, x, *args, **keywords)
 
-    def counted(x_t, cache, start=0):
-        queries.append(x_t.shape[1])
-        return window_log_probs(x_t, cache, start)
+    def counted(x_t, cache, start=0, stop=None):
+        queries.append((x_t.shape[1] if stop is None else stop) - start)
+        return window_log_probs(x_t, cache, start, stop)
 
     monkeypatch.setattr(approximate_cache, "decode_in_order", record)
     monkeypatch.setattr(network, "window_log_probs", counted)
@@ -90,7 +95,7 @@ def committed_error(network, seen, final) -> float:
     return float(torch.cat(errors).mean())
 
 
-@pytest.mark.parametrize("arch", ["dit", "llama"])
+@pytest.mark.parametrize("arch", sorted(ARCHS))
 @pytest.mark.parametrize("kind", ["prefix", "dual"])
 def test_a_window_against_fresh_keys_is_the_whole_network(arch, kind):
     network = random_network(arch)
@@ -100,11 +105,11 @@ def test_a_window_against_fresh_keys_is_the_whole_network(arch, kind):
     whole = network.window_log_probs(x, cache)
     torch.testing.assert_close(whole, network.clean_log_probs(x), rtol=0, atol=1e-12)
     stop = SEQ_LEN if kind == "prefix" else 24
-    window = network.window_log_probs(x[:, 16:stop], cache, 16)
+    window = network.window_log_probs(x, cache, 16, stop)
     torch.testing.assert_close(window, whole[:, 16:stop], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("arch", ["dit", "llama"])
+@pytest.mark.parametrize("arch", sorted(ARCHS))
 @pytest.mark.parametrize("kind", ["prefix", "dual"])
 def test_a_refresh_every_call_is_the_exact_decode(arch, kind, monkeypatch):
     network = random_network(arch)
@@ -125,10 +130,11 @@ def test_a_refresh_every_call_is_the_exact_decode(arch, kind, monkeypatch):
 MEASURED = {
     ("dit", "prefix"): (0.0, 0.004382), ("dit", "dual"): (0.0, 0.006936),
     ("llama", "prefix"): (0.1875, 0.02087), ("llama", "dual"): (0.1875, 0.02405),
+    ("shifted", "prefix"): (0.15625, 0.03112), ("shifted", "dual"): (0.34375, 0.06057),
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("arch", ["dit", "llama"])
+@pytest.mark.parametrize("arch", sorted(ARCHS))
 @pytest.mark.parametrize("kind", ["prefix", "dual"])
 def test_b_stale_keys_move_the_output_this_far_for_fewer_whole_passes(arch, kind, monkeypatch):
     network = random_network(arch)
