@@ -11,7 +11,18 @@ import time
 import torch
 
 from . import AbsorbingGraph, ExactScore, GeometricSchedule, LogLinearSchedule, UniformGraph, elbo, sample
-from .commands import UsageError, dna, evaluate, generate, lm_eval_cmd, playground_cmd, push, seed_value, train_cmd
+from .commands import (
+    UsageError,
+    dna,
+    evaluate,
+    generate,
+    lm_eval_cmd,
+    plan_cmd,
+    playground_cmd,
+    push,
+    seed_value,
+    train_cmd,
+)
 from .devices import keep_freed_memory
 from .errors import ScorediffError
 from .version import __version__
@@ -111,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_parser(commands)
     lm_eval_cmd.add_parser(commands)
     playground_cmd.add_parser(commands)
+    plan_cmd.add_parser(commands)
     demo = commands.add_parser("demo", help="sample a small known distribution with its exact score")
     demo.add_argument("--num-tokens", type=int, default=4)
     demo.add_argument("--seq-len", type=int, default=4)
