@@ -144,19 +144,23 @@ class ExactBlockDenoiser:
         cache.length = cache.tokens.shape[1]
 
 
-def block_bound(denoiser, x_0: torch.Tensor, block_size: int, mask_id: int) -> torch.Tensor:
+def block_bound(
+    denoiser, x_0: torch.Tensor, block_size: int, mask_id: int, given: tuple[int, ...] = ()
+) -> torch.Tensor:
     """The block diffusion bound of every row of ``x_0`` (B, L), by enumerating every mask of every block:
-    ``sum_b mean_k (B / k) mean_{|M| = k} sum_{i in M} -log p(x_0^i | ...)``, float64 (B,)."""
+    ``sum_b mean_k (n / k) mean_{|M| = k} sum_{i in M} -log p(x_0^i | ...)``, float64 (B,), ``M`` among the ``n``
+    positions of the block not in ``given`` (the conditional bound given those positions of every row)."""
     length = x_0.shape[1]
     total = torch.zeros(x_0.shape[0], dtype=torch.float64)
     for start in range(0, length, block_size):
-        for k in range(1, block_size + 1):
-            subsets = list(itertools.combinations(range(start, start + block_size), k))
+        free = [i for i in range(start, start + block_size) if i not in given]
+        for k in range(1, len(free) + 1):
+            subsets = list(itertools.combinations(free, k))
             for subset in subsets:
                 x_t = x_0.clone()
                 x_t[:, list(subset)] = mask_id
                 log_p = denoiser(x_t, x_0).double().gather(-1, x_0[..., None]).squeeze(-1)  # (B, L)
-                total -= (block_size / k) * log_p[:, list(subset)].sum(-1) / len(subsets) / block_size
+                total -= (len(free) / k) * log_p[:, list(subset)].sum(-1) / len(subsets) / len(free)
     return total
 
 

@@ -96,19 +96,18 @@ class BlockDiffusionObjective(Objective):
     def draw(
         self, x_0: Tensor, generator: torch.Generator, label: Tensor | None = None, given: Tensor | None = None
     ) -> dict[str, Tensor]:
-        """Noised ``x_t`` and each position's loss weight (B, L): per block a mask count or a time."""
-        refuse_given(given)
-        blocks = self._blocks(x_0)
+        """Noised ``x_t`` and each position's loss weight (B, L): per block a mask count or a time. ``given``
+        (B, L) bool: positions (a prompt) never noised, so the loss is the bound of the rest given them."""
+        blocks, free = self._blocks(x_0), self._free(x_0, given)
         u = sample_times(blocks.numel() // self.block_size, antithetic=self.antithetic, t_min=0.0, generator=generator)
         u = u.view(blocks.shape[:2])  # (B, N) in [0, 1)
         if self.mask_count:
-            masked, weight = self._mask_counts(u, blocks.shape, generator)
+            masked, weight = self._mask_counts(u, free, generator)
         else:
             t = self.t_min + (1 - self.t_min) * u
             sigma_bar = self.schedule.total(t)
-            masked = (
-                torch.rand(blocks.shape, generator=generator, dtype=torch.float64) < -torch.expm1(-sigma_bar)[..., None]
-            )
+            drawn = torch.rand(blocks.shape, generator=generator, dtype=torch.float64)
+            masked = (drawn < -torch.expm1(-sigma_bar)[..., None]) & free
             weight = self.schedule.rate(t) / expm1_stable(sigma_bar)
         x_t = torch.where(masked.view(x_0.shape), self.graph.mask_id, x_0)
         batch = {"x_0": x_0, "x_t": x_t, "weight": weight.float().repeat_interleave(self.block_size, dim=1)}
@@ -116,11 +115,20 @@ class BlockDiffusionObjective(Objective):
             batch["label"] = drop_labels(label, self.label_dropout, generator)
         return batch
 
-    def _mask_counts(self, u: Tensor, shape: torch.Size, generator) -> tuple[Tensor, Tensor]:
-        """``k = 1 + floor(u B)`` masked positions per block, chosen uniformly; weights ``B / k``, (B, N)."""
-        count = 1 + (u * self.block_size).long().clamp_max(self.block_size - 1)  # (B, N)
-        rank = torch.rand(shape, generator=generator, device=u.device).argsort(-1).argsort(-1)  # (B, N, block)
-        return rank < count[..., None], self.block_size / count.double()
+    def _mask_counts(self, u: Tensor, free: Tensor, generator) -> tuple[Tensor, Tensor]:
+        """``k = 1 + floor(u n)`` of the ``n`` free positions of each block masked, chosen uniformly; weights
+        ``n / k``, (B, N): zero for a block with nothing free. ``free`` (B, N, block) bool."""
+        n = free.sum(-1)  # (B, N)
+        at_least_one = n.clamp_min(1)
+        count = 1 + (u * at_least_one).long().clamp_max(at_least_one - 1)  # uniform on 1..n
+        keys = torch.rand(free.shape, generator=generator, device=u.device).masked_fill(~free, 2.0)
+        rank = keys.argsort(-1).argsort(-1)  # a random order of the free positions first, (B, N, block)
+        return (rank < count[..., None]) & free, n / count.double()
+
+    def _free(self, x_0: Tensor, given: Tensor | None) -> Tensor:
+        """The positions that may be noised, (B, N, block) bool: all but the ``given`` ones."""
+        free = torch.ones_like(x_0, dtype=torch.bool) if given is None else ~given
+        return free.view(x_0.shape[0], -1, self.block_size)
 
     def _blocks(self, x_0: Tensor) -> Tensor:
         """``x_0`` (B, L) as (B, N, block_size); the length must be a whole number of blocks."""
@@ -140,17 +148,17 @@ class BlockDiffusionObjective(Objective):
     @torch.no_grad()
     def nll(self, model, x_0, generator=None, num_t=32, label=None, given=None):
         """The bound per sequence, nats, float64 (B,): ``num_t`` mask counts per block, stratified over 1..B (an
-        offset drawn per block), each with its own random positions. ``label`` (B,): the class-conditional bound."""
-        refuse_given(given)
+        offset drawn per block), each with its own random positions. ``label`` (B,): the class-conditional bound;
+        ``given`` (B, L) bool: the bound of the other positions given those (counts over each block's free ones)."""
         if int(num_t) < 1:
             raise InputError(f"num_t must be >= 1; got {num_t}")
-        check_scored(x_0, self.num_tokens, model)
-        blocks = self._blocks(x_0)
+        check_scored(x_0, self.num_tokens, model, given)
+        blocks, free = self._blocks(x_0), self._free(x_0, given)
         offset = torch.rand(blocks.shape[:2], generator=generator, device=x_0.device, dtype=torch.float64)
         extra = {} if label is None else {"label": label}
         total = torch.zeros(x_0.shape[0], dtype=torch.float64, device=x_0.device)
         for k in range(int(num_t)):
-            masked, weight = self._mask_counts((k + offset) / num_t, blocks.shape, generator)
+            masked, weight = self._mask_counts((k + offset) / num_t, free, generator)
             x_t = torch.where(masked.view(x_0.shape), self.graph.mask_id, x_0)
             weight = weight.float().repeat_interleave(self.block_size, dim=1)
             total += self._weighted_cross_entropy(model, x_0, x_t, weight, extra).double()
@@ -172,11 +180,3 @@ class BlockDiffusionObjective(Objective):
             )  # fmt: skip
 
         return WindowFiller(fill)
-
-
-def refuse_given(given: Tensor | None) -> None:
-    if given is not None:
-        raise InputError(
-            "block diffusion does not train on prompted examples yet; use the diffusion objective without "
-            "model.block_size, or the autoregressive one"
-        )

@@ -1,6 +1,6 @@
-"""Supervised fine-tuning on prompted examples (prompt/answer JSONL) of a loaded model and of an adapted one:
-``scorediff train --init MODEL --data tasks.jsonl`` keeps the model's tokenizer, starts from its weights, and the
-result saves, loads and answers ``sample --prompts`` like any run."""
+"""Supervised fine-tuning on prompted examples (prompt/answer JSONL) of a loaded model and of an adapted one (into
+masked or block diffusion): ``scorediff train --init MODEL --data tasks.jsonl`` keeps the model's tokenizer, starts
+from its weights, and the result saves, loads and answers ``sample --prompts`` like any run."""
 
 import json
 import random
@@ -16,12 +16,12 @@ from scorediff.data import load_tokenizer
 WORDS = ["".join(random.Random(i).choice("abcd") for _ in range(2 + i % 3)) for i in range(120)]
 
 
-def llama_config(root, name, objective, **train) -> str:
+def llama_config(root, name, objective, block_size=0, **train) -> str:
     """A micro llama run's YAML (two blocks of width 32, context 16); diffusion is shifted, for adaptation."""
     values = micro_values(root / "text.txt", root / "cache", objective, max_steps=6, save_every=6, **train)
     values["model"].update(arch="llama", n_kv_heads=1, seq_len=16, n_blocks=2)
     if objective == "diffusion":
-        values["model"].update(time_conditioning=False, shift=True)
+        values["model"].update(time_conditioning=False, shift=True, block_size=block_size)
         values["diffusion"] = {"mask_count": True}
     del values["train"]["device"]
     path = root / f"{name}.yaml"
@@ -81,18 +81,21 @@ def test_sft_of_a_loaded_ar_model(capsys, parent):
     answers(capsys, tuned, tasks)
 
 
-def test_sft_of_an_adapted_model(capsys, parent):
+@pytest.mark.parametrize("block_size", [0, 4])
+def test_sft_of_an_adapted_model(capsys, parent, block_size):
     root, tasks = parent
-    base, _ = train(capsys, root, llama_config(root, "ar", "autoregressive"), "base2", "--train.max_steps=30",
-                    "--train.save_every=30")  # fmt: skip
-    a2d = llama_config(root, "a2d", "diffusion", attention_anneal_steps=3)
-    adapted, _ = train(capsys, root, a2d, "adapted", f"--init={base}")  # A2D on text, then SFT
-    tuned, _ = train(capsys, root, a2d, "tuned-a2d", f"--init={adapted}", f"--data={tasks}")
-    straight, _ = train(capsys, root, a2d, "straight", f"--init={base}", f"--data={tasks}")  # A2D on the tasks
+    base, _ = train(capsys, root, llama_config(root, "ar", "autoregressive"), f"base-{block_size}",
+                    "--train.max_steps=30", "--train.save_every=30")  # fmt: skip
+    anneal = {} if block_size else {"attention_anneal_steps": 3}  # blocks keep the parent's causal prefix
+    a2d = llama_config(root, f"a2d-{block_size}", "diffusion", block_size, **anneal)
+    adapted, _ = train(capsys, root, a2d, f"adapted-{block_size}", f"--init={base}")  # A2D on text, then SFT
+    tuned, _ = train(capsys, root, a2d, f"tuned-{block_size}", f"--init={adapted}", f"--data={tasks}")
+    straight, _ = train(capsys, root, a2d, f"straight-{block_size}", f"--init={base}", f"--data={tasks}")
     before, after = answer_nats(capsys, adapted, tasks), answer_nats(capsys, tuned, tasks)
     assert after < before - 0.5, (before, after)  # a bound now
     for run in (tuned, straight):
         loaded = scorediff.load(run)
         assert loaded.kind == "diffusion" and loaded.model.config.shift
+        assert loaded.model.config.block_size == block_size
         assert load_tokenizer(run).chars == load_tokenizer(base).chars
         answers(capsys, run, tasks, "--order", "confidence")

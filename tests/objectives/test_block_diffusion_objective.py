@@ -83,6 +83,35 @@ def test_bound_and_loss_against_every_mask_of_a_network(mask_count):
             assert abs(mean - float(brute[index])) < 4 * error + slack + 1e-6
 
 
+@pytest.mark.parametrize("mask_count", [True, False])
+def test_with_a_prompt_given_bound_and_loss_are_the_conditional_bound(mask_count):
+    """Positions 0-2 given (a whole block and half of the next): brute force over the masks of the free positions,
+    against the stratified estimate and the training loss; the given positions are never masked."""
+    objective, network = objective_and_network(block_size=2, seq_len=6, mask_count=mask_count)
+    states = all_sequences(NUM_TOKENS, 6)[[0, 200, 500]]
+    prompt = (0, 1, 2)
+    with torch.no_grad():
+        brute = block_bound(network, states, 2, MASK, given=prompt)  # (3,)
+        unconditional = block_bound(network, states, 2, MASK)
+    assert (unconditional - brute).min() > 0.1  # the prompt's own terms are gone
+    x_0 = states.repeat(4000, 1)
+    given = torch.zeros_like(x_0, dtype=torch.bool)
+    given[:, list(prompt)] = True
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        nll = objective.nll(network, x_0, generator=generator, num_t=2, given=given).view(-1, 3).T
+        batch = objective.draw(x_0, generator, given=given)
+        loss = objective.loss(network, batch).double().view(-1, 3).T
+    assert not (batch["x_t"][given] == MASK).any() and (batch["x_t"] == MASK).any()
+    if mask_count:  # a block with nothing free weighs nothing (a time's weight is left, on no masked position)
+        assert batch["weight"][:, :2].eq(0).all()
+    bias = 0.0 if mask_count else 3e-3 * float(brute.max())  # t_min, as in the unconditional test
+    for estimate, slack in ((nll, 0.0), (loss, bias)):
+        for row, expected in zip(estimate, brute, strict=True):
+            mean, error = mean_and_error(row)
+            assert abs(mean - float(expected)) < 4 * error + slack + 1e-6
+
+
 def test_blocks_of_one_are_the_autoregressive_chain_rule():
     objective, network = objective_and_network(block_size=1, seq_len=3)
     states = all_sequences(NUM_TOKENS, 3)
