@@ -15,7 +15,6 @@ from .checkpoint import (
     Header,
     check_weights,
     read_json,
-    read_tensors,
     resolve_checkpoint,
     safetensors_header,
     split_config,
@@ -29,6 +28,7 @@ from .devices import torch_device
 from .graphs import Graph
 from .hub import locate
 from .objectives import Objective
+from .placement import empty_network, model_dtype, place, read_safetensors
 from .schedules import NoiseSchedule
 from .types import ScoreFn
 
@@ -89,7 +89,9 @@ class Loaded:
         return push_to_hub(self, repo, **options)
 
 
-def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> Loaded:
+def load(
+    path: str | Path, device: str | torch.device = "cpu", ema: bool = True, dtype: str | torch.dtype | None = None
+) -> Loaded:
     """Load a checkpoint directory, a run directory (its latest checkpoint), a published model's folder (SEDD,
     RADD, MDLM, BD3-LM; transformers' LLaMA, Qwen2, Qwen3 and SmolLM2; LLaDA; Dream), a ``.gguf`` file of the
     llama, qwen2 or qwen3 architecture, or any folder on the Hub by id (``org/name`` or ``org/name@revision``; a local
@@ -99,21 +101,29 @@ def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True)
         path: the directory or Hub id.
         device: where to put the model.
         ema: use the EMA weights when present.
+        dtype: the weights' dtype, ``"float32"`` (None), ``"bfloat16"``, ``"float16"`` or ``"float64"`` (or that
+            ``torch.dtype``). The network is built without storage and each weight is read, converted and put on
+            ``device`` one at a time (``scorediff.placement``), so loading needs about the model's size in ``dtype``:
+            LLaDA-8B about 16 GB in bfloat16. Outputs (logits, scores) are float32 whatever the weights' dtype.
+
+    Raises:
+        InputError: a ``dtype`` or ``device`` that is not one of those.
+        CheckpointError: a path that holds no model scorediff reads, or weights that do not fit it.
     """
-    device = torch_device(device)
+    dtype, device = model_dtype(dtype), torch_device(device)
     location = locate(path)
     if location.suffix == ".gguf" and location.is_file():
-        loaded = _load_gguf(location, device)
+        loaded = _load_gguf(location, dtype, device)
     else:
-        loaded = _load_folder(resolve_checkpoint(location), device, ema)
+        loaded = _load_folder(resolve_checkpoint(location), ema, dtype, device)
     loaded.source = str(path)
     return loaded
 
 
-def _load_folder(checkpoint: Path, device, ema: bool) -> Loaded:
+def _load_folder(checkpoint: Path, ema: bool, dtype: torch.dtype, device: torch.device) -> Loaded:
     raw = read_json(checkpoint / "config.json")
     if isinstance(raw, dict) and published_layout(raw) is not None:
-        return _load_published(checkpoint, raw, device)
+        return _load_published(checkpoint, raw, dtype, device)
     if isinstance(raw, dict) and "model_type" in raw:  # a transformers config.json of another model
         raise CheckpointError(
             f"{checkpoint} holds a {raw['model_type']!r} model of another library; scorediff reads its own "
@@ -132,14 +142,7 @@ def _load_folder(checkpoint: Path, device, ema: bool) -> Loaded:
             f"{checkpoint}: tokenizer has {tokenizer.vocab_size} tokens but the model was built for {header.num_tokens}"
         )
     weights = checkpoint / (EMA_FILE if ema and (checkpoint / EMA_FILE).exists() else MODEL_FILE)
-    with torch.device("meta"):  # sizes first, against the file's header: nothing large is allocated for a lie
-        shapes = {name: tuple(tensor.shape) for name, tensor in build_model(config, objective).state_dict().items()}
-    check_weights(safetensors_header(weights), shapes, IN_CONFIG, weights)
-    model = build_model(config, objective)
-    state = read_tensors(weights)
-    check_weights(state, shapes, IN_CONFIG, weights)
-    model.load_state_dict(state)
-    model.to(device).eval()
+    model = _read_model(empty_network(build_model, config, objective), weights, dtype, device)
     info = trainer_state(checkpoint)
     return Loaded(
         kind=header.objective,
@@ -157,6 +160,19 @@ def _load_folder(checkpoint: Path, device, ema: bool) -> Loaded:
     )
 
 
+def _read_model(model: torch.nn.Module, weights: Path, dtype: torch.dtype, device: torch.device) -> torch.nn.Module:
+    """``model``, built on the meta device, given the weights of ``weights`` in ``dtype`` on ``device``: sizes first,
+    against the file's header, so nothing large is allocated for a lie; then each tensor checked as it is read."""
+    shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    check_weights(safetensors_header(weights), shapes, IN_CONFIG, weights)
+
+    def check(name: str, tensor: torch.Tensor) -> None:
+        check_weights({name: tensor}, {name: shapes[name]}, IN_CONFIG, weights)
+
+    model.load_state_dict(read_safetensors(weights, dtype, device, check), assign=True)  # the tensors themselves
+    return place(model, dtype, device)
+
+
 def _objective(header: Header, config: RunConfig, checkpoint: Path) -> Objective:
     """The objective the header states, checked against the configuration under it."""
     source = checkpoint / "config.json"
@@ -172,20 +188,20 @@ def _objective(header: Header, config: RunConfig, checkpoint: Path) -> Objective
     return objective
 
 
-def _load_published(checkpoint: Path, config: dict, device) -> Loaded:
+def _load_published(checkpoint: Path, config: dict, dtype: torch.dtype, device: torch.device) -> Loaded:
     """A published model of another codebase (SEDD, RADD, MDLM, LLaMA, ...), converted to scorediff's network, with
     the folder's tokenizer (LLaMA family) or GPT-2's (SEDD's 50,257 tokens, when installed)."""
-    layout, model, objective = read_published(checkpoint, config)
+    layout, model, objective = read_published(checkpoint, config, dtype, device)
     tokenizer = published_tokenizer(checkpoint, config, objective.vocab_size)
     if tokenizer is None and objective.graph is not None:
         tokenizer = _gpt2_if_available(objective.graph)
-    return _converted(layout, model.to(device), objective, tokenizer, checkpoint)
+    return _converted(layout, model, objective, tokenizer, checkpoint)
 
 
-def _load_gguf(path: Path, device) -> Loaded:
+def _load_gguf(path: Path, dtype: torch.dtype, device: torch.device) -> Loaded:
     """A GGUF file of the llama, qwen2 or qwen3 architecture, dequantised (``scorediff.converters.gguf``)."""
-    model, objective, tokenizer = read_gguf(path)
-    return _converted(gguf_layout.NAME, model.to(device), objective, tokenizer, path)
+    model, objective, tokenizer = read_gguf(path, dtype, device)
+    return _converted(gguf_layout.NAME, model, objective, tokenizer, path)
 
 
 def _converted(layout: str, model, objective: Objective, tokenizer: Tokenizer | None, path: Path) -> Loaded:

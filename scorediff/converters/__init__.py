@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from ..checkpoint import CheckpointError
 from ..data.tokenizers import Tokenizer
+from ..placement import place
 from . import bd3lm, dream, hf_llama, llada, mdlm, radd, sedd
 from .gguf import read_gguf
 from .llama_layout import folder_tokenizer
@@ -29,19 +32,22 @@ def published_layout(config: dict):
     return next((layout for layout in LAYOUTS if layout.matches(config)), None)
 
 
-def read_published(folder: Path, config: dict):
-    """``(layout name, network, objective)`` of the published model in ``folder``."""
+def read_published(folder: Path, config: dict, dtype: torch.dtype = torch.float32, device=None):
+    """``(layout name, network, objective)`` of the published model in ``folder``, its weights in ``dtype`` on
+    ``device`` (the CPU when None): read in that dtype, and the network built without storage takes them
+    (``scorediff.placement``)."""
     layout = published_layout(config)
     if layout is None:
         raise CheckpointError(f"{folder / 'config.json'} is not a layout scorediff reads")
-    state = read_weights(folder)
+    device = torch.device("cpu") if device is None else device
+    state = read_weights(folder, dtype, device)
     try:
         network, objective = layout.convert(config, state)
     except CheckpointError:
         raise
     except (ValueError, KeyError, TypeError) as error:  # a config.json that lacks or garbles a field
         raise CheckpointError(f"{folder} is not a usable {layout.NAME} checkpoint ({error})") from None
-    return layout.NAME, network.eval(), objective
+    return layout.NAME, place(network, dtype, device), objective
 
 
 def published_tokenizer(folder: Path, config: dict, vocab_size: int) -> Tokenizer | None:

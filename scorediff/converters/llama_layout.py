@@ -28,6 +28,7 @@ from ..graphs import get_graph
 from ..model import ModelConfig
 from ..model.llama import LlamaCausalTransformer, LlamaTransformer
 from ..objectives import AutoregressiveObjective, DiffusionObjective
+from ..placement import empty_network
 from ..schedules import get_schedule
 from .weights import load_strict
 
@@ -100,7 +101,7 @@ def causal_model(
     if not shape.tie_embeddings and "output_layer.linear.weight" in state:
         linear = state["output_layer.linear.weight"]
         state["output_layer.linear.weight"] = torch.cat([linear, linear.new_zeros(1, linear.shape[1])])
-    model = LlamaCausalTransformer(shape.model_config(shape.vocab_size + 1))
+    model = empty_network(LlamaCausalTransformer, shape.model_config(shape.vocab_size + 1))
     load_strict(model, state, layout)
     return model.eval(), AutoregressiveObjective(shape.vocab_size)
 
@@ -119,7 +120,7 @@ def masked_model(
         if name in state:
             state[name] = state[name][swap_order(shape.vocab_size, mask_id)]
     graph = get_graph("absorbing", last)
-    model = network(shape.model_config(shape.vocab_size), graph.mask_id)
+    model = empty_network(network, shape.model_config(shape.vocab_size), graph.mask_id)
     load_strict(model, state, layout)
     objective = DiffusionObjective(graph, get_schedule("loglinear"), time_conditioning=False, mask_count=True)
     return model.eval(), objective

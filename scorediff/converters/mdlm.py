@@ -17,6 +17,7 @@ from ..graphs import get_graph
 from ..model import ModelConfig, SEDDTransformer
 from ..model.layers import NoiseEmbedding
 from ..objectives import DiffusionObjective
+from ..placement import empty_network
 from ..schedules import get_schedule
 from .weights import adaln_names, check_rotary, constant_adaln, identity_adaln, load_strict, match_keys
 
@@ -54,7 +55,7 @@ def constant_conditioning(state: dict[str, Tensor], cond_dim: int) -> Tensor:
 def convert(config: dict, state: dict[str, Tensor]) -> tuple[SEDDTransformer, DiffusionObjective]:
     check_untimed(config, NAME)
     graph = get_graph("absorbing", int(config["vocab_size"]) - 1)  # the last id is the mask
-    model = SEDDTransformer(model_config(config), graph.mask_id)
+    model = empty_network(SEDDTransformer, model_config(config), graph.mask_id)
     load_backbone(model, state, NAME)
     return model.eval(), DiffusionObjective(graph, get_schedule("loglinear"), time_conditioning=False, mask_count=True)
 
@@ -90,8 +91,8 @@ def load_backbone(
             weight = ours[f"{name}.weight"]
             return weight, identity_adaln(weight, model.config.hidden_size)
         weight, bias = state.pop(f"{name}.weight"), state.pop(f"{name}.bias")
-        return weight, weight.float() @ c + bias.float()
+        return weight, weight.float() @ c.to(weight.device) + bias.float()
 
-    state.update(constant_adaln(names, constant), cond=torch.zeros_like(ours["cond"]))
+    state.update(constant_adaln(names, constant), cond=torch.zeros(ours["cond"].shape))
     state["vocab_embed.weight"] = state.pop("vocab_embed.embedding")
     load_strict(model, state, layout)

@@ -13,6 +13,7 @@ from torch import Tensor
 from ..checkpoint import CheckpointError
 from ..model import SEDDTransformer
 from ..objectives import DiffusionObjective
+from ..placement import empty_network
 from .sedd import ROTARY, components, is_hydra_config, model_config
 from .weights import adaln_names, check_rotary, constant_adaln, identity_adaln, load_strict, match_keys
 
@@ -30,7 +31,7 @@ def convert(config: dict, state: dict[str, Tensor]) -> tuple[SEDDTransformer, Di
             f"RADD models use the absorbing graph; this config.json names {config['graph']['type']!r}"
         )
     options = {"time_conditioning": False, "scale_by_sigma": False, "norm_bias": True}
-    model = SEDDTransformer(model_config(config, graph.vocab_size, **options), graph.mask_id)
+    model = empty_network(SEDDTransformer, model_config(config, graph.vocab_size, **options), graph.mask_id)
     state = {name.removeprefix("module."): tensor for name, tensor in state.items()}
     check_rotary(state.pop(ROTARY, None), model.config.hidden_size // model.config.n_heads)
     ours = model.state_dict()
@@ -42,6 +43,6 @@ def convert(config: dict, state: dict[str, Tensor]) -> tuple[SEDDTransformer, Di
         weight = ours[f"{name}.weight"]
         return weight, identity_adaln(weight, model.config.hidden_size)
 
-    state.update(constant_adaln(adaln_names(model.config.n_blocks), constant), cond=torch.zeros_like(ours["cond"]))
+    state.update(constant_adaln(adaln_names(model.config.n_blocks), constant), cond=torch.zeros(ours["cond"].shape))
     load_strict(model, state, NAME)
     return model, DiffusionObjective(graph, schedule, time_conditioning=False, mask_count=True)

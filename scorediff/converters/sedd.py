@@ -11,6 +11,7 @@ from torch import Tensor
 from ..graphs import Graph, get_graph
 from ..model import ModelConfig, SEDDTransformer
 from ..objectives import DiffusionObjective
+from ..placement import empty_network
 from ..schedules import NoiseSchedule, get_schedule
 from .weights import check_rotary, load_strict, match_keys
 
@@ -53,7 +54,7 @@ def model_config(config: dict, vocab_size: int, **options) -> ModelConfig:
 def convert(config: dict, state: dict[str, Tensor]) -> tuple[SEDDTransformer, DiffusionObjective]:
     graph, schedule = components(config)
     options = {"scale_by_sigma": bool(config["model"].get("scale_by_sigma", False))}
-    model = SEDDTransformer(model_config(config, graph.vocab_size, **options), graph.mask_id)
+    model = empty_network(SEDDTransformer, model_config(config, graph.vocab_size, **options), graph.mask_id)
     state = {name.removeprefix("module."): tensor for name, tensor in state.items()}  # saved from a DDP wrapper
     check_rotary(state.pop(ROTARY, None), model.config.hidden_size // model.config.n_heads)
     renamed = {("vocab_embed.embedding" if name == "vocab_embed.weight" else name) for name in model.state_dict()}

@@ -8,19 +8,22 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import CheckpointError, check_weights, read_json, read_tensors
+from ..checkpoint import CheckpointError, check_weights, read_json
+from ..placement import placed, read_safetensors
 
 SAFETENSORS, PICKLED = "model.safetensors", "pytorch_model.bin"
 SHARDED = "model.safetensors.index.json"  # transformers' layout of a large model: weight_map names its shards
 
 
-def read_weights(folder: Path) -> dict[str, Tensor]:
-    """``model.safetensors``, or else ``pytorch_model.bin`` read with ``weights_only=True`` (a pickle that holds
-    anything but tensors is refused, never run). Their names and values are checked by ``match_keys``."""
+def read_weights(folder: Path, dtype: torch.dtype = torch.float32, device=None) -> dict[str, Tensor]:
+    """``model.safetensors`` (or its shards), or else ``pytorch_model.bin`` read with ``weights_only=True`` (a pickle
+    that holds anything but tensors is refused, never run), each floating-point tensor converted to ``dtype`` on
+    ``device`` as it is read (``placement.placed``). Their names and values are checked by ``match_keys``."""
+    device = torch.device("cpu") if device is None else device
     if (folder / SAFETENSORS).exists():
-        return read_tensors(folder / SAFETENSORS)
+        return read_safetensors(folder / SAFETENSORS, dtype, device)
     if (folder / SHARDED).exists():
-        return read_shards(folder)
+        return read_shards(folder, dtype, device)
     if not (folder / PICKLED).exists():
         raise CheckpointError(f"{folder} has no {SAFETENSORS} (or {PICKLED})")
     try:
@@ -32,10 +35,10 @@ def read_weights(folder: Path) -> dict[str, Tensor]:
         ) from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"{folder / PICKLED} does not hold a flat dict of tensors")
-    return state
+    return {name: placed(state.pop(name), dtype, device, name) for name in list(state)}  # each original freed
 
 
-def read_shards(folder: Path) -> dict[str, Tensor]:
+def read_shards(folder: Path, dtype: torch.dtype, device: torch.device) -> dict[str, Tensor]:
     """The shards ``model.safetensors.index.json`` names, merged; each shard must be a file of ``folder`` and hold
     exactly the weights the index assigns it."""
     weight_map = read_json(folder / SHARDED).get("weight_map")
@@ -45,7 +48,7 @@ def read_shards(folder: Path) -> dict[str, Tensor]:
     for shard in sorted(set(weight_map.values())):
         if Path(shard).name != shard or not shard.endswith(".safetensors"):
             raise CheckpointError(f"{folder / SHARDED} names {shard!r}, which is not a safetensors file of the folder")
-        tensors = read_tensors(folder / shard)
+        tensors = read_safetensors(folder / shard, dtype, device)
         if set(tensors) != {name for name, file in weight_map.items() if file == shard}:
             raise CheckpointError(f"{folder / shard} does not hold the weights {SHARDED} assigns it")
         state.update(tensors)
@@ -67,12 +70,13 @@ def match_keys(state: dict[str, Tensor], expected: set[str], layout: str, option
 
 
 def load_strict(model: nn.Module, state: dict[str, Tensor], layout: str) -> None:
-    """Load the converted ``state`` into ``model`` once every name and shape is the network's
-    (``checkpoint.check_weights``): a published file whose tensor has another shape is a one-line
-    ``CheckpointError``, not torch's multi-line size-mismatch report."""
+    """Give ``model``, built on the meta device (``placement.empty_network``), the converted ``state``'s tensors
+    themselves once every name and shape is the network's (``checkpoint.check_weights``): a published file whose
+    tensor has another shape is a one-line ``CheckpointError``, not torch's multi-line size-mismatch report.
+    ``read_published`` then passes it to ``place`` (one dtype, one device, computed buffers)."""
     shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
     check_weights(state, shapes, f"the {layout} layout")
-    model.load_state_dict(state)
+    model.load_state_dict(state, assign=True)
 
 
 def check_rotary(inv_freq: Tensor | None, head_dim: int) -> None:
@@ -92,7 +96,7 @@ def constant_adaln(names: list[str], constant) -> dict[str, Tensor]:
     state = {}
     for name in names:
         weight, bias = constant(name)
-        state[f"{name}.weight"], state[f"{name}.bias"] = torch.zeros_like(weight), bias
+        state[f"{name}.weight"], state[f"{name}.bias"] = torch.zeros(weight.shape), bias  # weight may be meta
     return state
 
 

@@ -101,6 +101,11 @@ class RotaryTables(nn.Module):
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
 
+    def reset_buffers(self, device=None) -> None:
+        """Compute the tables again, in float32 on ``device``: a network built on the meta device (or cast to half
+        precision as a whole) has none, or rounded ones, and the tables are never saved."""
+        self.cos, self.sin = rotary_tables(self.cos.shape[0], self.head_dim, device, self.base)
+
     def forward(self, length: int, start: int = 0) -> tuple[Tensor, Tensor]:
         if start + length <= self.cos.shape[0]:
             return self.cos[start : start + length], self.sin[start : start + length]
