@@ -35,11 +35,14 @@ NAME = "scorediff"
 @register_model(NAME)
 class ScorediffLM(LM):
     """``model_args``: ``checkpoint`` (a run, checkpoint or Hub id), ``mc_samples`` (32), ``batch_size`` (16),
-    ``seed`` (0), ``device`` (cpu), ``max_gen_toks`` (the default when a task gives none: 64)."""
+    ``seed`` (0), ``device`` (cpu), ``max_gen_toks`` (the default when a task gives none: 64), ``dtype`` (of the
+    weights, ``scorediff.load``'s: float32 when None)."""
 
-    def __init__(self, checkpoint: str, mc_samples=32, batch_size=16, seed=0, device="cpu", max_gen_toks=64):
+    def __init__(
+        self, checkpoint: str, mc_samples=32, batch_size=16, seed=0, device="cpu", max_gen_toks=64, dtype=None
+    ):
         super().__init__()
-        self.loaded = load(checkpoint, device=device)
+        self.loaded = load(checkpoint, device=device, dtype=dtype)
         if self.loaded.tokenizer is None:
             raise InputError(f"{checkpoint} has no tokenizer; lm-eval gives the model text")
         self.mc_samples, self.batch_size = _count("mc_samples", mc_samples), _count("batch_size", batch_size)

@@ -6,10 +6,13 @@ import argparse
 import os
 from pathlib import Path
 
-from ..devices import torch_device
+from ..devices import resolve_device, torch_device
 from ..errors import ScorediffError
 from ..fileio import atomic_write_text
 from ..generation import MAX_SEED
+
+DTYPES = ("float32", "bfloat16", "float16")
+"""What ``--dtype`` offers (``scorediff.load`` also reads float64)."""
 
 
 class UsageError(ScorediffError):
@@ -64,6 +67,15 @@ def check_folder_writable(path) -> None:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK):
         raise UsageError(f"cannot write into {path}: {existing} is not a folder this user may write")
+
+
+def add_load_options(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype``: where a command that runs a model puts it, and the dtype of its weights."""
+    parser.add_argument("--device", default="auto", type=resolve_device, help="auto: cuda when available, else cpu")
+    parser.add_argument(
+        "--dtype", default="float32", choices=DTYPES,
+        help="the weights' dtype: bfloat16 or float16 halve the memory a model needs (logits stay float32)",
+    )  # fmt: skip
 
 
 def check_device(name: str) -> None:

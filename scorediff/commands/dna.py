@@ -15,7 +15,6 @@ from .. import dna_metrics
 from ..data.prepare import prepare_dna_shards
 from ..data.sources import DataError
 from ..data.windows import TokenWindows, spread_examples_over
-from ..devices import resolve_device
 from ..generation import generate, sampling_options
 from ..loading import load
 from ..sampling import SAMPLERS
@@ -24,6 +23,7 @@ from ..training.evaluate import nats_per_window
 from ..training.setup import prepare_data
 from . import (
     UsageError,
+    add_load_options,
     atomic_write,
     check_device,
     check_folder_writable,
@@ -62,7 +62,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--num-t", type=int, default=16, help="Monte Carlo times per window of the bound")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=seed_value, default=0)
-    parser.add_argument("--device", default="auto", type=resolve_device, help="auto: cuda when available, else cpu")
+    add_load_options(parser)
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--plots", metavar="DIR", help="write k-mer spectra, GC histograms, accuracy vs guidance")
     parser.set_defaults(run=run)
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.json)
     if args.plots:
         check_folder_writable(args.plots)
-    loaded = load(args.checkpoint, device=args.device)
+    loaded = load(args.checkpoint, device=args.device, dtype=args.dtype)
     if loaded.tokenizer is None or loaded.tokenizer.kind != "dna":
         raise UsageError(f"{loaded.path} is not a DNA model (its tokenizer is not data.tokenizer=dna)")
     if args.predictor and loaded.kind != "diffusion":

@@ -12,13 +12,12 @@ from ..data.examples import example_format, read_examples
 from ..data.sources import DataError, iter_text
 from ..data.windows import spread_indices
 from ..data.zero_shot import CONVENTIONS, ZERO_SHOT, zero_shot_rows, zero_shot_windows
-from ..devices import resolve_device
 from ..loading import load
 from ..model import training_flops_per_token
 from ..training.distributed import DistInfo
 from ..training.evaluate import nats_per_window
 from ..training.setup import prepare_data
-from . import UsageError, atomic_write, check_device, check_writable, positive, seed_value
+from . import UsageError, add_load_options, atomic_write, check_device, check_writable, positive, seed_value
 
 
 def add_parsers(commands) -> None:
@@ -40,7 +39,7 @@ def add_parsers(commands) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=seed_value, default=0)
-    parser.add_argument("--device", default="auto", type=resolve_device, help="auto: cuda when available, else cpu")
+    add_load_options(parser)
     parser.add_argument("--raw-weights", action="store_true", help="score the trained weights, not their EMA")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.set_defaults(run=run_eval)
@@ -128,7 +127,7 @@ def run_eval(args: argparse.Namespace) -> int:
     check_device(args.device)
     if args.json:
         check_writable(args.json)  # fail now, not after the evaluation
-    loaded = load(args.checkpoint, device=args.device, ema=not args.raw_weights)
+    loaded = load(args.checkpoint, device=args.device, ema=not args.raw_weights, dtype=args.dtype)
     if loaded.tokenizer is None and args.data is not None:
         raise UsageError(f"{loaded.path} has no tokenizer.json, so --data text cannot be tokenised")
     examples = _windows(args, loaded)

@@ -9,14 +9,22 @@ from pathlib import Path
 
 import torch
 
-from ..devices import resolve_device
 from ..generation import generate
 from ..loading import load
 from ..sampling import SAMPLERS
 from ..sampling.options import APPROXIMATE_CACHES
 from ..sampling.orders import ORDERS
 from ..templates import gap, parse_template
-from . import UsageError, atomic_write, check_device, check_memory, check_writable, positive, seed_value
+from . import (
+    UsageError,
+    add_load_options,
+    atomic_write,
+    check_device,
+    check_memory,
+    check_writable,
+    positive,
+    seed_value,
+)
 from .infill_inputs import fasta_region
 from .prompts import answer_all, answer_records, ends_answers, one_pattern_per_batch, read_prompts, wait_for_answers
 from .sampling_options import flag_errors, sampling_options
@@ -75,7 +83,7 @@ def _common(parser) -> None:
         "--guidance", type=float, help="classifier-free guidance weight with --label (0: the conditional model)"
     )
     parser.add_argument("--seed", type=seed_value, default=0)
-    parser.add_argument("--device", default="auto", type=resolve_device, help="auto: cuda when available, else cpu")
+    add_load_options(parser)
     parser.add_argument("--out", help="write to this file instead of printing")
     parser.add_argument("--format", choices=["text", "jsonl"], default="text")
     parser.add_argument("--trajectory", help="also write how the first sample is denoised: a .html or .png file")
@@ -121,7 +129,7 @@ def _load(args):
         check_writable(args.out)
     if args.trajectory:
         check_writable(args.trajectory)
-    loaded = load(args.checkpoint, device=args.device)
+    loaded = load(args.checkpoint, device=args.device, dtype=args.dtype)
     if loaded.tokenizer is None:
         raise UsageError(f"{loaded.path} has no tokenizer.json, so its tokens cannot be turned into text")
     return loaded

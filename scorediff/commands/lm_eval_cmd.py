@@ -6,8 +6,7 @@ import argparse
 import json
 import math
 
-from ..devices import resolve_device
-from . import UsageError, atomic_write, check_device, check_writable, positive, seed_value
+from . import UsageError, add_load_options, atomic_write, check_device, check_writable, positive, seed_value
 
 INSTALL = "pip install 'scorediff[lm-eval]'"
 
@@ -22,7 +21,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--mc-samples", type=int, default=32, help="diffusion: times (or mask counts) per request")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=seed_value, default=0)
-    parser.add_argument("--device", default="auto", type=resolve_device, help="auto: cuda when available, else cpu")
+    add_load_options(parser)
     parser.add_argument("--output", metavar="FILE", help="also write lm-eval's results as JSON")
     parser.set_defaults(run=run_lm_eval)
 
@@ -52,7 +51,7 @@ def run_lm_eval(args: argparse.Namespace) -> int:
     unknown = [name for name in tasks if name not in manager.all_tasks]
     if unknown:
         raise UsageError(f"lm-eval knows no task {unknown[0]!r} (see `lm-eval ls tasks`, or pass --include-path)")
-    model = ScorediffLM(args.checkpoint, args.mc_samples, args.batch_size, args.seed, args.device)
+    model = ScorediffLM(args.checkpoint, args.mc_samples, args.batch_size, args.seed, args.device, dtype=args.dtype)
     limit = int(args.limit) if args.limit and args.limit >= 1 else args.limit
     results = lm_eval.simple_evaluate(
         model=model, tasks=tasks, num_fewshot=args.num_fewshot, limit=limit, task_manager=manager,

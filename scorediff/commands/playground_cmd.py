@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..devices import resolve_device
 from ..loading import load
-from . import check_device, positive
+from . import add_load_options, check_device, positive
 
 
 def add_parser(commands) -> None:
@@ -14,7 +13,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--checkpoint", required=True, help="checkpoint or run directory, or Hub id org/name[@rev]")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--device", default="auto", type=resolve_device, help="auto: cuda when available, else cpu")
+    add_load_options(parser)
     parser.set_defaults(run=run_playground)
 
 
@@ -27,7 +26,7 @@ def run_playground(args: argparse.Namespace) -> int:
         raise ImportError("scorediff playground needs Gradio: pip install 'scorediff[ui]'") from None
     from ..playground import build_app
 
-    loaded = load(args.checkpoint, device=args.device)
+    loaded = load(args.checkpoint, device=args.device, dtype=args.dtype)
     if loaded.tokenizer is None:
         from . import UsageError
 
