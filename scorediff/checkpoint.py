@@ -10,7 +10,11 @@ A checkpoint is a directory:
 - ``tokenizer.json``;
 - ``trainer_state.safetensors`` (optimizer tensors) and ``trainer_state.json`` (step, tokens seen, ...);
 - a LoRA run's ``lora.safetensors``: its adapters (peft's names), the averaged ones behind ``ema.``, for resuming;
-  its ``model.safetensors`` and ``ema.safetensors`` hold the merged weights, so nothing else reads this file.
+  its ``model.safetensors`` and ``ema.safetensors`` hold the merged weights, so nothing else reads this file;
+- an FSDP run's ``sharded/`` (``torch.distributed.checkpoint``: model, optimizer, EMA and every rank's RNG, each
+  process writing its shards) in place of the weight and optimizer files; its last checkpoint also holds
+  ``model.safetensors`` and ``ema.safetensors`` whole, which is all that loaders read. The shards are for resuming
+  one's own run only: their index (``sharded/.metadata``) is a pickle.
 
 Nothing is pickled. A checkpoint is written into a temporary directory and renamed into place, so a crash
 never leaves a half-written one where a loader would pick it up; only the last ``keep_last`` are kept.
@@ -38,6 +42,8 @@ EMA_FILE = "ema.safetensors"
 TRAINER_TENSORS_FILE = "trainer_state.safetensors"
 TRAINER_FILE = "trainer_state.json"
 LORA_FILE = "lora.safetensors"
+SHARDED_DIR = "sharded"
+SHARDED_INDEX = ".metadata"
 CHECKPOINT_DIR = "checkpoints"
 HEADER_KEYS = ("format", "objective", "graph", "num_tokens", "mask_id", "vocab_size")
 
@@ -178,7 +184,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
         return path  # the last: a published model's weights in shards (converters.weights.read_shards)
     checkpoints = list_checkpoints(path)
     if checkpoints:
-        return checkpoints[-1]
+        return resolve_checkpoint(checkpoints[-1])  # an FSDP run's last may hold shards only
+    if (path / SHARDED_DIR).is_dir():
+        raise CheckpointError(
+            f"checkpoint {path} holds training shards only (an FSDP run's intermediate checkpoint); its run's last "
+            f"checkpoint holds {MODEL_FILE}"
+        )
     if (path / CONFIG_FILE).exists():
         raise CheckpointError(f"checkpoint {path} is incomplete: {MODEL_FILE} is missing")
     raise CheckpointError(f"{path} holds no checkpoint: expected {CONFIG_FILE} and {MODEL_FILE}, or {CHECKPOINT_DIR}/")
@@ -306,6 +317,11 @@ def checkpoint_intact(checkpoint: Path) -> bool:
             read_json(checkpoint / name)
     except CheckpointError:
         return False
+    if (checkpoint / SHARDED_DIR).is_dir():  # written whole before the folder was renamed into place
+        whole = [name for name in (MODEL_FILE, EMA_FILE) if (checkpoint / name).exists()]
+        return (checkpoint / SHARDED_DIR / SHARDED_INDEX).is_file() and all(
+            safetensors_complete(checkpoint / name) for name in whole
+        )
     optional = [LORA_FILE] if (checkpoint / LORA_FILE).exists() else []
     files = (MODEL_FILE, EMA_FILE, TRAINER_TENSORS_FILE, *optional)
     return all(safetensors_complete(checkpoint / name) for name in files)

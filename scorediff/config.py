@@ -24,6 +24,7 @@ LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,attn_qkv
 """The attention and MLP linears of the llama backbone (model/llama.py) and of the DiT (model/transformer.py)."""
 LORA_TARGET = re.compile(r"[A-Za-z0-9_*]+(\.[A-Za-z0-9_*]+)*")
 OBJECTIVES = ("autoregressive", "diffusion")
+PARALLEL = ("ddp", "fsdp")
 GRAPH_NAMES = ("absorbing", "absorb", "uniform", "jc69", "k80", "f81", "hky85", "dense")
 
 
@@ -185,6 +186,15 @@ class TrainConfig:
     bf16: bool = True
     """bf16 autocast for the training steps where the hardware computes bf16 natively: CUDA GPUs with bf16, CPUs
     with AVX512-BF16 or AMX (about twice the float32 speed); float32 elsewhere. Evaluation is always float32."""
+    parallel: str = "ddp"
+    """Under ``torchrun``: ``ddp`` (every process holds the whole model, its gradients and optimizer state) or
+    ``fsdp`` (PyTorch's FSDP2, ``fully_shard`` per transformer block and at the root: each process holds 1 / N of
+    them, gathered block by block; checkpoints are sharded through ``torch.distributed.checkpoint``, and the last
+    is also exported whole). ``fsdp`` needs ``torchrun`` with at least 2 processes. A sharded checkpoint resumes
+    under either, at any world size."""
+    activation_checkpointing: bool = False
+    """Recompute each transformer block's activations in the backward pass instead of keeping them (less memory,
+    about one more forward pass of time); the same gradients. With ``ddp`` or ``fsdp``."""
     compile: bool = False
     """Wrap the model in torch.compile. Where the backend cannot build it (no or a broken C++ compiler), the run
     says so in one warning line and trains without it, from the same first step."""
@@ -238,6 +248,7 @@ class TrainConfig:
         within("max_minutes", self.max_minutes, 0.0, 1e9, low_open=False, high_open=False)
         within("time_budget_minutes", self.time_budget_minutes, 0.0, 1e9, low_open=False, high_open=False)
         within("ema", self.ema, 0.0, 1.0, low_open=False, high_open=True)
+        one_of("parallel", self.parallel, PARALLEL)
         if not DEVICE.fullmatch(self.device):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
         at_least("lora_rank", self.lora_rank, 0, 4096)

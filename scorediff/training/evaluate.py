@@ -11,7 +11,9 @@ import torch
 from ..generation import generate, sampling_options
 from ..objectives import Objective
 from ..sampling.options import SamplingOptions
-from .distributed import DistInfo, all_reduce_sum
+from .distributed import DistInfo, all_reduce_sum, broadcast_object
+from .fsdp import sharded
+from .sharded import averaged_copy
 from .step import TrainState
 
 
@@ -88,19 +90,44 @@ def preview(
 
 
 def evaluate_during_training(state: TrainState, tokenizer, val_windows, device, logger) -> tuple[float, list[str]]:
-    """Validation likelihood and sample previews with the EMA weights swapped in; returns (bits/token, samples)."""
-    tc, model = state.config.train, state.model
-    state.ema.swap(model)
+    """Validation likelihood and sample previews with the EMA weights swapped in; returns (bits/token, samples).
+
+    An FSDP run scores on rank 0 alone, with a whole copy of the EMA weights (``sharded.averaged_copy``): the
+    samplers call the network in ways the ranks cannot keep in step (rank 0's previews, uneven splits)."""
+    if sharded(state.config):
+        model, result, samples = averaged_copy(state, device), None, []
+        if model is not None:
+            result, samples = _score(state, model, DistInfo(), tokenizer, val_windows, device)
+        result = broadcast_object(result, state.info)
+        del model  # the whole copy: freed before training goes on
+    else:
+        state.ema.swap(state.model)
+        try:
+            result, samples = _score(state, state.model, state.info, tokenizer, val_windows, device)
+        finally:
+            state.ema.swap(state.model)
+    what = "nll" if state.objective.exact else "bound"
+    logger.log({"step": state.step, **result, "samples": samples})
+    logger.print(f"step {state.step}: validation {what} {result['val_bits_per_token']:.3f} bits/token (EMA weights)")
+    for text in samples:
+        logger.print("  sample: " + json.dumps(text[:200]))
+    return result["val_bits_per_token"], samples
+
+
+def _score(state: TrainState, model, info: DistInfo, tokenizer, val_windows, device) -> tuple[dict, list[str]]:
+    """``validation_nll`` of ``model`` over the run's evaluation windows, split over ``info``'s ranks, and rank 0's
+    previews."""
+    tc = state.config.train
     model.eval()
     try:
         examples = val_windows.spread_examples(tc.eval_windows)
         labels = examples["label"] if state.config.model.num_labels else None  # scored as scorediff eval does
         result = validation_nll(
-            state.objective, model, examples["x_0"], tc.eval_num_t, tc.seed, state.info, device,
+            state.objective, model, examples["x_0"], tc.eval_num_t, tc.seed, info, device,
             labels=labels, given=examples.get("given"),
         )  # fmt: skip
         samples = []
-        if state.info.is_main and tc.preview_samples > 0:
+        if info.is_main and tc.preview_samples > 0:
             seq_len = state.config.model.seq_len
             options = sampling_options(state.config)
             options = replace(options, steps=min(options.steps, 128))  # a preview, not the final samples
@@ -111,10 +138,4 @@ def evaluate_during_training(state: TrainState, tokenizer, val_windows, device, 
             )  # fmt: skip
     finally:
         model.train()
-        state.ema.swap(model)
-    what = "nll" if state.objective.exact else "bound"
-    logger.log({"step": state.step, **result, "samples": samples})
-    logger.print(f"step {state.step}: validation {what} {result['val_bits_per_token']:.3f} bits/token (EMA weights)")
-    for text in samples:
-        logger.print("  sample: " + json.dumps(text[:200]))
-    return result["val_bits_per_token"], samples
+    return result, samples

@@ -15,6 +15,8 @@ RESUMABLE_CHANGES = {
     "train.time_budget_minutes",
     "train.device",
     "train.compile",
+    "train.parallel",
+    "train.activation_checkpointing",
     "train.log_every",
     "train.max_steps",
     "train.eval_every",

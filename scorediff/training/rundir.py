@@ -12,6 +12,8 @@ from ..checkpoint import CHECKPOINT_DIR, CONFIG_FILE, checkpoint_intact, config_
 from ..config import ConfigError, RunConfig
 from ..fileio import DirectoryLock, LockHeld, atomic_write_text, remove_debris
 from ..version import __version__
+from . import distributed, sharded
+from .fsdp import sharded as is_sharded
 from .lora import checkpoint_weights
 from .step import TrainingDiverged, TrainState, all_finite
 
@@ -90,16 +92,17 @@ def write_config(state: TrainState, run_dir: Path) -> None:
     atomic_write_text(run_dir / CONFIG_FILE, config_json(state.objective.header(), state.config.to_dict()))
 
 
-def save(state: TrainState, run_dir: Path, tokenizer, elapsed: float, val_bits: float | None) -> Path | None:
-    """Write a checkpoint of ``state`` (rank 0 only; the others return None); weights that are no longer finite
-    are never saved."""
-    if not all_finite(state):
+def save(
+    state: TrainState, run_dir: Path, tokenizer, elapsed: float, val_bits: float | None, last: bool = False
+) -> Path | None:
+    """Write a checkpoint of ``state`` (rank 0 writes it; an FSDP run's processes each write their shards, and its
+    ``last`` checkpoint holds the whole weights too); returns it on rank 0, None on the others. Weights that are no
+    longer finite (on any process) are never saved."""
+    if distributed.any_rank([not all_finite(state)], state.info, next(state.model.parameters()).device)[0]:
         raise TrainingDiverged(
             f"the weights became non-finite at step {state.step} (optim.lr={state.config.optim.lr:g}); "
             f"nothing was saved for this step"
         )
-    if not state.info.is_main:
-        return None
     trainer_info = {
         "tokens_seen": state.tokens_seen,
         "elapsed_seconds": elapsed,
@@ -107,6 +110,10 @@ def save(state: TrainState, run_dir: Path, tokenizer, elapsed: float, val_bits: 
         "world_size": state.info.world_size,
         "scorediff_version": __version__,
     }
+    if is_sharded(state.config):
+        return sharded.save(state, run_dir, tokenizer, trainer_info, export=last)
+    if not state.info.is_main:
+        return None
     model_state, ema_state, adapters = checkpoint_weights(state)  # a LoRA run's merged, plus its adapters
     return save_checkpoint(
         run_dir,

@@ -13,6 +13,7 @@ from ..builders import build_model, build_objective
 from ..checkpoint import (
     EMA_FILE,
     MODEL_FILE,
+    SHARDED_DIR,
     TRAINER_FILE,
     TRAINER_TENSORS_FILE,
     check_weights,
@@ -27,9 +28,11 @@ from ..data.prepare import build_tokenizer, prepare_dna_shards, prepare_shards
 from ..data.tokenizers import Tokenizer, load_tokenizer
 from ..data.windows import TokenWindows
 from ..errors import ScorediffError
-from . import distributed, lora
+from . import distributed, lora, sharded
 from .adapt import adapted_weights, check_annealable, is_adaptation
 from .distributed import DistInfo
+from .fsdp import load_whole
+from .fsdp import sharded as is_sharded
 from .resume import check_resumable
 from .step import TrainState, new_state
 
@@ -149,21 +152,38 @@ def initialise(state: TrainState, source: str, initial=None) -> None:
         check_weights(weights, shapes, "this run's network (its model.* options)", Path(source))
     except ScorediffError as error:
         raise ConfigError(f"train.init: {error}") from None
-    state.model.load_state_dict(weights)
+    load_whole(state.model, weights)
     state.ema.load(state.model.state_dict())
 
 
-def restore(state: TrainState, checkpoint: Path, run_dir: Path) -> float:
-    """Load weights, EMA and optimizer from ``checkpoint`` into ``state``; returns the seconds trained before."""
+def check_resume(state: TrainState, checkpoint: Path, run_dir: Path) -> None:
+    """Refuse, before anything is written, to resume ``checkpoint`` into ``state``: another configuration (beyond
+    ``resume.RESUMABLE_CHANGES``), shards of other shapes, or a whole-weights checkpoint under FSDP."""
     _, saved = read_config(checkpoint)
     saved = config_from_dict(saved).to_dict()  # options added since the run was saved take their defaults
     check_resumable(saved, state.config.to_dict(), run_dir)
+    if (checkpoint / SHARDED_DIR).is_dir():
+        sharded.check_shapes(state, checkpoint)
+    elif is_sharded(state.config):
+        raise ConfigError(
+            f"cannot resume {run_dir} with train.parallel=fsdp: {checkpoint.name} was written by a ddp run "
+            f"(whole weights); resume it with train.parallel=ddp, or start a new run from it with --init"
+        )
+
+
+def restore(state: TrainState, checkpoint: Path) -> float:
+    """Load weights, EMA and optimizer from ``checkpoint`` (checked by ``check_resume``) into ``state``; returns
+    the seconds trained before."""
+    trainer = read_json(checkpoint / TRAINER_FILE)
+    if (checkpoint / SHARDED_DIR).is_dir():
+        sharded.restore(state, checkpoint)
+        state.step, state.tokens_seen = trainer["step"], trainer["tokens_seen"]
+        return trainer["elapsed_seconds"]
     if state.config.train.lora_rank:
         lora.restore(state, checkpoint)
     else:
         state.model.load_state_dict(read_tensors(checkpoint / MODEL_FILE))
         state.ema.load(read_tensors(checkpoint / EMA_FILE))
-    trainer = read_json(checkpoint / TRAINER_FILE)
     load_optimizer(state.optimizer, read_tensors(checkpoint / TRAINER_TENSORS_FILE), trainer["optimizer"])
     state.step, state.tokens_seen = trainer["step"], trainer["tokens_seen"]
     return trainer["elapsed_seconds"]

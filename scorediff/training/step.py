@@ -13,12 +13,13 @@ from torch._dynamo.exc import BackendCompilerFailed
 
 from ..config import RunConfig
 from ..data.dna import random_reverse_complement
-from ..devices import bf16_autocast, keep_freed_memory
+from ..devices import bf16_autocast, fast_bf16, keep_freed_memory
 from ..errors import ScorediffError
 from ..objectives import Objective
 from .adapt import anneal_attention
 from .distributed import DistInfo
 from .ema import EMA
+from .fsdp import checkpoint_blocks, local, shard, sharded, whole
 from .optim import lr_at, make_optimizer, step_seed
 
 
@@ -30,7 +31,8 @@ class TrainState:
         config: the resolved run configuration.
         objective: what is optimised (diffusion or autoregressive).
         model: the bare network: its weights are what checkpoints and the EMA hold.
-        network: what runs the forward pass: ``model``, compiled and/or wrapped in DDP.
+        network: what runs the forward pass: ``model``, compiled and/or wrapped in DDP (under FSDP the
+            model itself is sharded in place).
         optimizer: AdamW over ``model``'s parameters.
         ema: the moving average of the weights.
         info: this process's rank and the world size.
@@ -56,10 +58,14 @@ def new_state(config: RunConfig, objective: Objective, model: nn.Module, device:
     if device.type == "cpu":
         keep_freed_memory()
     model.to(device)
+    if config.train.activation_checkpointing:
+        checkpoint_blocks(model)
+    if sharded(config):  # before the EMA and the optimizer: they hold the sharded parameters
+        shard(model, bf16=config.train.bf16 and fast_bf16(device))
     ema = EMA(model, config.train.ema)
     optimizer = make_optimizer(model, config.optim)
     network = torch.compile(model) if config.train.compile else model
-    if info.enabled:
+    if info.enabled and not sharded(config):
         from torch.nn.parallel import DistributedDataParallel
 
         network = DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
@@ -121,13 +127,13 @@ def train_step(state: TrainState, batch: dict[str, Tensor]) -> StepOutput:
     loss_sum = torch.zeros((), device=batch["x_0"].device)
     for micro in range(accum):
         part = {name: value[micro * micro_batch : (micro + 1) * micro_batch] for name, value in batch.items()}
-        sync = micro == accum - 1 or not state.info.enabled
-        with contextlib.nullcontext() if sync else network.no_sync(), state.autocast:
+        with _synchronising(state, micro == accum - 1), state.autocast:
             loss = state.objective.loss(network, part).sum() / (local_batch * seq_len)
         loss.backward()
         loss_sum += loss.detach()
     clip = config.optim.grad_clip if config.optim.grad_clip > 0 else float("inf")
-    grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), clip)
+    # of sharded gradients, a sharded norm whose square is summed over the processes: the whole gradient's norm
+    grad_norm = whole(torch.nn.utils.clip_grad_norm_(state.model.parameters(), clip))
     # the gradient is synchronised, so every process takes the same decision
     skipped = not bool(torch.isfinite(grad_norm) & torch.isfinite(loss_sum))
     if not skipped:
@@ -138,6 +144,15 @@ def train_step(state: TrainState, batch: dict[str, Tensor]) -> StepOutput:
     state.step += 1
     state.tokens_seen += config.train.batch_size * seq_len
     return StepOutput(loss_sum, grad_norm, skipped)
+
+
+def _synchronising(state: TrainState, sync: bool):
+    """Gradients are reduced between processes after a micro-batch's backward only when ``sync`` (the last one):
+    DDP's ``no_sync`` context, FSDP's flag."""
+    if sharded(state.config):
+        state.model.set_requires_gradient_sync(sync)
+        return contextlib.nullcontext()
+    return contextlib.nullcontext() if sync or not state.info.enabled else state.network.no_sync()
 
 
 COMPILER_FAILURES = (BackendCompilerFailed,)
@@ -182,6 +197,7 @@ def run_eagerly(state: TrainState) -> bool:
 
 
 def all_finite(state: TrainState) -> bool:
-    """Whether the weights and their moving average hold only finite numbers (what may be saved)."""
+    """Whether the weights and their moving average hold only finite numbers (what may be saved); sharded, this
+    process's shards."""
     tensors = [p.detach() for p in state.model.parameters()] + list(state.ema.shadow.values())
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
+    return all(bool(torch.isfinite(local(t)).all()) for t in tensors)

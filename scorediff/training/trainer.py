@@ -16,11 +16,22 @@ from ..devices import fast_bf16
 from . import distributed
 from .budget import FIRST_FIT, BudgetProbe, fit_message, fit_schedule, unfinished_schedule_warning
 from .evaluate import evaluate_during_training
+from .fsdp import check_parallel
 from .logger import MetricsLogger
 from .lora import attach, parameter_summary, require_peft
 from .progress import Window
 from .rundir import claim, find_start, run_directory, save, write_config
-from .setup import RunData, build, check_batch, initialise, load_initial, prepare_data, resolve_from_data, restore
+from .setup import (
+    RunData,
+    build,
+    check_batch,
+    check_resume,
+    initialise,
+    load_initial,
+    prepare_data,
+    resolve_from_data,
+    restore,
+)
 from .step import StepOutput, TrainState, draw_batch, step_or_fall_back, train_step
 from .stopping import Stop, StopRules
 
@@ -64,6 +75,7 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
         torch.use_deterministic_algorithms(True)
     try:
         check_batch(config, info)
+        check_parallel(config, info)
         require_peft(config)
         run_dir = run_directory(config)
         checkpoint = find_start(run_dir, resume)
@@ -78,9 +90,11 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
         del initial  # the network holds its weights now; a large model is not kept twice
         if lora_rank:
             state = attach(state, device)
+        if checkpoint is not None:
+            check_resume(state, checkpoint, run_dir)
         lock = _claim(run_dir, checkpoint, resume, info)  # only now, with data and model checked, is anything written
         try:
-            elapsed_before = restore(state, checkpoint, run_dir) if checkpoint is not None else 0.0
+            elapsed_before = restore(state, checkpoint) if checkpoint is not None else 0.0
             logger = _open_log(state, data, run_dir, device)
             run = _Run(state, data, run_dir, device, logger, until_step, progress, started, elapsed_before)
             result = _loop(run)
@@ -246,7 +260,7 @@ def _evaluate_and_save(run: _Run, stop: Stop) -> bool:
         run.window.restart()
         stopping = stopping or run.rules.late(run.loop_seconds())  # the evaluation used up the time: stop now
     if _due(state.step, tc.save_every) or stopping:
-        saved = save(state, run.run_dir, run.data.tokenizer, run.elapsed(), run.val_bits)
+        saved = save(state, run.run_dir, run.data.tokenizer, run.elapsed(), run.val_bits, last=stopping)
         run.last_saved = saved or run.last_saved
         run.window.restart()
     run.probe.exclude(time.perf_counter() - aside)

@@ -1,0 +1,162 @@
+"""An FSDP run's checkpoints, through ``torch.distributed.checkpoint`` (DCP): every process writes its own shards,
+and a checkpoint written by N processes is read by M, sharded or not (DCP stores each tensor's global shape and
+each shard's offsets, and reads whatever rows a process now holds).
+
+``sharded/`` holds ``model`` and ``ema`` (each weight by name), ``optimizer`` (AdamW's moments and step counts by
+weight name) and ``rng.<rank>`` / ``cuda_rng.<rank>`` (each process's generators). The step, tokens seen and time
+are in ``trainer_state.json`` as in any checkpoint; the learning rate, batches, noise and dropout masks are
+functions of ``(train.seed, step)`` (dropout: of the rank too), so a resumed run continues as an uninterrupted one
+at any world size. The folder is written under a temporary name and renamed when every process has finished, as
+single-file checkpoints are; the last checkpoint of a run also holds ``model.safetensors`` and ``ema.safetensors``
+whole (``export``), which is what ``scorediff.load``, sample, eval and push read.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.distributed.checkpoint as dcp
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from ..builders import build_model
+from ..checkpoint import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    EMA_FILE,
+    MODEL_FILE,
+    SHARDED_DIR,
+    TRAINER_FILE,
+    CheckpointError,
+    config_json,
+    list_checkpoints,
+)
+from ..fileio import atomic_directory
+from . import distributed
+from .distributed import DistInfo
+from .fsdp import whole
+from .step import TrainState
+
+
+def save(state: TrainState, run_dir: Path, tokenizer, trainer_info: dict, export: bool) -> Path | None:
+    """Write ``run_dir/checkpoints/step_XXXXXXXX`` from every process (a collective); with ``export`` also the
+    whole weights. Returns the folder on rank 0, None elsewhere."""
+    info = state.info
+    final = Path(run_dir) / CHECKPOINT_DIR / f"step_{state.step:08d}"
+    weights = (gather(state.model.state_dict(), info), gather(state.ema.state_dict(state.model), info))
+    with _shared_folder(final, info) as tmp:
+        write_shards(_state_dict(state), tmp / SHARDED_DIR)
+        if info.is_main:
+            (tmp / CONFIG_FILE).write_text(config_json(state.objective.header(), state.config.to_dict()))
+            tokenizer.save(tmp)
+            if export:
+                save_file(weights[0], str(tmp / MODEL_FILE))
+                save_file(weights[1], str(tmp / EMA_FILE))
+            (tmp / TRAINER_FILE).write_text(json.dumps(dict(trainer_info, step=state.step, sharded=True), indent=2))
+        distributed.barrier(info)  # every shard and file written before rank 0 renames the folder
+    keep = state.config.train.keep_last
+    if info.is_main:
+        for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    return final if info.is_main else None
+
+
+def write_shards(state_dict: dict, folder: Path) -> None:
+    """DCP's save of this process's shards into ``folder`` (rank 0 also writes the index), a collective."""
+    dcp.save(state_dict, checkpoint_id=str(folder))
+
+
+@contextmanager
+def _shared_folder(final: Path, info: DistInfo):
+    """Rank 0's temporary folder for ``final`` (renamed into place when the block ends without error), on every
+    process."""
+    if not info.is_main:
+        yield Path(distributed.broadcast_object(None, info))
+        return
+    with atomic_directory(final) as tmp:
+        distributed.broadcast_object(str(tmp), info)
+        yield tmp
+
+
+def gather(tensors: dict[str, Tensor], info: DistInfo) -> dict[str, Tensor]:
+    """Whole, contiguous CPU copies of ``tensors`` on rank 0 (a collective, one tensor at a time); empty elsewhere."""
+    gathered = {}
+    for name, tensor in tensors.items():
+        value = whole(tensor.detach())
+        if info.is_main:
+            gathered[name] = value.contiguous().cpu()
+    return gathered
+
+
+def _state_dict(state: TrainState) -> dict:
+    """What a sharded checkpoint holds, as live tensors of ``state`` (DCP reads into them in place)."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+    rank = state.info.rank
+    values = {
+        "model": get_model_state_dict(state.model),
+        "optimizer": get_optimizer_state_dict(state.model, state.optimizer),
+        "ema": dict(state.ema.shadow),
+        f"rng.{rank}": torch.get_rng_state(),
+    }
+    device = next(state.model.parameters()).device
+    if device.type == "cuda":
+        values[f"cuda_rng.{rank}"] = torch.cuda.get_rng_state(device)
+    return values
+
+
+def restore(state: TrainState, checkpoint: Path) -> None:
+    """Load the model, optimizer, EMA and this rank's generators (where the checkpoint has this rank) of a sharded
+    ``checkpoint`` into ``state``, at any world size, sharded or not."""
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+    values = _state_dict(state)
+    saved = _index(checkpoint)
+    values = {key: value for key, value in values.items() if "rng." not in key or key in saved}
+    dcp.load(values, checkpoint_id=str(checkpoint / SHARDED_DIR))
+    set_model_state_dict(state.model, values["model"])
+    set_optimizer_state_dict(state.model, state.optimizer, values["optimizer"])
+    for key, value in values.items():
+        if key.startswith("rng."):
+            torch.set_rng_state(value)
+        elif key.startswith("cuda_rng."):
+            torch.cuda.set_rng_state(value, next(state.model.parameters()).device)
+
+
+def _index(checkpoint: Path) -> dict:
+    """The names and metadata of what a sharded checkpoint holds (DCP flattens nested names with dots)."""
+    try:
+        return dcp.FileSystemReader(str(checkpoint / SHARDED_DIR)).read_metadata().state_dict_metadata
+    except Exception as error:  # DCP raises what the unpickler and the filesystem raise
+        raise CheckpointError(f"the shards of {checkpoint} cannot be read ({type(error).__name__}: {error})") from None
+
+
+def check_shapes(state: TrainState, checkpoint: Path) -> None:
+    """Refuse (``CheckpointError``, one line) shards whose weights are not this network's: DCP reshards rows over
+    processes, not a weight into another shape."""
+    saved = _index(checkpoint)
+    for name, tensor in state.model.state_dict().items():
+        entry = saved.get(f"model.{name}")
+        shape = tuple(getattr(entry, "size", ()) or ())
+        if entry is None or shape != tuple(tensor.shape):
+            found = "missing" if entry is None else f"of shape {shape}"
+            raise CheckpointError(
+                f"cannot resume from {checkpoint}: its {name} is {found}, this run's network has {tuple(tensor.shape)} "
+                f"(a sharded checkpoint changes world size, not the model)"
+            )
+
+
+def averaged_copy(state: TrainState, device: torch.device) -> nn.Module | None:
+    """On rank 0, an unsharded copy of the network holding the whole EMA weights (for evaluation and previews);
+    None on the other processes. A collective."""
+    weights = gather(state.ema.state_dict(state.model), state.info)
+    if not state.info.is_main:
+        return None
+    with torch.random.fork_rng(devices=[]):  # the copy's random initial weights leave the run's generator alone
+        model = build_model(state.config, state.objective)
+    model.load_state_dict(weights)
+    return model.to(device)
