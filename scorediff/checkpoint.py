@@ -187,8 +187,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
         return resolve_checkpoint(checkpoints[-1])  # an FSDP run's last may hold shards only
     if (path / SHARDED_DIR).is_dir():
         raise CheckpointError(
-            f"checkpoint {path} holds training shards only (an FSDP run's intermediate checkpoint); its run's last "
-            f"checkpoint holds {MODEL_FILE}"
+            f"checkpoint {path} holds training shards only (an FSDP run's intermediate checkpoint); write its "
+            f"whole weights with scorediff.training.export('{path}'), or load the run's last checkpoint"
         )
     if (path / CONFIG_FILE).exists():
         raise CheckpointError(f"checkpoint {path} is incomplete: {MODEL_FILE} is missing")

@@ -1,5 +1,6 @@
 """Training: the loop, distributed plumbing, EMA and checkpoints."""
 
+from .sharded import export
 from .trainer import TrainResult, train
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["TrainResult", "export", "train"]

@@ -14,7 +14,9 @@ whole (``export``), which is what ``scorediff.load``, sample, eval and push read
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,7 +25,7 @@ import torch.distributed.checkpoint as dcp
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from ..builders import build_model
+from ..builders import build_model, build_objective
 from ..checkpoint import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -34,8 +36,10 @@ from ..checkpoint import (
     CheckpointError,
     config_json,
     list_checkpoints,
+    read_config,
 )
-from ..fileio import atomic_directory
+from ..config import config_from_dict
+from ..fileio import TMP_PREFIX, atomic_directory
 from . import distributed
 from .distributed import DistInfo
 from .fsdp import whole
@@ -117,7 +121,8 @@ def restore(state: TrainState, checkpoint: Path) -> None:
     values = _state_dict(state)
     saved = _index(checkpoint)
     values = {key: value for key, value in values.items() if "rng." not in key or key in saved}
-    dcp.load(values, checkpoint_id=str(checkpoint / SHARDED_DIR))
+    with _one_process_is_meant():
+        dcp.load(values, checkpoint_id=str(checkpoint / SHARDED_DIR))
     set_model_state_dict(state.model, values["model"])
     set_optimizer_state_dict(state.model, state.optimizer, values["optimizer"])
     for key, value in values.items():
@@ -125,6 +130,14 @@ def restore(state: TrainState, checkpoint: Path) -> None:
             torch.set_rng_state(value)
         elif key.startswith("cuda_rng."):
             torch.cuda.set_rng_state(value, next(state.model.parameters()).device)
+
+
+@contextmanager
+def _one_process_is_meant():
+    """Silence DCP's warning that it reads in one process without a process group: here that is intended."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
 
 
 def _index(checkpoint: Path) -> dict:
@@ -160,3 +173,30 @@ def averaged_copy(state: TrainState, device: torch.device) -> nn.Module | None:
         model = build_model(state.config, state.objective)
     model.load_state_dict(weights)
     return model.to(device)
+
+
+def export(checkpoint: str | Path) -> Path:
+    """Write the whole weights of a sharded ``checkpoint`` (``model.safetensors``, ``ema.safetensors``) into it, from
+    one process, so that loaders read it like any checkpoint; the run's last checkpoint has them already.
+
+    Each file is written under a temporary name and renamed, ``model.safetensors`` (what loaders look for) last.
+
+    Returns:
+        The checkpoint folder.
+    """
+    checkpoint = Path(checkpoint)
+    _index(checkpoint)  # a one-line CheckpointError when there are no readable shards
+    header, values = read_config(checkpoint)
+    config = config_from_dict(values)
+    objective = build_objective(config, header.num_tokens)
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(config, objective)
+    weights = {"model": model.state_dict(), "ema": {name: p.detach().clone() for name, p in model.named_parameters()}}
+    with _one_process_is_meant():
+        dcp.load(weights, checkpoint_id=str(checkpoint / SHARDED_DIR))
+    ema = {name: weights["ema"].get(name, value) for name, value in weights["model"].items()}  # buffers: as saved
+    for name, tensors in ((EMA_FILE, ema), (MODEL_FILE, weights["model"])):
+        tmp = checkpoint / f"{TMP_PREFIX}{name}"
+        save_file({key: value.contiguous() for key, value in tensors.items()}, str(tmp))
+        os.replace(tmp, checkpoint / name)
+    return checkpoint

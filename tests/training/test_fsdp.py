@@ -5,6 +5,7 @@ world size (two launches for the whole module)."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 import scorediff
+import scorediff.training
 from scorediff.checkpoint import CheckpointError
 from scorediff.cli import main
 from scorediff.config import ConfigError
@@ -159,3 +161,25 @@ def test_fsdp_refuses_a_whole_weights_checkpoint(runs):
     state = SimpleNamespace(config=replace(config, train=replace(config.train, parallel="fsdp")))
     with pytest.raises(ConfigError, match="was written by a ddp run"):
         check_resume(state, checkpoint, checkpoint.parents[1])
+
+
+def test_a_sharded_checkpoint_is_exported_on_demand(runs, tmp_path):
+    pair, one = (
+        runs / "runs" / "dit-diffusion-pair" / "checkpoints",
+        runs / "runs" / "dit-diffusion-one" / "checkpoints",
+    )
+    for step in (15, 20):  # 15: shards only; 20: exported at the end of the run, which export must reproduce
+        copy = tmp_path / f"step_{step:08d}"
+        shutil.copytree(pair / copy.name, copy, ignore=shutil.ignore_patterns("*.safetensors"))
+        assert scorediff.training.export(copy) == copy
+        for name in ("model.safetensors", "ema.safetensors"):
+            exported = load_file(copy / name)
+            reference = load_file(one / copy.name / name)
+            assert exported.keys() == reference.keys()
+            for key, value in reference.items():
+                torch.testing.assert_close(exported[key], value, rtol=1e-4, atol=1e-5, msg=key)
+            if step == 20:
+                assert all(torch.equal(exported[k], v) for k, v in load_file(pair / copy.name / name).items())
+        assert scorediff.load(copy).step == step
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        scorediff.training.export(one / "step_00000020")
