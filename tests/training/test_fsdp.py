@@ -77,6 +77,14 @@ def test_two_sharded_processes_match_one(runs, case):
         assert (saved["grad_accum"], saved["activation_checkpointing"]) == (2, True)
 
 
+def test_bf16_computes_in_bf16_and_keeps_float32_weights(runs):
+    mixed, exact = metrics(runs / "runs" / "bf16"), metrics(runs / "runs" / "dit-diffusion-one")
+    gaps = [abs(mixed[s]["loss_nats_per_token"] / exact[s]["loss_nats_per_token"] - 1) for s in exact]
+    assert max(gaps) < 0.02 and max(gaps) > 1e-6  # bf16 rounding, not float32's
+    weights = load_file(runs / "runs" / "bf16" / "checkpoints" / "step_00000020" / "model.safetensors")
+    assert {w.dtype for w in weights.values()} == {torch.float32}
+
+
 def test_each_process_holds_half_the_state(runs):
     pair, one = report(runs, "pair")["memory"], report(runs, "one")["memory"]
     for key in ("parameters", "gradients", "optimizer"):
