@@ -42,11 +42,14 @@ def config(out: Path, corpus: Path, case: str, name: str, pair: bool, model=None
 
 
 def equality_runs(out: Path, corpus: Path, phase: str) -> None:
-    """Every backbone and objective for STEPS steps; at 2 ranks the llama diffusion run also accumulates gradients
-    over 2 micro-batches and recomputes its blocks' activations (activation checkpointing)."""
+    """Every backbone and objective for STEPS steps, then the DiT diffusion run started from the 2-process one's
+    weights; at 2 ranks the llama diffusion run also accumulates gradients over 2 micro-batches and recomputes its
+    blocks' activations (activation checkpointing)."""
     for case in CASES:
         extra = {"grad_accum": 2, "activation_checkpointing": True} if phase == "pair" and "llama-d" in case else {}
         train(config(out, corpus, case, f"{case}-{phase}", phase == "pair", **extra), progress=False)
+    start = str(out / "runs" / "dit-diffusion-pair")  # --init: whole weights loaded into a sharded network
+    train(config(out, corpus, "dit-diffusion", f"init-{phase}", phase == "pair", init=start), progress=False)
 
 
 def bf16_run(out: Path, corpus: Path) -> None:

@@ -77,6 +77,14 @@ def test_two_sharded_processes_match_one(runs, case):
         assert (saved["grad_accum"], saved["activation_checkpointing"]) == (2, True)
 
 
+def test_a_sharded_run_starts_from_whole_weights(runs):
+    pair, one = metrics(runs / "runs" / "init-pair"), metrics(runs / "runs" / "init-one")
+    for step in one:
+        assert pair[step]["loss_nats_per_token"] == pytest.approx(one[step]["loss_nats_per_token"], rel=2e-6), step
+    scratch = metrics(runs / "runs" / "dit-diffusion-one")
+    assert one[1]["loss_nats_per_token"] < scratch[1]["loss_nats_per_token"] - 1.0  # it did start from them
+
+
 def test_bf16_computes_in_bf16_and_keeps_float32_weights(runs):
     mixed, exact = metrics(runs / "runs" / "bf16"), metrics(runs / "runs" / "dit-diffusion-one")
     gaps = [abs(mixed[s]["loss_nats_per_token"] / exact[s]["loss_nats_per_token"] - 1) for s in exact]
