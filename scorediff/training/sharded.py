@@ -9,6 +9,8 @@ functions of ``(train.seed, step)`` (dropout: of the rank too), so a resumed run
 at any world size. The folder is written under a temporary name and renamed when every process has finished, as
 single-file checkpoints are; the last checkpoint of a run also holds ``model.safetensors`` and ``ema.safetensors``
 whole (``export``), which is what ``scorediff.load``, sample, eval and push read.
+
+``torch.distributed.checkpoint`` is imported where it is used: a DDP or single-process run never needs it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-import torch.distributed.checkpoint as dcp
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
@@ -71,6 +72,8 @@ def save(state: TrainState, run_dir: Path, tokenizer, trainer_info: dict, export
 
 def write_shards(state_dict: dict, folder: Path) -> None:
     """DCP's save of this process's shards into ``folder`` (rank 0 also writes the index), a collective."""
+    import torch.distributed.checkpoint as dcp
+
     dcp.save(state_dict, checkpoint_id=str(folder))
 
 
@@ -116,6 +119,7 @@ def _state_dict(state: TrainState) -> dict:
 def restore(state: TrainState, checkpoint: Path) -> None:
     """Load the model, optimizer, EMA and this rank's generators (where the checkpoint has this rank) of a sharded
     ``checkpoint`` into ``state``, at any world size, sharded or not."""
+    import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
     values = _state_dict(state)
@@ -142,6 +146,8 @@ def _one_process_is_meant():
 
 def _index(checkpoint: Path) -> dict:
     """The names and metadata of what a sharded checkpoint holds (DCP flattens nested names with dots)."""
+    import torch.distributed.checkpoint as dcp
+
     try:
         return dcp.FileSystemReader(str(checkpoint / SHARDED_DIR)).read_metadata().state_dict_metadata
     except Exception as error:  # DCP raises what the unpickler and the filesystem raise
@@ -184,6 +190,8 @@ def export(checkpoint: str | Path) -> Path:
     Returns:
         The checkpoint folder.
     """
+    import torch.distributed.checkpoint as dcp
+
     checkpoint = Path(checkpoint)
     _index(checkpoint)  # a one-line CheckpointError when there are no readable shards
     header, values = read_config(checkpoint)
