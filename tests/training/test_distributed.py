@@ -1,27 +1,11 @@
 """Two processes under torchrun (gloo, CPU) reach the same weights as one process with the same global batch."""
 
-import os
-import socket
-import subprocess
 import sys
 
 import pytest
 import torch
+from launch import launch, torchrun
 from safetensors.torch import load_file
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(args, cwd):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    # a rank's own error comes first in stderr, torchrun's summary last
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[:3000] + done.stderr[-2000:]
-    return done
 
 
 @pytest.mark.parametrize("objective", ["diffusion", "autoregressive", "block"])
@@ -41,22 +25,9 @@ def test_two_processes_match_one(micro_config, tmp_path, objective):
         "--train.preview_samples=0",
         "--train.bf16=false",  # bf16 rounding depends on how the batch is split; the equality is float32's
     ]
-    single = run([sys.executable, *command, "--name", "single"], tmp_path)
-    pair = run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            "--master_addr=127.0.0.1",
-            f"--master_port={free_port()}",
-            *command,
-            "--name",
-            "pair",
-            "--train.grad_accum=2",
-        ],  # 8 sequences = 2 ranks x 2 micro-steps x 2; syncs once per step
-        tmp_path,
-    )
+    single = launch([sys.executable, *command, "--name", "single"], tmp_path)
+    # 8 sequences = 2 ranks x 2 micro-steps x 2; syncs once per step
+    pair = launch([*torchrun(2), *command, "--name", "pair", "--train.grad_accum=2"], tmp_path)
     assert single.stdout.count("--- sample 1 ---") == 1
     assert pair.stdout.count("--- sample 1 ---") == 1  # only rank 0 reports
     runs = tmp_path / "runs"

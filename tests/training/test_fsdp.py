@@ -4,10 +4,7 @@ processes, the whole export that loaders read, and the refusals. The runs are ma
 world size (two launches for the whole module)."""
 
 import json
-import os
 import shutil
-import socket
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from launch import launch, torchrun
 from safetensors.torch import load_file
 
 import scorediff
@@ -32,24 +30,11 @@ WORKER = Path(__file__).with_name("fsdp_worker.py")
 CASES = ("dit-diffusion", "dit-ar", "llama-diffusion", "llama-ar")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(args, cwd):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[:3000] + done.stderr[-2000:]
-
-
 @pytest.fixture(scope="module")
 def runs(corpus, tmp_path_factory):
     """The worker's output folder, after its 2-process (fsdp) phase and then its 1-process (ddp) phase."""
     out = tmp_path_factory.mktemp("fsdp")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1"]
-    launch([*torchrun, f"--master_port={free_port()}", str(WORKER), str(out), str(corpus), "pair"], out)
+    launch([*torchrun(2), str(WORKER), str(out), str(corpus), "pair"], out)
     launch([sys.executable, str(WORKER), str(out), str(corpus), "one"], out)
     return out
 

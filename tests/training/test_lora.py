@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
+from launch import launch, torchrun
 from micro import micro_values
 from safetensors.torch import load_file
 
@@ -178,3 +179,23 @@ def test_without_peft_a_lora_run_is_one_line_and_writes_nothing(parent, monkeypa
     argv += ["--init", str(parent.run.checkpoint), "--train.lora_rank=4"]
     assert_user_error(capsys, argv, "^scorediff: error: " + no_peft.removeprefix("^"))
     assert not (parent.root / "runs" / "no-peft").exists() and not (parent.root / "runs" / "no-peft-cli").exists()
+
+
+def test_two_processes_train_the_same_adapters_as_one(parent):
+    """LoRA under DDP (gloo, 2 ranks x 2 micro-batches against 1 process, the same global batch of 8): the
+    adapters, and so the merged weights, are one process's to float32 rounding."""
+    pytest.importorskip("peft")
+    command = ["-m", "scorediff", "train", "--config", str(parent.yaml), "--quiet", "--num-samples", "0",
+               f"--train.init={parent.run.checkpoint}", f"--train.lora_rank={RANK}", f"--train.lora_alpha={ALPHA}",
+               "--train.max_steps=4", "--train.save_every=4", f"--train.out_dir={parent.root / 'ddp'}"]  # fmt: skip
+    launch([sys.executable, *command, "--name", "one"], parent.root)
+    launch([*torchrun(2), *command, "--name", "two", "--train.grad_accum=2"], parent.root)
+    step = Path("checkpoints") / "step_00000004"
+    one, two = (parent.root / "ddp" / name / step for name in ("one", "two"))
+    for weights in ("lora.safetensors", "model.safetensors"):
+        expected, got = load_file(one / weights), load_file(two / weights)
+        assert set(got) == set(expected), weights
+        for name, value in expected.items():
+            torch.testing.assert_close(got[name], value, rtol=1e-4, atol=1e-6, msg=name)
+    moved = load_file(one / "lora.safetensors")
+    assert max(float(v.abs().max()) for k, v in moved.items() if "lora_B" in k) > 1e-4  # B starts at zero
