@@ -8,8 +8,9 @@ from pathlib import Path
 
 from . import dna
 from .examples import example_format, example_texts
+from .parallel import write_dataset_shards
 from .shards import META_FILE, cache_key, write_shards
-from .sources import DataError, iter_text
+from .sources import EMBEDDED, DataError, is_hf_dataset, iter_text
 from .tokenizers import (
     ByteTokenizer,
     CharTokenizer,
@@ -71,8 +72,12 @@ def prepare_shards(
     val_fraction: float = 0.05,
     text_field: str = "text",
     chunk_tokens: int = 16384,
+    num_proc: int = 1,
 ) -> Path:
-    """Token shards for ``source`` under ``tokenizer``, written once and reused while the files are unchanged."""
+    """Token shards for ``source`` under ``tokenizer``, written once and reused while the files are unchanged.
+
+    A saved Hugging Face dataset is tokenised by ``num_proc`` processes (``parallel.write_dataset_shards``); the
+    shards do not depend on ``num_proc``, so neither does their name. Other sources are read by this process."""
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer_json = Path(tokenizer.save(tmp)).read_text()
     key = cache_key(source, tokenizer_json, val_fraction, chunk_tokens, text_field)
@@ -80,6 +85,8 @@ def prepare_shards(
     target = directory / key
     if (target / META_FILE).exists():
         return target
+    if source not in EMBEDDED and is_hf_dataset(Path(source).expanduser()):
+        return write_dataset_shards(source, tokenizer, target, num_proc, val_fraction, chunk_tokens, text_field)
     return write_shards(source, tokenizer, target, val_fraction, chunk_tokens, text_field)
 
 

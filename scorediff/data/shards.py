@@ -25,8 +25,80 @@ def _goes_to_validation(chunk_index: int, val_fraction: float) -> bool:
     return int.from_bytes(digest, "little") / 2**64 < val_fraction
 
 
-def _token_dtype(vocab_size: int):
+def token_dtype(vocab_size: int):
     return np.uint16 if vocab_size <= 2**16 else np.uint32
+
+
+class SplitWriter:
+    """Cuts a token stream into chunks of ``chunk_tokens`` and appends chunk ``k`` to ``train.bin`` or ``val.bin``
+    of ``directory`` by a fixed hash of ``k``: the one owner of the split, whoever tokenised the stream.
+
+    Holds less than one chunk between calls to ``add``.
+    """
+
+    def __init__(self, directory: Path, dtype, val_fraction: float, chunk_tokens: int):
+        if not 0 < val_fraction < 1:
+            raise DataError(f"val_fraction must be in (0, 1); got {val_fraction}")
+        self.directory, self.dtype = Path(directory), dtype
+        self.val_fraction, self.chunk_tokens = val_fraction, chunk_tokens
+        self.files = {split: open(self.directory / f"{split}.bin", "wb") for split in ("train", "val")}
+        self.counts = {"train": 0, "val": 0}
+        self._pending: list[np.ndarray] = []  # less than a chunk, joined only once a chunk is full
+        self._pending_tokens = 0
+        self._chunk_index = 0
+
+    def __enter__(self) -> SplitWriter:
+        return self
+
+    def __exit__(self, *error) -> None:
+        for handle in self.files.values():
+            handle.close()
+
+    def add(self, tokens) -> None:
+        """Append ``tokens`` (a list or 1-D array of ids) to the stream."""
+        self._pending.append(np.asarray(tokens, dtype=self.dtype))
+        self._pending_tokens += len(self._pending[-1])
+        if self._pending_tokens < self.chunk_tokens:
+            return
+        buffer = np.concatenate(self._pending)
+        start = 0
+        while len(buffer) - start >= self.chunk_tokens:
+            self._flush(buffer[start : start + self.chunk_tokens])
+            start += self.chunk_tokens
+        self._pending = [buffer[start:].copy()]
+        self._pending_tokens = len(self._pending[0])
+
+    def _flush(self, chunk: np.ndarray) -> None:
+        split = "val" if _goes_to_validation(self._chunk_index, self.val_fraction) else "train"
+        self.files[split].write(chunk.tobytes())
+        self.counts[split] += len(chunk)
+        self._chunk_index += 1
+
+    def finish(self, spec: str) -> dict[str, int]:
+        """Write the last partial chunk, close the files and return the token counts of both splits; a corpus of
+        one chunk is split contiguously so that both splits hold tokens."""
+        if self._pending_tokens:
+            self._flush(np.concatenate(self._pending))
+        self.__exit__()
+        if self.counts["train"] + self.counts["val"] == 0:
+            raise DataError(f"data {spec!r} holds no text")
+        if self.counts["train"] == 0 or self.counts["val"] == 0:
+            _rebalance(self.directory, self.dtype, self.val_fraction, self.counts)
+        return self.counts
+
+
+def shard_meta(dtype, tokenizer: Tokenizer, counts: dict[str, int], spec: str, val_fraction: float, chunk_tokens: int):
+    """What ``meta.json`` says of a text shard directory."""
+    return {
+        "format": 1,
+        "dtype": np.dtype(dtype).name,
+        "vocab_size": tokenizer.vocab_size,
+        "train_tokens": counts["train"],
+        "val_tokens": counts["val"],
+        "source": spec,
+        "val_fraction": val_fraction,
+        "chunk_tokens": chunk_tokens,
+    }
 
 
 def write_shards(
@@ -41,56 +113,25 @@ def write_shards(
     if not 0 < val_fraction < 1:
         raise DataError(f"val_fraction must be in (0, 1); got {val_fraction}")
     out_dir = Path(out_dir)
-    dtype = _token_dtype(tokenizer.vocab_size)
+    dtype = token_dtype(tokenizer.vocab_size)
     with atomic_directory(out_dir, replace=False) as tmp:  # first writer wins; readers never see it vanish
-        counts = {"train": 0, "val": 0}
-        with open(tmp / "train.bin", "wb") as train, open(tmp / "val.bin", "wb") as val:
-            files = {"train": train, "val": val}
-            buffer: list[int] = []
-            chunk_index = 0
+        with SplitWriter(tmp, dtype, val_fraction, chunk_tokens) as writer:
             started = False
-
-            def flush(tokens: list[int], index: int) -> None:
-                split = "val" if _goes_to_validation(index, val_fraction) else "train"
-                files[split].write(np.asarray(tokens, dtype=dtype).tobytes())
-                counts[split] += len(tokens)
-
             for piece in iter_text(spec, text_field):
                 if piece is None:
                     if started:
-                        buffer.extend(tokenizer.separator)
+                        writer.add(tokenizer.separator)
                     started = False
                     continue
                 if not piece:
                     continue
                 try:
-                    buffer.extend(tokenizer.encode(piece))
+                    writer.add(tokenizer.encode(piece))
                 except ValueError as error:
                     raise DataError(f"{spec}: {error}") from None
                 started = True
-                start = 0
-                while len(buffer) - start >= chunk_tokens:
-                    flush(buffer[start : start + chunk_tokens], chunk_index)
-                    start += chunk_tokens
-                    chunk_index += 1
-                del buffer[:start]  # once per piece: slicing per chunk made one long line quadratic
-            if buffer:
-                flush(buffer, chunk_index)
-        total = counts["train"] + counts["val"]
-        if total == 0:
-            raise DataError(f"data {spec!r} holds no text")
-        if counts["train"] == 0 or counts["val"] == 0:
-            _rebalance(tmp, dtype, val_fraction, counts)
-        meta = {
-            "format": 1,
-            "dtype": np.dtype(dtype).name,
-            "vocab_size": tokenizer.vocab_size,
-            "train_tokens": counts["train"],
-            "val_tokens": counts["val"],
-            "source": spec,
-            "val_fraction": val_fraction,
-            "chunk_tokens": chunk_tokens,
-        }
+            counts = writer.finish(spec)
+        meta = shard_meta(dtype, tokenizer, counts, spec, val_fraction, chunk_tokens)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     return out_dir
 
