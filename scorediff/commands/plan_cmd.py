@@ -112,6 +112,7 @@ def report(plan: Plan) -> str:
     lines += [
         f"time to {plan.tokens:,} tokens at {plan.mfu:.0%} MFU: {hours:,.1f} hours ({hours / 24:,.2f} days), "
         f"{plan.gpus * hours:,.0f} GPU-hours",
-        "FSDP figures are the formula (FSDP2 shards weights, gradients, optimizer and EMA by N); this trainer runs DDP",
+        "FSDP figures are the formula (FSDP2 shards weights, gradients, optimizer and EMA by N); "
+        "train.parallel=fsdp trains so under torchrun",
     ]
     return "\n".join(lines)

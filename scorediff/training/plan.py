@@ -18,7 +18,8 @@ to ``ceil(rows / N)`` rows each). What this trainer keeps (``training.step.new_s
 - activations: ``training.activations`` at the micro-batch ``batch_size / (gpus x grad_accum)``, with and without
   activation checkpointing per block.
 
-FSDP is not yet a ``train.parallel`` option here: its figures are this formula, not a measurement.
+The FSDP figures are this formula for ``train.parallel=fsdp`` (``training.fsdp``), not a measurement of an FSDP run's
+allocations (``benchmarks/gpu_check.py`` measures a DDP step's peak on a GPU against the DDP column).
 
 Time to the token budget ``max_steps x batch_size x seq_len``: ``tokens x FLOPs per token / (gpus x peak x MFU)``,
 with ``model.flops.training_flops_per_token`` and the GPU's dense bf16 peak (``training.gpus``).
@@ -134,7 +135,7 @@ class Plan:
             layout = getattr(self, name)
             out[name]["state"]["total"] = layout.state.total
             out[name].update(total=layout.total, total_checkpointed=layout.total_checkpointed)
-        out["fsdp"]["note"] = "formula: FSDP2 shards by N; not yet a train.parallel option, so not measured"
+        out["fsdp"]["note"] = "formula for train.parallel=fsdp: FSDP2 shards by N; not measured"
         return out
 
 

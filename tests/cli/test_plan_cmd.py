@@ -24,6 +24,8 @@ def test_plan_small_on_eight_h100(capsys, tmp_path):
     hours = plan["tokens"] * plan["flops_per_token"] / (8 * 989e12 * 0.4) / 3600
     assert plan["seconds"] == pytest.approx(hours * 3600)
     assert f"{hours:,.1f} hours" in stdout and "FSDP figures are the formula" in stdout
+    assert "train.parallel=fsdp trains so under torchrun" in stdout and "runs DDP" not in stdout
+    assert plan["fsdp"]["note"] == "formula for train.parallel=fsdp: FSDP2 shards by N; not measured"
 
 
 @pytest.mark.parametrize(
