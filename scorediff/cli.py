@@ -19,6 +19,7 @@ from .commands import (
     lm_eval_cmd,
     plan_cmd,
     playground_cmd,
+    prepare_cmd,
     push,
     seed_value,
     train_cmd,
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     lm_eval_cmd.add_parser(commands)
     playground_cmd.add_parser(commands)
     plan_cmd.add_parser(commands)
+    prepare_cmd.add_parser(commands)
     demo = commands.add_parser("demo", help="sample a small known distribution with its exact score")
     demo.add_argument("--num-tokens", type=int, default=4)
     demo.add_argument("--seq-len", type=int, default=4)
