@@ -93,7 +93,11 @@ def draw_batch(state: TrainState, windows, device: torch.device) -> dict[str, Te
     """This process's rows of the global batch of the current step, with the objective's noise, on ``device``.
 
     The batch is a function of ``(train.seed, step)``, the same on every rank, and dropout is seeded per
-    (step, rank), so a resumed run draws what an uninterrupted one would.
+    (step, rank), so a resumed run draws what an uninterrupted one would. So the position in the data is the step,
+    which the checkpoint holds: nothing else to save, and it does not depend on the world size or on
+    ``train.grad_accum`` (rank r takes rows ``[r B / W, (r + 1) B / W)``, split into micro-batches in order).
+    Windows are drawn with replacement at uniform offsets of the memory-mapped split: every rank reads the B
+    windows of the step (the noise is drawn for all of them, so that W ranks equal one), never the whole split.
     """
     tc, info = state.config.train, state.info
     generator = torch.Generator().manual_seed(step_seed(tc.seed, state.step, 0))
