@@ -188,7 +188,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if (path / SHARDED_DIR).is_dir():
         raise CheckpointError(
             f"checkpoint {path} holds training shards only (an FSDP run's intermediate checkpoint); write its "
-            f"whole weights with scorediff.training.export('{path}'), or load the run's last checkpoint"
+            f"whole weights with `scorediff export {path}`, or load the run's last checkpoint"
         )
     if (path / CONFIG_FILE).exists():
         raise CheckpointError(f"checkpoint {path} is incomplete: {MODEL_FILE} is missing")

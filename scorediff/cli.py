@@ -15,6 +15,7 @@ from .commands import (
     UsageError,
     dna,
     evaluate,
+    export_cmd,
     generate,
     lm_eval_cmd,
     plan_cmd,
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     lm_eval_cmd.add_parser(commands)
     playground_cmd.add_parser(commands)
     plan_cmd.add_parser(commands)
+    export_cmd.add_parser(commands)
     prepare_cmd.add_parser(commands)
     demo = commands.add_parser("demo", help="sample a small known distribution with its exact score")
     demo.add_argument("--num-tokens", type=int, default=4)
