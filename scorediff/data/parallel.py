@@ -155,6 +155,8 @@ def write_dataset_shards(
                 with multiprocessing.get_context("spawn").Pool(num_proc) as pool:
                     for task, _ in zip(tasks, pool.imap(tokenise_piece, tasks), strict=True):  # in row order
                         _append_part(writer, Path(task[5]))
+                    pool.close()  # the workers end on their own; leaving the block would terminate them
+                    pool.join()
             counts = writer.finish(str(path))
         (tmp / "parts").rmdir()
         meta = shard_meta(dtype, tokenizer, counts, str(path), val_fraction, chunk_tokens)
