@@ -202,7 +202,9 @@ def fsdp_one_gpu(ctx: Context) -> dict:
             found["local_state_bytes"] = fsdp.state_bytes(state.model, state.optimizer)
         del state
     gap = max(abs(a - b) / abs(b) for a, b in zip(losses["fsdp"], losses["ddp"], strict=True))
-    return {**found, "losses": losses["fsdp"], "unsharded_losses": losses["ddp"], "max_relative_gap": gap}
+    method = "training.step.new_state (fsdp.shard: fully_shard per block and root) + train_step, 1-process group"
+    return {**found, "method": method, "losses": losses["fsdp"], "unsharded_losses": losses["ddp"],
+            "max_relative_gap": gap}  # fmt: skip
 
 
 def sampling(ctx: Context) -> dict:
