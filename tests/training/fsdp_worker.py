@@ -26,6 +26,11 @@ CASES = {
     "dit-ar": ("autoregressive", {}),
     "llama-diffusion": ("diffusion", {"arch": "llama", "n_kv_heads": 1}),
     "llama-ar": ("autoregressive", {"arch": "llama", "n_kv_heads": 1, "tie_embeddings": True}),
+    # block diffusion with the shifted prediction: the network an AR model is adapted into
+    "llama-block": (
+        "diffusion",
+        {"arch": "llama", "n_kv_heads": 1, "time_conditioning": False, "shift": True, "block_size": 4},
+    ),
 }
 STEPS = 20
 RESUMED = "resumed"

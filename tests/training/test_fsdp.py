@@ -27,7 +27,7 @@ from scorediff.training.setup import build, check_resume
 from scorediff.training.trainer import config_of_run
 
 WORKER = Path(__file__).with_name("fsdp_worker.py")
-CASES = ("dit-diffusion", "dit-ar", "llama-diffusion", "llama-ar")
+CASES = ("dit-diffusion", "dit-ar", "llama-diffusion", "llama-ar", "llama-block")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,8 @@ def test_two_sharded_processes_match_one(runs, case):
     for step in one:
         for key in ("loss_nats_per_token", "grad_norm"):  # the clipped norm of sharded gradients is the whole one
             assert pair[step][key] == pytest.approx(one[step][key], rel=2e-6), (step, key)
-    assert one[20]["loss_nats_per_token"] < one[1]["loss_nats_per_token"] - 0.5  # it trains
+    drop = 0.1 if case == "llama-block" else 0.5  # a block bound's loss falls more slowly (4.50 to 4.38 here)
+    assert one[20]["loss_nats_per_token"] < one[1]["loss_nats_per_token"] - drop  # it trains
     saved = json.loads((runs / "runs" / f"{case}-pair" / "config.json").read_text())["train"]
     assert saved["parallel"] == "fsdp"
     if case == "llama-diffusion":  # 2 ranks x 2 micro-batches of 2, blocks recomputed in the backward pass
