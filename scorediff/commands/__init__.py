@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from ..config import presets
 from ..devices import resolve_device, torch_device
 from ..errors import ScorediffError
 from ..fileio import atomic_write_text
@@ -67,6 +68,12 @@ def check_folder_writable(path) -> None:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK):
         raise UsageError(f"cannot write into {path}: {existing} is not a folder this user may write")
+
+
+def add_run_config_option(parser: argparse.ArgumentParser) -> None:
+    """``--config``, as ``train`` takes it, for a command that reads a run's configuration without training it
+    (``plan``, ``prepare``); ``--section.key=value`` overrides come with ``accepts_overrides``."""
+    parser.add_argument("--config", default="tiny", help=f"preset name ({', '.join(presets())}) or a YAML file")
 
 
 def add_load_options(parser: argparse.ArgumentParser) -> None:

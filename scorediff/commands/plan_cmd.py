@@ -8,14 +8,15 @@ import json
 import torch
 
 from ..builders import build_model, build_objective
-from ..config import RunConfig, load_config, presets
+from ..config import RunConfig, load_config
 from ..data.prepare import build_tokenizer
 from ..data.tokenizers import ByteTokenizer, DnaTokenizer
+from ..placement import empty_network
 from ..training.distributed import DistInfo
 from ..training.gpus import GPUS
 from ..training.plan import Plan, make_plan
 from ..training.setup import check_batch
-from . import UsageError, atomic_write
+from . import UsageError, add_run_config_option, atomic_write
 
 GPT2_VOCAB = 50257
 """GPT-2's vocabulary: 50,256 byte-level BPE tokens and ``<|endoftext|>`` (its encoder.json)."""
@@ -30,7 +31,7 @@ def add_parser(commands) -> None:
         "GPU and the time to train.max_steps x batch_size x seq_len tokens. Options as for train: "
         "--section.key=value.",
     )
-    parser.add_argument("--config", default="tiny", help=f"preset name ({', '.join(presets())}) or a YAML file")
+    add_run_config_option(parser)
     parser.add_argument("--gpus", type=int, default=1, help="GPUs in the run (the world size)")
     parser.add_argument("--gpu", default="h100", help=f"one of {', '.join(GPUS)}")
     parser.add_argument("--mfu", type=float, default=0.4, help="model-FLOPs utilisation assumed (0, 1]")
@@ -54,9 +55,7 @@ def vocab_size(config: RunConfig) -> int:
 
 def meta_network(config: RunConfig, num_tokens: int) -> torch.nn.Module:
     """The run's network as the trainer builds it (``setup.build``), its tensors on the meta device: shapes only."""
-    objective = build_objective(config, num_tokens)
-    with torch.device("meta"):
-        return build_model(config, objective)
+    return empty_network(build_model, config, build_objective(config, num_tokens))
 
 
 def _check(args: argparse.Namespace) -> None:

@@ -6,11 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from ..config import load_config, presets
+from ..config import load_config
 from ..data.examples import example_format
 from ..data.prepare import build_tokenizer, prepare_dna_shards, prepare_shards
 from ..data.shards import META_FILE
-from . import UsageError
+from . import UsageError, add_run_config_option
 
 
 def add_parser(commands) -> None:
@@ -21,7 +21,7 @@ def add_parser(commands) -> None:
         "multi-GPU run finds them ready instead of tokenising on rank 0 while the others wait. Options as for "
         "train: --section.key=value.",
     )
-    parser.add_argument("--config", default="tiny", help=f"preset name ({', '.join(presets())}) or a YAML file")
+    add_run_config_option(parser)
     parser.add_argument("--data", help="embedded corpus, text file, folder, glob, JSONL, FASTA or saved dataset")
     parser.add_argument("--tokenizer", help="char | byte | dna | gpt2 | bpe | path to a tokenizer")
     parser.add_argument(

@@ -44,7 +44,8 @@ class ShiftedBlockDiffusionTransformer(LlamaBlockDiffusionTransformer):
         batch_size, seq_len = x_t.shape
         bos = x_t.new_full((batch_size, 1), self.bos_id)
         x = self.vocab_embed(torch.cat([x_t, bos, x_0], dim=1))  # (B, 2L + 1, D)
-        positions = torch.cat([torch.arange(1, seq_len + 1), torch.arange(seq_len + 1)]).to(x_t.device)
+        positions = torch.arange(seq_len + 1, device=x_t.device)
+        positions = torch.cat([positions[1:], positions])  # x_t at 1..L, then BOS and x_0 at 0..L
         cos, sin = self.rotary(seq_len + 1)
         cos, sin = cos[positions], sin[positions]
         mask = shifted_block_mask(seq_len, self.config.block_size, x_t.device)

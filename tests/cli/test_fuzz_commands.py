@@ -1,5 +1,5 @@
 """Property tests of the command line against real checkpoints (not a missing one): whatever flags and numbers
-come, ``sample``, ``infill`` and ``eval`` end with a result (exit 0) or one line and exit code 2, never a
+come, ``sample``, ``infill``, ``eval`` and ``plan`` end with a result (exit 0) or one line and exit code 2, never a
 traceback, and a refused run writes nothing; ``push --local`` never changes a folder it refuses."""
 
 from pathlib import Path
@@ -11,12 +11,16 @@ from hypothesis import strategies as st
 # Values a hostile user types: out of range, not numbers, huge, and a few valid small ones (kept cheap: no value
 # here asks for many steps, samples or tokens that would be accepted).
 VALUES = ["-1", "0", "1", "2", "nan", "inf", "-inf", "1e23", "9" * 30, "9" * 5000, "", "x", "0.5", "analytic",
-          "confidence", "dual", "[MASK:3]", "[MASK:" + "9" * 5000 + "]", "To be\n", "{\"a\": 1}"]  # fmt: skip
+          "confidence", "dual", "bfloat16", "float64", "[MASK:3]", "[MASK:" + "9" * 5000 + "]", "To be\n",
+          "{\"a\": 1}"]  # fmt: skip
 SAMPLE_FLAGS = ["--steps", "--length", "--num-samples", "--top-p", "--temperature", "--predictor", "--seed", "--order",
                 "--tokens-per-step", "--threshold", "--remask-rounds", "--remask-tokens", "--block", "--guidance",
-                "--label", "--device", "--format", "--approximate-cache", "--cache-block"]  # fmt: skip
+                "--label", "--device", "--dtype", "--format", "--approximate-cache", "--cache-block"]  # fmt: skip
 INFILL_FLAGS = [*SAMPLE_FLAGS, "--template", "--prefix", "--suffix"]
-EVAL_FLAGS = ["--num-t", "--max-windows", "--batch-size", "--seed", "--device", "--split", "--dataset", "--chunking"]
+EVAL_FLAGS = ["--num-t", "--max-windows", "--batch-size", "--seed", "--device", "--dtype", "--split", "--dataset",
+              "--chunking"]  # fmt: skip
+PLAN_FLAGS = ["--gpus", "--gpu", "--mfu", "--vocab-size", "--train.batch_size", "--train.grad_accum",
+              "--model.seq_len", "--train.max_steps"]  # fmt: skip
 SLOW = {"--steps", "--length", "--num-samples", "--num-t", "--max-windows", "--batch-size"}
 
 
@@ -69,6 +73,18 @@ def test_infill_answers_any_flags_in_one_line(capsys, tmp_path, trained_run, wor
 @given(words=arguments(EVAL_FLAGS))
 def test_eval_answers_any_flags_in_one_line(capsys, trained_run, words):
     check(capsys, ["eval", "--checkpoint", str(trained_run), "--num-t", "1", "--max-windows", "2", *cheap(words)], None)
+
+
+@SETTINGS
+@given(words=arguments(PLAN_FLAGS))
+def test_plan_answers_any_flags_in_one_line_and_writes_nothing_it_refuses(capsys, tmp_path, words):
+    out = tmp_path / "plan.json"
+    out.unlink(missing_ok=True)
+    code, _, err = run_cli(capsys, ["plan", "--config", "tiny", "--vocab-size", "84", *words, "--json", str(out)])
+    assert code in (0, 2), err
+    if code == 2:
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert not out.exists()
 
 
 USER_FILES = st.dictionaries(
