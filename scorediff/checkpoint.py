@@ -160,9 +160,14 @@ def save_checkpoint(
             save_file(_contiguous(adapters), str(tmp / LORA_FILE))
         save_file(_contiguous(tensors), str(tmp / TRAINER_TENSORS_FILE))
         (tmp / TRAINER_FILE).write_text(json.dumps(dict(trainer_info, step=step, optimizer=rest), indent=2))
+    prune_checkpoints(run_dir, keep_last)
+    return final
+
+
+def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
+    """Remove all but the newest ``keep_last`` complete checkpoints of ``run_dir`` (0: keep every one)."""
     for old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +35,7 @@ from ..checkpoint import (
     TRAINER_FILE,
     CheckpointError,
     config_json,
-    list_checkpoints,
+    prune_checkpoints,
     read_config,
 )
 from ..config import config_from_dict
@@ -63,10 +62,8 @@ def save(state: TrainState, run_dir: Path, tokenizer, trainer_info: dict, export
                 save_file(weights[1], str(tmp / EMA_FILE))
             (tmp / TRAINER_FILE).write_text(json.dumps(dict(trainer_info, step=state.step, sharded=True), indent=2))
         distributed.barrier(info)  # every shard and file written before rank 0 renames the folder
-    keep = state.config.train.keep_last
     if info.is_main:
-        for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
+        prune_checkpoints(run_dir, state.config.train.keep_last)
     return final if info.is_main else None
 
 
