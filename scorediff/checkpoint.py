@@ -289,7 +289,7 @@ def check_weights(
             )
         if not floating:
             raise CheckpointError(f"{weights} cannot be used: {name} is {dtype}; weights must be floating point")
-        if isinstance(value, Tensor) and not bool(torch.isfinite(value).all()):
+        if isinstance(value, Tensor) and not value.is_meta and not bool(torch.isfinite(value).all()):
             raise CheckpointError(
                 f"{weights} cannot be used: {name} holds NaN or infinite values; it cannot be sampled or scored"
             )

@@ -99,7 +99,9 @@ def load(
 
     Args:
         path: the directory or Hub id.
-        device: where to put the model.
+        device: where to put the model; ``"meta"`` builds it without weights (shapes, configuration, tokenizer and
+            every check of names and shapes, no weight read from a safetensors file), to inspect a model larger
+            than memory as ``scorediff info`` does.
         ema: use the EMA weights when present.
         dtype: the weights' dtype, ``"float32"`` (None), ``"bfloat16"``, ``"float16"`` or ``"float64"`` (or that
             ``torch.dtype``). The network is built without storage and each weight is read, converted and put on
@@ -110,7 +112,8 @@ def load(
         InputError: a ``dtype`` or ``device`` that is not one of those.
         CheckpointError: a path that holds no model scorediff reads, or weights that do not fit it.
     """
-    dtype, device = model_dtype(dtype), torch_device(device)
+    dtype = model_dtype(dtype)
+    device = torch.device("meta") if str(device) == "meta" else torch_device(device)
     location = locate(path)
     if location.suffix == ".gguf" and location.is_file():
         loaded = _load_gguf(location, dtype, device)

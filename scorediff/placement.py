@@ -64,10 +64,26 @@ def placed(tensor: Tensor, dtype: torch.dtype, device: torch.device, name: str =
     return result
 
 
+STORED_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+"""The dtypes of a safetensors header that a weight may be stored in, as torch's."""
+
+
 def read_safetensors(
     path: Path, dtype: torch.dtype, device: torch.device, check: Callable[[str, Tensor], None] | None = None
 ) -> dict[str, Tensor]:
-    """The tensors of a safetensors file, each ``placed`` as it is read.
+    """The tensors of a safetensors file, each ``placed`` as it is read; on the meta device, shapes and dtypes from
+    the file's header alone, nothing read (``check`` is not called: there are no values).
 
     The file is opened again for each tensor: safetensors maps the whole file, and the pages read through a map
     stay resident (and counted in the process's RSS) until it is closed, so one map for the whole file would hold
@@ -77,6 +93,8 @@ def read_safetensors(
         check: called with each tensor's name and stored value before it is converted (the finite check of
             ``checkpoint.check_weights``).
     """
+    if device.type == "meta":
+        return {name: _meta(name, entry, dtype, path) for name, entry in safetensors_header(path).items()}
     state = {}
     for name in safetensors_header(path):  # a missing, truncated or garbled file: CheckpointError here
         try:
@@ -89,6 +107,15 @@ def read_safetensors(
         state[name] = placed(stored, dtype, device, name)
         del stored  # its map is released here, before the next tensor's is opened
     return state
+
+
+def _meta(name: str, entry: dict, dtype: torch.dtype, path: Path) -> Tensor:
+    """A tensor without storage of the shape a header ``entry`` gives, floating point in ``dtype``."""
+    try:
+        stored, shape = STORED_DTYPES[entry["dtype"]], [int(size) for size in entry["shape"]]
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"checkpoint file {path}: {name} has a dtype or shape scorediff does not read") from None
+    return torch.empty(shape, dtype=dtype if stored.is_floating_point else stored, device="meta")
 
 
 def place(model: nn.Module, dtype: torch.dtype, device: torch.device) -> nn.Module:
@@ -106,9 +133,13 @@ def place(model: nn.Module, dtype: torch.dtype, device: torch.device) -> nn.Modu
             module.reset_buffers(device)
     for parameter in model.parameters():  # not ``model.to``, which would round the float32 tables as well
         target = dtype if parameter.is_floating_point() else parameter.dtype
-        if not parameter.is_meta and (parameter.dtype, parameter.device) != (target, device):
+        if (parameter.dtype, parameter.device) == (target, device) or (parameter.is_meta and device.type != "meta"):
+            continue  # in place already, or never loaded (refused below)
+        if device.type == "meta":  # storage cannot be swapped for none: the Parameter itself is, ties kept
+            torch.utils.swap_tensors(parameter, nn.Parameter(parameter.to(device, target), parameter.requires_grad))
+        else:
             parameter.data = parameter.data.to(device=device, dtype=target)
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-        if tensor.is_meta:
+        if tensor.is_meta and device.type != "meta":
             raise RuntimeError(f"{name} was not loaded: it is still on the meta device")
     return model.eval()

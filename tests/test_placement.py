@@ -176,3 +176,16 @@ def _header(path: Path) -> dict:
     with open(path, "rb") as handle:
         header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
     return {name: entry for name, entry in header.items() if name != "__metadata__"}
+
+
+@pytest.mark.parametrize("name", ["published/tiny_mdlm", "published/tiny_radd", "sedd_reference/tiny_absorb"])
+def test_the_published_dit_layouts_load_in_bf16(name):
+    """MDLM (whose stored rotary table is read in bf16 and checked against the standard one rounded alike), RADD and
+    SEDD load in bf16: every weight bf16, outputs within ``BF16_LOGITS`` of the float32 model's."""
+    path = Path(__file__).parent / "fixtures" / name
+    full, half = scorediff.load(path), scorediff.load(path, dtype="bfloat16")
+    assert {p.dtype for p in half.model.parameters()} == {torch.bfloat16}
+    exact, low = (outputs(x, torch.Generator().manual_seed(6)) for x in (full, half))
+    finite = torch.isfinite(exact)
+    assert torch.equal(finite, torch.isfinite(low))
+    assert 0 < (low - exact)[finite].abs().max() <= BF16_LOGITS * exact[finite].abs().max()

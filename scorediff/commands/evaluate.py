@@ -190,7 +190,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    loaded = load(args.checkpoint)
+    loaded = load(args.checkpoint, device="meta")  # the facts need no weights: an 8B model's need no 32 GB
     info = {
         "checkpoint": str(loaded.path),
         "source": loaded.source,

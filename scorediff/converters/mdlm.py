@@ -45,11 +45,15 @@ def model_config(config: dict) -> ModelConfig:
 
 def constant_conditioning(state: dict[str, Tensor], cond_dim: int) -> Tensor:
     """``silu(sigma_map(0))``, (C,): what every adaLN layer of an MDLM without time conditioning sees."""
-    embedding = NoiseEmbedding(cond_dim)
-    embedding.load_state_dict({name.removeprefix("sigma_map."): state.pop(name) for name in list(state)
-                               if name.startswith("sigma_map.")})  # fmt: skip
+    weights = {
+        name.removeprefix("sigma_map."): state.pop(name) for name in list(state) if name.startswith("sigma_map.")
+    }
+    device = next(iter(weights.values())).device  # meta for a model loaded without weights
+    with torch.device(device):
+        embedding = NoiseEmbedding(cond_dim)
+    embedding.load_state_dict(weights)
     with torch.no_grad():
-        return F.silu(embedding(torch.zeros(1)))[0]
+        return F.silu(embedding(torch.zeros(1, device=device)))[0]
 
 
 def convert(config: dict, state: dict[str, Tensor]) -> tuple[SEDDTransformer, DiffusionObjective]:
