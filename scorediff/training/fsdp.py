@@ -24,8 +24,7 @@ def sharded(config: RunConfig) -> bool:
 
 
 def check_parallel(config: RunConfig, info: DistInfo) -> None:
-    """Refuse, in one line (``ConfigError``), an FSDP run that cannot be: one process, LoRA, a torch without FSDP2."""
-    tc = config.train
+    """Refuse, in one line (``ConfigError``), an FSDP run that cannot be: one process, a torch without FSDP2."""
     if not sharded(config):
         return
     if not info.enabled:
@@ -33,8 +32,6 @@ def check_parallel(config: RunConfig, info: DistInfo) -> None:
             "train.parallel=fsdp shards the model over processes: launch with torchrun --nproc_per_node=N (N >= 2), "
             "or use train.parallel=ddp; got 1 process"
         )
-    if tc.lora_rank:
-        raise ConfigError(f"train.parallel=fsdp does not train LoRA adapters (train.lora_rank={tc.lora_rank}); use ddp")
     _fully_shard()
 
 

@@ -51,14 +51,19 @@ def attach(state: TrainState, device: torch.device) -> TrainState:
             (through ``target_layers``).
     """
     require_peft(state.config)
+    torch.manual_seed(state.config.train.seed)  # A's initial values
+    inject(state.model, state.config)
+    return new_state(state.config, state.objective, state.model, device, state.info)
+
+
+def inject(model: nn.Module, config: RunConfig) -> None:
+    """Put the adapters ``config.train`` describes into ``model``, in place (peft's ``inject_adapter_in_model``)."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    tc = state.config.train
-    targets = target_layers(state.model, tc.lora_targets)
-    config = LoraConfig(r=tc.lora_rank, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout, target_modules=targets)
-    torch.manual_seed(tc.seed)  # A's initial values
-    inject_adapter_in_model(config, state.model)
-    return new_state(state.config, state.objective, state.model, device, state.info)
+    tc = config.train
+    targets = target_layers(model, tc.lora_targets)
+    options = LoraConfig(r=tc.lora_rank, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout, target_modules=targets)
+    inject_adapter_in_model(options, model)
 
 
 def target_layers(model: nn.Module, patterns: str) -> list[str]:
@@ -117,16 +122,20 @@ def scale_of(config: RunConfig) -> float:
     return config.train.lora_alpha / config.train.lora_rank
 
 
+def ordinary(weights: dict[str, Tensor], config: RunConfig) -> dict[str, Tensor]:
+    """A state dict of a run's network in the ordinary layout: merged (``merge``) for a LoRA run, else as it is."""
+    return merge(weights, scale_of(config)) if config.train.lora_rank else weights
+
+
 def checkpoint_weights(state: TrainState) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor] | None]:
     """What a checkpoint of ``state`` holds: the model's and the EMA's weights in the ordinary layout, and for a
     LoRA run the adapters (live, then averaged behind ``EMA_PREFIX``; None otherwise)."""
     live, ema = state.model.state_dict(), state.ema.state_dict(state.model)
     if not state.config.train.lora_rank:
         return live, ema, None
-    scale = scale_of(state.config)
     adapters = {name: value for name, value in live.items() if is_adapter(name)}
     adapters.update({EMA_PREFIX + name: value for name, value in ema.items() if is_adapter(name)})
-    return merge(live, scale), merge(ema, scale), adapters
+    return ordinary(live, state.config), ordinary(ema, state.config), adapters
 
 
 def restore(state: TrainState, checkpoint) -> None:

@@ -120,7 +120,7 @@ def build(config: RunConfig, tokenizer: Tokenizer, device: torch.device, info: D
     model = build_model(config, objective)
     config = dataclasses.replace(config, model=model.config)  # resolved: vocab_size, scale_by_sigma
     check_annealable(model, config.train.attention_anneal_steps)
-    return new_state(config, objective, model, device, info)
+    return new_state(config, objective, model, device, info, shard_now=not config.train.lora_rank)
 
 
 def load_initial(source: str):

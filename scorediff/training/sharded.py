@@ -43,6 +43,7 @@ from ..fileio import TMP_PREFIX, atomic_directory
 from . import distributed
 from .distributed import DistInfo
 from .fsdp import whole
+from .lora import inject, ordinary
 from .step import TrainState
 
 
@@ -51,7 +52,9 @@ def save(state: TrainState, run_dir: Path, tokenizer, trainer_info: dict, export
     whole weights. Returns the folder on rank 0, None elsewhere."""
     info = state.info
     final = Path(run_dir) / CHECKPOINT_DIR / f"step_{state.step:08d}"
-    weights = (gather(state.model.state_dict(), info), gather(state.ema.state_dict(state.model), info))
+    weights = [
+        ordinary(gather(d, info), state.config) for d in (state.model.state_dict(), state.ema.state_dict(state.model))
+    ]
     with _shared_folder(final, info) as tmp:
         write_shards(_state_dict(state), tmp / SHARDED_DIR)
         if info.is_main:
@@ -169,7 +172,7 @@ def check_shapes(state: TrainState, checkpoint: Path) -> None:
 def averaged_copy(state: TrainState, device: torch.device) -> nn.Module | None:
     """On rank 0, an unsharded copy of the network holding the whole EMA weights (for evaluation and previews);
     None on the other processes. A collective."""
-    weights = gather(state.ema.state_dict(state.model), state.info)
+    weights = ordinary(gather(state.ema.state_dict(state.model), state.info), state.config)
     if not state.info.is_main:
         return None
     with torch.random.fork_rng(devices=[]):  # the copy's random initial weights leave the run's generator alone
@@ -196,11 +199,13 @@ def export(checkpoint: str | Path) -> Path:
     objective = build_objective(config, header.num_tokens)
     with torch.random.fork_rng(devices=[]):
         model = build_model(config, objective)
+        if config.train.lora_rank:  # its shards are named as the adapted network's; merged below
+            inject(model, config)
     weights = {"model": model.state_dict(), "ema": {name: p.detach().clone() for name, p in model.named_parameters()}}
     with _one_process_is_meant():
         dcp.load(weights, checkpoint_id=str(checkpoint / SHARDED_DIR))
     ema = {name: weights["ema"].get(name, value) for name, value in weights["model"].items()}  # buffers: as saved
-    for name, tensors in ((EMA_FILE, ema), (MODEL_FILE, weights["model"])):
+    for name, tensors in ((EMA_FILE, ordinary(ema, config)), (MODEL_FILE, ordinary(weights["model"], config))):
         tmp = checkpoint / f"{TMP_PREFIX}{name}"
         save_file({key: value.contiguous() for key, value in tensors.items()}, str(tmp))
         os.replace(tmp, checkpoint / name)

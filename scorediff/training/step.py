@@ -53,14 +53,21 @@ class TrainState:
     tokens_seen: int = 0
 
 
-def new_state(config: RunConfig, objective: Objective, model: nn.Module, device: torch.device, info: DistInfo):
-    """A ``TrainState`` at step 0 for ``model`` (already built and seeded), on ``device``."""
+def new_state(
+    config: RunConfig, objective: Objective, model: nn.Module, device: torch.device, info: DistInfo, shard_now=True
+):
+    """A ``TrainState`` at step 0 for ``model`` (already built and seeded), on ``device``.
+
+    Args:
+        shard_now: under FSDP, shard the network here (False: a LoRA run's, sharded once its adapters are in, by
+            the ``new_state`` that ``lora.attach`` makes; ``fully_shard`` takes a network once).
+    """
     if device.type == "cpu":
         keep_freed_memory()
     model.to(device)
     if config.train.activation_checkpointing:
         checkpoint_blocks(model)
-    if sharded(config):  # before the EMA and the optimizer: they hold the sharded parameters
+    if sharded(config) and shard_now:  # before the EMA and the optimizer: they hold the sharded parameters
         shard(model, bf16=config.train.bf16 and fast_bf16(device))
     ema = EMA(model, config.train.ema)
     optimizer = make_optimizer(model, config.optim)

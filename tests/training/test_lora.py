@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 import scorediff
 from scorediff.checkpoint import CheckpointError
+from scorediff.cli import main
 from scorediff.config import ConfigError, load_config
 from scorediff.sampling.options import SamplingOptions
 from scorediff.training import train
@@ -199,3 +200,41 @@ def test_two_processes_train_the_same_adapters_as_one(parent):
             torch.testing.assert_close(got[name], value, rtol=1e-4, atol=1e-6, msg=name)
     moved = load_file(one / "lora.safetensors")
     assert max(float(v.abs().max()) for k, v in moved.items() if "lora_B" in k) > 1e-4  # B starts at zero
+
+
+def test_two_sharded_processes_train_the_same_adapters_as_one(parent):
+    """LoRA under FSDP (gloo, 2 ranks, the adapters sharded with their frozen weights) against 1 process, the same
+    global batch: the merged weights of the last checkpoint, written whole, are one process's to float32 rounding;
+    resumed from its sharded step-2 checkpoint, the 2-process run reaches the same step-4 weights; and
+    ``scorediff export`` of the step-2 shards writes that checkpoint's merged weights, which load like any run."""
+    pytest.importorskip("peft")
+    command = ["-m", "scorediff", "train", "--config", str(parent.yaml), "--quiet", "--num-samples", "0",
+               f"--train.init={parent.run.checkpoint}", f"--train.lora_rank={RANK}", f"--train.lora_alpha={ALPHA}",
+               "--train.max_steps=4", "--train.save_every=2", "--train.keep_last=3",
+               f"--train.out_dir={parent.root / 'fsdp'}"]  # fmt: skip
+    launch([sys.executable, *command, "--name", "one"], parent.root)
+    launch([*torchrun(2), *command, "--name", "two", "--train.parallel=fsdp"], parent.root)
+    one, two = parent.root / "fsdp" / "one" / "checkpoints", parent.root / "fsdp" / "two" / "checkpoints"
+    assert (two / "step_00000002" / "sharded").is_dir() and not (two / "step_00000004" / "lora.safetensors").exists()
+    expected, got = (
+        load_file(one / "step_00000004" / "model.safetensors"),
+        load_file(two / "step_00000004" / "model.safetensors"),
+    )
+    assert set(got) == set(expected) and not any("lora" in name for name in got)
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, rtol=1e-4, atol=1e-6, msg=name)
+    assert losses(one.parent) == pytest.approx(losses(two.parent), rel=1e-5)
+    shutil.rmtree(two / "step_00000004")
+    resume = ["-m", "scorediff", "train", "--resume", str(two.parent), "--quiet", "--num-samples", "0"]
+    launch([*torchrun(2), *resume], parent.root)
+    resumed = load_file(two / "step_00000004" / "model.safetensors")
+    for name, value in expected.items():
+        torch.testing.assert_close(resumed[name], value, rtol=1e-4, atol=1e-6, msg=name)
+    assert main(["export", str(two / "step_00000002")]) == 0
+    exported = load_file(two / "step_00000002" / "model.safetensors")
+    for name, value in load_file(one / "step_00000002" / "model.safetensors").items():
+        torch.testing.assert_close(exported[name], value, rtol=1e-4, atol=1e-6, msg=name)
+    assert (
+        scorediff.load(two / "step_00000002").model.num_parameters()
+        == scorediff.load(one.parent).model.num_parameters()
+    )
