@@ -14,6 +14,7 @@ from ..data.tokenizers import ByteTokenizer, DnaTokenizer
 from ..placement import empty_network
 from ..training.distributed import DistInfo
 from ..training.gpus import GPUS
+from ..training.lora import inject, require_peft
 from ..training.plan import Plan, make_plan
 from ..training.setup import check_batch
 from . import UsageError, add_run_config_option, atomic_write
@@ -54,8 +55,14 @@ def vocab_size(config: RunConfig) -> int:
 
 
 def meta_network(config: RunConfig, num_tokens: int) -> torch.nn.Module:
-    """The run's network as the trainer builds it (``setup.build``), its tensors on the meta device: shapes only."""
-    return empty_network(build_model, config, build_objective(config, num_tokens))
+    """The run's network as the trainer builds it (``setup.build``, then ``lora.attach`` for a LoRA run: only the
+    adapters train), its tensors on the meta device: shapes only."""
+    model = empty_network(build_model, config, build_objective(config, num_tokens))
+    if config.train.lora_rank:
+        require_peft(config)
+        with torch.device("meta"):
+            inject(model, config)
+    return model
 
 
 def _check(args: argparse.Namespace) -> None:

@@ -13,6 +13,7 @@ from scorediff.model.flops import training_flops_per_token
 from scorediff.training.activations import NetworkShape, activation_bytes
 from scorediff.training.distributed import DistInfo
 from scorediff.training.gpus import GPUS
+from scorediff.training.lora import attach
 from scorediff.training.plan import make_plan, state_bytes
 from scorediff.training.step import new_state
 
@@ -81,16 +82,24 @@ def test_checkpointing_keeps_block_inputs_and_one_block():
     assert full.checkpointed < full.total
 
 
-@pytest.mark.parametrize("name", ["dit-diffusion", "llama-gqa-qknorm", "dit-ar"])
+@pytest.mark.parametrize("name", ["dit-diffusion", "llama-gqa-qknorm", "dit-ar", "llama-ar lora"])
 def test_state_bytes_match_a_real_step(name):
-    """Weights, gradients, AdamW's state after one step and the EMA: the bytes of the trainer's own tensors."""
-    config = _config(name)
+    """Weights, gradients, AdamW's state after one step and the EMA: the bytes of the trainer's own tensors (a LoRA
+    run's: rank-4 adapters in every linear layer, gradients and moments for them alone)."""
+    network, _, lora = name.partition(" ")
+    config = _config(network, ["train.lora_rank=4"] if lora else [])
     objective = build_objective(config, NUM_TOKENS)
     state = new_state(config, objective, build_model(config, objective), torch.device("cpu"), DistInfo())
+    if lora:
+        pytest.importorskip("peft")
+        state = attach(state, torch.device("cpu"))
+        assert (
+            0 < sum(p.numel() for p in state.model.parameters() if p.requires_grad) < state.model.num_parameters() / 2
+        )
     generator = torch.Generator().manual_seed(0)
     batch = objective.draw(torch.randint(0, NUM_TOKENS, (BATCH, LENGTH), generator=generator), generator)
     objective.loss(state.model, batch).sum().backward()
-    gradients = sum(p.grad.numel() * p.grad.element_size() for p in state.model.parameters())
+    gradients = sum(p.grad.numel() * p.grad.element_size() for p in state.model.parameters() if p.grad is not None)
     state.optimizer.step()
     optimizer = sum(t.numel() * t.element_size() for s in state.optimizer.state.values() for t in s.values())
     planned = state_bytes(meta_network(config, NUM_TOKENS), 1, False, 4)
