@@ -82,6 +82,11 @@ def memory(out: Path, corpus: Path, pair: bool) -> dict:
         distributed.teardown()
 
 
+def compiled_run(out: Path, corpus: Path) -> None:
+    """The dit-diffusion case with its sharded network compiled (``train.compile``: inductor's CPU kernels)."""
+    train(config(out, corpus, "dit-diffusion", "compiled", True, compile=True), progress=False)
+
+
 def fail_while_saving(out: Path, corpus: Path) -> str:
     """Train the dit-diffusion case again, failing its second save (step 10) after every shard was written but
     before the folder was complete; returns the error."""
@@ -122,6 +127,7 @@ def main() -> None:
     report = {"memory": memory(out, corpus, pair)}
     if pair:
         bf16_run(out, corpus)
+        compiled_run(out, corpus)
         report["failure"] = fail_while_saving(out, corpus)
         report["odd_batch"] = odd_batch(out, corpus)
         if main_rank:
