@@ -3,8 +3,10 @@ check that it ends where an uninterrupted run with the same seed ends: the same 
 weights, and never a half-written checkpoint a loader could pick up.
 
     python benchmarks/kill_resume.py --trials 20          # prints one JSON line per trial and a summary
+    python benchmarks/kill_resume.py --trials 5 --fsdp    # 2 processes under torchrun, sharded checkpoints
 
-``tests/training/test_kill_resume.py`` runs it with two trials in CI.
+Every process of a run is killed at once (its process group), as a lost node or a scheduler's kill would.
+``tests/training/test_kill_resume.py`` runs it with two trials in CI, and one of an FSDP run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import argparse
 import json
 import os
 import random
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,16 +34,29 @@ MICRO = {
 }  # fmt: skip
 
 
-def command(config: Path, out: Path, name: str, resume: bool) -> list[str]:
-    base = [sys.executable, "-m", "scorediff", "train", "--quiet", "--num-samples", "0"]
-    if resume:
+def command(config: Path, out: Path, name: str, resume: bool, fsdp: bool = False) -> list[str]:
+    """The run's command line: one process, or 2 FSDP processes under torchrun on a free local port."""
+    launcher = [sys.executable]
+    if fsdp:
+        launcher += ["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1"]
+        launcher += [f"--master_port={_free_port()}"]
+    base = [*launcher, "-m", "scorediff", "train", "--quiet", "--num-samples", "0"]
+    if resume:  # the saved configuration says fsdp
         return [*base, "--resume", str(out / name)]
-    return [*base, "--config", str(config), "--out", str(out), "--name", name]
+    return [*base, "--config", str(config), "--out", str(out), "--name", name, *(["--train.parallel=fsdp"] * fsdp)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run(args: list[str], kill_after: float | None = None) -> int:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(  # a session of its own: the kill reaches torchrun's workers too
+        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     if kill_after is None:
         _, err = process.communicate()
         if process.returncode:
@@ -48,7 +65,7 @@ def run(args: list[str], kill_after: float | None = None) -> int:
     try:
         process.wait(timeout=kill_after)
     except subprocess.TimeoutExpired:
-        process.kill()  # SIGKILL: no handler runs, a checkpoint write may be cut anywhere
+        os.killpg(process.pid, signal.SIGKILL)  # no handler runs, a checkpoint write may be cut anywhere
         process.wait()
         return -9
     return process.returncode
@@ -80,22 +97,24 @@ def same_weights(a: dict, b: dict) -> bool:
 MAX_KILLS = 5
 
 
-def trial(root: Path, config: Path, reference: Path, rng: random.Random, seconds: float) -> dict:
+def trial(root: Path, config: Path, reference: Path, rng: random.Random, seconds: float, fsdp: bool = False) -> dict:
     name = "killed"
-    kills = 0
+    kills = resumes = 0
     resume = False
     while True:
         # a run's start-up alone can take most of `seconds`: after MAX_KILLS the last run may finish, so a trial ends
         kill_after = rng.uniform(0.3, seconds) if kills < MAX_KILLS else None
-        started = run(command(config, root, name, resume), kill_after=kill_after)
+        started = run(command(config, root, name, resume, fsdp), kill_after=kill_after)
         if started == 0:
             break
         kills += 1
         # killed before its first checkpoint: a new run over what it left; else a resume
         resume = any((root / name / "checkpoints").glob("step_*"))
+        resumes += resume
     debris = sorted(str(p) for p in (root / name / "checkpoints").glob(".tmp-*"))
     result = {
         "kills": kills,
+        "resumes": resumes,
         "losses_equal": losses(root / name) == losses(reference),
         "weights_equal": same_weights(weights(root / name), weights(reference)),
         "debris": debris,
@@ -109,6 +128,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--corpus", type=Path, help="a text file (default: the head of the embedded corpus)")
+    parser.add_argument(
+        "--fsdp", action="store_true", help="2 processes with train.parallel=fsdp (sharded checkpoints)"
+    )
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,16 +140,16 @@ def main(argv: list[str] | None = None) -> dict:
         config = root / "micro.yaml"
         config.write_text(yaml.safe_dump(values))
         start = time.perf_counter()
-        run(command(config, root / "reference", "run", False))
+        run(command(config, root / "reference", "run", False, args.fsdp))
         seconds = time.perf_counter() - start  # kill anywhere in a run's length
         results = []
         for index in range(args.trials):
             out = root / f"trial{index}"
-            result = trial(out, config, root / "reference" / "run", rng, seconds)
+            result = trial(out, config, root / "reference" / "run", rng, seconds, args.fsdp)
             results.append(result)
             print(json.dumps({"trial": index, **result}), flush=True)
     passed, kills = sum(r["passed"] for r in results), sum(r["kills"] for r in results)
-    summary = {"trials": len(results), "passed": passed, "kills": kills}
+    summary = {"trials": len(results), "passed": passed, "kills": kills, "resumes": sum(r["resumes"] for r in results)}
     print(json.dumps(summary))
     return summary
 
