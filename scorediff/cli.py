@@ -16,12 +16,13 @@ from .commands import (
     dna,
     evaluate,
     export_cmd,
-    generate,
+    infill_cmd,
     lm_eval_cmd,
     plan_cmd,
     playground_cmd,
     prepare_cmd,
     push,
+    sample_cmd,
     seed_value,
     train_cmd,
 )
@@ -118,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"scorediff {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train_cmd.add_parser(commands)
-    generate.add_parsers(commands)
+    sample_cmd.add_parser(commands)
+    infill_cmd.add_parser(commands)
     evaluate.add_parsers(commands)
     dna.add_parser(commands)
     push.add_parser(commands)
