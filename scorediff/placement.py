@@ -58,7 +58,12 @@ def placed(tensor: Tensor, dtype: torch.dtype, device: torch.device, name: str =
     the weight checks to refuse): never a view of a file's memory map, so the map can be released."""
     target = dtype if tensor.is_floating_point() else tensor.dtype
     result = tensor.to(device=device, dtype=target, copy=True)
-    if target == torch.float16 and not torch.isfinite(result).all() and torch.isfinite(tensor).all():
+    if (
+        target == torch.float16
+        and not result.is_meta
+        and not torch.isfinite(result).all()
+        and torch.isfinite(tensor).all()
+    ):
         largest = torch.finfo(torch.float16).max
         raise CheckpointError(f"{name} exceeds float16's range (+-{largest:g}); load the model in bfloat16")
     return result

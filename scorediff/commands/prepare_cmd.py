@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from ..config import load_config
@@ -36,6 +37,8 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.num_proc < 1:
         raise UsageError(f"--num-proc must be >= 1; got {args.num_proc}")
+    if args.num_proc > (cpus := os.cpu_count() or 1):  # a process per CPU is the most that can work at once
+        raise UsageError(f"--num-proc must be at most this machine's {cpus} CPUs; got {args.num_proc}")
     overrides = list(args.overrides)
     overrides += [f"data.source={args.data}"] if args.data is not None else []
     overrides += [f"data.tokenizer={args.tokenizer}"] if args.tokenizer is not None else []

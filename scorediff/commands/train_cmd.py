@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     ):
         if flag is not None:
             overrides.append(f"{key}={flag}")
+    if args.init is not None and not args.init.strip():  # an empty value would silently train from random weights
+        raise UsageError("--init expects a checkpoint, run directory, .gguf file or Hub id; got ''")
     resume = args.resume is not None
     if resume and args.init:
         raise UsageError("--init starts a new run from a model; --resume continues a run from its own weights")

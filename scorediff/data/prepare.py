@@ -57,8 +57,18 @@ def build_tokenizer(
     if path.is_dir() and (path / "encoder.json").exists():
         return HFTokenizer.from_gpt2_files(*gpt2_files(path))
     if path.exists():
-        return load_tokenizer(path)
+        return _read_tokenizer(path)
     raise DataError(f"unknown tokenizer {name!r}; expected one of {list(TOKENIZERS)} or a path to a tokenizer")
+
+
+def _read_tokenizer(path: Path) -> Tokenizer:
+    """The tokenizer saved at a path the user named, any file that is not one refused as a ``DataError``."""
+    try:
+        return load_tokenizer(path)
+    except ValueError as error:
+        raise DataError(str(error)) from None
+    except Exception as error:  # the tokenizers library reports a JSON it cannot parse as a bare Exception
+        raise DataError(f"{path} is not a tokenizer the tokenizers library reads ({error})") from None
 
 
 def default_cache_dir() -> Path:

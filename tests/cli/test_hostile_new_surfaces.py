@@ -1,0 +1,69 @@
+"""What a hostile user tried on the newest surfaces (prepare, train --init and --tokenizer, the meta device):
+each case once broke the promise of one line on stderr, exit code 2, no traceback and nothing written."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from cli_run import assert_user_error
+
+import scorediff
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+
+# Files a user may pass as a tokenizer that are none; each once escaped as a traceback (ValueError, or the tokenizers
+# library's bare Exception for a JSON with a "model" it cannot parse).
+NOT_TOKENIZERS = {
+    "notes.txt": ("just some text\n", r"cannot read a tokenizer from .*notes.txt: Expecting value"),
+    "list.json": ("[1, 2]", r"list.json is not a tokenizer file"),
+    "model.json": ('{"model": 1}', r"model.json is not a tokenizer the tokenizers library reads \(data did not"),
+    "char.json": ('{"type": "char", "chars": "ab", "end_of_text": "x"}', r'"end_of_text" must be true or false'),
+    "integer.json": ('{"type": "integer", "vocab_size": 0}', r'an integer tokenizer needs a positive "vocab_size"'),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_TOKENIZERS))
+def test_prepare_refuses_a_file_that_is_no_tokenizer(capsys, tmp_path, name):
+    text, pattern = NOT_TOKENIZERS[name]
+    (tmp_path / name).write_text(text)
+    cache = tmp_path / "cache"
+    argv = ["prepare", "--config", "tiny", "--tokenizer", str(tmp_path / name), f"--data.cache_dir={cache}"]
+    assert_user_error(capsys, argv, pattern)
+    assert not cache.exists()
+
+
+def test_train_refuses_a_file_that_is_no_tokenizer(capsys, micro_yaml, tmp_path):
+    (tmp_path / "notes.txt").write_text("just some text\n")
+    out = tmp_path / "runs"
+    argv = ["train", "--config", str(micro_yaml), "--out", str(out), "--tokenizer", str(tmp_path / "notes.txt")]
+    assert_user_error(capsys, argv, r"cannot read a tokenizer from .*notes.txt")
+    assert not out.exists()
+
+
+def test_train_refuses_an_empty_init(capsys, micro_yaml, tmp_path):
+    """``--init ""`` once trained from random weights, as if no --init had been given."""
+    out = tmp_path / "runs"
+    argv = ["train", "--config", str(micro_yaml), "--out", str(out), "--init", ""]
+    assert_user_error(capsys, argv, r"--init expects a checkpoint, run directory, .gguf file or Hub id; got ''")
+    assert not out.exists()
+
+
+def test_prepare_refuses_more_processes_than_cpus(capsys, tmp_path):
+    """99,999,999 processes were accepted (and would be started for a saved dataset)."""
+    cache, cpus = tmp_path / "cache", os.cpu_count()
+    argv = ["prepare", "--config", "tiny", f"--data.cache_dir={cache}", "--num-proc", str(cpus + 1)]
+    assert_user_error(capsys, argv, rf"--num-proc must be at most this machine's {cpus} CPUs; got {cpus + 1}")
+    assert not cache.exists()
+
+
+def test_a_gguf_builds_on_the_meta_device_in_float16():
+    """The float16 range check once read values of meta tensors (RuntimeError: Tensor.item() on meta tensors)."""
+    pytest.importorskip("gguf")
+    path = FIXTURES / "llama_family" / "tiny_llama.gguf"
+    loaded = scorediff.load(path, device="meta", dtype="float16")
+    real = scorediff.load(path, dtype="float16").model.state_dict()
+    meta = loaded.model.state_dict()
+    assert {name: (t.shape, t.dtype) for name, t in meta.items()} == {n: (t.shape, t.dtype) for n, t in real.items()}
+    assert all(t.is_meta for t in loaded.model.parameters())
+    assert {t.dtype for t in loaded.model.parameters()} == {torch.float16}
