@@ -67,3 +67,16 @@ def test_a_gguf_builds_on_the_meta_device_in_float16():
     assert {name: (t.shape, t.dtype) for name, t in meta.items()} == {n: (t.shape, t.dtype) for n, t in real.items()}
     assert all(t.is_meta for t in loaded.model.parameters())
     assert {t.dtype for t in loaded.model.parameters()} == {torch.float16}
+
+
+@pytest.mark.parametrize("size", ["99999999999", "1e30"])
+def test_a_batch_no_memory_holds_is_refused_before_the_run_starts(capsys, micro_yaml, tmp_path, size):
+    """Such a batch once died in the allocator with a C++ traceback, leaving a run folder with its config."""
+    out = tmp_path / "runs"
+    argv = ["train", "--config", str(micro_yaml), "--out", str(out), f"--train.batch_size={size}"]
+    assert_user_error(capsys, argv, r"train.batch_size must be in \[1, 1048576\]; got \d+")
+    assert not out.exists()
+    plan = tmp_path / "plan.json"
+    argv = ["plan", "--config", "tiny", f"--train.batch_size={size}", "--json", str(plan)]
+    assert_user_error(capsys, argv, r"train.batch_size must be in \[1, 1048576\]")
+    assert not plan.exists()
