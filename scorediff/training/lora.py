@@ -62,6 +62,10 @@ def inject(model: nn.Module, config: RunConfig) -> None:
 
     tc = config.train
     targets = target_layers(model, tc.lora_targets)
+    width, name = min((min(model.get_submodule(n).weight.shape), n) for n in targets)
+    if tc.lora_rank > width:  # B A of a higher rank spans no more than the full (out, in) matrix it adds to
+        rank = tc.lora_rank
+        raise ConfigError(f"train.lora_rank must be at most {width}, the narrower side of {name}'s weight; got {rank}")
     options = LoraConfig(r=tc.lora_rank, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout, target_modules=targets)
     inject_adapter_in_model(options, model)
 

@@ -2,6 +2,7 @@
 each case once broke the promise of one line on stderr, exit code 2, no traceback and nothing written."""
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,14 @@ def test_a_batch_no_memory_holds_is_refused_before_the_run_starts(capsys, micro_
     argv = ["plan", "--config", "tiny", f"--train.batch_size={size}", "--json", str(plan)]
     assert_user_error(capsys, argv, r"train.batch_size must be in \[1, 1048576\]")
     assert not plan.exists()
+
+
+def test_a_lora_rank_above_the_layers_width_is_refused(capsys, micro_yaml, tmp_path):
+    """A rank of 4096 on layers 32 wide once trained adapters larger than the weights they adapt, silently."""
+    pytest.importorskip("peft")
+    out = tmp_path / "runs"
+    argv = ["train", "--config", str(micro_yaml), "--out", str(out), "--train.lora_rank=4096"]
+    pattern = r"train.lora_rank must be at most (\d+), the narrower side of blocks\.\d+\.\w+'s weight; got 4096"
+    width = int(re.search(pattern, assert_user_error(capsys, argv, pattern)).group(1))
+    assert 1 <= width <= 64
+    assert not out.exists()
