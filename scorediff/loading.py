@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from .converters import LAYOUTS, published_layout, published_tokenizer, read_ggu
 from .converters import gguf as gguf_layout
 from .data.tokenizers import Tokenizer, load_tokenizer
 from .devices import torch_device
+from .errors import InputError
 from .graphs import Graph
 from .hub import locate
 from .objectives import Objective
@@ -109,9 +111,11 @@ def load(
             LLaDA-8B about 16 GB in bfloat16. Outputs (logits, scores) are float32 whatever the weights' dtype.
 
     Raises:
-        InputError: a ``dtype`` or ``device`` that is not one of those.
+        InputError: a ``path`` that is no path (None, a number, ""), a ``dtype`` or ``device`` not one of those.
         CheckpointError: a path that holds no model scorediff reads, or weights that do not fit it.
     """
+    if not isinstance(path, str | os.PathLike) or path == "":  # "" would silently name the working directory
+        raise InputError(f"path must be a checkpoint folder, run directory, .gguf file or Hub id; got {path!r}")
     dtype = model_dtype(dtype)
     device = torch.device("meta") if str(device) == "meta" else torch_device(device)
     location = locate(path)

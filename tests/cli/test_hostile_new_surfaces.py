@@ -92,3 +92,16 @@ def test_a_lora_rank_above_the_layers_width_is_refused(capsys, micro_yaml, tmp_p
     width = int(re.search(pattern, assert_user_error(capsys, argv, pattern)).group(1))
     assert 1 <= width <= 64
     assert not out.exists()
+
+
+@pytest.mark.parametrize("path", [None, 5, ""])
+def test_load_refuses_what_is_no_path(path):
+    """None and 5 once escaped as a TypeError from pathlib; "" loaded the working directory (or said it held none)."""
+    with pytest.raises(scorediff.InputError, match=r"path must be a checkpoint folder, .* or Hub id; got (None|5|'')$"):
+        scorediff.load(path, device="meta")
+
+
+def test_an_empty_checkpoint_names_no_folder(capsys, tmp_path, monkeypatch, trained_run):
+    monkeypatch.chdir(trained_run)  # a run directory: "" once loaded the working directory's model
+    for command in ("sample", "info"):
+        assert_user_error(capsys, [command, "--checkpoint", ""], r"path must be a checkpoint folder, .*; got ''$")
