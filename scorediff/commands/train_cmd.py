@@ -86,8 +86,11 @@ def run(args: argparse.Namespace) -> int:
     ):
         if flag is not None:
             overrides.append(f"{key}={flag}")
-    if args.init is not None and not args.init.strip():  # an empty value would silently train from random weights
-        raise UsageError("--init expects a checkpoint, run directory, .gguf file or Hub id; got ''")
+    # an empty value would silently mean no value: random weights, a dated run name
+    if args.init is not None and not args.init.strip():
+        raise UsageError(f"--init expects a checkpoint, run directory, .gguf file or Hub id; got {args.init!r}")
+    if args.name is not None and not args.name.strip():
+        raise UsageError(f"--name expects a run directory name; got {args.name!r}")
     resume = args.resume is not None
     if resume and args.init:
         raise UsageError("--init starts a new run from a model; --resume continues a run from its own weights")

@@ -42,11 +42,19 @@ def test_train_refuses_a_file_that_is_no_tokenizer(capsys, micro_yaml, tmp_path)
     assert not out.exists()
 
 
-def test_train_refuses_an_empty_init(capsys, micro_yaml, tmp_path):
-    """``--init ""`` once trained from random weights, as if no --init had been given."""
+@pytest.mark.parametrize(
+    ("flag", "value", "pattern"),
+    [
+        ("--init", "", r"--init expects a checkpoint, run directory, .gguf file or Hub id; got ''"),
+        ("--init", " ", r"--init expects a checkpoint, .* got ' '"),
+        ("--name", "", r"--name expects a run directory name; got ''"),
+    ],
+)
+def test_train_refuses_an_empty_init_or_name(capsys, micro_yaml, tmp_path, flag, value, pattern):
+    """``--init ""`` once trained from random weights as if no --init had been given, ``--name ""`` named the run
+    by the date as if no --name had been."""
     out = tmp_path / "runs"
-    argv = ["train", "--config", str(micro_yaml), "--out", str(out), "--init", ""]
-    assert_user_error(capsys, argv, r"--init expects a checkpoint, run directory, .gguf file or Hub id; got ''")
+    assert_user_error(capsys, ["train", "--config", str(micro_yaml), "--out", str(out), flag, value], pattern)
     assert not out.exists()
 
 
