@@ -119,14 +119,12 @@ def _state_dict(state: TrainState) -> dict:
 def restore(state: TrainState, checkpoint: Path) -> None:
     """Load the model, optimizer, EMA and this rank's generators (where the checkpoint has this rank) of a sharded
     ``checkpoint`` into ``state``, at any world size, sharded or not."""
-    import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
     values = _state_dict(state)
     saved = _index(checkpoint)
     values = {key: value for key, value in values.items() if "rng." not in key or key in saved}
-    with _one_process_is_meant():
-        dcp.load(values, checkpoint_id=str(checkpoint / SHARDED_DIR))
+    _read_shards(values, checkpoint)
     set_model_state_dict(state.model, values["model"])
     set_optimizer_state_dict(state.model, state.optimizer, values["optimizer"])
     for key, value in values.items():
@@ -152,6 +150,22 @@ def _index(checkpoint: Path) -> dict:
         return dcp.FileSystemReader(str(checkpoint / SHARDED_DIR)).read_metadata().state_dict_metadata
     except Exception as error:  # DCP raises what the unpickler and the filesystem raise
         raise CheckpointError(f"the shards of {checkpoint} cannot be read ({type(error).__name__}: {error})") from None
+
+
+def _read_shards(values: dict, checkpoint: Path) -> None:
+    """``dcp.load`` of ``values`` (in place) from the shards of ``checkpoint``; a shard that is missing, truncated
+    or of other shapes is one ``CheckpointError`` line naming the cause (DCP wraps it in a multi-line
+    ``CheckpointException``, a ``BaseException``)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    try:
+        with _one_process_is_meant():
+            dcp.load(values, checkpoint_id=str(checkpoint / SHARDED_DIR))
+    except CheckpointException as error:
+        cause = next(iter(error.failures.values()))[0]
+        reason = f"{type(cause).__name__}: {cause}".splitlines()[0].removesuffix(": ")
+        raise CheckpointError(f"the shards of {checkpoint} cannot be read ({reason})") from None
 
 
 def check_shapes(state: TrainState, checkpoint: Path) -> None:
@@ -190,10 +204,11 @@ def export(checkpoint: str | Path) -> Path:
     Returns:
         The checkpoint folder.
     """
-    import torch.distributed.checkpoint as dcp
-
     checkpoint = Path(checkpoint)
     _index(checkpoint)  # a one-line CheckpointError when there are no readable shards
+    for name in (EMA_FILE, MODEL_FILE):  # checked before either is written, so a refusal writes neither
+        if (checkpoint / name).exists() and not (checkpoint / name).is_file():
+            raise CheckpointError(f"{checkpoint / name} is not a file; export writes the weights under that name")
     header, values = read_config(checkpoint)
     config = config_from_dict(values)
     objective = build_objective(config, header.num_tokens)
@@ -202,11 +217,13 @@ def export(checkpoint: str | Path) -> Path:
         if config.train.lora_rank:  # its shards are named as the adapted network's; merged below
             inject(model, config)
     weights = {"model": model.state_dict(), "ema": {name: p.detach().clone() for name, p in model.named_parameters()}}
-    with _one_process_is_meant():
-        dcp.load(weights, checkpoint_id=str(checkpoint / SHARDED_DIR))
+    _read_shards(weights, checkpoint)
     ema = {name: weights["ema"].get(name, value) for name, value in weights["model"].items()}  # buffers: as saved
     for name, tensors in ((EMA_FILE, ordinary(ema, config)), (MODEL_FILE, ordinary(weights["model"], config))):
         tmp = checkpoint / f"{TMP_PREFIX}{name}"
-        save_file({key: value.contiguous() for key, value in tensors.items()}, str(tmp))
-        os.replace(tmp, checkpoint / name)
+        try:
+            save_file({key: value.contiguous() for key, value in tensors.items()}, str(tmp))
+            os.replace(tmp, checkpoint / name)
+        finally:  # a full disk leaves no partial file behind
+            tmp.unlink(missing_ok=True)
     return checkpoint
