@@ -56,6 +56,8 @@ def generate(
     """
     options = SamplingOptions.of(options, **keywords)
     device = torch_device(device)
+    if any(parameter.is_meta for parameter in model.parameters()):  # torch would fail deep inside the first call
+        raise InputError("the model has no weights (loaded with device='meta'): load it on cpu or cuda to sample")
     shape = check_shape(shape)
     check_condition(condition, shape)
     if generator is None and seed is not None:

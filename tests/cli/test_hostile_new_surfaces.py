@@ -113,3 +113,12 @@ def test_an_empty_checkpoint_names_no_folder(capsys, tmp_path, monkeypatch, trai
     monkeypatch.chdir(trained_run)  # a run directory: "" once loaded the working directory's model
     for command in ("sample", "info"):
         assert_user_error(capsys, [command, "--checkpoint", ""], r"path must be a checkpoint folder, .*; got ''$")
+
+
+def test_generate_refuses_a_network_loaded_on_the_meta_device():
+    """It once failed inside torch ("Tensor on device cpu is not on the expected device meta!")."""
+    loaded = scorediff.load(FIXTURES / "published" / "tiny_mdlm", device="meta")
+    with pytest.raises(scorediff.InputError, match=r"^the model has no weights \(loaded with device='meta'\): load it"):
+        scorediff.generate(loaded.objective, loaded.model, (1, 8), steps=2, seed=0)
+    real = scorediff.load(FIXTURES / "published" / "tiny_mdlm")
+    assert scorediff.generate(real.objective, real.model, (1, 8), steps=2, seed=0).tokens.shape == (1, 8)
