@@ -13,6 +13,7 @@ import torch
 from . import AbsorbingGraph, ExactScore, GeometricSchedule, LogLinearSchedule, UniformGraph, elbo, sample
 from .commands import (
     UsageError,
+    chat_cmd,
     dna,
     evaluate,
     export_cmd,
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_parser(commands)
     sample_cmd.add_parser(commands)
     infill_cmd.add_parser(commands)
+    chat_cmd.add_parser(commands)
     evaluate.add_parsers(commands)
     dna.add_parser(commands)
     push.add_parser(commands)

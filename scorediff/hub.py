@@ -1,10 +1,10 @@
 """Checkpoints by Hub id (``org/name`` or ``org/name@revision``), fetched with ``huggingface_hub`` (the ``[hub]``
 extra, imported only here and only when a Hub id is given).
 
-A local path always wins over a Hub id of the same spelling. Only configuration (JSON) and safetensors files are
-fetched; a repository with neither safetensors file falls back to ``pytorch_model.bin``, which the loader reads
-with ``weights_only=True``. Nothing in a repository is ever run. The Hub's own cache is used, so a model fetched
-once loads offline (``HF_HUB_OFFLINE=1``).
+A local path always wins over a Hub id of the same spelling. Only configuration (JSON), safetensors files and a
+``chat_template.jinja`` (text, rendered in Jinja's sandbox) are fetched; a repository with neither safetensors file
+falls back to ``pytorch_model.bin``, which the loader reads with ``weights_only=True``. Nothing in a repository is
+ever run. The Hub's own cache is used, so a model fetched once loads offline (``HF_HUB_OFFLINE=1``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .checkpoint import CheckpointError
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(@.+)?$")
 #: what git forbids anywhere in a ref name: control characters and space, ``~^:?*[\``, ``..``, ``//``, ``@{``
 REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|//|@\{")
-FILES = ["*.json", "*.safetensors"]
+FILES = ["*.json", "*.safetensors", "chat_template.jinja"]
 PICKLED_WEIGHTS = "pytorch_model.bin"
 INSTALL = "pip install 'scorediff[hub]'"
 

@@ -2,7 +2,8 @@
 
 The folder holds what ``scorediff.load`` needs and nothing else: ``config.json`` (the checkpoint's, unchanged),
 ``model.safetensors`` (the weights that were loaded: the EMA average when the checkpoint has one),
-``tokenizer.json``, ``trainer_state.json`` (step, tokens seen and the validation bound, without optimizer state)
+``tokenizer.json`` (with ``tokenizer_config.json`` and ``chat_template.jinja`` when the tokenizer has an end token or
+a chat template), ``trainer_state.json`` (step, tokens seen and the validation bound, without optimizer state)
 and ``README.md``, a model card with YAML front matter. It loads back with ``scorediff.load`` to the same
 network, and the upload goes through ``huggingface_hub.HfApi.upload_folder``.
 """
@@ -17,6 +18,8 @@ import yaml
 from safetensors.torch import save_file
 
 from .checkpoint import CONFIG_FILE, MODEL_FILE, TRAINER_FILE, CheckpointError
+from .data.chat import CONFIG_FILE as TOKENIZER_CONFIG_FILE
+from .data.chat import TEMPLATE_FILE
 from .data.tokenizers import TOKENIZER_FILE
 from .fileio import atomic_directory
 from .hub import HUB_ID, INSTALL
@@ -24,7 +27,9 @@ from .version import __version__
 
 CARD_FILE = "README.md"
 #: every file ``save_pretrained`` writes; a folder holding only these, with a scorediff card, is one it wrote
-PUBLISHED_FILES = frozenset({CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, TRAINER_FILE, CARD_FILE})
+PUBLISHED_FILES = frozenset(
+    {CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, TEMPLATE_FILE, TRAINER_FILE, CARD_FILE}
+)
 
 
 def save_pretrained(loaded, directory: str | Path, *, repo: str | None = None, license: str = "other") -> Path:

@@ -37,6 +37,9 @@ def _common(parser) -> None:
         help="diffusion: the step rule, or first_hitting (exact, one token per network call; absorbing graph)",
     )
     parser.add_argument("--temperature", type=float, help="> 0 (default: the run's sampling.temperature, 1)")
+    parser.add_argument(
+        "--greedy", action="store_true", help="autoregressive: take the likeliest token instead of drawing one"
+    )
     parser.add_argument("--top-p", type=float, help="nucleus sampling, in (0, 1] (default: the run's, 1)")
     parser.add_argument(
         "--no-cache",
@@ -103,9 +106,10 @@ def _max_length(loaded) -> int:
     return loaded.model.config.seq_len
 
 
-def _generate(args, loaded, length: int, condition=None) -> tuple[torch.Tensor, object]:
-    """The samples and, with ``--trajectory``, how the first was denoised; ``--stats`` printed on stderr."""
-    options = sampling_options(args, loaded)
+def _generate(args, loaded, length: int, condition=None, options=None) -> tuple[torch.Tensor, object]:
+    """The samples and, with ``--trajectory``, how the first was denoised; ``--stats`` printed on stderr.
+    ``options``: the flags' ``sampling_options`` when None."""
+    options = options or sampling_options(args, loaded)
     check_memory(estimate_bytes(loaded.model.config, args.num_samples, length, _steps(options, loaded)))
     shape = (args.num_samples, length)
     with flag_errors():  # what the objective refuses of the model, by the flag that asked for it

@@ -39,6 +39,8 @@ def sampling_options(args, loaded) -> SamplingOptions:
         for flag in DIFFUSION_FLAGS:
             if _given(args, flag):
                 raise UsageError(f"{flag} applies to diffusion models; this checkpoint is autoregressive")
+    if getattr(args, "greedy", False) and loaded.kind != "autoregressive":
+        raise UsageError("--greedy applies to autoregressive models (an --order takes the likeliest token already)")
     if args.guidance is not None and args.label is None:
         raise UsageError("--guidance needs --label (the class to guide towards)")
     if args.remask_tokens is not None and not args.remask_rounds:
@@ -74,6 +76,8 @@ def _flag_values(args, loaded) -> dict:
         values.setdefault("tokens_per_step", None)
     if "greedy" in values:
         values["greedy"] = False  # --sample-tokens: draw each token instead of committing the likeliest
+    if getattr(args, "greedy", False):  # --greedy (autoregressive): the likeliest token at every position
+        values["greedy"] = True
     if "cache" in values:
         values["cache"] = False
     if "trajectory" in values:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import CheckpointError
+from ..data.chat import ChatTemplate
 from ..data.tokenizers import HFTokenizer
 from ..placement import place, placed
 from .llama_layout import LlamaShape, causal_model
@@ -158,5 +159,8 @@ def gguf_tokenizer(reader) -> HFTokenizer | None:
     kinds = field_value(reader, "tokenizer.ggml.token_type") or [0] * len(tokens)
     special = [AddedToken(t, special=True) for t, kind in zip(tokens, kinds, strict=True) if kind == CONTROL]
     tokenizer.add_special_tokens(special)
-    eos = field_value(reader, "tokenizer.ggml.eos_token_id")
-    return HFTokenizer(tokenizer, tokens[eos] if eos is not None else None)
+    eos, bos = (field_value(reader, f"tokenizer.ggml.{name}_token_id") for name in ("eos", "bos"))
+    eos, bos = (tokens[i] if isinstance(i, int) and 0 <= i < len(tokens) else None for i in (eos, bos))
+    template = field_value(reader, "tokenizer.chat_template")
+    chat = ChatTemplate(template, bos, eos) if isinstance(template, str) else None
+    return HFTokenizer(tokenizer, eos, chat)

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ..checkpoint import CheckpointError
+from ..data.hf_tokenizer import folder_specials
 from ..data.tokenizers import HFTokenizer
 from ..graphs import get_graph
 from ..model import ModelConfig
@@ -147,8 +148,11 @@ def folder_tokenizer(folder: Path, swap: tuple[int, int] | None = None) -> HFTok
         tokenizer = Tokenizer.from_str(json.dumps(spec))
     except Exception as error:  # the tokenizers library raises its own exception type for a bad file
         raise CheckpointError(f"{path} cannot be used ({str(error).splitlines()[0][:160]})") from None
-    eos = next((t for t in ("<|endoftext|>", "</s>", "<|eot_id|>") if tokenizer.token_to_id(t) is not None), None)
-    return HFTokenizer(tokenizer, eos)
+    try:
+        eos, chat = folder_specials(tokenizer, folder, ("<|endoftext|>", "</s>", "<|eot_id|>"))
+    except ValueError as error:  # an unreadable tokenizer_config.json
+        raise CheckpointError(str(error)) from None
+    return HFTokenizer(tokenizer, eos, chat)
 
 
 def swap_token_ids(spec: dict, a: int, b: int) -> None:

@@ -6,26 +6,32 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from .chat import ChatTemplate, read_chat_template, read_tokenizer_config, special_token, write_chat_template
 from .simple_tokenizers import TOKENIZER_FILE, Tokenizer
+
+END_TOKENS = ("<|endoftext|>", "</s>", "[SEP]")
+"""End tokens looked for in a ``tokenizer.json`` whose folder does not name its ``eos_token``."""
 
 
 class HFTokenizer(Tokenizer):
-    """A Hugging Face ``tokenizers.Tokenizer``."""
+    """A Hugging Face ``tokenizers.Tokenizer``, its end token, and the chat template of an instruct model."""
 
     kind = "hf"
 
-    def __init__(self, tokenizer, eos_token: str | None = None):
+    def __init__(self, tokenizer, eos_token: str | None = None, chat: ChatTemplate | None = None):
         self.tokenizer = tokenizer
         self.vocab_size = tokenizer.get_vocab_size()
         self.eos_id = tokenizer.token_to_id(eos_token) if eos_token else None
+        self.chat = chat
 
     @classmethod
     def from_file(cls, path: str | Path) -> HFTokenizer:
+        """A ``tokenizer.json``, with the ``eos_token`` and chat template its folder's ``tokenizer_config.json`` and
+        ``chat_template.jinja`` give (``chat``); without them, the first of ``END_TOKENS`` it has ends text."""
         from tokenizers import Tokenizer as _Tokenizer
 
         tokenizer = _Tokenizer.from_file(str(path))
-        eos = next((t for t in ("<|endoftext|>", "</s>", "[SEP]") if tokenizer.token_to_id(t) is not None), None)
-        return cls(tokenizer, eos)
+        return cls(tokenizer, *folder_specials(tokenizer, Path(path).parent))
 
     @classmethod
     def from_gpt2_files(cls, encoder_json: str | Path, vocab_bpe: str | Path) -> HFTokenizer:
@@ -76,7 +82,18 @@ class HFTokenizer(Tokenizer):
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / TOKENIZER_FILE
         self.tokenizer.save(str(path))
+        eos = self.tokenizer.id_to_token(self.eos_id) if self.eos_id is not None else None
+        write_chat_template(self.chat, eos, Path(directory))
         return path
+
+
+def folder_specials(tokenizer, folder: Path, fallback: tuple[str, ...] = END_TOKENS) -> tuple[str | None, ChatTemplate]:
+    """``(eos_token, chat template)`` of the ``tokenizers`` tokenizer saved in ``folder``: the end token its
+    ``tokenizer_config.json`` names when the vocabulary has it, else the first of ``fallback`` it has."""
+    named = special_token(read_tokenizer_config(folder), "eos_token")
+    candidates = (named, *fallback) if named else fallback
+    eos = next((t for t in candidates if tokenizer.token_to_id(t) is not None), None)
+    return eos, read_chat_template(folder)
 
 
 def gpt2_files(directory: str | Path | None = None) -> tuple[Path, Path]:

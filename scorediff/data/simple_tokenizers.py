@@ -16,6 +16,8 @@ class Tokenizer(ABC):
 
     kind: str
     vocab_size: int
+    chat = None
+    """An instruct model's chat template (``data.chat.ChatTemplate``; ``HFTokenizer`` only), else None."""
 
     @abstractmethod
     def encode(self, text: str) -> list[int]:
