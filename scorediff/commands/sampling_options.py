@@ -98,6 +98,10 @@ def _check_model(options: SamplingOptions, args, loaded) -> None:
                 raise UsageError(f"{flag} applies with --order confidence, margin or entropy")
     if options.trajectory and options.adaptive:
         raise UsageError("--trajectory is drawn by the random order's samplers; --order draws none")
+    if args.predictor is not None and options.adaptive:  # an order commits tokens itself: it has no step rule
+        raise UsageError(
+            "--predictor is the random order's step rule; --order, --tokens-per-step and --threshold use none"
+        )
     uniform = loaded.graph.mask_id is None
     if options.predictor == "first_hitting" and uniform:
         raise UsageError("--predictor first_hitting needs the absorbing graph; this model uses the uniform graph")

@@ -122,3 +122,11 @@ def test_generate_refuses_a_network_loaded_on_the_meta_device():
         scorediff.generate(loaded.objective, loaded.model, (1, 8), steps=2, seed=0)
     real = scorediff.load(FIXTURES / "published" / "tiny_mdlm")
     assert scorediff.generate(real.objective, real.model, (1, 8), steps=2, seed=0).tokens.shape == (1, 8)
+
+
+@pytest.mark.parametrize("extra", [["--order", "confidence"], ["--tokens-per-step", "2"], ["--order", "margin"]])
+def test_a_predictor_beside_an_order_is_refused(capsys, extra):
+    """An order commits tokens itself: ``--predictor`` beside it was silently ignored, ``first_hitting`` too."""
+    llada = FIXTURES / "llama_family" / "tiny_llada"
+    argv = ["sample", "--checkpoint", str(llada), "--length", "8", "--predictor", "first_hitting"]
+    assert_user_error(capsys, [*argv, *extra], r"--predictor is the random order's step rule")
