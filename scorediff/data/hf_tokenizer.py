@@ -3,6 +3,7 @@ files. ``scorediff.data.tokenizers`` re-exports them."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -93,7 +94,8 @@ def folder_specials(tokenizer, folder: Path, fallback: tuple[str, ...] = END_TOK
     named = special_token(read_tokenizer_config(folder), "eos_token")
     candidates = (named, *fallback) if named else fallback
     eos = next((t for t in candidates if tokenizer.token_to_id(t) is not None), None)
-    return eos, read_chat_template(folder)
+    chat = read_chat_template(folder)
+    return eos, chat and dataclasses.replace(chat, eos_token=eos)  # the template's eos_token is the one that ends text
 
 
 def gpt2_files(directory: str | Path | None = None) -> tuple[Path, Path]:

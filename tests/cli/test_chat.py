@@ -166,3 +166,25 @@ def test_chat_answers_any_flags_in_one_line(capsys, tmp_path, instruct_folder, w
         assert not out.exists()
     else:
         assert out.exists()
+
+
+def test_a_run_started_from_an_instruct_model_keeps_its_template(capsys, tmp_path, instruct_folder):
+    """``train --init`` of a folder with a chat template, on prompted examples (its tokenizer kept): the run's
+    checkpoint holds the template and end token, so the fine-tuned model chats as its parent did."""
+    parent = scorediff.load(instruct_folder)
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps({"prompt": f"say {w}:", "answer": w}) + "\n" for w in ["to", "be", "or"] * 8))
+    model = dict(vars(parent.model.config), seq_len=128)  # rotary positions: a longer context, the same weights
+    values = {"objective": "autoregressive", "model": model,
+              "data": {"source": str(tasks), "cache_dir": str(tmp_path / "cache")},
+              "train": {"batch_size": 4, "max_steps": 2, "save_every": 2, "eval_every": 0, "preview_samples": 0,
+                        "compile": False, "bf16": False}}  # fmt: skip
+    (tmp_path / "run.yaml").write_text(json.dumps(values))
+    argv = ["train", "--config", str(tmp_path / "run.yaml"), "--init", str(instruct_folder), "--quiet",
+            "--num-samples", "0", "--out", str(tmp_path / "runs"), "--name", "tuned"]  # fmt: skip
+    code, _, err = run_cli(capsys, argv)
+    assert code == 0, err
+    tuned = scorediff.load(tmp_path / "runs" / "tuned")
+    assert tuned.tokenizer.chat == parent.tokenizer.chat and tuned.tokenizer.end_id == parent.tokenizer.end_id
+    code, out, err = run_cli(capsys, ["chat", "--checkpoint", str(tmp_path / "runs" / "tuned"), "hi", "--length", "4"])
+    assert code == 0 and out.endswith("\n"), err
