@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..config import load_config, override_config, presets
 from ..data.examples import example_format, example_splits
+from ..errors import ScorediffError
 from ..generation import generate, sampling_options
 from ..loading import load
 from ..training import train
@@ -68,6 +69,21 @@ def _newest_run(out: Path) -> Path:
     return runs[-1]
 
 
+def _refuse_a_second_tokenizer(init: str) -> None:
+    """A run from ``--init`` reads its data with the model's own tokenizer, the ids its weights were trained on: a
+    ``--tokenizer`` beside it would be ignored. It is refused unless the model comes without one (SEDD's layout
+    without GPT-2 installed); the model is read on the meta device, its header only."""
+    try:
+        tokenizer = load(init, device="meta").tokenizer
+    except ScorediffError as error:
+        raise UsageError(f"--init: {error}") from None
+    if tokenizer is not None:
+        raise UsageError(
+            f"--tokenizer: a run from --init {init} reads its data with that model's own tokenizer "
+            f"({tokenizer.vocab_size:,} tokens), the ids its weights know; leave --tokenizer out"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     positive("--max-minutes", args.max_minutes)
     if args.device:
@@ -94,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     resume = args.resume is not None
     if resume and args.init:
         raise UsageError("--init starts a new run from a model; --resume continues a run from its own weights")
+    if args.init and args.tokenizer:
+        _refuse_a_second_tokenizer(args.init)
     if resume:
         run_dir = _newest_run(Path(args.out or "runs")) if args.resume is True else Path(args.resume)
         if not (run_dir / "config.json").is_file():

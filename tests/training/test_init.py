@@ -77,3 +77,15 @@ def test_the_command_line_refuses_a_file_that_is_no_model(micro_config, tmp_path
     assert_user_error(capsys, [*argv, "--init", str(text)], r"train.init: .*notes.txt must be a directory")
     assert_user_error(capsys, [*argv, "--init", str(tmp_path), "--resume"], r"--init starts a new run")
     assert not (tmp_path / "runs" / "child").exists()
+
+
+def test_a_tokenizer_beside_init_is_refused(micro_config, tmp_path, capsys):
+    """``--tokenizer`` beside ``--init`` was once ignored without a word: the run read its data with the model's
+    own tokenizer whatever was named."""
+    config, path = micro_config("autoregressive", max_steps=1, save_every=0)
+    parent = train(config, progress=False)
+    out = tmp_path / "child-runs"
+    argv = ["train", "--config", str(path), "--out", str(out), "--init", str(parent.checkpoint), "--tokenizer", "byte"]
+    own = r"error: --tokenizer: a run from --init .* reads its data with that model's own tokenizer \(\d+ tokens\)"
+    assert_user_error(capsys, argv, own + r", the ids its weights know; leave --tokenizer out$")
+    assert not out.exists()
