@@ -16,7 +16,7 @@ from ..training.distributed import DistInfo
 from ..training.gpus import GPUS
 from ..training.lora import inject, require_peft
 from ..training.plan import Plan, make_plan
-from ..training.setup import check_batch
+from ..training.setup import check_batch, initial_weights, load_initial
 from . import UsageError, add_run_config_option, atomic_write
 
 GPT2_VOCAB = 50257
@@ -54,10 +54,13 @@ def vocab_size(config: RunConfig) -> int:
     return build_tokenizer(name, data.source, data.text_field, data.bpe_vocab_size, data.num_tokens).vocab_size
 
 
-def meta_network(config: RunConfig, num_tokens: int) -> torch.nn.Module:
+def meta_network(config: RunConfig, num_tokens: int, initial=None) -> torch.nn.Module:
     """The run's network as the trainer builds it (``setup.build``, then ``lora.attach`` for a LoRA run: only the
-    adapters train), its tensors on the meta device: shapes only."""
+    adapters train), its tensors on the meta device: shapes only. ``initial``, the ``train.init`` model read on the
+    meta device, is checked to fit it as the trainer checks it, before any adapter is added."""
     model = empty_network(build_model, config, build_objective(config, num_tokens))
+    if initial is not None:
+        initial_weights(initial.model, model, config.train.init)
     if config.train.lora_rank:
         require_peft(config)
         with torch.device("meta"):
@@ -80,7 +83,10 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     config = load_config(args.config, list(args.overrides))
     check_batch(config, DistInfo(world_size=args.gpus))
-    model = meta_network(config, args.vocab_size or vocab_size(config))
+    initial = load_initial(config.train.init, device="meta") if config.train.init else None
+    tokenizer = getattr(initial, "tokenizer", None)  # a run from a model reads its data with the model's tokenizer
+    num_tokens = args.vocab_size or (tokenizer.vocab_size if tokenizer else vocab_size(config))
+    model = meta_network(config, num_tokens, initial)
     plan = make_plan(model, config, args.gpus, GPUS[args.gpu], args.mfu)
     if args.json:
         atomic_write(args.json, json.dumps(plan.to_dict(), indent=2) + "\n")

@@ -123,12 +123,13 @@ def build(config: RunConfig, tokenizer: Tokenizer, device: torch.device, info: D
     return new_state(config, objective, model, device, info, shard_now=not config.train.lora_rank)
 
 
-def load_initial(source: str):
-    """The model at ``source`` (``scorediff.load``'s ``Loaded``), or a one-line ``ConfigError`` naming train.init."""
+def load_initial(source: str, device: str = "cpu"):
+    """The model at ``source`` (``scorediff.load``'s ``Loaded``), or a one-line ``ConfigError`` naming train.init;
+    ``device="meta"`` reads its header only (``scorediff plan``)."""
     from ..loading import load  # the loader reads converters and the Hub; a run without --init needs neither
 
     try:
-        return load(source)
+        return load(source, device=device)
     except ScorediffError as error:
         raise ConfigError(f"train.init: {error}") from None
 
@@ -145,15 +146,25 @@ def initialise(state: TrainState, source: str, initial=None) -> None:
         ConfigError: one line, when ``source`` is no model scorediff loads or its weights do not fit this run's
             network (names and shapes, through ``checkpoint.check_weights``), or an AR model cannot be adapted.
     """
-    loaded = (initial or load_initial(source)).model
+    weights = initial_weights((initial or load_initial(source)).model, state.model, source)
+    load_whole(state.model, weights)
+    state.ema.load(state.model.state_dict())
+
+
+def initial_weights(loaded: torch.nn.Module, model: torch.nn.Module, source: str) -> dict[str, torch.Tensor]:
+    """The weights of ``loaded`` (the network at ``source``) for ``model``, adapted when an AR model starts a diffusion
+    network, checked against its names and shapes (meta tensors are checked too: ``scorediff plan``).
+
+    Raises:
+        ConfigError: one line naming train.init, when they do not fit or cannot be adapted.
+    """
     try:
-        weights = adapted_weights(loaded, state.model) if is_adaptation(loaded, state.model) else loaded.state_dict()
-        shapes = {name: tuple(tensor.shape) for name, tensor in state.model.state_dict().items()}
+        weights = adapted_weights(loaded, model) if is_adaptation(loaded, model) else loaded.state_dict()
+        shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
         check_weights(weights, shapes, "this run's network (its model.* options)", Path(source))
     except ScorediffError as error:
         raise ConfigError(f"train.init: {error}") from None
-    load_whole(state.model, weights)
-    state.ema.load(state.model.state_dict())
+    return weights
 
 
 def check_resume(state: TrainState, checkpoint: Path, run_dir: Path) -> None:
