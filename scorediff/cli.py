@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -100,6 +101,41 @@ def one_line(text: object) -> str:
     return "".join(c.encode("unicode_escape").decode() if c in LINE_BREAKS else c for c in str(text))
 
 
+_CPU_ALLOCATOR = re.compile(r"DefaultCPUAllocator: (can't allocate memory|not enough memory)")
+# torch's CPU allocator says "allocate 4294967296 bytes", its GPU allocators and numpy "allocate 4.00 GiB"
+_REQUEST = re.compile(r"allocate (\d+(?:\.\d+)?) ?(bytes|KiB|MiB|GiB|TiB|PiB|EiB)\b")
+_UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+_LOWER = {
+    "train": "lower train.batch_size (or raise train.grad_accum) or model.seq_len",
+    "sample": "ask for fewer --num-samples, a smaller --batch-size or a shorter --length",
+    "infill": "ask for fewer --num-samples or a shorter --length",
+    "chat": "ask for a shorter --length",
+    "eval": "lower --batch-size",
+    "eval-dna": "ask for fewer --num-samples or a smaller --batch-size",
+    "lm-eval": "lower --batch-size",
+}
+
+
+def out_of_memory(error: BaseException, command: str) -> str | None:
+    """The one line for an allocation that failed (``torch.OutOfMemoryError`` of a GPU, the CPU allocator's
+    RuntimeError, Python's or numpy's MemoryError): what ran out, the size asked for, and what to lower for
+    ``command``; None for any other error."""
+    text = str(error)
+    if isinstance(error, torch.OutOfMemoryError):
+        what = "GPU memory"
+    elif isinstance(error, RuntimeError) and _CPU_ALLOCATOR.search(text):
+        what = "CPU memory"
+    elif isinstance(error, MemoryError):
+        what = "memory"
+    else:
+        return None
+    request = _REQUEST.search(text)
+    if request:
+        size = float(request.group(1)) * 1024 ** _UNITS.index(request.group(2))
+        what += f" (an allocation of {size / 2**30:,.2f} GiB failed)"
+    return f"out of {what}; {_LOWER.get(command, 'ask for less at once')}"
+
+
 def _fail(message: object) -> int:
     print(f"scorediff: error: {one_line(message)}", file=sys.stderr)
     return 2
@@ -157,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except (ScorediffError, ImportError) as error:  # a user's mistake, a missing extra: one line, exit 2
         return _fail(error)
+    except (RuntimeError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
+        message = out_of_memory(error, args.command)
+        if message is None:
+            raise
+        return _fail(message)
     except BrokenPipeError:  # `scorediff info ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

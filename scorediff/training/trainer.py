@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,7 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
             state = attach(state, device)
         if checkpoint is not None:
             check_resume(state, checkpoint, run_dir)
+        fresh = info.is_main and not run_dir.exists()
         lock = _claim(run_dir, checkpoint, resume, info)  # only now, with data and model checked, is anything written
         try:
             elapsed_before = restore(state, checkpoint) if checkpoint is not None else 0.0
@@ -99,6 +101,12 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
             run = _Run(state, data, run_dir, device, logger, until_step, progress, started, elapsed_before)
             result = _loop(run)
             distributed.barrier(info)  # rank 0 may still be writing; tearing gloo down under it can abort a peer
+        except BaseException:
+            # a new run that failed before its first checkpoint (out of memory at the first step, say) leaves no
+            # folder of a config and a tokenizer that looks like a run but holds no model
+            if fresh and not list_checkpoints(run_dir):
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         finally:
             if lock is not None:
                 lock.release()
