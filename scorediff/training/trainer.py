@@ -102,9 +102,9 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
             result = _loop(run)
             distributed.barrier(info)  # rank 0 may still be writing; tearing gloo down under it can abort a peer
         except BaseException:
-            # a new run that failed before its first checkpoint (out of memory at the first step, say) leaves no
-            # folder of a config and a tokenizer that looks like a run but holds no model
-            if fresh and not list_checkpoints(run_dir):
+            # a new run that failed before its first step ended (out of memory, say) leaves no folder of a config
+            # and a tokenizer that looks like a run but holds nothing; one that took steps keeps their metrics
+            if fresh and state.step == 0:
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
         finally:

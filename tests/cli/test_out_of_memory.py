@@ -1,6 +1,7 @@
 """A command that runs out of memory ends in one line that says what to lower, and a new run that failed before its
 first checkpoint leaves no run directory behind."""
 
+import json
 import subprocess
 import sys
 
@@ -46,14 +47,16 @@ def test_train_out_of_cpu_memory_is_one_line_and_leaves_no_run_directory(micro_y
     assert list(out.iterdir()) == []
 
 
-@pytest.mark.parametrize("existing", [False, True])
-def test_a_run_that_saved_or_a_folder_that_was_there_is_kept(micro_yaml, tmp_path, monkeypatch, capsys, existing):
-    """Out of memory at step 4 after the checkpoint of step 3; or at step 1 in a folder the user made."""
+@pytest.mark.parametrize("case", ["saved", "stepped", "existing"])
+def test_a_run_that_took_steps_or_a_folder_that_was_there_is_kept(micro_yaml, tmp_path, monkeypatch, capsys, case):
+    """Out of memory at step 4 after the checkpoint of step 3; at step 3, before any checkpoint (the metrics of
+    step 2 stay); or at step 1 in a folder the user made."""
     run_dir = tmp_path / "runs" / "run"
+    existing = case == "existing"
     if existing:
         run_dir.mkdir(parents=True)
         (run_dir / "notes.txt").write_text("mine")
-    fail_at, steps = (1 if existing else 4), []
+    fail_at, steps = {"saved": 4, "stepped": 3, "existing": 1}[case], []
     original = trainer.train_step
 
     def step_then_fail(state, batch):
@@ -71,8 +74,10 @@ def test_a_run_that_saved_or_a_folder_that_was_there_is_kept(micro_yaml, tmp_pat
         "scorediff: error: out of CPU memory (an allocation of 1,048,576.00 GiB failed); "
         "lower train.batch_size (or raise train.grad_accum) or model.seq_len\n"
     )
-    assert [path.name for path in list_checkpoints(run_dir)] == ([] if existing else ["step_00000003"])
+    assert [path.name for path in list_checkpoints(run_dir)] == (["step_00000003"] if case == "saved" else [])
     assert existing == (run_dir / "notes.txt").is_file()
+    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] if not existing else []
+    assert (case == "stepped") <= any(record.get("step") == 2 for record in logged)
 
 
 def test_the_message_names_what_ran_out_the_size_asked_and_what_to_lower():
