@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from ..config import load_config
 from ..data.examples import example_format
 from ..data.prepare import build_tokenizer, prepare_dna_shards, prepare_shards
 from ..data.shards import META_FILE
+from ..data.sources import EMBEDDED
 from . import UsageError, add_run_config_option
 
 
@@ -29,7 +31,9 @@ def add_parser(commands) -> None:
         "--num-proc",
         type=int,
         default=1,
-        help="processes that tokenise a saved Hugging Face dataset (other sources are read by one)",
+        help="processes that tokenise text files, folders, globs, JSONL or a saved Hugging Face dataset, a large file "
+        "shared between them (a compressed or FASTA file goes to one; the embedded corpus and --tokenizer dna are "
+        "read by one process); the shards are the same whatever the number",
     )
     parser.set_defaults(run=run, accepts_overrides=True)
 
@@ -47,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{data.source} is a file of prompted examples: train reads it directly, there is no cache")
     tokenizer = build_tokenizer(data.tokenizer, data.source, data.text_field, data.bpe_vocab_size)
     cache = data.cache_dir or None
+    single = "the embedded corpus" if data.source in EMBEDDED else "--tokenizer dna" if tokenizer.kind == "dna" else ""
+    if args.num_proc > 1 and single:
+        print(f"note: {single} is read by one process, whatever --num-proc says", file=sys.stderr)
     if tokenizer.kind == "dna":
         shards = prepare_dna_shards(data.source, cache, data.val_fraction, data.dna_policy, data.label_regex)
     else:

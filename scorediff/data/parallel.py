@@ -1,11 +1,15 @@
-"""Tokenise a saved Hugging Face dataset into token shards with several processes, streaming.
+"""Tokenise a source into token shards with several processes, streaming: the shards of one process, byte for byte.
 
-The dataset (``datasets.Dataset.save_to_disk``; Arrow files that are memory-mapped, never loaded whole) is cut
-into pieces of ``rows_per_piece`` consecutive rows. Each worker process tokenises its pieces ``rows_per_read``
-rows at a time and writes every piece to its own part file; the parent appends the parts, in row order, to the
-one ``SplitWriter`` that also splits single-process shards, and deletes each part once appended. So the shards
-are those ``write_shards`` writes, whatever the number of processes, and no process holds more than a read's
-rows, their tokens and one chunk. Everything is written in a temporary folder renamed into place when complete.
+The source is cut into pieces, each a worker's task. A saved Hugging Face dataset (``datasets.Dataset.save_to_disk``;
+Arrow files that are memory-mapped, never loaded whole) is cut into pieces of ``rows_per_piece`` consecutive rows,
+tokenised ``rows_per_read`` rows at a time. Text files, folders, globs and JSONL are cut into pieces of about
+``bytes_per_piece`` bytes: runs of whole small files and parts of large ones (``sources.file_spans``: JSONL between
+lines, other text between the pieces one process reads, so a single huge file is shared by every worker too; a
+compressed or FASTA file is one worker's). Each worker writes every piece to its own part file; the parent appends
+the parts, in order, to the one ``SplitWriter`` that also splits single-process shards, and deletes each part once
+appended (``tokenise_in_order``). So the shards are those ``write_shards`` writes, whatever the number of processes,
+and no process holds more than a read of rows or a block of text (``sources.PIECE_CHARS``), their tokens and one
+chunk. Everything is written in a temporary folder renamed into place when complete.
 """
 
 from __future__ import annotations
@@ -13,22 +17,27 @@ from __future__ import annotations
 import functools
 import json
 import multiprocessing
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from ..fileio import atomic_directory
 from .shards import META_FILE, SplitWriter, shard_meta, token_dtype
-from .sources import DataError, is_hf_dataset
+from .sources import DataError, Span, file_spans, is_hf_dataset, resolve_files, span_texts
 from .tokenizers import Tokenizer, load_tokenizer
 
 ROWS_PER_PIECE = 4096
 """Rows of the dataset in one worker's task (one part file)."""
 ROWS_PER_READ = 256
 """Rows a worker reads, tokenises and writes at a time: what bounds its memory."""
+BYTES_PER_PIECE = 1 << 24
+"""Bytes of text files in one worker's task (one part file)."""
 PART_BLOCK = 1 << 22
 """Tokens of a part file the parent reads at a time when appending it."""
+TOKENS_PER_WRITE = 1 << 20
+"""Tokens a text worker gathers before writing them to its part file."""
 
 
 def _datasets():
@@ -74,11 +83,12 @@ def _worker_inputs(path: str, text_field: str, tokenizer_path: str) -> tuple:
     return open_dataset(path, text_field), load_tokenizer(tokenizer_path)
 
 
-def tokenise_piece(task: tuple) -> int:
+def tokenise_piece(task: tuple) -> str:
     """The worker's side of ``write_piece``: ``task`` is ``(dataset path, text_field, tokenizer path, start, end,
-    out, dtype name, rows_per_read)``."""
+    out, dtype name, rows_per_read)``. Returns the part file."""
     path, text_field, tokenizer_path, *piece = task
-    return write_piece(*_worker_inputs(path, text_field, tokenizer_path), path, text_field, *piece)
+    write_piece(*_worker_inputs(path, text_field, tokenizer_path), path, text_field, *piece)
+    return task[5]
 
 
 def write_piece(dataset, tokenizer: Tokenizer, path, text_field, start, end, out, dtype, rows_per_read) -> int:
@@ -103,12 +113,85 @@ def write_piece(dataset, tokenizer: Tokenizer, path, text_field, start, end, out
     return written
 
 
+@functools.lru_cache(maxsize=4)
+def _load_tokenizer(path: str) -> Tokenizer:
+    return load_tokenizer(path)
+
+
+def tokenise_spans(task: tuple[str, tuple[Span, ...]], tokenizer_path: str, spec: str, text_field: str, dtype) -> str:
+    """The worker's side of ``write_spans``, with the tokenizer saved at ``tokenizer_path``."""
+    return write_spans(_load_tokenizer(tokenizer_path), task, spec, text_field, dtype)
+
+
+def write_spans(tokenizer: Tokenizer, task: tuple[str, tuple[Span, ...]], spec: str, text_field: str, dtype) -> str:
+    """Tokenise the spans of ``task = (part file, spans)`` into the part file as ``write_shards`` would: each
+    non-empty piece's tokens and, after each document that had one, the tokenizer's separator. Returns the part."""
+    out, spans = task
+    separator, tokens = tokenizer.separator, []
+    with open(out, "wb") as part:
+        for span in spans:
+            started = False
+            for text in span_texts(span, text_field):
+                if text is None:
+                    if started:
+                        tokens.extend(separator)
+                    started = False
+                elif text:
+                    try:
+                        tokens.extend(tokenizer.encode(text))
+                    except ValueError as error:
+                        raise DataError(f"{spec}: {error}") from None
+                    started = True
+                if len(tokens) >= TOKENS_PER_WRITE:
+                    part.write(np.asarray(tokens, dtype=dtype).tobytes())
+                    tokens = []
+        part.write(np.asarray(tokens, dtype=dtype).tobytes())
+    return out
+
+
+def text_pieces(files: Iterable[Path], parts: Path, bytes_per_piece: int) -> Iterator[tuple[str, tuple[Span, ...]]]:
+    """``(part file, spans)``: the files cut into spans (``sources.file_spans``) and gathered, in order, into pieces
+    of ``bytes_per_piece`` or more, so that a folder of many small files is not a task per file."""
+    spans, size, number = [], 0, 0
+    for file in files:
+        for span in file_spans(file, bytes_per_piece):
+            spans.append(span)
+            size += span.size
+            if size >= bytes_per_piece:
+                yield str(parts / f"{number:08d}.bin"), tuple(spans)
+                spans, size, number = [], 0, number + 1
+    if spans:
+        yield str(parts / f"{number:08d}.bin"), tuple(spans)
+
+
 def _append_part(writer: SplitWriter, part: Path) -> None:
     tokens = np.memmap(part, dtype=writer.dtype, mode="r") if part.stat().st_size else np.empty(0, writer.dtype)
     for low in range(0, len(tokens), PART_BLOCK):
         writer.add(np.array(tokens[low : low + PART_BLOCK]))
     del tokens
     part.unlink()
+
+
+def tokenise_in_order(tasks: Iterable, work: Callable[..., str], writer: SplitWriter, num_proc: int) -> None:
+    """Run ``work`` on every task (it writes the task's part file and returns its path): in this process for one,
+    else in ``num_proc`` spawned ones; append each part to ``writer`` in the order of ``tasks``. The tasks are
+    drawn while the workers run (a pipe's worth ahead of them), so a generator of tasks may read the source as it
+    goes."""
+    if num_proc == 1:
+        for task in tasks:
+            _append_part(writer, Path(work(task)))
+        return
+    # spawned: a forked copy of a parent holding torch and a tokenizer's threads is not safe
+    with multiprocessing.get_context("spawn").Pool(num_proc) as pool:
+        for part in pool.imap(work, tasks):  # in task order; an error of the tasks' generator comes in its place
+            _append_part(writer, Path(part))
+        pool.close()  # the workers end on their own; leaving the block would terminate them
+        pool.join()
+
+
+def _write_piece_here(dataset, tokenizer: Tokenizer, task: tuple) -> str:
+    write_piece(dataset, tokenizer, *task[:2], *task[3:])
+    return task[5]
 
 
 def write_dataset_shards(
@@ -148,20 +231,64 @@ def write_dataset_shards(
         ]  # fmt: skip
         with SplitWriter(tmp, dtype, val_fraction, chunk_tokens) as writer:
             if num_proc == 1:
-                for task in tasks:
-                    write_piece(dataset, tokenizer, *task[:2], *task[3:])
-                    _append_part(writer, Path(task[5]))
-            else:  # spawned: a forked copy of a parent holding torch and a tokenizer's threads is not safe
-                with multiprocessing.get_context("spawn").Pool(num_proc) as pool:
-                    for task, _ in zip(tasks, pool.imap(tokenise_piece, tasks), strict=True):  # in row order
-                        _append_part(writer, Path(task[5]))
-                    pool.close()  # the workers end on their own; leaving the block would terminate them
-                    pool.join()
+                work = functools.partial(_write_piece_here, dataset, tokenizer)
+            else:
+                work = tokenise_piece
+            tokenise_in_order(tasks, work, writer, num_proc)
             counts = writer.finish(str(path))
         (tmp / "parts").rmdir()
         meta = shard_meta(dtype, tokenizer, counts, str(path), val_fraction, chunk_tokens)
         meta.update(
             rows=rows, text_field=text_field, tokenizer=Path(tokenizer_path).name, tokenizer_kind=tokenizer.kind
         )
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    return Path(out_dir)
+
+
+def write_text_shards(
+    spec: str,
+    tokenizer: Tokenizer,
+    out_dir: str | Path,
+    num_proc: int = 1,
+    val_fraction: float = 0.05,
+    chunk_tokens: int = 16384,
+    text_field: str = "text",
+    bytes_per_piece: int | None = None,
+) -> Path:
+    """Tokenise the text files ``spec`` names (a file, a folder, a glob; text, JSONL or FASTA, plain or compressed)
+    into ``out_dir`` with ``num_proc`` processes (1: in this one).
+
+    ``out_dir`` holds ``train.bin``, ``val.bin`` and ``meta.json``, byte for byte those ``write_shards`` writes for
+    the same source, or nothing at all. The files are read in pieces of ``bytes_per_piece`` (default
+    ``BYTES_PER_PIECE``) or more; a larger file is shared between the processes unless it is compressed or FASTA
+    (one process each).
+
+    Raises:
+        DataError: one line, before anything is written, for a source that names no file or is a saved dataset
+            (``write_dataset_shards`` reads those); while writing, for text the tokenizer cannot encode, a bad JSONL
+            line or a source that holds no text.
+    """
+    if num_proc < 1:
+        raise DataError(f"num_proc must be >= 1; got {num_proc}")
+    if not 0 < val_fraction < 1:
+        raise DataError(f"val_fraction must be in (0, 1); got {val_fraction}")
+    files = resolve_files(spec)
+    if not files:
+        raise DataError(f"{spec} is a saved Hugging Face dataset: write_dataset_shards tokenises it")
+    dtype = token_dtype(tokenizer.vocab_size)
+    with atomic_directory(Path(out_dir), replace=False) as tmp:
+        parts = tmp / "parts"
+        parts.mkdir()
+        tasks = text_pieces(files, parts, bytes_per_piece or BYTES_PER_PIECE)
+        common = dict(spec=spec, text_field=text_field, dtype=dtype)
+        if num_proc == 1:
+            work = functools.partial(write_spans, tokenizer, **common)
+        else:
+            work = functools.partial(tokenise_spans, tokenizer_path=str(tokenizer.save(parts)), **common)
+        with SplitWriter(tmp, dtype, val_fraction, chunk_tokens) as writer:
+            tokenise_in_order(tasks, work, writer, num_proc)
+            counts = writer.finish(spec)
+        shutil.rmtree(parts)  # the saved tokenizer: the shards' folder holds what write_shards writes
+        meta = shard_meta(dtype, tokenizer, counts, spec, val_fraction, chunk_tokens)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     return Path(out_dir)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import dna
 from .examples import example_format, example_texts
-from .parallel import write_dataset_shards
+from .parallel import write_dataset_shards, write_text_shards
 from .shards import META_FILE, cache_key, write_shards
 from .sources import EMBEDDED, DataError, is_hf_dataset, iter_text
 from .tokenizers import (
@@ -86,8 +86,11 @@ def prepare_shards(
 ) -> Path:
     """Token shards for ``source`` under ``tokenizer``, written once and reused while the files are unchanged.
 
-    A saved Hugging Face dataset is tokenised by ``num_proc`` processes (``parallel.write_dataset_shards``); the
-    shards do not depend on ``num_proc``, so neither does their name. Other sources are read by this process."""
+    A saved Hugging Face dataset (``parallel.write_dataset_shards``) and text files, folders, globs and JSONL
+    (``parallel.write_text_shards``) are tokenised by ``num_proc`` processes; the shards do not depend on
+    ``num_proc``, so neither does their name. The embedded corpus is read by this process."""
+    if num_proc < 1:
+        raise DataError(f"num_proc must be >= 1; got {num_proc}")
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer_json = Path(tokenizer.save(tmp)).read_text()
     key = cache_key(source, tokenizer_json, val_fraction, chunk_tokens, text_field)
@@ -97,6 +100,8 @@ def prepare_shards(
         return target
     if source not in EMBEDDED and is_hf_dataset(Path(source).expanduser()):
         return write_dataset_shards(source, tokenizer, target, num_proc, val_fraction, chunk_tokens, text_field)
+    if num_proc > 1 and source not in EMBEDDED:
+        return write_text_shards(source, tokenizer, target, num_proc, val_fraction, chunk_tokens, text_field)
     return write_shards(source, tokenizer, target, val_fraction, chunk_tokens, text_field)
 
 

@@ -1,7 +1,8 @@
 """Where text comes from: the embedded corpus, text files, folders and globs, JSONL, FASTA, a local
 Hugging Face ``datasets`` dataset. Every source streams: a corpus larger than memory is fine.
 
-``iter_text(spec)`` yields pieces of text and ``None`` between documents.
+``iter_text(spec)`` yields pieces of text and ``None`` between documents. ``file_spans`` cuts a file into ``Span``
+parts that ``span_texts`` reads apart, in other processes, as ``iter_text`` reads them together.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import gzip
 import json
 import lzma
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ScorediffError
@@ -44,28 +46,37 @@ def _open_text(path: Path):
     return open(path, encoding="utf-8", newline="")
 
 
-def _lines(path: Path) -> Iterator[str]:
+def _lines(path: Path, start: int = 0, end: int | None = None) -> Iterator[str]:
+    """The lines of ``path`` (split at any newline, kept as they are); with ``end``, those of its bytes ``[start,
+    end)``, a range that starts and ends after a ``\\n`` (as ``_line_ranges`` cuts them)."""
     try:
         with _open_text(path) as handle:
-            yield from handle
+            if end is None:
+                yield from handle
+                return
+            handle.seek(start)  # after a "\n": a character boundary where no "\r\n" is left half read
+            left = end - start
+            while left > 0 and (line := handle.readline()):
+                left -= len(line.encode())  # newline="" keeps the file's bytes: the line's own length
+                yield line
     except UnicodeDecodeError as error:
         raise DataError(
             f"{path} is not UTF-8 text: byte 0x{error.object[error.start]:02x} at offset {error.start} of a block"
         ) from None
 
 
-def _plain(path: Path) -> Iterator[str | None]:
+def _plain(path: Path, piece_chars: int | None = None) -> Iterator[str | None]:
     """Pieces of about ``PIECE_CHARS`` characters, cut after a newline (or else a space) so that words stay
     whole; a file with one enormous line streams as well as one of many lines."""
-    yield from _blocks(path)
+    yield from _blocks(path, piece_chars)
     yield None
 
 
-def _blocks(path: Path) -> Iterator[str]:
-    carry = ""
+def _blocks(path: Path, piece_chars: int | None = None) -> Iterator[str]:
+    carry, piece_chars = "", piece_chars or PIECE_CHARS
     try:
         with _open_text(path) as handle:
-            while block := handle.read(PIECE_CHARS):
+            while block := handle.read(piece_chars):
                 text = carry + block
                 cut = text.rfind("\n")
                 if cut < len(text) // 2:
@@ -81,27 +92,36 @@ def _blocks(path: Path) -> Iterator[str]:
         yield carry
 
 
-def jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
-    """``(line number, record)`` for every non-empty line of a JSONL file; a line that is not a JSON object is
-    a ``DataError`` naming it."""
-    for number, line in enumerate(_lines(path), start=1):
+def jsonl_records(path: Path, start: int = 0, end: int | None = None) -> Iterator[tuple[int, dict]]:
+    """``(line number, record)`` for every non-empty line of a JSONL file, or of its bytes ``[start, end)`` (lines
+    numbered from the range's first: ``_where`` names them in the file); a line that is not a JSON object is a
+    ``DataError`` naming it."""
+    for number, line in enumerate(_lines(path, start, end), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            raise DataError(f"{path}:{number} is not valid JSON") from None
+            raise DataError(f"{_where(path, start, number)} is not valid JSON") from None
         except RecursionError:  # the decoder recurses once per level of nesting
-            raise DataError(f"{path}:{number} nests its JSON deeper than Python can read") from None
+            raise DataError(f"{_where(path, start, number)} nests its JSON deeper than Python can read") from None
         if not isinstance(record, dict):
-            raise DataError(f"{path}:{number} is not a JSON object")
+            raise DataError(f"{_where(path, start, number)} is not a JSON object")
         yield number, record
 
 
-def _jsonl(path: Path, text_field: str) -> Iterator[str | None]:
-    for number, record in jsonl_records(path):
+def _where(path: Path, start: int, number: int) -> str:
+    """``path:line`` of line ``number`` of the range that starts at byte ``start``; the lines before the range are
+    counted only here, when a line is wrong, so that reading a range never reads the file before it."""
+    before = sum(1 for _ in _lines(path, 0, start)) if start else 0
+    return f"{path}:{before + number}"
+
+
+def _jsonl(path: Path, text_field: str, start: int = 0, end: int | None = None) -> Iterator[str | None]:
+    for number, record in jsonl_records(path, start, end):
         if not isinstance(record.get(text_field), str):
-            raise DataError(f"{path}:{number} has no string field {text_field!r} (set data.text_field)")
+            where = _where(path, start, number)
+            raise DataError(f"{where} has no string field {text_field!r} (set data.text_field)")
         yield record[text_field]
         yield None
 
@@ -170,13 +190,115 @@ def iter_text(spec: str, text_field: str = "text") -> Iterator[str | None]:
         yield from _hf_dataset(path, text_field)
         return
     for file in resolve_files(spec):
-        suffix, _ = _suffixes(file)
-        if suffix == ".jsonl":
-            yield from _jsonl(file, text_field)
-        elif suffix in FASTA_SUFFIXES:
-            yield from _fasta(file)
-        else:
-            yield from _plain(file)
+        yield from file_texts(file, text_field)
+
+
+def file_texts(path: Path, text_field: str = "text", piece_chars: int | None = None) -> Iterator[str | None]:
+    """Pieces of text from one file of a source, ``None`` after each document (a JSONL record, a FASTA record,
+    a whole text file)."""
+    suffix, _ = _suffixes(path)
+    if suffix == ".jsonl":
+        yield from _jsonl(path, text_field)
+    elif suffix in FASTA_SUFFIXES:
+        yield from _fasta(path)
+    else:
+        yield from _plain(path, piece_chars)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A part of one file that one process reads (``span_texts``) as ``iter_text`` reads it in the whole file.
+
+    Attributes:
+        path: the file.
+        start: its first byte.
+        end: the byte after its last; ``None`` for the whole file.
+        blocks: for a part of a text file, the byte lengths of the pieces ``_blocks`` cuts there.
+        last: a part of a text file that ends it, and so ends its document.
+        piece_chars: the characters ``_blocks`` reads at a time in a whole text file (``None``: ``PIECE_CHARS``
+            of the reading process); the writing process's, so that every process cuts where it would.
+    """
+
+    path: str
+    start: int = 0
+    end: int | None = None
+    blocks: tuple[int, ...] = ()
+    last: bool = True
+    piece_chars: int | None = None
+
+    @property
+    def size(self) -> int:
+        return Path(self.path).stat().st_size if self.end is None else self.end - self.start
+
+
+def file_spans(path: Path, span_bytes: int) -> Iterator[Span]:
+    """``path`` in parts of about ``span_bytes`` bytes or more, in order.
+
+    JSONL is cut after a newline (a record never straddles two parts). Other text is cut between the pieces
+    ``_blocks`` cuts, since tokens depend on where the text is cut: this reads the file once here, the pieces'
+    byte lengths travel with each part, and the tokens of the parts are those of the whole. A compressed file,
+    which cannot be read from the middle, and FASTA are one part each, as is a file of ``span_bytes`` or less.
+    """
+    suffix, compressed = _suffixes(path)
+    if compressed or suffix in FASTA_SUFFIXES or path.stat().st_size <= span_bytes:
+        yield Span(str(path), piece_chars=PIECE_CHARS)
+    elif suffix == ".jsonl":
+        yield from (Span(str(path), start, end) for start, end in _line_ranges(path, span_bytes))
+    else:
+        groups = _block_groups(path, span_bytes)
+        previous = next(groups, None)
+        for group in groups:
+            yield Span(str(path), *previous, last=False)
+            previous = group
+        if previous:
+            yield Span(str(path), *previous, last=True)
+
+
+def _line_ranges(path: Path, span_bytes: int) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` byte ranges of ``path``, each of ``span_bytes`` or more that ends after a ``\\n`` (the
+    first that allows it) or at the end of the file."""
+    size, start = path.stat().st_size, 0
+    with open(path, "rb") as handle:
+        while start < size:
+            end = handle.seek(start + span_bytes - 1)
+            while end < size and (block := handle.read(1 << 20)):
+                found = block.find(b"\n")
+                if found >= 0:
+                    end += found + 1
+                    break
+                end += len(block)
+            end = min(end, size)
+            yield start, end
+            start = end
+
+
+def _block_groups(path: Path, span_bytes: int) -> Iterator[tuple[int, int, tuple[int, ...]]]:
+    """``(start, end, byte lengths)`` of runs of the pieces ``_blocks`` cuts, each run ``span_bytes`` or more."""
+    start, end, lengths = 0, 0, []
+    for block in _blocks(path):
+        lengths.append(len(block.encode()))
+        end += lengths[-1]
+        if end - start >= span_bytes:
+            yield start, end, tuple(lengths)
+            start, lengths = end, []
+    if lengths:
+        yield start, end, tuple(lengths)
+
+
+def span_texts(span: Span, text_field: str = "text") -> Iterator[str | None]:
+    """Pieces of text of ``span``, ``None`` after each document it ends: those ``iter_text`` yields there."""
+    path = Path(span.path)
+    if span.end is None:
+        yield from file_texts(path, text_field, span.piece_chars)
+    elif span.blocks:
+        with open(path, "rb") as handle:
+            handle.seek(span.start)
+            for length in span.blocks:  # the bytes of a piece the parent decoded: whole characters
+                yield handle.read(length).decode()
+        if span.last:
+            yield None
+    else:
+        yield from _jsonl(path, text_field, span.start, span.end)
 
 
 def fingerprint(spec: str) -> list:
