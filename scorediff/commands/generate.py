@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import torch
 
@@ -97,9 +98,25 @@ def _load(args):
     if args.trajectory:
         check_writable(args.trajectory)
     loaded = load(args.checkpoint, device=args.device, dtype=args.dtype)
+    for flag, target in (("--out", args.out), ("--trajectory", args.trajectory)):
+        if target and _model_file(Path(target), loaded.path):
+            raise UsageError(f"{flag} {target} is a file of the model {loaded.path}; write the output elsewhere")
     if loaded.tokenizer is None:
         raise UsageError(f"{loaded.path} has no tokenizer.json, so its tokens cannot be turned into text")
     return loaded
+
+
+#: what a model folder's own files end with (weights, configs, tokenizer, chat template): an output never replaces one
+MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".gguf", ".bin", ".pt", ".jinja", ".model")
+
+
+def _model_file(target: Path, checkpoint: Path) -> bool:
+    """Whether writing ``target`` would replace the checkpoint file itself or an existing file of its folder that a
+    model is read from (``MODEL_FILE_SUFFIXES``); answers may still be written beside the model."""
+    target, checkpoint = target.resolve(), Path(checkpoint).resolve()
+    if target == checkpoint:
+        return True
+    return target.parent == checkpoint and target.is_file() and target.name.endswith(MODEL_FILE_SUFFIXES)
 
 
 def _max_length(loaded) -> int:

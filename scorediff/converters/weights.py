@@ -41,7 +41,8 @@ def read_weights(folder: Path, dtype: torch.dtype = torch.float32, device=None) 
 def read_shards(folder: Path, dtype: torch.dtype, device: torch.device) -> dict[str, Tensor]:
     """The shards ``model.safetensors.index.json`` names, merged; each shard must be a file of ``folder`` and hold
     exactly the weights the index assigns it."""
-    weight_map = read_json(folder / SHARDED).get("weight_map")
+    index = read_json(folder / SHARDED)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
         raise CheckpointError(f"{folder / SHARDED} has no weight_map of names to shard files")
     state = {}

@@ -5,9 +5,10 @@ An instruct model (SmolLM2-Instruct, LLaDA-Instruct, Dream-Instruct) ships a Jin
 ``tokenizer.chat_template`` in a GGUF file. Rendered over a list of messages (``{"role", "content"}``) with
 ``add_generation_prompt``, it gives the prompt after which the model writes the assistant's turn. The template
 comes from a downloaded file, so it runs in Jinja's immutable sandbox (no attribute of Python objects beyond
-the safe ones, no mutation of the messages), with the environment transformers gives templates: blocks trimmed,
-``loopcontrols``, a ``tojson`` filter and ``raise_exception``. A run saves the template of the tokenizer it
-trained with, so a model fine-tuned or adapted from an instruct model keeps chatting.
+the safe ones, no mutation of the messages), with a budget of steps and characters (``template_sandbox``) so that
+a template that loops or grows without end is refused, and with the environment transformers gives templates:
+blocks trimmed, ``loopcontrols``, a ``tojson`` filter and ``raise_exception``. A run saves the template of the
+tokenizer it trained with, so a model fine-tuned or adapted from an instruct model keeps chatting.
 """
 
 from __future__ import annotations
@@ -41,18 +42,18 @@ class ChatTemplate:
             InputError: messages that are not role/content mappings, or a template that fails or raises (one line).
         """
         check_messages(messages)
-        import jinja2
+        from .template_sandbox import render_template  # jinja2 is imported when a template is rendered, not before
 
         try:
-            template = _environment().from_string(self.source)
-            return template.render(
+            return render_template(
+                self.source,
                 messages=messages,
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token or "",
                 eos_token=self.eos_token or "",
             )
-        except (jinja2.TemplateError, TypeError, ValueError, RecursionError) as error:
-            first = (str(error).splitlines() or [type(error).__name__])[0]
+        except Exception as error:  # the template is code from the model's folder: what it raises is its failure
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise InputError(f"the model's chat template cannot be rendered: {first}") from None
 
 
@@ -71,33 +72,16 @@ def conversation(text: str, system: str | None = None) -> list[dict]:
     return [*head, {"role": "user", "content": text}]
 
 
-def _environment():
-    from jinja2.ext import loopcontrols
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
-    environment.filters["tojson"] = _tojson
-    environment.globals["raise_exception"] = _raise
-    return environment
-
-
-def _tojson(value, indent=None, ensure_ascii=False, sort_keys=False):
-    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys)
-
-
-def _raise(message):
-    import jinja2
-
-    raise jinja2.TemplateError(message)
-
-
 def read_chat_template(folder: Path) -> ChatTemplate | None:
     """The chat template of a tokenizer folder (``chat_template.jinja``, else ``tokenizer_config.json``'s
     ``chat_template``: a text, or a list of named ones whose ``default`` is taken), with the special tokens its
     ``tokenizer_config.json`` names; None when it has none. Unreadable files are ``ValueError``."""
     config = read_tokenizer_config(folder)
     path = Path(folder) / TEMPLATE_FILE
-    source = path.read_text(encoding="utf-8") if path.is_file() else config.get("chat_template")
+    try:
+        source = path.read_text(encoding="utf-8") if path.is_file() else config.get("chat_template")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read {path}: {error}") from None
     if isinstance(source, list):  # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
         named = {t.get("name"): t.get("template") for t in source if isinstance(t, dict)}
         source = named.get("default")

@@ -1,0 +1,138 @@
+"""What a hostile user (or a hostile model folder) tried on ``scorediff chat``, ``info`` and ``plan --train.init``:
+each case here once broke the promise of one line on stderr, exit code 2, no traceback and nothing written or
+replaced. Chat templates are code shipped with a model; the ones here looped for hours, filled the memory or escaped
+as a traceback."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from cli_run import assert_user_error, run_cli
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+import scorediff
+from scorediff.data import template_sandbox
+from scorediff.data.chat import ChatTemplate
+
+TINY_LLAMA = Path(__file__).parents[1] / "fixtures" / "llama_family" / "tiny_llama"
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
+
+#: templates that ran (nearly) forever or without bound, and what stops them now; the step budget is lowered to
+#: 20,000 in these tests so that they stop in a moment (the default, 2,000,000, takes a few seconds)
+RUNAWAY = {
+    "nested loops": ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "steps"),
+    "fan-out recursion": (
+        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}",
+        "steps",
+    ),
+    "a billion slices": ("{{ [1, 2] | slice(1000000000) | list | length }}", "steps"),
+    "a 2 GB repetition": ("{{ 'x' * 2000000000 }}", "longer than 16,777,216"),
+    "doubling by ~": (
+        "{% set ns = namespace(s='x') %}{% for c in 'x' * 40 %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+        "longer than",
+    ),
+    "doubling by join": (
+        "{% set ns = namespace(s='x') %}{% for c in 'x' * 40 %}{% set ns.s = [ns.s, ns.s] | join %}{% endfor %}",
+        "longer than",
+    ),
+    "a huge power": ("{{ 10 ** 1000000000 }}", r"10 \*\* 1000000000 is an integer too large to write"),
+    "lipsum": ("{{ lipsum(1000000) }}", "'lipsum' is undefined"),
+}
+#: templates whose Python error escaped the render as a traceback
+RAISING = {
+    "{{ 1 / 0 }}": "division by zero",
+    "{{ '{a}'.format() }}": "'a'",
+    "{{ range(10 ** 20) }}": "Python int too large",
+    "{{ 2.0 ** 10000 }}": ".*out of range",
+}
+
+
+@pytest.fixture
+def small_budget(monkeypatch):
+    monkeypatch.setattr(template_sandbox, "MAX_STEPS", 20_000)
+
+
+def _folder(tmp_path: Path, template: str) -> Path:
+    folder = tmp_path / "instruct"
+    shutil.copytree(TINY_LLAMA, folder)
+    (folder / "tokenizer_config.json").write_text(json.dumps({"chat_template": template, "bos_token": "<s>"}))
+    return folder
+
+
+@pytest.mark.parametrize("name", sorted(RUNAWAY))
+def test_a_runaway_template_is_refused(small_budget, name):
+    template, pattern = RUNAWAY[name]
+    with pytest.raises(scorediff.InputError, match=f"chat template cannot be rendered: .*{pattern}"):
+        ChatTemplate(template).render(MESSAGES)
+
+
+@pytest.mark.parametrize("template", sorted(RAISING))
+def test_a_template_that_raises_is_refused(template):
+    with pytest.raises(scorediff.InputError, match=f"chat template cannot be rendered: {RAISING[template]}"):
+        ChatTemplate(template).render(MESSAGES)
+
+
+def test_chat_refuses_a_runaway_or_raising_template_in_one_line(capsys, tmp_path, small_budget):
+    out = tmp_path / "answer.txt"
+    for template, pattern in [RUNAWAY["nested loops"], ("{{ 1 / 0 }}", "division by zero")]:
+        folder = _folder(tmp_path, template)
+        argv = ["chat", "--checkpoint", str(folder), "hi", "--length", "4", "--out", str(out)]
+        assert_user_error(capsys, argv, f"chat template cannot be rendered: .*{pattern}")
+        assert not out.exists()
+        shutil.rmtree(folder)
+
+
+#: what real templates use: loop variables, recursive loops, namespaces, filters over messages, tojson, string
+#: methods and operators; the budget must change none of their output
+WELL_BEHAVED = [
+    "{{ bos_token }}{% for m in messages %}{{ loop.index }}/{{ loop.length }}{{ m['role'] | upper }}: "
+    "{{ m['content'] | trim }}{% if not loop.last %}\n{% endif %}{% endfor %}{{ eos_token }}",
+    "{% set ns = namespace(system='') %}{% for m in messages if m.role == 'system' %}{% set ns.system = m.content %}"
+    "{% endfor %}[{{ ns.system }}]{{ messages | map(attribute='content') | join(' | ') }}",
+    "{% for item in [[1, [2, 3]], 4] recursive %}{% if item is iterable %}({{ loop(item) }}){% else %}{{ item }}"
+    "{% endif %}{% endfor %}{{ messages | tojson }}{{ '%s-%d' % ('a', 2) }}{{ 'ab' * 3 }}{{ 2 ** 10 }}",
+    "{% for m in messages | reverse %}{{ m.content.split(' ') | join('_') }}{{ '|' ~ m.role ~ '|' }}{% endfor %}"
+    "{% for c in 'abc' %}{% if c == 'b' %}{% continue %}{% endif %}{{ c }}{% endfor %}",
+]
+
+
+@pytest.mark.parametrize("template", WELL_BEHAVED)
+def test_the_budget_changes_no_template_within_it(template):
+    plain = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    plain.filters["tojson"] = lambda value: json.dumps(value, ensure_ascii=False)
+    expected = plain.from_string(template).render(messages=MESSAGES, bos_token="<s>", eos_token="</s>")
+    assert ChatTemplate(template, "<s>", "</s>").render(MESSAGES, add_generation_prompt=False) == expected
+    assert expected  # each renders some text
+
+
+def test_chat_names_a_template_file_that_is_not_text(capsys, tmp_path):
+    folder = _folder(tmp_path, "{{ messages[0]['content'] }}")
+    (folder / "chat_template.jinja").write_bytes(b"\xff\xfe{{ x }}")
+    argv = ["chat", "--checkpoint", str(folder), "hi", "--length", "4"]
+    assert_user_error(capsys, argv, r"cannot read .*chat_template.jinja: 'utf-8' codec can't decode")
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "chat_template.jinja"])
+def test_chat_never_writes_over_the_models_own_files(capsys, tmp_path, name):
+    """``--out`` naming a file of the model folder wrote the answer over it (the model's weights, once)."""
+    folder = _folder(tmp_path, "{{ messages[0]['content'] }}")
+    (folder / "chat_template.jinja").write_text("{{ messages[0]['content'] }}")
+    before = (folder / name).read_bytes()
+    argv = ["chat", "--checkpoint", str(folder), "hi", "--length", "4", "--out", str(folder / name)]
+    assert_user_error(capsys, argv, rf"--out .*{name} is a file of the model .*; write the output elsewhere")
+    assert (folder / name).read_bytes() == before
+    code, _, err = run_cli(capsys, [*argv[:-1], str(folder / "answers.txt")])  # beside the model: written
+    assert code == 0, err
+    assert (folder / "answers.txt").read_text().strip()
+
+
+@pytest.mark.parametrize("index", ["[1]", '"text"', "null"])
+def test_info_refuses_a_shard_index_that_is_no_object(capsys, tmp_path, index):
+    """``model.safetensors.index.json`` holding a JSON list escaped as an AttributeError traceback."""
+    folder = tmp_path / "sharded"
+    shutil.copytree(TINY_LLAMA, folder)
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00001.safetensors")
+    (folder / "model.safetensors.index.json").write_text(index)
+    argv = ["info", "--checkpoint", str(folder)]
+    assert_user_error(capsys, argv, r"model.safetensors.index.json has no weight_map of names to shard files")
