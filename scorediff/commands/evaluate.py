@@ -129,7 +129,7 @@ def run_eval(args: argparse.Namespace) -> int:
         check_writable(args.json)  # fail now, not after the evaluation
     loaded = load(args.checkpoint, device=args.device, ema=not args.raw_weights, dtype=args.dtype)
     if loaded.tokenizer is None and args.data is not None:
-        raise UsageError(f"{loaded.path} has no tokenizer.json, so --data text cannot be tokenised")
+        raise UsageError(f"{loaded.path} comes without a tokenizer, so --data text cannot be tokenised")
     examples = _windows(args, loaded)
     windows, objective = examples["x_0"], loaded.objective
     # a conditional diffusion model is scored given each window's label (as eval-dna does)

@@ -102,7 +102,7 @@ def _load(args):
         if target and _model_file(Path(target), loaded.path):
             raise UsageError(f"{flag} {target} is a file of the model {loaded.path}; write the output elsewhere")
     if loaded.tokenizer is None:
-        raise UsageError(f"{loaded.path} has no tokenizer.json, so its tokens cannot be turned into text")
+        raise UsageError(f"{loaded.path} comes without a tokenizer, so its tokens cannot be turned into text")
     return loaded
 
 

@@ -136,3 +136,16 @@ def test_info_refuses_a_shard_index_that_is_no_object(capsys, tmp_path, index):
     (folder / "model.safetensors.index.json").write_text(index)
     argv = ["info", "--checkpoint", str(folder)]
     assert_user_error(capsys, argv, r"model.safetensors.index.json has no weight_map of names to shard files")
+
+
+def test_a_model_without_a_tokenizer_says_so_whatever_its_format(capsys, tmp_path, trained_run):
+    """A checkpoint with no tokenizer (a GGUF whose splitting rule is not GPT-2's, SEDD's layout without GPT-2's
+    files) was said to have 'no tokenizer.json', a file a GGUF never has."""
+    bare = tmp_path / "bare"
+    shutil.copytree(trained_run / "checkpoints" / sorted((trained_run / "checkpoints").iterdir())[-1].name, bare)
+    (bare / "tokenizer.json").unlink()
+    text = tmp_path / "text.txt"
+    text.write_text("To be, or not to be\n" * 20)
+    without = rf"{bare} comes without a tokenizer, so "
+    assert_user_error(capsys, ["sample", "--checkpoint", str(bare), "--steps", "2"], without + "its tokens cannot be")
+    assert_user_error(capsys, ["eval", "--checkpoint", str(bare), "--data", str(text)], without + "--data text cannot")
