@@ -69,6 +69,12 @@ def _newest_run(out: Path) -> Path:
     return runs[-1]
 
 
+def _last_value(overrides: list[str], key: str) -> str | None:
+    """The value the last ``key=value`` (or ``--key=value``) of ``overrides`` gives, None when none does."""
+    values = [o.partition("=")[2] for o in overrides if o.removeprefix("--").partition("=")[0] == key]
+    return values[-1] if values else None
+
+
 def _refuse_a_second_tokenizer(init: str) -> None:
     """A run from ``--init`` reads its data with the model's own tokenizer, the ids its weights were trained on: a
     ``--tokenizer`` beside it would be ignored. It is refused unless the model comes without one (SEDD's layout
@@ -103,15 +109,19 @@ def run(args: argparse.Namespace) -> int:
         if flag is not None:
             overrides.append(f"{key}={flag}")
     # an empty value would silently mean no value: random weights, a dated run name
-    if args.init is not None and not args.init.strip():
-        raise UsageError(f"--init expects a checkpoint, run directory, .gguf file or Hub id; got {args.init!r}")
-    if args.name is not None and not args.name.strip():
-        raise UsageError(f"--name expects a run directory name; got {args.name!r}")
+    for flag, key, expected in (
+        (args.init is not None and "--init", "train.init", "a checkpoint, run directory, .gguf file or Hub id"),
+        (args.name is not None and "--name", "train.run_name", "a run directory name"),
+    ):
+        value = _last_value(overrides, key)
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag or '--' + key} expects {expected}; got {value!r}")
+    init = _last_value(overrides, "train.init")
     resume = args.resume is not None
-    if resume and args.init:
+    if resume and init:
         raise UsageError("--init starts a new run from a model; --resume continues a run from its own weights")
-    if args.init and args.tokenizer:
-        _refuse_a_second_tokenizer(args.init)
+    if init and args.tokenizer:
+        _refuse_a_second_tokenizer(init)
     if resume:
         run_dir = _newest_run(Path(args.out or "runs")) if args.resume is True else Path(args.resume)
         if not (run_dir / "config.json").is_file():

@@ -48,13 +48,16 @@ def test_train_refuses_a_file_that_is_no_tokenizer(capsys, micro_yaml, tmp_path)
         ("--init", "", r"--init expects a checkpoint, run directory, .gguf file or Hub id; got ''"),
         ("--init", " ", r"--init expects a checkpoint, .* got ' '"),
         ("--name", "", r"--name expects a run directory name; got ''"),
+        ("--train.init=", "", r"--train.init expects a checkpoint, run directory, .gguf file or Hub id; got ''"),
+        ("--train.run_name=", " ", r"--train.run_name expects a run directory name; got ' '"),
     ],
 )
 def test_train_refuses_an_empty_init_or_name(capsys, micro_yaml, tmp_path, flag, value, pattern):
     """``--init ""`` once trained from random weights as if no --init had been given, ``--name ""`` named the run
-    by the date as if no --name had been."""
+    by the date as if no --name had been; so did their overrides, ``--train.init=`` and ``--train.run_name=``."""
     out = tmp_path / "runs"
-    assert_user_error(capsys, ["train", "--config", str(micro_yaml), "--out", str(out), flag, value], pattern)
+    given = [flag + value] if flag.endswith("=") else [flag, value]
+    assert_user_error(capsys, ["train", "--config", str(micro_yaml), "--out", str(out), *given], pattern)
     assert not out.exists()
 
 
