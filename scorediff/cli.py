@@ -102,6 +102,10 @@ def one_line(text: object) -> str:
 
 
 _CPU_ALLOCATOR = re.compile(r"DefaultCPUAllocator: (can't allocate memory|not enough memory)")
+# what CUDA reports as a plain RuntimeError when memory runs out outside the caching allocator (a kernel, cuBLAS)
+_CUDA_OUT_OF_MEMORY = re.compile(r"CUDA error: out of memory|CUBLAS_STATUS_ALLOC_FAILED")
+# torch.OutOfMemoryError is torch >= 2.5's name for it; the package accepts torch >= 2.2
+_GPU_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 # torch's CPU allocator says "allocate 4294967296 bytes", its GPU allocators and numpy "allocate 4.00 GiB"
 _REQUEST = re.compile(r"allocate (\d+(?:\.\d+)?) ?(bytes|KiB|MiB|GiB|TiB|PiB|EiB)\b")
 _UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
@@ -121,7 +125,7 @@ def out_of_memory(error: BaseException, command: str) -> str | None:
     RuntimeError, Python's or numpy's MemoryError): what ran out, the size asked for, and what to lower for
     ``command``; None for any other error."""
     text = str(error)
-    if isinstance(error, torch.OutOfMemoryError):
+    if isinstance(error, _GPU_OUT_OF_MEMORY) or (isinstance(error, RuntimeError) and _CUDA_OUT_OF_MEMORY.search(text)):
         what = "GPU memory"
     elif isinstance(error, RuntimeError) and _CPU_ALLOCATOR.search(text):
         what = "CPU memory"

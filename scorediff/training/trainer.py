@@ -102,9 +102,9 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
             result = _loop(run)
             distributed.barrier(info)  # rank 0 may still be writing; tearing gloo down under it can abort a peer
         except BaseException:
-            # a new run that failed before its first step ended (out of memory, say) leaves no folder of a config
-            # and a tokenizer that looks like a run but holds nothing; one that took steps keeps their metrics
-            if fresh and state.step == 0:
+            # a new run that failed before it logged or saved anything (out of memory, say) leaves no folder of a
+            # config and a tokenizer that looks like a run but holds nothing; one with metrics keeps them
+            if fresh and _holds_nothing(run_dir):
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
         finally:
@@ -221,6 +221,12 @@ def _step(run: _Run) -> StepOutput:
     run.window.add(None if output.skipped else float(distributed.all_reduce_sum(output.loss, info)) / info.world_size)
     run.bar.update(1)
     return output
+
+
+def _holds_nothing(run_dir: Path) -> bool:
+    """Whether a run directory holds no checkpoint and no metrics record."""
+    metrics = run_dir / "metrics.jsonl"
+    return not list_checkpoints(run_dir) and not (metrics.is_file() and metrics.stat().st_size)
 
 
 def _fit_when_timed(run: _Run) -> None:

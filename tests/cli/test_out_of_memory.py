@@ -47,16 +47,17 @@ def test_train_out_of_cpu_memory_is_one_line_and_leaves_no_run_directory(micro_y
     assert list(out.iterdir()) == []
 
 
-@pytest.mark.parametrize("case", ["saved", "stepped", "existing"])
-def test_a_run_that_took_steps_or_a_folder_that_was_there_is_kept(micro_yaml, tmp_path, monkeypatch, capsys, case):
+@pytest.mark.parametrize("case", ["saved", "stepped", "unlogged", "existing"])
+def test_a_run_that_logged_or_a_folder_that_was_there_is_kept(micro_yaml, tmp_path, monkeypatch, capsys, case):
     """Out of memory at step 4 after the checkpoint of step 3; at step 3, before any checkpoint (the metrics of
-    step 2 stay); or at step 1 in a folder the user made."""
+    step 2 stay); at step 2, before step 1 was logged (``log_every=2``: the folder goes); or at step 1 in a folder
+    the user made."""
     run_dir = tmp_path / "runs" / "run"
     existing = case == "existing"
     if existing:
         run_dir.mkdir(parents=True)
         (run_dir / "notes.txt").write_text("mine")
-    fail_at, steps = {"saved": 4, "stepped": 3, "existing": 1}[case], []
+    fail_at, steps = {"saved": 4, "stepped": 3, "unlogged": 2, "existing": 1}[case], []
     original = trainer.train_step
 
     def step_then_fail(state, batch):
@@ -74,9 +75,11 @@ def test_a_run_that_took_steps_or_a_folder_that_was_there_is_kept(micro_yaml, tm
         "scorediff: error: out of CPU memory (an allocation of 1,048,576.00 GiB failed); "
         "lower train.batch_size (or raise train.grad_accum) or model.seq_len\n"
     )
+    assert run_dir.exists() == (case != "unlogged")
     assert [path.name for path in list_checkpoints(run_dir)] == (["step_00000003"] if case == "saved" else [])
     assert existing == (run_dir / "notes.txt").is_file()
-    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] if not existing else []
+    metrics = run_dir / "metrics.jsonl"
+    logged = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.is_file() else []
     assert (case == "stepped") <= any(record.get("step") == 2 for record in logged)
 
 
@@ -104,6 +107,9 @@ def test_the_message_names_what_ran_out_the_size_asked_and_what_to_lower():
         "out of CPU memory (an allocation of 1.50 GiB failed); ask for fewer --num-samples or a shorter --length"
     )
     assert out_of_memory(MemoryError(), "demo") == "out of memory; ask for less at once"
+    for cuda in ("CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported",
+                 "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"):  # fmt: skip
+        assert out_of_memory(RuntimeError(cuda), "eval") == "out of GPU memory; lower --batch-size"
     assert out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x3 and 5x6)"), "train") is None
     assert out_of_memory(ValueError("DefaultCPUAllocator: can't allocate memory"), "train") is None
 
