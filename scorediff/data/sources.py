@@ -11,6 +11,7 @@ import glob
 import gzip
 import json
 import lzma
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,43 @@ def _open_text(path: Path):
     if suffix == ".xz":
         return lzma.open(path, "rt", encoding="utf-8", newline="")
     return open(path, encoding="utf-8", newline="")
+
+
+def _open_binary(path: Path):
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rb")
+    if suffix == ".xz":
+        return lzma.open(path, "rb")
+    return open(path, "rb")
+
+
+def _not_utf8(path: Path) -> DataError:
+    """The first byte of ``path``'s text (uncompressed) that is not UTF-8, named by its offset in the file: a
+    decoder reading blocks ahead tells only its offset in a block, which depends on where the reading started."""
+    offset, carry = 0, b""
+    with _open_binary(path) as handle:
+        while block := handle.read(1 << 20):
+            data = carry + block
+            try:
+                data.decode()
+            except UnicodeDecodeError as error:
+                if error.reason != "unexpected end of data":  # not a character the block's end cut
+                    return _bad_byte(path, data[error.start], offset + error.start)
+                carry, offset = data[error.start :], offset + error.start
+            else:
+                carry, offset = b"", offset + len(data)
+    if carry:
+        return _bad_byte(path, carry[0], offset)
+    return _changed(path)
+
+
+def _bad_byte(where: Path | str, byte: int, offset: int) -> DataError:
+    return DataError(f"{where} is not UTF-8 text: byte 0x{byte:02x} at offset {offset}")
+
+
+def _changed(path: Path | str) -> DataError:
+    return DataError(f"{path} changed while it was being prepared; run again")
 
 
 def _lines(path: Path, start: int = 0, end: int | None = None) -> Iterator[str]:
@@ -85,9 +123,8 @@ def _blocks(path: Path, piece_chars: int | None = None) -> Iterator[str]:
                 carry = text[cut:]
                 if cut:
                     yield text[:cut]
-    except UnicodeDecodeError as error:
-        byte = error.object[error.start]
-        raise DataError(f"{path} is not UTF-8 text: byte 0x{byte:02x} at offset {error.start} of a block") from None
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
     if carry:
         yield carry
 
@@ -211,6 +248,8 @@ class Span:
 
     Attributes:
         path: the file.
+        file_size: its size in bytes when it was cut, which ``span_texts`` checks before and after reading it.
+        mtime_ns: its modification time when it was cut, checked too: a file that changed would read as other text.
         start: its first byte.
         end: the byte after its last; ``None`` for the whole file.
         blocks: for a part of a text file, the byte lengths of the pieces ``_blocks`` cuts there.
@@ -220,6 +259,8 @@ class Span:
     """
 
     path: str
+    file_size: int
+    mtime_ns: int
     start: int = 0
     end: int | None = None
     blocks: tuple[int, ...] = ()
@@ -228,7 +269,16 @@ class Span:
 
     @property
     def size(self) -> int:
-        return Path(self.path).stat().st_size if self.end is None else self.end - self.start
+        return self.file_size if self.end is None else self.end - self.start
+
+    def check_unchanged(self) -> None:
+        """A one-line ``DataError`` unless the file has the size and modification time it had when it was cut."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            raise _changed(self.path) from None
+        if (stat.st_size, stat.st_mtime_ns) != (self.file_size, self.mtime_ns):
+            raise _changed(self.path)
 
 
 def file_spans(path: Path, span_bytes: int) -> Iterator[Span]:
@@ -239,19 +289,21 @@ def file_spans(path: Path, span_bytes: int) -> Iterator[Span]:
     byte lengths travel with each part, and the tokens of the parts are those of the whole. A compressed file,
     which cannot be read from the middle, and FASTA are one part each, as is a file of ``span_bytes`` or less.
     """
-    suffix, compressed = _suffixes(path)
-    if compressed or suffix in FASTA_SUFFIXES or path.stat().st_size <= span_bytes:
-        yield Span(str(path), piece_chars=PIECE_CHARS)
+    stat = path.stat()  # before reading: a change while this reads is seen by the worker
+    name, suffix, compressed = str(path), *_suffixes(path)
+    stamp = {"file_size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if compressed or suffix in FASTA_SUFFIXES or stat.st_size <= span_bytes:
+        yield Span(name, **stamp, piece_chars=PIECE_CHARS)
     elif suffix == ".jsonl":
-        yield from (Span(str(path), start, end) for start, end in _line_ranges(path, span_bytes))
+        yield from (Span(name, **stamp, start=start, end=end) for start, end in _line_ranges(path, span_bytes))
     else:
         groups = _block_groups(path, span_bytes)
         previous = next(groups, None)
         for group in groups:
-            yield Span(str(path), *previous, last=False)
+            yield Span(name, **stamp, **previous, last=False)
             previous = group
         if previous:
-            yield Span(str(path), *previous, last=True)
+            yield Span(name, **stamp, **previous, last=True)
 
 
 def _line_ranges(path: Path, span_bytes: int) -> Iterator[tuple[int, int]]:
@@ -272,33 +324,53 @@ def _line_ranges(path: Path, span_bytes: int) -> Iterator[tuple[int, int]]:
             start = end
 
 
-def _block_groups(path: Path, span_bytes: int) -> Iterator[tuple[int, int, tuple[int, ...]]]:
-    """``(start, end, byte lengths)`` of runs of the pieces ``_blocks`` cuts, each run ``span_bytes`` or more."""
+def _block_groups(path: Path, span_bytes: int) -> Iterator[dict]:
+    """``start``, ``end`` and ``blocks`` (byte lengths) of runs of the pieces ``_blocks`` cuts, each run
+    ``span_bytes`` or more."""
     start, end, lengths = 0, 0, []
     for block in _blocks(path):
         lengths.append(len(block.encode()))
         end += lengths[-1]
         if end - start >= span_bytes:
-            yield start, end, tuple(lengths)
+            yield {"start": start, "end": end, "blocks": tuple(lengths)}
             start, lengths = end, []
     if lengths:
-        yield start, end, tuple(lengths)
+        yield {"start": start, "end": end, "blocks": tuple(lengths)}
 
 
 def span_texts(span: Span, text_field: str = "text") -> Iterator[str | None]:
-    """Pieces of text of ``span``, ``None`` after each document it ends: those ``iter_text`` yields there."""
+    """Pieces of text of ``span``, ``None`` after each document it ends: those ``iter_text`` yields there.
+
+    Raises:
+        DataError: one line, when the file changed since it was cut (``Span.check_unchanged``, before and after
+            reading) or holds what one process refuses there, in the words of one process.
+    """
     path = Path(span.path)
+    span.check_unchanged()
     if span.end is None:
         yield from file_texts(path, text_field, span.piece_chars)
     elif span.blocks:
-        with open(path, "rb") as handle:
-            handle.seek(span.start)
-            for length in span.blocks:  # the bytes of a piece the parent decoded: whole characters
-                yield handle.read(length).decode()
-        if span.last:
-            yield None
+        yield from _span_blocks(span)
     else:
         yield from _jsonl(path, text_field, span.start, span.end)
+    span.check_unchanged()  # a change while the span was read
+    if span.blocks and span.last:
+        yield None
+
+
+def _span_blocks(span: Span) -> Iterator[str]:
+    with open(span.path, "rb") as handle:
+        offset = handle.seek(span.start)
+        for length in span.blocks:  # the bytes of a piece the parent decoded: whole characters
+            data = handle.read(length)
+            if len(data) < length:
+                raise _changed(span.path)
+            try:
+                text = data.decode()
+            except UnicodeDecodeError as error:  # a file rewritten with its size and modification time kept
+                raise _bad_byte(span.path, data[error.start], offset + error.start) from None
+            yield text
+            offset += length
 
 
 def fingerprint(spec: str) -> list:

@@ -2,12 +2,13 @@
 
 import gzip
 import json
+import os
 
 import numpy as np
 import pytest
 
 from scorediff.data import ByteTokenizer, CharTokenizer, DataError, HFTokenizer, iter_text, sources, write_shards
-from scorediff.data.parallel import text_pieces, write_text_shards
+from scorediff.data.parallel import text_pieces, write_spans, write_text_shards
 from scorediff.data.sources import file_spans, span_texts
 
 CHUNK = 256
@@ -130,3 +131,56 @@ def test_a_source_that_is_not_there_or_not_text_files_is_refused_before_writing(
     with pytest.raises(DataError, match=r"holds no text"):
         write_text_shards(str(tmp_path / "blank.txt"), ByteTokenizer(), cache / "c", 1)
     assert not cache.exists() or not list(cache.iterdir())
+
+
+def read_tasks(tasks, spec):
+    """The workers' side, in this process: every task's spans read and tokenised into its part file."""
+    for task in tasks:
+        write_spans(ByteTokenizer(), task, spec, "text", np.uint16)
+
+
+def test_a_file_that_changes_after_it_was_cut_is_refused_in_one_line(tmp_path, monkeypatch):
+    """The parent cuts the files, then they change before a worker reads them: shorter, longer, rewritten at the
+    same size, gone. Each is named in one line instead of being read as other tokens."""
+    monkeypatch.setattr(sources, "PIECE_CHARS", 300)
+    text = "".join(f"line {i} é\n" for i in range(400)).encode()
+    records = "".join(json.dumps({"text": f"record {i}"}) + "\n" for i in range(300)).encode()
+    changes = {
+        "shorter.txt": (text, lambda path: path.write_bytes(text[:-700])),
+        "longer.jsonl": (records, lambda path: path.write_bytes(records + b'{"text": "one more"}\n')),
+        "rewritten.txt": (text, lambda path: path.write_bytes(text.replace(b"line", b"LINE"))),
+        "gone.txt": (b"a small file, one span", lambda path: path.unlink()),
+    }
+    for name, (content, change) in changes.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        (tmp_path / "parts").mkdir(exist_ok=True)
+        tasks = list(text_pieces([path], tmp_path / "parts", 1000))
+        read_tasks(tasks, str(path))  # unchanged, it reads
+        stat = path.stat()
+        change(path)
+        if path.exists():  # a rewrite in the same clock tick keeps the time; a later one does not
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        with pytest.raises(DataError) as error:
+            read_tasks(tasks, str(path))
+        assert str(error.value) == f"{path} changed while it was being prepared; run again"
+
+
+def test_a_rewrite_that_keeps_size_and_time_is_named_as_one_process_names_it(tmp_path, monkeypatch):
+    """A bad byte written into a part of a file that the parent decoded, the file's size and time put back: the
+    worker's UnicodeDecodeError is the one line that one process gives for that file."""
+    monkeypatch.setattr(sources, "PIECE_CHARS", 300)
+    path = tmp_path / "latin.txt"
+    path.write_bytes("".join(f"line {i} é\n" for i in range(400)).encode())
+    tasks = list(text_pieces([path], tmp_path, 1000))
+    assert len(tasks) > 3 and all(span.blocks for _, spans in tasks for span in spans)
+    stat = path.stat()
+    content = bytearray(path.read_bytes())
+    content[3001] = 0xE9  # a lone Latin-1 é in the middle of the file, the size kept
+    path.write_bytes(content)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(DataError) as worker:
+        read_tasks(tasks, str(path))
+    with pytest.raises(DataError) as single:
+        write_shards(str(path), ByteTokenizer(), tmp_path / "single")
+    assert str(worker.value) == str(single.value) == f"{path} is not UTF-8 text: byte 0xe9 at offset 3001"
