@@ -86,21 +86,29 @@ def _changed(path: Path | str) -> DataError:
 
 def _lines(path: Path, start: int = 0, end: int | None = None) -> Iterator[str]:
     """The lines of ``path`` (split at any newline, kept as they are); with ``end``, those of its bytes ``[start,
-    end)``, a range that starts and ends after a ``\\n`` (as ``_line_ranges`` cuts them)."""
-    try:
-        with _open_text(path) as handle:
-            if end is None:
-                yield from handle
-                return
-            handle.seek(start)  # after a "\n": a character boundary where no "\r\n" is left half read
-            left = end - start
-            while left > 0 and (line := handle.readline()):
-                left -= len(line.encode())  # newline="" keeps the file's bytes: the line's own length
-                yield line
-    except UnicodeDecodeError as error:
-        raise DataError(
-            f"{path} is not UTF-8 text: byte 0x{error.object[error.start]:02x} at offset {error.start} of a block"
-        ) from None
+    end)``, a range that starts and ends after a ``\\n`` (as ``_line_ranges`` cuts them). Each line is decoded
+    alone, so a line that is not UTF-8 is named by its line and offset in the file, whatever the range, and after
+    the lines before it (a bad JSON line before it is the error)."""
+    offset = start
+    for number, line in enumerate(_raw_lines(path, start, end), start=1):
+        try:
+            text = line.decode()
+        except UnicodeDecodeError as error:
+            raise _bad_byte(_where(path, start, number), line[error.start], offset + error.start) from None
+        yield text
+        offset += len(line)
+
+
+def _raw_lines(path: Path, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    """The lines of ``_lines``, undecoded: split at ``\\n``, ``\\r\\n`` or ``\\r`` as text read with
+    ``newline=""`` is."""
+    with _open_binary(path) as handle:
+        if start:
+            handle.seek(start)
+        left = float("inf") if end is None else end - start
+        while left > 0 and (line := handle.readline()):
+            left -= len(line)
+            yield from line.splitlines(keepends=True) if b"\r" in line else (line,)
 
 
 def _plain(path: Path, piece_chars: int | None = None) -> Iterator[str | None]:
@@ -150,7 +158,7 @@ def jsonl_records(path: Path, start: int = 0, end: int | None = None) -> Iterato
 def _where(path: Path, start: int, number: int) -> str:
     """``path:line`` of line ``number`` of the range that starts at byte ``start``; the lines before the range are
     counted only here, when a line is wrong, so that reading a range never reads the file before it."""
-    before = sum(1 for _ in _lines(path, 0, start)) if start else 0
+    before = sum(1 for _ in _raw_lines(path, 0, start)) if start else 0
     return f"{path}:{before + number}"
 
 

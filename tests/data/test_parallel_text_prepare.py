@@ -184,3 +184,29 @@ def test_a_rewrite_that_keeps_size_and_time_is_named_as_one_process_names_it(tmp
     with pytest.raises(DataError) as single:
         write_shards(str(path), ByteTokenizer(), tmp_path / "single")
     assert str(worker.value) == str(single.value) == f"{path} is not UTF-8 text: byte 0xe9 at offset 3001"
+
+
+def test_a_bad_byte_in_jsonl_is_named_by_its_line_and_offset_in_the_file_for_any_num_proc(tmp_path):
+    """Each line is decoded alone: the error names the file's line and byte, not a worker's read-ahead block, and a
+    bad JSON line and a bad byte a few lines apart (one decoder block) are found in the order of the file."""
+    lines = [json.dumps({"text": f"row {i}"}).encode() for i in range(300)]
+    bad_byte, bad_json = b'{"text": "row \xe9"}', b"{not json"
+    cases = {
+        "byte": ({250: bad_byte}, "byte.jsonl:251 is not UTF-8 text: byte 0xe9 at offset {}"),
+        "both": ({240: bad_byte, 244: bad_json}, "both.jsonl:241 is not UTF-8 text: byte 0xe9 at offset {}"),
+        "json": ({240: bad_json, 244: bad_byte}, "json.jsonl:241 is not valid JSON"),
+    }
+    for name, (inserted, expected) in cases.items():
+        content = [inserted.get(i, line) for i, line in enumerate(lines)]
+        path = tmp_path / f"{name}.jsonl"
+        path.write_bytes(b"\r\n".join(content) + b"\r\n")
+        offset = path.read_bytes().index(b"\xe9")
+        messages = []
+        for num_proc in (1, 2):
+            with pytest.raises(DataError) as error:
+                write_text_shards(str(path), ByteTokenizer(), tmp_path / name, num_proc, bytes_per_piece=1000)
+            messages.append(str(error.value))
+        with pytest.raises(DataError) as single:
+            write_shards(str(path), ByteTokenizer(), tmp_path / name)
+        assert messages == [str(single.value)] * 2 == [f"{tmp_path}/{expected.format(offset)}"] * 2
+        assert len(list(file_spans(path, 1000))) > 3 and not (tmp_path / name).exists()
