@@ -19,6 +19,7 @@ import json
 import multiprocessing
 import shutil
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -83,12 +84,41 @@ def _worker_inputs(path: str, text_field: str, tokenizer_path: str) -> tuple:
     return open_dataset(path, text_field), load_tokenizer(tokenizer_path)
 
 
-def tokenise_piece(task: tuple) -> str:
-    """The worker's side of ``write_piece``: ``task`` is ``(dataset path, text_field, tokenizer path, start, end,
-    out, dtype name, rows_per_read)``. Returns the part file."""
-    path, text_field, tokenizer_path, *piece = task
-    write_piece(*_worker_inputs(path, text_field, tokenizer_path), path, text_field, *piece)
-    return task[5]
+@dataclass(frozen=True)
+class RowPiece:
+    """One worker's task of a saved dataset: rows ``[start, end)`` tokenised into the part file ``out``.
+
+    Attributes:
+        path: the dataset's folder.
+        text_field: the column of text.
+        tokenizer_path: the tokenizer saved for the workers to load.
+        start: the piece's first row.
+        end: the row after its last.
+        out: its part file.
+        dtype: the name of the tokens' numpy dtype.
+        rows_per_read: rows read, tokenised and written at a time.
+    """
+
+    path: str
+    text_field: str
+    tokenizer_path: str
+    start: int
+    end: int
+    out: str
+    dtype: str
+    rows_per_read: int
+
+
+def tokenise_piece(piece: RowPiece) -> str:
+    """The worker's side of ``write_piece``, with the dataset and tokenizer opened once per process. Returns the
+    part file."""
+    return _write_row_piece(*_worker_inputs(piece.path, piece.text_field, piece.tokenizer_path), piece)
+
+
+def _write_row_piece(dataset, tokenizer: Tokenizer, piece: RowPiece) -> str:
+    fields = (piece.path, piece.text_field, piece.start, piece.end, piece.out, piece.dtype, piece.rows_per_read)
+    write_piece(dataset, tokenizer, *fields)
+    return piece.out
 
 
 def write_piece(dataset, tokenizer: Tokenizer, path, text_field, start, end, out, dtype, rows_per_read) -> int:
@@ -189,11 +219,6 @@ def tokenise_in_order(tasks: Iterable, work: Callable[..., str], writer: SplitWr
         pool.join()
 
 
-def _write_piece_here(dataset, tokenizer: Tokenizer, task: tuple) -> str:
-    write_piece(dataset, tokenizer, *task[:2], *task[3:])
-    return task[5]
-
-
 def write_dataset_shards(
     path: str,
     tokenizer: Tokenizer,
@@ -224,14 +249,20 @@ def write_dataset_shards(
     with atomic_directory(Path(out_dir), replace=False) as tmp:
         tokenizer_path = str(tokenizer.save(tmp))
         (tmp / "parts").mkdir()
+        common = dict(path=str(path), text_field=text_field, tokenizer_path=tokenizer_path, dtype=np.dtype(dtype).name)
         tasks = [
-            (str(path), text_field, tokenizer_path, start, min(start + rows_per_piece, rows),
-             str(tmp / "parts" / f"{number:08d}.bin"), np.dtype(dtype).name, rows_per_read)
+            RowPiece(
+                **common,
+                start=start,
+                end=min(start + rows_per_piece, rows),
+                rows_per_read=rows_per_read,
+                out=str(tmp / "parts" / f"{number:08d}.bin"),
+            )
             for number, start in enumerate(range(0, rows, rows_per_piece))
-        ]  # fmt: skip
+        ]
         with SplitWriter(tmp, dtype, val_fraction, chunk_tokens) as writer:
             if num_proc == 1:
-                work = functools.partial(_write_piece_here, dataset, tokenizer)
+                work = functools.partial(_write_row_piece, dataset, tokenizer)
             else:
                 work = tokenise_piece
             tokenise_in_order(tasks, work, writer, num_proc)
