@@ -38,7 +38,8 @@ BYTES_PER_PIECE = 1 << 24
 PART_BLOCK = 1 << 22
 """Tokens of a part file the parent reads at a time when appending it."""
 TOKENS_PER_WRITE = 1 << 20
-"""Tokens a text worker gathers before writing them to its part file."""
+"""Tokens a text worker gathers before writing them to its part file: it writes once it holds this many or more,
+after adding a piece's, so it holds fewer than this plus one piece's tokens."""
 
 
 def _datasets():
