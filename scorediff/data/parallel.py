@@ -3,7 +3,7 @@
 The source is cut into pieces, each a worker's task. A saved Hugging Face dataset (``datasets.Dataset.save_to_disk``;
 Arrow files that are memory-mapped, never loaded whole) is cut into pieces of ``rows_per_piece`` consecutive rows,
 tokenised ``rows_per_read`` rows at a time. Text files, folders, globs and JSONL are cut into pieces of about
-``bytes_per_piece`` bytes: runs of whole small files and parts of large ones (``sources.file_spans``: JSONL between
+``bytes_per_piece`` bytes: runs of whole small files and parts of large ones (``spans.file_spans``: JSONL between
 lines, other text between the pieces one process reads, so a single huge file is shared by every worker too; a
 compressed or FASTA file is one worker's). Each worker writes every piece to its own part file; the parent appends
 the parts, in order, to the one ``SplitWriter`` that also splits single-process shards, and deletes each part once
@@ -26,7 +26,8 @@ import numpy as np
 
 from ..fileio import atomic_directory
 from .shards import META_FILE, SplitWriter, shard_meta, token_dtype
-from .sources import DataError, Span, file_spans, is_hf_dataset, resolve_files, span_texts
+from .sources import DataError, is_hf_dataset, resolve_files
+from .spans import Span, span_texts, text_pieces
 from .tokenizers import Tokenizer, load_tokenizer
 
 ROWS_PER_PIECE = 4096
@@ -178,21 +179,6 @@ def write_spans(tokenizer: Tokenizer, task: tuple[str, tuple[Span, ...]], spec: 
                     tokens = []
         part.write(np.asarray(tokens, dtype=dtype).tobytes())
     return out
-
-
-def text_pieces(files: Iterable[Path], parts: Path, bytes_per_piece: int) -> Iterator[tuple[str, tuple[Span, ...]]]:
-    """``(part file, spans)``: the files cut into spans (``sources.file_spans``) and gathered, in order, into pieces
-    of ``bytes_per_piece`` or more, so that a folder of many small files is not a task per file."""
-    spans, size, number = [], 0, 0
-    for file in files:
-        for span in file_spans(file, bytes_per_piece):
-            spans.append(span)
-            size += span.size
-            if size >= bytes_per_piece:
-                yield str(parts / f"{number:08d}.bin"), tuple(spans)
-                spans, size, number = [], 0, number + 1
-    if spans:
-        yield str(parts / f"{number:08d}.bin"), tuple(spans)
 
 
 def _append_part(writer: SplitWriter, part: Path) -> None:

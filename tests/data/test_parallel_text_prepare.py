@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from scorediff.data import ByteTokenizer, CharTokenizer, DataError, HFTokenizer, iter_text, sources, write_shards
-from scorediff.data.parallel import text_pieces, write_spans, write_text_shards
-from scorediff.data.sources import file_spans, span_texts
+from scorediff.data.parallel import write_spans, write_text_shards
+from scorediff.data.spans import file_spans, span_texts, text_pieces
 
 CHUNK = 256
 PIECE = 4000  # bytes of a worker's piece: the large files below are split into several
