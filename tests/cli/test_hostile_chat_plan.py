@@ -20,13 +20,18 @@ MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "conten
 
 #: templates that ran (nearly) forever or without bound, and what stops them now; the step budget is lowered to
 #: 20,000 in these tests so that they stop in a moment (the default, 2,000,000, takes a few seconds)
+SIXTEEN_MI = "{% set s = 'x' * 16000000 %}"
 RUNAWAY = {
     "nested loops": ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "steps"),
     "fan-out recursion": (
         "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}",
         "steps",
     ),
-    "a billion slices": ("{{ [1, 2] | slice(1000000000) | list | length }}", "steps"),
+    "ten million slices": ("{{ [1, 2] | slice(10000000) | list | length }}", "steps"),
+    "a recursive loop's loop(...)": (
+        "{% for i in range(100000) recursive %}{% if loop.depth < 3 %}{{ loop(range(100000)) }}{% endif %}{% endfor %}",
+        "steps",
+    ),
     "a 2 GB repetition": ("{{ 'x' * 2000000000 }}", "longer than 16,777,216"),
     "doubling by ~": (
         "{% set ns = namespace(s='x') %}{% for c in 'x' * 40 %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
@@ -36,14 +41,45 @@ RUNAWAY = {
         "{% set ns = namespace(s='x') %}{% for c in 'x' * 40 %}{% set ns.s = [ns.s, ns.s] | join %}{% endfor %}",
         "longer than",
     ),
-    "a huge power": ("{{ 10 ** 1000000000 }}", r"10 \*\* 1000000000 is an integer too large to write"),
+    "a huge power": ("{{ 10 ** 1000000000 }}", r"\*\* makes an integer past 65,536 bits"),
+    "squaring": (
+        "{% set ns = namespace(x=0) %}{% set ns.x = 2 ** 32767 %}"
+        "{% for i in range(16) %}{% set ns.x = ns.x * ns.x %}{% endfor %}",
+        r"\* makes an integer past 65,536 bits",
+    ),
     "lipsum": ("{{ lipsum(1000000) }}", "'lipsum' is undefined"),
+    # one step that would build gigabytes or more: refused by its arguments, before it is built
+    "center": ("{{ '' | center(10 ** 10) }}", "a number larger than 16,777,216"),
+    "% width from the tuple": ("{{ '%*s' % (10 ** 10, '') }}", "a number larger than 16,777,216"),
+    "range": ("{{ range(10 ** 20) }}", "a number larger than 16,777,216"),
+    "format width": ("{{ '{:>9999999999}'.format('') }}", "width or precision of 8\\+ digits"),
+    "format width from an argument": ("{{ '{:>{}}'.format('', '9999999999') }}", "or a nested field"),
+    "% width": ("{{ '%9999999999s' % '' }}", "width or precision of 8\\+ digits"),
+    "format filter width": ("{{ '%9999999999s' | format('') }}", "width or precision of 8\\+ digits"),
+    "indent": ("{{ 'x' | indent(10 ** 9) }}", "a number larger than 16,777,216"),
+    "indent of many lines": ("{{ ('x\\n' * 1000000) | indent(10000) }}", "longer than 16,777,216"),
+    "batch": ("{{ [1] | batch(10 ** 10, 0) | list }}", "a number larger than 16,777,216"),
+    "wordwrap": ("{{ ('x' * 100000) | wordwrap(1, wrapstring='y' * 100000) }}", "longer than 16,777,216"),
+    "replace": ("{{ ('x' * 1000) | replace('', 'y' * 16000000) }}", "longer than 16,777,216"),
+    "str.replace": ("{{ ('x' * 1000).replace('', 'y' * 16000000) }}", "longer than 16,777,216"),
+    "str.expandtabs": ("{{ ('\\t' * 1000000).expandtabs(100000) }}", "longer than 16,777,216"),
+    "join": (SIXTEEN_MI + "{{ ([s] * 1000) | join }}", "longer than 16,777,216"),
+    "join by attribute": (SIXTEEN_MI + "{{ ([{'a': s}] * 1000) | join(attribute='a') }}", "longer than 16,777,216"),
+    "str.join": (SIXTEEN_MI + "{{ ''.join([s] * 1000) }}", "longer than 16,777,216"),
+}
+#: templates whose steps each do much work (a sum, search, comparison or sort of a million items), so that the step
+#: budget lets them run for hours; the deadline stops them (lowered here to 0.2 s)
+SLOW = {
+    "sum": "{{ big | sum }}",
+    "in": "{{ 1 in big }}",
+    "==": "{{ big == big | list }}",
+    "sort": "{{ (big | sort)[0] }}",
 }
 #: templates whose Python error escaped the render as a traceback
 RAISING = {
     "{{ 1 / 0 }}": "division by zero",
     "{{ '{a}'.format() }}": "'a'",
-    "{{ range(10 ** 20) }}": "Python int too large",
+    "{{ (10 ** 400) | float }}": "int too large to convert to float",
     "{{ 2.0 ** 10000 }}": ".*out of range",
 }
 
@@ -65,6 +101,22 @@ def test_a_runaway_template_is_refused(small_budget, name):
     template, pattern = RUNAWAY[name]
     with pytest.raises(scorediff.InputError, match=f"chat template cannot be rendered: .*{pattern}"):
         ChatTemplate(template).render(MESSAGES)
+
+
+@pytest.mark.parametrize("name", sorted(SLOW))
+def test_a_template_of_long_steps_is_stopped_by_the_deadline(monkeypatch, name):
+    monkeypatch.setattr(template_sandbox, "MAX_SECONDS", 0.2)
+    template = "{% set big = [0] * 1000000 %}{% for i in range(700) %}{% for j in range(700) %}" + SLOW[name]
+    with pytest.raises(scorediff.InputError, match="chat template cannot be rendered: it takes more than 0.2 seconds"):
+        ChatTemplate(template + "{% endfor %}{% endfor %}").render(MESSAGES)
+
+
+def test_a_loop_spends_one_step_an_item(monkeypatch):
+    """The ``environment.metered_loop(...)`` put around each loop spent a step of its own on every item."""
+    monkeypatch.setattr(template_sandbox, "MAX_STEPS", 1000)  # range(...) is one step, each item another
+    assert ChatTemplate("{% for i in range(999) %}.{% endfor %}").render(MESSAGES) == "." * 999
+    with pytest.raises(scorediff.InputError, match="it takes more than 1,000 steps"):
+        ChatTemplate("{% for i in range(1000) %}.{% endfor %}").render(MESSAGES)
 
 
 @pytest.mark.parametrize("template", sorted(RAISING))
