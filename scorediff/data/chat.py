@@ -5,8 +5,8 @@ An instruct model (SmolLM2-Instruct, LLaDA-Instruct, Dream-Instruct) ships a Jin
 ``tokenizer.chat_template`` in a GGUF file. Rendered over a list of messages (``{"role", "content"}``) with
 ``add_generation_prompt``, it gives the prompt after which the model writes the assistant's turn. The template
 comes from a downloaded file, so it runs in Jinja's immutable sandbox (no attribute of Python objects beyond
-the safe ones, no mutation of the messages), with a budget of steps and characters (``template_sandbox``) so that
-a template that loops or grows without end is refused, and with the environment transformers gives templates:
+the safe ones, no mutation of the messages), within a budget of steps, seconds and sizes (``template_sandbox``) so
+that a template that loops or grows without end is refused, and with the environment transformers gives templates:
 blocks trimmed, ``loopcontrols``, a ``tojson`` filter and ``raise_exception``. A run saves the template of the
 tokenizer it trained with, so a model fine-tuned or adapted from an instruct model keeps chatting.
 """
