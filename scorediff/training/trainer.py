@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
     if device.type == "cpu":
         # compiled CPU kernels otherwise reduce in an order that varies between processes (about 1% slower)
         torch.use_deterministic_algorithms(True)
+    state = None
     try:
         check_batch(config, info)
         check_parallel(config, info)
@@ -113,7 +115,19 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
         return result
     finally:
         torch.use_deterministic_algorithms(deterministic)
+        _release_network(state)
         distributed.teardown()
+
+
+def _release_network(state: TrainState | None) -> None:
+    """Free the DDP wrapper while the process group is still registered. Freed after ``teardown``, its reducer would
+    drop the group's last reference holding the GIL, and the group's destructor waits for a gloo worker thread that
+    may need the GIL to free a finished collective's tensors: a deadlock seen once at exit (rank 1 of a 2-process
+    run, in ``~ProcessGroupGloo`` joining its threads). The group's own binding releases the GIL when it dies."""
+    if state is None or state.network is state.model:
+        return
+    state.network = state.model
+    gc.collect()  # a module's hooks can hold it in a reference cycle: collect it now, not at some later step
 
 
 def _claim(run_dir: Path, checkpoint: Path | None, resume: bool, info):
