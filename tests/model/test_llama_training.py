@@ -3,10 +3,8 @@ checkpoint loads into the llama class with its weights, two DDP processes reach 
 compiled network computes what the eager one does."""
 
 import json
-import os
-import socket
-import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +22,10 @@ from scorediff.model import (
     build_network,
 )
 from scorediff.training import train
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "training"))
+
+from launch import launch, torchrun  # noqa: E402
 
 NETWORKS = {"diffusion": LlamaTransformer, "autoregressive": LlamaCausalTransformer,
             "block": LlamaBlockDiffusionTransformer}  # fmt: skip
@@ -96,14 +98,9 @@ def test_two_processes_match_one_under_ddp(corpus, tmp_path):
     path.write_text(yaml.safe_dump(llama_config(corpus, tmp_path, "diffusion", "run").to_dict()))
     command = ["-m", "scorediff", "train", "--config", str(path), "--quiet", "--num-samples", "1",
                "--train.max_steps=4", "--train.save_every=4", "--train.bf16=false"]  # fmt: skip
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    port = f"--master_port={free_port()}"
-    torchrun = ["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1", port]
-    for name, launch in (("single", []), ("pair", [*torchrun])):
-        extra = ["--train.grad_accum=2"] if launch else []  # 8 sequences = 2 ranks x 2 micro-steps x 2
-        done = subprocess.run([sys.executable, *launch, *command, "--name", name, *extra], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=600)  # fmt: skip
-        assert done.returncode == 0, done.stderr[-3000:]
+    launch([sys.executable, *command, "--name", "single"], tmp_path)
+    # 8 sequences = 2 ranks x 2 micro-steps x 2
+    launch([*torchrun(2), *command, "--name", "pair", "--train.grad_accum=2"], tmp_path)
     runs = tmp_path / "runs"
     single, pair = (load_file(runs / name / "checkpoints" / "step_00000004" / "model.safetensors")
                     for name in ("single", "pair"))  # fmt: skip
@@ -111,9 +108,3 @@ def test_two_processes_match_one_under_ddp(corpus, tmp_path):
     for name, weight in single.items():
         torch.testing.assert_close(pair[name], weight, rtol=1e-4, atol=1e-5, msg=name)
     assert '"world_size": 2' in (runs / "pair" / "checkpoints" / "step_00000004" / "trainer_state.json").read_text()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
