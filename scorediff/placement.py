@@ -136,15 +136,30 @@ def place(model: nn.Module, dtype: torch.dtype, device: torch.device) -> nn.Modu
             if not hasattr(module, "reset_buffers"):
                 raise RuntimeError(f"{name or 'the network'} has computed buffers but no reset_buffers")
             module.reset_buffers(device)
+    on_meta = {}  # id of a Parameter -> (it, its meta copy)
     for parameter in model.parameters():  # not ``model.to``, which would round the float32 tables as well
         target = dtype if parameter.is_floating_point() else parameter.dtype
         if (parameter.dtype, parameter.device) == (target, device) or (parameter.is_meta and device.type != "meta"):
             continue  # in place already, or never loaded (refused below)
-        if device.type == "meta":  # storage cannot be swapped for none: the Parameter itself is, ties kept
-            torch.utils.swap_tensors(parameter, nn.Parameter(parameter.to(device, target), parameter.requires_grad))
+        if device.type == "meta":
+            on_meta[id(parameter)] = parameter, nn.Parameter(parameter.to(device, target), parameter.requires_grad)
         else:
             parameter.data = parameter.data.to(device=device, dtype=target)
+    _replace_parameters(model, on_meta)
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if tensor.is_meta and device.type != "meta":
             raise RuntimeError(f"{name} was not loaded: it is still on the meta device")
     return model.eval()
+
+
+def _replace_parameters(model: nn.Module, replacements: dict[int, tuple[nn.Parameter, nn.Parameter]]) -> None:
+    """Register each new Parameter wherever its old one is (by ``id``): a tied weight stays one Parameter.
+
+    Storage cannot be swapped for none (``.data`` refuses a meta tensor), so the Parameter itself is replaced in
+    its modules; ``torch.utils.swap_tensors`` would do it in place, but only from torch 2.3 on.
+    """
+    for module in model.modules():
+        for name, parameter in module._parameters.items():
+            old, new = replacements.get(id(parameter), (None, None))
+            if old is parameter:
+                module._parameters[name] = new

@@ -4,7 +4,7 @@ gradient, its AdamW moments and its moving average).
 
 ``fully_shard`` is PyTorch's own (``torch.distributed.fsdp``, public since torch 2.6); it is imported where it
 is used, so that the package keeps working on an older torch for single-process and DDP runs, and ``fsdp`` is
-refused there in one line.
+refused there in one line (so are the sharded checkpoints such runs write: ``sharded.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 
 import torch
+import torch.utils.checkpoint  # not loaded by ``import torch`` before torch 2.3
 from torch import Tensor, nn
 
 from ..config import ConfigError, RunConfig
@@ -23,26 +24,41 @@ def sharded(config: RunConfig) -> bool:
     return config.train.parallel == "fsdp"
 
 
+FSDP2_TORCH = "2.6"
+"""The first torch whose ``torch.distributed.fsdp`` has FSDP2 (``fully_shard``, ``MixedPrecisionPolicy``)."""
+
+
 def check_parallel(config: RunConfig, info: DistInfo) -> None:
-    """Refuse, in one line (``ConfigError``), an FSDP run that cannot be: one process, a torch without FSDP2."""
+    """Refuse, in one line (``ConfigError``), an FSDP run that cannot be: a torch without FSDP2 (said first: more
+    processes would not help), one process."""
     if not sharded(config):
         return
+    _fully_shard()
     if not info.enabled:
         raise ConfigError(
             "train.parallel=fsdp shards the model over processes: launch with torchrun --nproc_per_node=N (N >= 2), "
             "or use train.parallel=ddp; got 1 process"
         )
-    _fully_shard()
+
+
+def has_fsdp2() -> bool:
+    """Whether this torch has FSDP2 (torch >= ``FSDP2_TORCH``), checked by importing it rather than by version
+    number, so that a nightly or a vendor's build is judged by what it holds."""
+    try:
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _fully_shard():
     """``(fully_shard, MixedPrecisionPolicy)``, or a one-line ``ConfigError`` on a torch without them."""
-    try:
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-    except ImportError:
+    if not has_fsdp2():
         raise ConfigError(
-            f"train.parallel=fsdp needs torch >= 2.6 (FSDP2's fully_shard); this is torch {torch.__version__}"
-        ) from None
+            f"train.parallel=fsdp needs torch >= {FSDP2_TORCH} (FSDP2's fully_shard); this is torch {torch.__version__}"
+        )
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
     return fully_shard, MixedPrecisionPolicy
 
 

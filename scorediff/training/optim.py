@@ -42,14 +42,17 @@ def make_optimizer(model: torch.nn.Module, optim: OptimConfig, fused: bool = Tru
         return parameter.dim() >= 2 and "embed" not in name
 
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # not LoRA's frozen weights
-    groups = [
-        {"params": [p for n, p in named if decays(n, p)], "weight_decay": optim.weight_decay},
-        {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0},
-    ]
+
+    def groups() -> list[dict]:  # new dicts for each try: a refused AdamW has written its defaults into them
+        return [
+            {"params": [p for n, p in named if decays(n, p)], "weight_decay": optim.weight_decay},
+            {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0},
+        ]
+
     options = dict(lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.adam_eps)
     if fused:
         try:  # one kernel for the whole update: on CPUs 4x faster than the per-tensor loop (torch >= 2.4)
-            return torch.optim.AdamW(groups, fused=True, **options)
+            return torch.optim.AdamW(groups(), fused=True, **options)
         except RuntimeError:
             pass
-    return torch.optim.AdamW(groups, **options)
+    return torch.optim.AdamW(groups(), **options)

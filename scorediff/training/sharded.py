@@ -10,7 +10,9 @@ at any world size. The folder is written under a temporary name and renamed when
 single-file checkpoints are; the last checkpoint of a run also holds ``model.safetensors`` and ``ema.safetensors``
 whole (``export``), which is what ``scorediff.load``, sample, eval and push read.
 
-``torch.distributed.checkpoint`` is imported where it is used: a DDP or single-process run never needs it.
+``torch.distributed.checkpoint`` is imported where it is used: a DDP or single-process run never needs it. Shards
+are read only on a torch with FSDP2 (>= 2.6, ``fsdp.FSDP2_TORCH``), the torch that writes them: an older DCP cannot
+unpickle a newer one's metadata (torch 2.2 fails on ``_MEM_FORMAT_ENCODING``), so it is refused in one line first.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from ..config import config_from_dict
 from ..fileio import TMP_PREFIX, atomic_directory
 from . import distributed
 from .distributed import DistInfo
-from .fsdp import whole
+from .fsdp import FSDP2_TORCH, has_fsdp2, whole
 from .lora import inject, ordinary
 from .step import TrainState
 
@@ -143,7 +145,13 @@ def _one_process_is_meant():
 
 
 def _index(checkpoint: Path) -> dict:
-    """The names and metadata of what a sharded checkpoint holds (DCP flattens nested names with dots)."""
+    """The names and metadata of what a sharded checkpoint holds (DCP flattens nested names with dots); every read
+    of shards starts here, so a torch that cannot read them is refused (``CheckpointError``) before any is read."""
+    if not has_fsdp2():
+        raise CheckpointError(
+            f"reading the shards of {checkpoint} (a train.parallel=fsdp checkpoint) needs torch >= {FSDP2_TORCH}, "
+            f"which writes them; this is torch {torch.__version__}"
+        )
     import torch.distributed.checkpoint as dcp
 
     try:
