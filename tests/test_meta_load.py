@@ -80,3 +80,21 @@ def test_info_reads_no_weight(tmp_path, capsys):
     _poison(run / "model.safetensors")
     assert main(["info", "--checkpoint", str(run), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == intact and intact["parameters"] == parameters
+
+
+def test_a_meta_load_of_a_gguf_dequantises_nothing(monkeypatch):
+    """A GGUF file on the meta device is built from the tensors' listed shapes: no weight is dequantised (one of an
+    8B model would be 32 GB in float32), so ``info`` and ``plan --train.init`` of a large GGUF cost no memory. A
+    quantisation type ``gguf`` cannot read is refused all the same."""
+    gguf = pytest.importorskip("gguf")
+
+    def refuse(data, kind):
+        raise AssertionError("dequantised on the meta device")
+
+    monkeypatch.setattr(gguf.quants, "dequantize", refuse)
+    path = FIXTURES / "llama_family" / "tiny_llama.gguf"
+    meta = scorediff.load(path, device="meta")
+    assert meta.model.num_parameters() > 0 and all(t.is_meta for t in meta.model.parameters())
+    monkeypatch.setattr(gguf.quants, "_type_traits", {})  # as if only F32 and F16 were readable: Q8_0 is not
+    with pytest.raises(CheckpointError, match=r"output.weight is Q8_0, which the gguf package cannot dequantise"):
+        scorediff.load(path, device="meta")

@@ -56,7 +56,7 @@ def gguf_module():
 def read_gguf(path: Path, dtype: torch.dtype = torch.float32, device=None):
     """``(network, objective, tokenizer)`` of the GGUF file at ``path``, the weights in ``dtype`` on ``device`` (the
     CPU when None), each converted as it is dequantised."""
-    device = torch.device("cpu") if device is None else device
+    device = torch.device("cpu" if device is None else device)
     gguf = gguf_module()
     try:
         reader = gguf.GGUFReader(str(path))
@@ -68,7 +68,7 @@ def read_gguf(path: Path, dtype: torch.dtype = torch.float32, device=None):
         raise CheckpointError(
             f"{path} holds a {architecture!r} GGUF model; scorediff reads {', '.join(ARCHITECTURES)} GGUF models"
         )
-    state = {rename(t.name): placed(dequantised(gguf, t, path), dtype, device, t.name) for t in reader.tensors}
+    state = {rename(t.name): placed(dequantised(gguf, t, path, device), dtype, device, t.name) for t in reader.tensors}
     if "vocab_embed.weight" not in state:
         raise CheckpointError(f"{path} has no token_embd.weight")
     tied = "output_layer.linear.weight" not in state
@@ -93,16 +93,19 @@ def rename(name: str) -> str:
     return name
 
 
-def dequantised(gguf, tensor, path: Path) -> torch.Tensor:
-    """The tensor in float32, numpy's (rows, columns) order; a type ``gguf`` cannot dequantise is refused."""
-    try:
-        array = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-    except NotImplementedError:
+def dequantised(gguf, tensor, path: Path, device: torch.device) -> torch.Tensor:
+    """The tensor in float32, numpy's (rows, columns) order; a type ``gguf`` cannot dequantise is refused. On the
+    meta device only its shape is made (GGUF lists dimensions innermost first): nothing of the file is read."""
+    kinds = gguf.GGMLQuantizationType
+    if tensor.tensor_type not in (kinds.F32, kinds.F16, *gguf.quants._type_traits):
         readable = ["F32", "F16", *sorted(kind.name for kind in gguf.quants._type_traits)]
         raise CheckpointError(
             f"{path}: {tensor.name} is {tensor.tensor_type.name}, which the gguf package cannot dequantise; "
             f"it reads {', '.join(readable)}"
-        ) from None
+        )
+    if device.type == "meta":
+        return torch.empty([int(size) for size in reversed(tensor.shape)], device="meta")
+    array = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
     return torch.from_numpy(np.array(array, dtype=np.float32))  # a copy: the reader's arrays are read-only maps
 
 
