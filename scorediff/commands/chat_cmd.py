@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from ..data.chat import conversation
+from ..data.chat import conversation, leading_bos
 from ..templates import gap
 from . import UsageError, atomic_write, positive
 from .generate import _common, _generate, _load, _max_length, _record
@@ -49,8 +49,8 @@ def run_chat(args: argparse.Namespace) -> int:
         )
     prompt = chat.render(conversation(args.message, args.system))
     tokens, given = gap(prompt, args.length, "", loaded.tokenizer, _max_length(loaded))
-    if loaded.kind == "autoregressive" and tokens[0] == _bos_id(loaded.tokenizer):
-        tokens, given = tokens[1:], given[1:]  # the model's own BOS, read before every sequence, stands for it
+    skip = leading_bos(loaded.tokenizer, tokens, loaded.kind == "autoregressive")
+    tokens, given = tokens[skip:], given[skip:]
     condition = (
         torch.tensor(tokens, device=args.device).expand(args.num_samples, -1),
         torch.tensor(given, device=args.device).expand(args.num_samples, -1),
@@ -60,14 +60,6 @@ def run_chat(args: argparse.Namespace) -> int:
     answers = [answer_text(loaded.tokenizer, row, condition[1][0].cpu()) for row in rows.cpu()]
     _write(args, loaded, answers)
     return 0
-
-
-def _bos_id(tokenizer) -> int | None:
-    """The id of the template's ``bos_token``. An autoregressive model reads its own BOS before every sequence, a
-    copy of that token's embedding in a converted model (``converters.llama_layout.causal_model``), so a prompt
-    that begins with it gives it once, as the original model reads it."""
-    bos = tokenizer.chat.bos_token
-    return tokenizer.tokenizer.token_to_id(bos) if bos and hasattr(tokenizer, "tokenizer") else None
 
 
 def _write(args, loaded, answers: list[str]) -> None:
