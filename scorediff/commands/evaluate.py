@@ -66,7 +66,7 @@ def _windows(args, loaded) -> dict[str, torch.Tensor]:
             raise UsageError(str(error)) from None
     if example_format(args.data):  # prompted examples: the answers are scored given their prompts
         try:
-            tokens, given = read_examples(args.data, loaded.tokenizer, seq_len)
+            tokens, given = read_examples(args.data, loaded.tokenizer, seq_len, loaded.kind == "autoregressive")
         except DataError as error:
             raise UsageError(str(error)) from None
         picked = spread_indices(len(tokens), limit)

@@ -162,7 +162,7 @@ def _print_samples(loaded, config, count: int) -> None:
     options = sampling_options(config)
     if example_format(config.data.source):
         val = example_splits(config.data.source, loaded.tokenizer, config.model.seq_len, config.data.val_fraction,
-                             config.train.seed)[1].spread_examples(count)  # fmt: skip
+                             config.train.seed, loaded.kind == "autoregressive")[1].spread_examples(count)  # fmt: skip
         tokens, given = val["x_0"], val["given"]
         answers = generate(loaded.objective, loaded.model, tuple(tokens.shape), options, condition=(tokens, given))
         for index, (row, known, reference) in enumerate(zip(answers.tokens, given, tokens, strict=True)):

@@ -1,11 +1,17 @@
-"""Prompted examples, one per sequence: a JSONL file of ``prompt`` / ``answer`` texts, or of ``tokens`` / ``given``
-lists over a declared integer vocabulary (``data.num_tokens``).
+"""Prompted examples, one per sequence: a JSONL file of ``prompt`` / ``answer`` texts, of ``messages``
+conversations written through the model's chat template, or of ``tokens`` / ``given`` lists over a declared integer
+vocabulary (``data.num_tokens``). One file holds one kind of record.
 
 Each record becomes one row of ``model.seq_len`` tokens and a ``given`` mask: the prompt's positions are given
 (a diffusion model never noises them, an autoregressive one does not score them), the answer's are not. A text
 answer shorter than the row is padded with the tokenizer's end token (``end_token``), which is part of the
 answer, so a model learns where an answer ends; no row crosses an example's boundary. The training and validation
 splits are drawn by example.
+
+A ``messages`` record is a conversation whose last message is the assistant's (``message_texts``): its prompt is the
+template's rendering of the messages before it, opening the assistant's turn; its answer is what the whole
+conversation's rendering adds after that, the template's end-of-turn markup included. Earlier assistant turns are
+part of the prompt, given; only the last is learnt.
 """
 
 from __future__ import annotations
@@ -17,25 +23,34 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..templates import encode_text
+from .chat import check_messages, leading_bos
 from .sources import EMBEDDED, DataError, _suffixes, jsonl_records
 from .tokenizers import Tokenizer
 from .windows import spread_indices
 
 TEXT_FIELDS = ("prompt", "answer")
 TOKEN_FIELDS = ("tokens", "given")
+MESSAGES_FIELD = "messages"
 
 
 def example_format(spec: str) -> str | None:
-    """``"text"`` or ``"tokens"`` when ``spec`` is one JSONL file of prompted examples (read from its first
-    record), else None (a corpus: windows of one stream)."""
+    """``"text"``, ``"messages"`` or ``"tokens"`` when ``spec`` is one JSONL file of prompted examples (read from
+    its first record), else None (a corpus: windows of one stream)."""
     path = Path(spec).expanduser()
     if spec in EMBEDDED or not path.is_file() or _suffixes(path)[0] != ".jsonl":
         return None
-    first = next(jsonl_records(path), (0, {}))[1]
-    if all(field in first for field in TEXT_FIELDS):
+    return record_format(next(jsonl_records(path), (0, {}))[1])
+
+
+def record_format(record: dict) -> str | None:
+    """The kind of prompted example ``record`` is, judged by its fields: ``"text"``, ``"messages"``, ``"tokens"``."""
+    if all(field in record for field in TEXT_FIELDS):
         return "text"
-    if all(field in first for field in TOKEN_FIELDS):
+    if MESSAGES_FIELD in record:
+        return "messages"
+    if all(field in record for field in TOKEN_FIELDS):
         return "tokens"
     return None
 
@@ -51,6 +66,43 @@ def _text_fields(spec: str, number: int, record: dict) -> tuple[str, str]:
     if not isinstance(prompt, str) or not isinstance(answer, str):
         raise DataError(f"{spec}:{number} needs string fields 'prompt' and 'answer'")
     return prompt, answer
+
+
+def message_texts(spec: str, number: int, record: dict, tokenizer: Tokenizer) -> tuple[str, str]:
+    """The prompt and answer texts of a ``messages`` record: the template's rendering of every message before the
+    last with ``add_generation_prompt``, and what the rendering of them all adds after it.
+
+    Raises:
+        DataError: the tokenizer has no template, the messages are not role/content texts, the last is not the
+            assistant's, or the whole rendering does not begin with the prompt's (one line naming ``spec:number``).
+    """
+    chat = getattr(tokenizer, "chat", None)
+    if chat is None:
+        raise DataError(
+            f"{spec}:{number}: messages records need the chat template of the model's tokenizer; its {tokenizer.kind} "
+            "tokenizer has none (an instruct model's tokenizer_config.json, chat_template.jinja or GGUF file has one)"
+        )
+    messages = record[MESSAGES_FIELD]
+    if not isinstance(messages, list) or len(messages) < 2:
+        raise DataError(f"{spec}:{number}: 'messages' must list at least one message before the assistant's answer")
+    try:
+        check_messages(messages)
+    except InputError as error:
+        raise DataError(f"{spec}:{number}: {error}") from None
+    if messages[-1]["role"] != "assistant":
+        raise DataError(f"{spec}:{number}: the last message must be the assistant's; got {messages[-1]['role']!r:.40}")
+    try:
+        prompt = chat.render(messages[:-1], add_generation_prompt=True)
+        whole = chat.render(messages, add_generation_prompt=False)
+    except InputError as error:  # the template failed or raised (one line)
+        raise DataError(f"{spec}:{number}: {error}") from None
+    if not whole.startswith(prompt):
+        raise DataError(
+            f"{spec}:{number}: the chat template's rendering of the whole conversation does not begin with its "
+            "rendering of the prompt (the messages before the last, with add_generation_prompt), so the answer "
+            "cannot be cut from it"
+        )
+    return prompt, whole[len(prompt) :]
 
 
 def _token_fields(spec: str, number: int, record: dict, num_tokens: int) -> tuple[list[int], list[bool]]:
@@ -75,11 +127,15 @@ def end_token(tokenizer: Tokenizer) -> int | None:
     return tokenizer.separator[-1] if tokenizer.separator else None
 
 
-def encode_example(tokenizer: Tokenizer, prompt: str, answer: str | None, seq_len: int) -> tuple[list[int], int]:
+def encode_example(
+    tokenizer: Tokenizer, prompt: str, answer: str | None, seq_len: int, skip_bos: bool = False
+) -> tuple[list[int], int]:
     """``prompt`` then ``answer`` as tokens, padded to ``seq_len`` with the end token (``end_token``; ``answer``
     None: the prompt alone, padded with masks to fill later), and the prompt's length; ``ValueError`` when too
-    long."""
-    prompt_ids = encode_text(tokenizer, prompt, seq_len)  # a huge text is refused before it is all tokenised
+    long. With ``skip_bos`` (an autoregressive model's prompt rendered by its chat template), a leading
+    ``bos_token`` is left to the model's own BOS (``chat.leading_bos``)."""
+    prompt_ids = encode_text(tokenizer, prompt, seq_len + skip_bos)  # a huge text is refused before it is tokenised
+    prompt_ids = prompt_ids[leading_bos(tokenizer, prompt_ids, skip_bos) :]
     answer_ids = encode_text(tokenizer, answer, seq_len) if answer is not None else []
     used = len(prompt_ids) + len(answer_ids)
     if used > seq_len or (answer is None and len(prompt_ids) >= seq_len):
@@ -93,14 +149,20 @@ def encode_example(tokenizer: Tokenizer, prompt: str, answer: str | None, seq_le
     return prompt_ids + answer_ids + pad * (seq_len - used), len(prompt_ids)
 
 
-def read_examples(spec: str, tokenizer: Tokenizer, seq_len: int) -> tuple[Tensor, Tensor]:
-    """Every example of ``spec`` as ``(tokens, given)``: int64 and bool, shape (N, seq_len)."""
+def read_examples(spec: str, tokenizer: Tokenizer, seq_len: int, autoregressive: bool = False) -> tuple[Tensor, Tensor]:
+    """Every example of ``spec`` as ``(tokens, given)``: int64 and bool, shape (N, seq_len). ``autoregressive``:
+    the rows are for an autoregressive model, which reads its own BOS (see ``chat.leading_bos``)."""
     kind = example_format(spec)
     rows, givens = [], []
     for number, record in jsonl_records(Path(spec).expanduser()):
-        if kind == "text":
+        form = record_format(record)
+        if form is not None and form != kind:
+            raise DataError(f"{spec}:{number} is a {form} record in a file of {kind} records; one file holds one kind")
+        if kind in ("text", "messages"):
+            messages = kind == "messages"
+            texts = message_texts(spec, number, record, tokenizer) if messages else _text_fields(spec, number, record)
             try:
-                tokens, prompt_length = encode_example(tokenizer, *_text_fields(spec, number, record), seq_len)
+                tokens, prompt_length = encode_example(tokenizer, *texts, seq_len, skip_bos=autoregressive and messages)
             except ValueError as error:
                 raise DataError(f"{spec}:{number}: {error}") from None
             given = [True] * prompt_length + [False] * (seq_len - prompt_length)
@@ -157,10 +219,11 @@ class ExampleSet:
 
 
 def example_splits(
-    spec: str, tokenizer: Tokenizer, seq_len: int, val_fraction: float, seed: int = 0
+    spec: str, tokenizer: Tokenizer, seq_len: int, val_fraction: float, seed: int = 0, autoregressive: bool = False
 ) -> tuple[ExampleSet, ExampleSet]:
-    """Training and validation examples, split by example (a seeded shuffle; at least one in each)."""
-    tokens, given = read_examples(spec, tokenizer, seq_len)
+    """Training and validation examples, split by example (a seeded shuffle; at least one in each);
+    ``autoregressive`` as for ``read_examples``."""
+    tokens, given = read_examples(spec, tokenizer, seq_len, autoregressive)
     if len(tokens) < 2:
         raise DataError(f"{spec} holds {len(tokens)} example; need at least 2 to hold one out for validation")
     order = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(seed))

@@ -29,12 +29,18 @@ def build_tokenizer(
     name: str, source: str, text_field: str = "text", bpe_vocab_size: int = 4096, num_tokens: int = 0
 ) -> Tokenizer:
     """``char`` / ``bpe`` learn from ``source``; ``byte``, ``dna`` and ``gpt2`` are fixed; a path is read from disk.
-    A file of prompted examples: learnt from its prompts and answers, or its declared ``num_tokens`` integers."""
+    A file of prompted examples: learnt from its prompts and answers, or its declared ``num_tokens`` integers; one of
+    ``messages`` records needs a tokenizer with a chat template, never one learnt from it."""
     form = example_format(source)
     if form == "tokens":
         if num_tokens < 1:
             raise DataError(f"{source} holds token ids: declare their vocabulary with --data.num_tokens=N")
         return IntegerTokenizer(num_tokens)
+    if form == "messages" and name in ("char", "bpe"):
+        raise DataError(
+            f"{source} holds messages records, which are written through a chat template; a {name} tokenizer learnt "
+            "from them has none: start from an instruct model (--init MODEL) or name its tokenizer (--data.tokenizer)"
+        )
 
     def texts():
         pieces = example_texts(source) if form == "text" else iter_text(source, text_field)

@@ -64,7 +64,8 @@ def prepare_data(config: RunConfig, info: DistInfo, checkpoint: Path | None, ini
     if example_format(data.source):  # small enough to read on every rank; the same seeded split everywhere
         if tokenizer is None:
             tokenizer = build_tokenizer(data.tokenizer, data.source, num_tokens=data.num_tokens)
-        train, val = example_splits(data.source, tokenizer, config.model.seq_len, data.val_fraction, config.train.seed)
+        train, val = example_splits(data.source, tokenizer, config.model.seq_len, data.val_fraction, config.train.seed,
+                                    autoregressive=config.objective == "autoregressive")  # fmt: skip
         return RunData(tokenizer, train, val)
     shards = None
     if info.is_main:
