@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from ..data.chat import conversation, leading_bos
+from ..data.chat import conversation, leading_bos, reads_own_bos
 from ..templates import gap
 from . import UsageError, atomic_write, positive
 from .generate import _common, _generate, _load, _max_length, _record
@@ -49,7 +49,7 @@ def run_chat(args: argparse.Namespace) -> int:
         )
     prompt = chat.render(conversation(args.message, args.system))
     tokens, given = gap(prompt, args.length, "", loaded.tokenizer, _max_length(loaded))
-    skip = leading_bos(loaded.tokenizer, tokens, loaded.kind == "autoregressive")
+    skip = leading_bos(loaded.tokenizer, tokens, reads_own_bos(loaded.kind, loaded.model.config))
     tokens, given = tokens[skip:], given[skip:]
     condition = (
         torch.tensor(tokens, device=args.device).expand(args.num_samples, -1),

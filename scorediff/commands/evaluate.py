@@ -8,6 +8,7 @@ import math
 
 import torch
 
+from ..data.chat import reads_own_bos
 from ..data.examples import example_format, read_examples
 from ..data.sources import DataError, iter_text
 from ..data.windows import spread_indices
@@ -66,7 +67,8 @@ def _windows(args, loaded) -> dict[str, torch.Tensor]:
             raise UsageError(str(error)) from None
     if example_format(args.data):  # prompted examples: the answers are scored given their prompts
         try:
-            tokens, given = read_examples(args.data, loaded.tokenizer, seq_len, loaded.kind == "autoregressive")
+            reads_bos = reads_own_bos(loaded.kind, loaded.model.config)
+            tokens, given = read_examples(args.data, loaded.tokenizer, seq_len, reads_bos)
         except DataError as error:
             raise UsageError(str(error)) from None
         picked = spread_indices(len(tokens), limit)

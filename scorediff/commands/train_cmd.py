@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..config import load_config, override_config, presets
+from ..data.chat import reads_own_bos
 from ..data.examples import example_format, example_splits
 from ..errors import ScorediffError
 from ..generation import generate, sampling_options
@@ -161,8 +162,9 @@ def _print_samples(loaded, config, count: int) -> None:
     """Samples of the trained model; for prompted examples, its answers to the first validation prompts."""
     options = sampling_options(config)
     if example_format(config.data.source):
+        reads_bos = reads_own_bos(loaded.kind, loaded.model.config)
         val = example_splits(config.data.source, loaded.tokenizer, config.model.seq_len, config.data.val_fraction,
-                             config.train.seed, loaded.kind == "autoregressive")[1].spread_examples(count)  # fmt: skip
+                             config.train.seed, reads_bos)[1].spread_examples(count)  # fmt: skip
         tokens, given = val["x_0"], val["given"]
         answers = generate(loaded.objective, loaded.model, tuple(tokens.shape), options, condition=(tokens, given))
         for index, (row, known, reference) in enumerate(zip(answers.tokens, given, tokens, strict=True)):

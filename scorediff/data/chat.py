@@ -66,14 +66,20 @@ def check_messages(messages) -> None:
             raise InputError(f'each message is {{"role": text, "content": text}}; got {message!r:.80}')
 
 
-def leading_bos(tokenizer, tokens: list[int], autoregressive: bool) -> int:
-    """How many of a rendered prompt's first ``tokens`` to leave out: 1 when an ``autoregressive`` model is to read
-    them and they begin with the template's ``bos_token``, else 0. An autoregressive model reads its own BOS before
-    every sequence, a copy of that token's embedding in a converted model (``converters.llama_layout.causal_model``),
-    so a prompt that begins with it gives it once, as the original model reads it. ``scorediff chat`` and the
-    ``messages`` records of ``data.examples`` both follow this rule."""
+def reads_own_bos(objective: str, model_config) -> bool:
+    """Whether the network reads a BOS of its own before every sequence: an autoregressive one, and a shifted llama
+    (``model.shift``), whose first token is predicted from it; adapted from an AR model, both BOS rows are a copy of
+    the original's BOS embedding (``converters.llama_layout.causal_model``, ``training.adapt``)."""
+    return objective == "autoregressive" or bool(getattr(model_config, "shift", False))
+
+
+def leading_bos(tokenizer, tokens: list[int], reads_bos: bool) -> int:
+    """How many of a rendered prompt's first ``tokens`` to leave out: 1 when the model that is to read them
+    ``reads_bos`` (``reads_own_bos``) and they begin with the template's ``bos_token``, else 0: a prompt that
+    begins with it gives it once, as the original model reads it. ``scorediff chat`` and the ``messages`` records
+    of ``data.examples`` both follow this rule."""
     chat = getattr(tokenizer, "chat", None)
-    if not autoregressive or not tokens or chat is None or not chat.bos_token or not hasattr(tokenizer, "tokenizer"):
+    if not reads_bos or not tokens or chat is None or not chat.bos_token or not hasattr(tokenizer, "tokenizer"):
         return 0
     return int(tokens[0] == tokenizer.tokenizer.token_to_id(chat.bos_token))
 

@@ -132,7 +132,7 @@ def encode_example(
 ) -> tuple[list[int], int]:
     """``prompt`` then ``answer`` as tokens, padded to ``seq_len`` with the end token (``end_token``; ``answer``
     None: the prompt alone, padded with masks to fill later), and the prompt's length; ``ValueError`` when too
-    long. With ``skip_bos`` (an autoregressive model's prompt rendered by its chat template), a leading
+    long. With ``skip_bos`` (a prompt rendered by the chat template, for a model that reads its own BOS), a leading
     ``bos_token`` is left to the model's own BOS (``chat.leading_bos``)."""
     prompt_ids = encode_text(tokenizer, prompt, seq_len + skip_bos)  # a huge text is refused before it is tokenised
     prompt_ids = prompt_ids[leading_bos(tokenizer, prompt_ids, skip_bos) :]
@@ -149,9 +149,9 @@ def encode_example(
     return prompt_ids + answer_ids + pad * (seq_len - used), len(prompt_ids)
 
 
-def read_examples(spec: str, tokenizer: Tokenizer, seq_len: int, autoregressive: bool = False) -> tuple[Tensor, Tensor]:
-    """Every example of ``spec`` as ``(tokens, given)``: int64 and bool, shape (N, seq_len). ``autoregressive``:
-    the rows are for an autoregressive model, which reads its own BOS (see ``chat.leading_bos``)."""
+def read_examples(spec: str, tokenizer: Tokenizer, seq_len: int, reads_bos: bool = False) -> tuple[Tensor, Tensor]:
+    """Every example of ``spec`` as ``(tokens, given)``: int64 and bool, shape (N, seq_len). ``reads_bos``: the rows
+    are for a model that reads its own BOS (``chat.reads_own_bos``; see ``chat.leading_bos``)."""
     kind = example_format(spec)
     rows, givens = [], []
     for number, record in jsonl_records(Path(spec).expanduser()):
@@ -162,7 +162,7 @@ def read_examples(spec: str, tokenizer: Tokenizer, seq_len: int, autoregressive:
             messages = kind == "messages"
             texts = message_texts(spec, number, record, tokenizer) if messages else _text_fields(spec, number, record)
             try:
-                tokens, prompt_length = encode_example(tokenizer, *texts, seq_len, skip_bos=autoregressive and messages)
+                tokens, prompt_length = encode_example(tokenizer, *texts, seq_len, skip_bos=reads_bos and messages)
             except ValueError as error:
                 raise DataError(f"{spec}:{number}: {error}") from None
             given = [True] * prompt_length + [False] * (seq_len - prompt_length)
@@ -219,11 +219,11 @@ class ExampleSet:
 
 
 def example_splits(
-    spec: str, tokenizer: Tokenizer, seq_len: int, val_fraction: float, seed: int = 0, autoregressive: bool = False
+    spec: str, tokenizer: Tokenizer, seq_len: int, val_fraction: float, seed: int = 0, reads_bos: bool = False
 ) -> tuple[ExampleSet, ExampleSet]:
     """Training and validation examples, split by example (a seeded shuffle; at least one in each);
-    ``autoregressive`` as for ``read_examples``."""
-    tokens, given = read_examples(spec, tokenizer, seq_len, autoregressive)
+    ``reads_bos`` as for ``read_examples``."""
+    tokens, given = read_examples(spec, tokenizer, seq_len, reads_bos)
     if len(tokens) < 2:
         raise DataError(f"{spec} holds {len(tokens)} example; need at least 2 to hold one out for validation")
     order = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(seed))

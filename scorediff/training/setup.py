@@ -23,6 +23,7 @@ from ..checkpoint import (
     read_tensors,
 )
 from ..config import ConfigError, RunConfig, config_from_dict
+from ..data.chat import reads_own_bos
 from ..data.examples import ExampleSet, example_format, example_splits
 from ..data.prepare import build_tokenizer, prepare_dna_shards, prepare_shards
 from ..data.tokenizers import Tokenizer, load_tokenizer
@@ -65,7 +66,7 @@ def prepare_data(config: RunConfig, info: DistInfo, checkpoint: Path | None, ini
         if tokenizer is None:
             tokenizer = build_tokenizer(data.tokenizer, data.source, num_tokens=data.num_tokens)
         train, val = example_splits(data.source, tokenizer, config.model.seq_len, data.val_fraction, config.train.seed,
-                                    autoregressive=config.objective == "autoregressive")  # fmt: skip
+                                    reads_bos=reads_own_bos(config.objective, config.model))  # fmt: skip
         return RunData(tokenizer, train, val)
     shards = None
     if info.is_main:

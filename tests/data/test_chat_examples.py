@@ -18,11 +18,12 @@ from micro import micro_values
 
 import scorediff
 from scorediff.cli import main
-from scorediff.data.chat import ChatTemplate
+from scorediff.data.chat import ChatTemplate, reads_own_bos
 from scorediff.data.examples import example_format, read_examples
 from scorediff.data.prepare import build_tokenizer
 from scorediff.data.sources import DataError
 from scorediff.data.tokenizers import load_tokenizer
+from scorediff.model import ModelConfig
 
 FAMILY = Path(__file__).parents[1] / "fixtures" / "llama_family"
 BOS = "<|endoftext|>"
@@ -76,18 +77,18 @@ def expected_texts(messages: list[dict]) -> tuple[str, str]:
     return prompt, whole[len(prompt) :]
 
 
-@pytest.mark.parametrize("autoregressive", [False, True])
-def test_the_prompt_is_given_and_the_answer_is_what_the_conversation_adds(tmp_path, instruct, autoregressive):
+@pytest.mark.parametrize("reads_bos", [False, True])
+def test_the_prompt_is_given_and_the_answer_is_what_the_conversation_adds(tmp_path, instruct, reads_bos):
     tokenizer = load_tokenizer(instruct)
     spec = write(tmp_path / "chat.jsonl", [{"messages": ONE_TURN}, {"messages": TWO_TURNS}])
     assert example_format(spec) == "messages"
-    tokens, given = read_examples(spec, tokenizer, SEQ_LEN, autoregressive=autoregressive)
+    tokens, given = read_examples(spec, tokenizer, SEQ_LEN, reads_bos=reads_bos)
     assert expected_texts(ONE_TURN)[1] == " paris. [end]"  # the end-of-turn markup is part of the answer
     for row, known, messages in zip(tokens.tolist(), given.tolist(), [ONE_TURN, TWO_TURNS], strict=True):
         prompt, answer = expected_texts(messages)
         prompt_ids, answer_ids = tokenizer.encode(prompt), tokenizer.encode(answer)
         assert prompt_ids[0] == tokenizer.tokenizer.token_to_id(BOS)
-        if autoregressive:  # the model's own BOS stands for the template's
+        if reads_bos:  # the model's own BOS stands for the template's
             prompt_ids = prompt_ids[1:]
         used = len(prompt_ids) + len(answer_ids)
         assert row == prompt_ids + answer_ids + [tokenizer.end_id] * (SEQ_LEN - used)
@@ -207,7 +208,7 @@ def test_smollm2_instruct_rows_are_transformers_chat_ids(tmp_path):
     spec = write(tmp_path / "chat.jsonl", [{"messages": messages}])
     tokenizer = scorediff.load(path, device="meta").tokenizer
     for skipped in (0, 1):
-        tokens, given = read_examples(spec, tokenizer, SEQ_LEN, autoregressive=bool(skipped))
+        tokens, given = read_examples(spec, tokenizer, SEQ_LEN, reads_bos=bool(skipped))
         row, used = tokens[0].tolist(), len(whole) - skipped
         assert row == whole[skipped:] + [tokenizer.end_id] * (SEQ_LEN - used)
         assert given[0].tolist() == [True] * (len(prompt) - skipped) + [False] * (SEQ_LEN - len(prompt) + skipped)
@@ -217,3 +218,13 @@ def test_smollm2_instruct_rows_are_transformers_chat_ids(tmp_path):
 def _ids(encoded) -> list[int]:
     """transformers' ``apply_chat_template(tokenize=True)`` gives a list, or a mapping in newer releases."""
     return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+
+
+def test_autoregressive_and_shifted_networks_read_their_own_bos():
+    """An adapted shifted llama reads its parent's BOS first, as the AR parent does: a template's leading BOS would
+    be read twice by either; a DiT, LLaDA (no BOS) and an unshifted llama read none."""
+    assert reads_own_bos("autoregressive", ModelConfig(arch="llama"))
+    assert reads_own_bos("diffusion", ModelConfig(arch="llama", shift=True))
+    assert reads_own_bos("diffusion", ModelConfig(arch="llama", shift=True, block_size=4))
+    assert not reads_own_bos("diffusion", ModelConfig(arch="llama"))
+    assert not reads_own_bos("diffusion", ModelConfig())
