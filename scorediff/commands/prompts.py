@@ -14,26 +14,34 @@ from pathlib import Path
 
 import torch
 
-from ..data.examples import _text_fields, _token_fields, encode_example, end_token, example_format
+from ..data.examples import _text_fields, _token_fields, encode_example, end_token, example_format, message_prompt
 from ..data.sources import jsonl_records
 from ..objectives.block_diffusion import BlockDiffusionObjective
 from ..sampling.options import SamplingOptions
 from . import UsageError
 
 
-def read_prompts(path: str, tokenizer, length: int) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
-    """The records of ``path`` and, for each, ``length`` tokens and the given mask, (N, length) each."""
+def read_prompts(
+    path: str, tokenizer, length: int, reads_bos: bool = False
+) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
+    """The records of ``path`` and, for each, ``length`` tokens and the given mask, (N, length) each. A
+    ``messages`` record is rendered by the tokenizer's chat template (``examples.message_prompt``), its leading BOS
+    left to a model that ``reads_bos`` (``chat.leading_bos``)."""
     first = next(jsonl_records(Path(path)), (0, {}))[1]
-    form = "tokens" if example_format(path) == "tokens" else "text" if "prompt" in first else None
+    form = example_format(path) if example_format(path) in ("tokens", "messages") else None
+    form = form or ("text" if "prompt" in first else None)  # a prompt without an answer is a text record here
     if form is None:
-        raise UsageError(f"--prompts {path}: expected a JSONL file of 'prompt' records (or 'tokens' and 'given')")
+        raise UsageError(
+            f"--prompts {path}: expected a JSONL file of 'prompt' records (or 'messages', or 'tokens' and 'given')"
+        )
     records, rows, givens = [], [], []
     for number, record in jsonl_records(Path(path)):  # a DataError is a one-line error as it is
-        if form == "text":
-            prompt = record.get("prompt")
+        if form in ("text", "messages"):
+            prompt = message_prompt(path, number, record, tokenizer)[0] if form == "messages" else record.get("prompt")
             if not isinstance(prompt, str):
                 _text_fields(path, number, {})  # raises the one-line error
-            tokens, prompt_length = _prompt_tokens(tokenizer, prompt, length, f"{path}:{number}")
+            skip_bos = reads_bos and form == "messages"
+            tokens, prompt_length = _prompt_tokens(tokenizer, prompt, length, f"{path}:{number}", skip_bos)
             given = [True] * prompt_length + [False] * (length - prompt_length)
         else:
             tokens, given = _token_fields(path, number, record, tokenizer.vocab_size)
@@ -47,9 +55,9 @@ def read_prompts(path: str, tokenizer, length: int) -> tuple[list[dict], torch.T
     return records, torch.tensor(rows), torch.tensor(givens)
 
 
-def _prompt_tokens(tokenizer, prompt: str, length: int, where: str) -> tuple[list[int], int]:
+def _prompt_tokens(tokenizer, prompt: str, length: int, where: str, skip_bos: bool) -> tuple[list[int], int]:
     try:
-        ids, prompt_length = encode_example(tokenizer, prompt, None, length)
+        ids, prompt_length = encode_example(tokenizer, prompt, None, length, skip_bos)
     except ValueError as error:
         raise UsageError(f"{where}: {error}") from None
     return ids[:prompt_length] + [0] * (length - prompt_length), prompt_length
@@ -114,11 +122,18 @@ def answer_text(tokenizer, row: torch.Tensor, given: torch.Tensor, cut: bool = T
 
 def answer_records(records: list[dict], tokenizer, tokens: torch.Tensor, given: torch.Tensor, cut: bool) -> str:
     """One JSON line per record: its fields, with ``answer`` (text, with ``cut`` cut at the end token) or
-    ``tokens`` and ``answer`` (ids) filled."""
+    ``tokens`` and ``answer`` (ids) filled; a ``messages`` record's last assistant message is its ``reference``."""
     lines = []
     for index, (record, row, known) in enumerate(zip(records, tokens, given, strict=True)):
         if "tokens" in record and "prompt" not in record:
             out = {"index": index, "tokens": row.tolist(), "given": known.tolist(), "answer": row[~known].tolist()}
+        elif "messages" in record:
+            messages = record["messages"]
+            answered = messages[-1]["role"] == "assistant"
+            out = {"index": index, "messages": messages[:-1] if answered else messages,
+                   "answer": answer_text(tokenizer, row, known, cut)}  # fmt: skip
+            if answered:
+                out["reference"] = messages[-1]["content"]
         else:
             out = {"index": index, "prompt": record["prompt"], "answer": answer_text(tokenizer, row, known, cut)}
             if "answer" in record:

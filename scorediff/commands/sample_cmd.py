@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.chat import reads_own_bos
 from ..generation import generate
 from . import UsageError, atomic_write, check_memory, positive
 from .generate import (
@@ -72,7 +73,8 @@ def _answer_prompts(args) -> int:
         raise UsageError(f"--prompts {args.prompts}: no such file")
     loaded = _load(args)
     length = min(args.length or _max_length(loaded), _max_length(loaded))
-    records, tokens, given = read_prompts(args.prompts, loaded.tokenizer, length)
+    reads_bos = reads_own_bos(loaded.kind, loaded.model.config)
+    records, tokens, given = read_prompts(args.prompts, loaded.tokenizer, length, reads_bos)
     options = wait_for_answers(sampling_options(args, loaded), loaded, args.end_anywhere)
     check_memory(estimate_bytes(loaded.model.config, args.batch_size, length, _steps(options, loaded)))
     generator = torch.Generator(device=args.device).manual_seed(args.seed)

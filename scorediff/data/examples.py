@@ -76,26 +76,13 @@ def message_texts(spec: str, number: int, record: dict, tokenizer: Tokenizer) ->
         DataError: the tokenizer has no template, the messages are not role/content texts, the last is not the
             assistant's, or the whole rendering does not begin with the prompt's (one line naming ``spec:number``).
     """
-    chat = getattr(tokenizer, "chat", None)
-    if chat is None:
-        raise DataError(
-            f"{spec}:{number}: messages records need the chat template of the model's tokenizer; its {tokenizer.kind} "
-            "tokenizer has none (an instruct model's tokenizer_config.json, chat_template.jinja or GGUF file has one)"
-        )
-    messages = record[MESSAGES_FIELD]
-    if not isinstance(messages, list) or len(messages) < 2:
+    messages = _messages(spec, number, record, tokenizer)
+    if len(messages) < 2:
         raise DataError(f"{spec}:{number}: 'messages' must list at least one message before the assistant's answer")
-    try:
-        check_messages(messages)
-    except InputError as error:
-        raise DataError(f"{spec}:{number}: {error}") from None
     if messages[-1]["role"] != "assistant":
         raise DataError(f"{spec}:{number}: the last message must be the assistant's; got {messages[-1]['role']!r:.40}")
-    try:
-        prompt = chat.render(messages[:-1], add_generation_prompt=True)
-        whole = chat.render(messages, add_generation_prompt=False)
-    except InputError as error:  # the template failed or raised (one line)
-        raise DataError(f"{spec}:{number}: {error}") from None
+    prompt = _rendered(spec, number, tokenizer, messages[:-1], True)
+    whole = _rendered(spec, number, tokenizer, messages, False)
     if not whole.startswith(prompt):
         raise DataError(
             f"{spec}:{number}: the chat template's rendering of the whole conversation does not begin with its "
@@ -103,6 +90,40 @@ def message_texts(spec: str, number: int, record: dict, tokenizer: Tokenizer) ->
             "cannot be cut from it"
         )
     return prompt, whole[len(prompt) :]
+
+
+def message_prompt(spec: str, number: int, record: dict, tokenizer: Tokenizer) -> tuple[str, str | None]:
+    """The prompt of a ``messages`` record to answer (``sample --prompts``), and the reference answer: a last
+    assistant message is the reference and the prompt is the rest, else the prompt is the whole conversation; both
+    rendered with ``add_generation_prompt``. ``DataError`` as for ``message_texts``."""
+    messages = _messages(spec, number, record, tokenizer)
+    reference = messages[-1]["content"] if messages[-1]["role"] == "assistant" else None
+    conversation = messages[:-1] if reference is not None else messages
+    if not conversation:
+        raise DataError(f"{spec}:{number}: 'messages' holds no message before the assistant's to answer")
+    return _rendered(spec, number, tokenizer, conversation, True), reference
+
+
+def _messages(spec: str, number: int, record: dict, tokenizer: Tokenizer) -> list[dict]:
+    """The checked ``messages`` of a record, for a tokenizer that has a chat template (else one ``DataError``)."""
+    if getattr(tokenizer, "chat", None) is None:
+        raise DataError(
+            f"{spec}:{number}: messages records need the chat template of the model's tokenizer; its {tokenizer.kind} "
+            "tokenizer has none (an instruct model's tokenizer_config.json, chat_template.jinja or GGUF file has one)"
+        )
+    messages = record[MESSAGES_FIELD]
+    try:
+        check_messages(messages)
+    except InputError as error:
+        raise DataError(f"{spec}:{number}: {error}") from None
+    return messages
+
+
+def _rendered(spec: str, number: int, tokenizer: Tokenizer, messages: list[dict], generation_prompt: bool) -> str:
+    try:
+        return tokenizer.chat.render(messages, add_generation_prompt=generation_prompt)
+    except InputError as error:  # the template failed or raised (one line)
+        raise DataError(f"{spec}:{number}: {error}") from None
 
 
 def _token_fields(spec: str, number: int, record: dict, num_tokens: int) -> tuple[list[int], list[bool]]:

@@ -118,7 +118,7 @@ RAISE = "{{ raise_exception('no system role') }}{% endif %}"
         ({"messages": [*USER_LAST, {"role": "assistant", "content": 3}]}, None, 'each message is {"role": text'),
         ({"messages": [*USER_LAST, {"role": 7, "content": "x"}]}, None, 'each message is {"role": text'),
         ({"messages": [{"role": "assistant", "content": "x"}]}, None, "at least one message before the assistant"),
-        ({"messages": "hi"}, None, "at least one message before the assistant"),
+        ({"messages": "hi"}, None, "a conversation is a non-empty list of messages; got 'hi'"),
         ({"prompt": "a", "answer": "b"}, None, "is a text record in a file of messages records; one file holds one"),
         ({"messages": ONE_TURN}, SYSTEM + RAISE + TEMPLATE, "template cannot be rendered: no system role"),
         (
@@ -228,3 +228,23 @@ def test_autoregressive_and_shifted_networks_read_their_own_bos():
     assert reads_own_bos("diffusion", ModelConfig(arch="llama", shift=True, block_size=4))
     assert not reads_own_bos("diffusion", ModelConfig(arch="llama"))
     assert not reads_own_bos("diffusion", ModelConfig())
+
+
+def test_sample_answers_messages_records_as_chat_does(tmp_path, instruct, capsys):
+    """``sample --prompts`` of ``messages`` records renders each through the template (a last assistant message is
+    the reference, not the prompt) and, greedy, answers what ``scorediff chat`` answers to the same conversation."""
+    spec = write(tmp_path / "ask.jsonl", [{"messages": ONE_TURN}, {"messages": ONE_TURN[:2]}])
+    prompt_tokens = len(load_tokenizer(instruct).encode(rendered(ONE_TURN[:2], True))) - 1  # less the template's BOS
+    new = 8  # the tiny model's context is 64 tokens, the prompt 54
+    length = str(prompt_tokens + new)
+    argv = ["sample", "--checkpoint", str(instruct), "--prompts", spec, "--greedy", "--length", length]
+    assert main(argv) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [a["messages"] for a in answers] == [ONE_TURN[:2], ONE_TURN[:2]]
+    assert answers[0]["reference"] == "paris." and "reference" not in answers[1]
+    assert answers[0]["answer"] == answers[1]["answer"]
+    chat = ["chat", "--checkpoint", str(instruct), ONE_TURN[1]["content"], "--system", ONE_TURN[0]["content"],
+            "--greedy", "--length", str(new), "--format", "jsonl"]  # fmt: skip
+    assert main(chat) == 0
+    said = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert said["answer"] == answers[0]["answer"] and len(said["answer"]) > 0
