@@ -117,6 +117,9 @@ def test_a_loop_spends_one_step_an_item(monkeypatch):
     assert ChatTemplate("{% for i in range(999) %}.{% endfor %}").render(MESSAGES) == "." * 999
     with pytest.raises(scorediff.InputError, match="it takes more than 1,000 steps"):
         ChatTemplate("{% for i in range(1000) %}.{% endfor %}").render(MESSAGES)
+    # a template is compiled once and rendered many times: each render starts with the whole budget
+    for _ in range(3):
+        assert ChatTemplate("{% for i in range(999) %}.{% endfor %}").render(MESSAGES) == "." * 999
 
 
 @pytest.mark.parametrize("template", sorted(RAISING))
