@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 import torch
 
@@ -129,6 +130,8 @@ def run_eval(args: argparse.Namespace) -> int:
     check_device(args.device)
     if args.json:
         check_writable(args.json)  # fail now, not after the evaluation
+        if args.data and Path(args.json).exists() and Path(args.data).exists() and Path(args.json).samefile(args.data):
+            raise UsageError(f"--json {args.json} is the --data file; the results go to another file, so it is kept")
     loaded = load(args.checkpoint, device=args.device, ema=not args.raw_weights, dtype=args.dtype)
     if loaded.tokenizer is None and args.data is not None:
         raise UsageError(f"{loaded.path} comes without a tokenizer, so --data text cannot be tokenised")

@@ -20,13 +20,17 @@ from ..objectives.block_diffusion import BlockDiffusionObjective
 from ..sampling.options import SamplingOptions
 from . import UsageError
 
+FIELDS = {"text": ("prompt", "answer"), "messages": ("messages",), "tokens": ("tokens", "given")}
+"""The fields of each kind of prompt record that the answers repeat."""
+
 
 def read_prompts(
     path: str, tokenizer, length: int, reads_bos: bool = False
 ) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
-    """The records of ``path`` and, for each, ``length`` tokens and the given mask, (N, length) each. A
-    ``messages`` record is rendered by the tokenizer's chat template (``examples.message_prompt``), its leading BOS
-    left to a model that ``reads_bos`` (``chat.leading_bos``)."""
+    """The records of ``path``, each with its kind's fields alone (``answer_records`` tells the kinds by their
+    fields), and for each ``length`` tokens and the given mask, (N, length) each. A ``messages`` record is rendered
+    by the tokenizer's chat template (``examples.message_prompt``), its leading BOS left to a model that
+    ``reads_bos`` (``chat.leading_bos``)."""
     first = next(jsonl_records(Path(path)), (0, {}))[1]
     form = example_format(path) if example_format(path) in ("tokens", "messages") else None
     form = form or ("text" if "prompt" in first else None)  # a prompt without an answer is a text record here
@@ -47,7 +51,7 @@ def read_prompts(
             tokens, given = _token_fields(path, number, record, tokenizer.vocab_size)
             if len(tokens) != length:
                 raise UsageError(f"{path}:{number} has {len(tokens)} tokens; the model's length is {length}")
-        records.append(record)
+        records.append({field: record[field] for field in FIELDS[form] if field in record})
         rows.append(tokens)
         givens.append(given)
     if not records:

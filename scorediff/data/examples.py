@@ -74,13 +74,14 @@ def message_texts(spec: str, number: int, record: dict, tokenizer: Tokenizer) ->
 
     Raises:
         DataError: the tokenizer has no template, the messages are not role/content texts, the last is not the
-            assistant's, or the whole rendering does not begin with the prompt's (one line naming ``spec:number``).
+            assistant's, the whole rendering does not begin with the prompt's, or adds nothing for a non-empty
+            answer (one line naming ``spec:number``).
     """
     messages = _messages(spec, number, record, tokenizer)
-    if len(messages) < 2:
-        raise DataError(f"{spec}:{number}: 'messages' must list at least one message before the assistant's answer")
     if messages[-1]["role"] != "assistant":
         raise DataError(f"{spec}:{number}: the last message must be the assistant's; got {messages[-1]['role']!r:.40}")
+    if len(messages) < 2:
+        raise DataError(f"{spec}:{number}: 'messages' must list at least one message before the assistant's answer")
     prompt = _rendered(spec, number, tokenizer, messages[:-1], True)
     whole = _rendered(spec, number, tokenizer, messages, False)
     if not whole.startswith(prompt):
@@ -89,6 +90,8 @@ def message_texts(spec: str, number: int, record: dict, tokenizer: Tokenizer) ->
             "rendering of the prompt (the messages before the last, with add_generation_prompt), so the answer "
             "cannot be cut from it"
         )
+    if whole == prompt and messages[-1]["content"]:  # a template that leaves the assistant's turn out
+        raise DataError(f"{spec}:{number}: the chat template leaves the assistant's message out: the answer is empty")
     return prompt, whole[len(prompt) :]
 
 
@@ -111,6 +114,9 @@ def _messages(spec: str, number: int, record: dict, tokenizer: Tokenizer) -> lis
             f"{spec}:{number}: messages records need the chat template of the model's tokenizer; its {tokenizer.kind} "
             "tokenizer has none (an instruct model's tokenizer_config.json, chat_template.jinja or GGUF file has one)"
         )
+    if MESSAGES_FIELD not in record:
+        kind = f"is a {record_format(record)} record" if record_format(record) else "has no 'messages' list"
+        raise DataError(f"{spec}:{number} {kind} in a file of messages records; one file holds one kind")
     messages = record[MESSAGES_FIELD]
     try:
         check_messages(messages)
@@ -155,7 +161,8 @@ def encode_example(
     None: the prompt alone, padded with masks to fill later), and the prompt's length; ``ValueError`` when too
     long. With ``skip_bos`` (a prompt rendered by the chat template, for a model that reads its own BOS), a leading
     ``bos_token`` is left to the model's own BOS (``chat.leading_bos``)."""
-    prompt_ids = encode_text(tokenizer, prompt, seq_len + skip_bos)  # a huge text is refused before it is tokenised
+    # a huge text is refused before it is tokenised; that check's margin of 8 tokens covers a leading BOS dropped below
+    prompt_ids = encode_text(tokenizer, prompt, seq_len)
     prompt_ids = prompt_ids[leading_bos(tokenizer, prompt_ids, skip_bos) :]
     answer_ids = encode_text(tokenizer, answer, seq_len) if answer is not None else []
     used = len(prompt_ids) + len(answer_ids)

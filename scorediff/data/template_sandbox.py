@@ -16,7 +16,9 @@ Here a render stops with a ``SecurityError`` past any of three bounds:
   is within them, though written out (``string``, ``tojson``, the output) it is far longer.
 
 Loops and ``~`` reach the budget by a rewrite of the parsed template (``_Metered``), calls, filters and operators by
-the sandbox's hooks. Jinja's ``lipsum``, pages of text from one call, is left out.
+the sandbox's hooks. Jinja's ``lipsum``, pages of text from one call, is left out, and so is its ``random`` filter,
+so that a template renders the same text on every call: a ``messages`` record's prompt and whole conversation are
+two renders, and the answer is what the second adds to the first.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ class _BudgetedSandbox(ImmutableSandboxedEnvironment):
     def __init__(self):
         super().__init__(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
         self.steps, self.deadline, self.lock = 0, time.monotonic() + MAX_SECONDS, threading.Lock()
-        del self.globals["lipsum"]
+        del self.globals["lipsum"], self.filters["random"]
         self.globals["raise_exception"] = _raise
         self.filters.update(tojson=_tojson, join=_join)
         self.filters = {name: self._metered(name, function) for name, function in self.filters.items()}
