@@ -144,7 +144,7 @@ def _load_folder(checkpoint: Path, ema: bool, dtype: torch.dtype, device: torch.
         raise CheckpointError(f"{checkpoint / 'config.json'} is not a scorediff configuration ({error})") from None
     objective = _objective(header, config, checkpoint)
     tokenizer = _tokenizer(checkpoint)
-    if tokenizer is not None and tokenizer.vocab_size != header.num_tokens:
+    if tokenizer is not None and not _tokenizer_fits(tokenizer, header):
         raise CheckpointError(
             f"{checkpoint}: tokenizer has {tokenizer.vocab_size} tokens but the model was built for {header.num_tokens}"
         )
@@ -228,6 +228,14 @@ def _gpt2_if_available(graph: Graph) -> Tokenizer | None:
         return HFTokenizer.from_gpt2_files(*gpt2_files())
     except (ImportError, FileNotFoundError):
         return None
+
+
+def _tokenizer_fits(tokenizer: Tokenizer, header) -> bool:
+    """Whether ``tokenizer`` is the one the model was built for: as many tokens as its data tokens, or one more, the
+    absorbing mask, when the tokenizer names it at the mask's id (a run from a converted LLaDA or Dream)."""
+    if tokenizer.vocab_size == header.num_tokens:
+        return True
+    return header.mask_id == header.num_tokens and tokenizer.vocab_size == header.num_tokens + 1
 
 
 def _tokenizer(checkpoint: Path) -> Tokenizer | None:

@@ -115,9 +115,23 @@ def resolve_from_data(config: RunConfig, data: RunData) -> RunConfig:
     return dataclasses.replace(config, model=model, diffusion=diffusion, data=data_config)
 
 
-def build(config: RunConfig, tokenizer: Tokenizer, device: torch.device, info: DistInfo) -> TrainState:
-    """The objective, the seeded initial model and a fresh training state; ``config`` resolved to the model's."""
-    objective = build_objective(config, tokenizer.vocab_size)
+def data_tokens(tokenizer: Tokenizer, checkpoint: Path | None, initial=None) -> int:
+    """The run's number of data tokens: its checkpoint's when it resumes, else those of the model it starts from
+    (``initial``, whose ids its weights know: a converted LLaDA's or Dream's tokenizer also names the mask, which is
+    no data token), else its tokenizer's."""
+    if checkpoint is not None:
+        return read_config(checkpoint)[0].num_tokens
+    if initial is not None:
+        return initial.objective.num_tokens
+    return tokenizer.vocab_size
+
+
+def build(
+    config: RunConfig, tokenizer: Tokenizer, device: torch.device, info: DistInfo, num_tokens: int | None = None
+) -> TrainState:
+    """The objective over ``num_tokens`` data tokens (``data_tokens``; None: the tokenizer's), the seeded initial
+    model and a fresh training state; ``config`` resolved to the model's."""
+    objective = build_objective(config, num_tokens or tokenizer.vocab_size)
     torch.manual_seed(config.train.seed)  # the initial weights
     model = build_model(config, objective)
     config = dataclasses.replace(config, model=model.config)  # resolved: vocab_size, scale_by_sigma

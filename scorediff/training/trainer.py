@@ -28,6 +28,7 @@ from .setup import (
     build,
     check_batch,
     check_resume,
+    data_tokens,
     initialise,
     load_initial,
     prepare_data,
@@ -87,7 +88,7 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
         initial = load_initial(config.train.init) if starts else None  # its tokenizer, then its weights
         data = prepare_data(config, info, checkpoint, initial)
         config = resolve_from_data(config, data)
-        state = build(config, data.tokenizer, device, info)
+        state = build(config, data.tokenizer, device, info, data_tokens(data.tokenizer, checkpoint, initial))
         if starts:
             initialise(state, config.train.init, initial)
         del initial  # the network holds its weights now; a large model is not kept twice

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import scorediff
-from scorediff.config import ConfigError
+from scorediff.config import ConfigError, config_from_dict
 from scorediff.training import train
 from scorediff.training.distributed import DistInfo
 from scorediff.training.setup import prepare_data
@@ -30,9 +30,10 @@ def first_loss(run_dir: Path) -> float:
     return next(r["loss_nats_per_token"] for r in records if r.get("step") == 1 and "loss_nats_per_token" in r)
 
 
-def loss_of(loaded, config) -> float:
-    """The loaded model's training loss, nats per token, on the batch a new run of ``config`` draws first."""
-    data = prepare_data(config, DistInfo(), None)
+def loss_of(loaded, config, initial=None) -> float:
+    """The loaded model's training loss, nats per token, on the batch a new run of ``config`` draws first (reading
+    its data with the tokenizer of ``initial``, the model it starts from, when given)."""
+    data = prepare_data(config, DistInfo(), None, initial)
     state = SimpleNamespace(config=config, step=0, info=DistInfo(), objective=loaded.objective)
     batch = draw_batch(state, data.train, torch.device("cpu"))
     with torch.no_grad():
@@ -89,3 +90,28 @@ def test_a_tokenizer_beside_init_is_refused(micro_config, tmp_path, capsys):
     own = r"error: --tokenizer: a run from --init .* reads its data with that model's own tokenizer \(\d+ tokens\)"
     assert_user_error(capsys, argv, own + r", the ids its weights know; leave --tokenizer out$")
     assert not out.exists()
+
+
+def test_a_converted_masked_model_fine_tunes_loads_and_resumes(tmp_path):
+    """A converted LLaDA's tokenizer names its mask (100 ids; the network's 99 data tokens and the mask), so a run
+    from it once built an objective over 100 data tokens and refused the model's weights. The run keeps the model's
+    data tokens (``setup.data_tokens``): its first loss is the LLaDA objective's on the same batch, the run loads
+    with that tokenizer, and it resumes."""
+    source = Path(__file__).parents[1] / "fixtures" / "llama_family" / "tiny_llada"
+    loaded = scorediff.load(source)
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps({"prompt": f"a{i} b", "answer": f"c{i}"}) + "\n" for i in range(40)))
+    values = {"objective": "diffusion", "model": dataclasses.asdict(loaded.model.config),
+              "diffusion": {"graph": "absorbing", "schedule": "loglinear", "mask_count": True},
+              "data": {"source": str(tasks), "cache_dir": str(tmp_path / "cache")},
+              "train": {"max_steps": 3, "batch_size": 4, "save_every": 2, "eval_every": 0, "eval_windows": 2,
+                        "device": "cpu", "bf16": False, "compile": False, "preview_samples": 0, "log_every": 1,
+                        "out_dir": str(tmp_path / "runs"), "run_name": "run", "init": str(source)}}  # fmt: skip
+    config = config_from_dict(values)
+    run = train(dataclasses.replace(config, train=dataclasses.replace(config.train, max_steps=3)), until_step=2,
+                progress=False)  # fmt: skip
+    assert first_loss(run.run_dir) == pytest.approx(loss_of(loaded, config, loaded), rel=1e-5)
+    tuned = scorediff.load(run.checkpoint)
+    assert (tuned.objective.num_tokens, tuned.tokenizer.vocab_size) == (99, 100)
+    resumed = train(config, resume=True, progress=False)
+    assert resumed.step == 3
