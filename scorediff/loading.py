@@ -231,11 +231,15 @@ def _gpt2_if_available(graph: Graph) -> Tokenizer | None:
 
 
 def _tokenizer_fits(tokenizer: Tokenizer, header) -> bool:
-    """Whether ``tokenizer`` is the one the model was built for: as many tokens as its data tokens, or one more, the
-    absorbing mask, when the tokenizer names it at the mask's id (a run from a converted LLaDA or Dream)."""
+    """Whether ``tokenizer`` is the one the model was built for: as many tokens as its data tokens; one more, the
+    absorbing mask, when the tokenizer names it at the mask's id (a run from a converted LLaDA or Dream); or, a
+    Hugging Face tokenizer, fewer: a published model's embedding often has rows past its tokenizer's ids (Qwen2.5's
+    151,936 rows for 151,665 tokens), and a run from it keeps them."""
     if tokenizer.vocab_size == header.num_tokens:
         return True
-    return header.mask_id == header.num_tokens and tokenizer.vocab_size == header.num_tokens + 1
+    if header.mask_id == header.num_tokens and tokenizer.vocab_size == header.num_tokens + 1:
+        return True
+    return tokenizer.kind == "hf" and tokenizer.vocab_size < header.num_tokens
 
 
 def _tokenizer(checkpoint: Path) -> Tokenizer | None:

@@ -2,15 +2,20 @@
 
 import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 import scorediff
+from scorediff.checkpoint import Header
 from scorediff.config import ConfigError, config_from_dict
+from scorediff.data.simple_tokenizers import CharTokenizer
+from scorediff.loading import _tokenizer_fits
 from scorediff.training import train
 from scorediff.training.distributed import DistInfo
 from scorediff.training.setup import prepare_data
@@ -115,3 +120,44 @@ def test_a_converted_masked_model_fine_tunes_loads_and_resumes(tmp_path):
     assert (tuned.objective.num_tokens, tuned.tokenizer.vocab_size) == (99, 100)
     resumed = train(config, resume=True, progress=False)
     assert resumed.step == 3
+
+
+def test_a_run_from_a_model_with_padded_rows_loads_with_its_smaller_tokenizer():
+    """A published model may have embedding rows past its tokenizer's ids (Qwen2.5: 151,936 rows, 151,665 tokens); a
+    run from it keeps the rows, so its Hugging Face tokenizer is smaller than its data tokens and still its own. A
+    char tokenizer must match exactly (another run's tokenizer is refused: tests/cli/test_bad_input.py)."""
+    hf = scorediff.load(Path(__file__).parents[1] / "fixtures" / "llama_family" / "tiny_llama").tokenizer
+    padded = Header("autoregressive", None, hf.vocab_size + 28, None, hf.vocab_size + 29)
+    assert _tokenizer_fits(hf, padded)
+    assert not _tokenizer_fits(hf, Header("autoregressive", None, hf.vocab_size - 1, None, hf.vocab_size))
+    char, size = CharTokenizer("abc"), CharTokenizer("abc").vocab_size
+    assert not _tokenizer_fits(char, Header("diffusion", "absorbing", size + 1, size + 1, size + 2))
+    assert _tokenizer_fits(char, Header("diffusion", "absorbing", size - 1, size - 1, size))  # it names the mask
+
+
+def test_a_model_with_rows_past_its_tokenizer_fine_tunes_and_loads(tmp_path):
+    """The tiny LLaMA padded to 120 embedding and output rows for its 100 tokens, as Qwen2.5 pads 151,665 tokens to
+    151,936 rows: a run from it once counted the tokenizer's 100 tokens and refused the weights. It keeps the 120,
+    starts from the model's loss, and loads with the 100-token tokenizer."""
+    source = tmp_path / "padded"
+    shutil.copytree(Path(__file__).parents[1] / "fixtures" / "llama_family" / "tiny_llama", source)
+    weights = load_file(source / "model.safetensors")
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        weights[name] = torch.cat([weights[name], torch.randn(20, weights[name].shape[1]) * 0.02])
+    save_file(weights, source / "model.safetensors")
+    config_json = json.loads((source / "config.json").read_text())
+    (source / "config.json").write_text(json.dumps({**config_json, "vocab_size": 120}))
+    loaded = scorediff.load(source)
+    assert (loaded.objective.num_tokens, loaded.tokenizer.vocab_size) == (120, 100)
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps({"prompt": f"a{i} b", "answer": f"c{i}"}) + "\n" for i in range(40)))
+    values = {"objective": "autoregressive", "model": dataclasses.asdict(loaded.model.config),
+              "data": {"source": str(tasks), "cache_dir": str(tmp_path / "cache")},
+              "train": {"max_steps": 2, "batch_size": 4, "save_every": 0, "eval_every": 0, "eval_windows": 2,
+                        "device": "cpu", "bf16": False, "compile": False, "preview_samples": 0, "log_every": 1,
+                        "out_dir": str(tmp_path / "runs"), "run_name": "run", "init": str(source)}}  # fmt: skip
+    config = config_from_dict(values)
+    run = train(config, progress=False)
+    assert first_loss(run.run_dir) == pytest.approx(loss_of(loaded, config, loaded), rel=1e-5)
+    tuned = scorediff.load(run.checkpoint)
+    assert (tuned.objective.num_tokens, tuned.tokenizer.vocab_size) == (120, 100)
