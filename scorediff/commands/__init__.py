@@ -56,6 +56,13 @@ def check_writable(path) -> None:
         raise UsageError(f"cannot write {path}: permission denied")
 
 
+def check_not_input(flag: str, path, input_flag: str, input_path, what: str) -> None:
+    """Refuse an output ``path`` that is the file read as ``input_path`` (the same file by any name or link): writing
+    ``what`` there would replace the user's input."""
+    if path and input_path and Path(path).exists() and Path(input_path).exists() and Path(path).samefile(input_path):
+        raise UsageError(f"{flag} {path} is the {input_flag} file; the {what} go to another file, so it is kept")
+
+
 def check_folder_writable(path) -> None:
     """A folder can be created (or written) at ``path``: it is not a file, and its nearest existing folder may
     be written."""

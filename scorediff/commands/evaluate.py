@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from pathlib import Path
 
 import torch
 
@@ -19,7 +18,16 @@ from ..model import training_flops_per_token
 from ..training.distributed import DistInfo
 from ..training.evaluate import nats_per_window
 from ..training.setup import prepare_data
-from . import UsageError, add_load_options, atomic_write, check_device, check_writable, positive, seed_value
+from . import (
+    UsageError,
+    add_load_options,
+    atomic_write,
+    check_device,
+    check_not_input,
+    check_writable,
+    positive,
+    seed_value,
+)
 
 
 def add_parsers(commands) -> None:
@@ -130,8 +138,7 @@ def run_eval(args: argparse.Namespace) -> int:
     check_device(args.device)
     if args.json:
         check_writable(args.json)  # fail now, not after the evaluation
-        if args.data and Path(args.json).exists() and Path(args.data).exists() and Path(args.json).samefile(args.data):
-            raise UsageError(f"--json {args.json} is the --data file; the results go to another file, so it is kept")
+        check_not_input("--json", args.json, "--data", args.data, "results")
     loaded = load(args.checkpoint, device=args.device, ema=not args.raw_weights, dtype=args.dtype)
     if loaded.tokenizer is None and args.data is not None:
         raise UsageError(f"{loaded.path} comes without a tokenizer, so --data text cannot be tokenised")

@@ -16,7 +16,7 @@ from ..training.distributed import DistInfo
 from ..training.gpus import GPUS
 from ..training.lora import inject, require_peft
 from ..training.plan import Plan, make_plan
-from ..training.setup import check_batch, initial_weights, load_initial
+from ..training.setup import check_batch, data_tokens, initial_weights, load_initial
 from . import UsageError, add_run_config_option, atomic_write
 
 GPT2_VOCAB = 50257
@@ -84,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, list(args.overrides))
     check_batch(config, DistInfo(world_size=args.gpus))
     initial = load_initial(config.train.init, device="meta") if config.train.init else None
-    tokenizer = getattr(initial, "tokenizer", None)  # a run from a model reads its data with the model's tokenizer
-    num_tokens = args.vocab_size or (tokenizer.vocab_size if tokenizer else vocab_size(config))
+    num_tokens = args.vocab_size or data_tokens(None, initial) or vocab_size(config)  # as train counts them
     model = meta_network(config, num_tokens, initial)
     plan = make_plan(model, config, args.gpus, GPUS[args.gpu], args.mfu)
     if args.json:

@@ -32,8 +32,8 @@ def read_prompts(
     by the tokenizer's chat template (``examples.message_prompt``), its leading BOS left to a model that
     ``reads_bos`` (``chat.leading_bos``)."""
     first = next(jsonl_records(Path(path)), (0, {}))[1]
-    form = example_format(path) if example_format(path) in ("tokens", "messages") else None
-    form = form or ("text" if "prompt" in first else None)  # a prompt without an answer is a text record here
+    kind = example_format(path)  # None for a prompt without an answer: a text record here
+    form = kind if kind in ("tokens", "messages") else "text" if "prompt" in first else None
     if form is None:
         raise UsageError(
             f"--prompts {path}: expected a JSONL file of 'prompt' records (or 'messages', or 'tokens' and 'given')"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -70,6 +71,30 @@ def claim(run_dir: Path, start: Path | None, resume: bool) -> DirectoryLock:
 
 def step_of(checkpoint: Path | None) -> int:
     return int(checkpoint.name.removeprefix("step_")) if checkpoint is not None else 0
+
+
+def claim_on_main(run_dir: Path, start: Path | None, resume: bool, info) -> DirectoryLock | None:
+    """Rank 0 takes the run's lock (``claim``; the other ranks hold none); a refusal reaches every rank, so none
+    waits for the others forever."""
+    lock, refusal = None, None
+    if info.is_main:
+        try:
+            lock = claim(run_dir, start, resume)
+        except ConfigError as error:
+            refusal = str(error)
+    refusal = distributed.broadcast_object(refusal, info)
+    if refusal:
+        raise ConfigError(refusal)
+    return lock
+
+
+def discard_if_empty(run_dir: Path) -> None:
+    """Remove a run directory this run created that holds no checkpoint and no metrics record: a new run that failed
+    before it logged or saved anything (out of memory at its first step, say) leaves no folder of a config and a
+    tokenizer that looks like a run; one with metrics keeps them."""
+    metrics = run_dir / "metrics.jsonl"
+    if not list_checkpoints(run_dir) and not (metrics.is_file() and metrics.stat().st_size):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def trim_metrics(path: Path, last_step: int) -> None:

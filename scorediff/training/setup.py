@@ -115,15 +115,14 @@ def resolve_from_data(config: RunConfig, data: RunData) -> RunConfig:
     return dataclasses.replace(config, model=model, diffusion=diffusion, data=data_config)
 
 
-def data_tokens(tokenizer: Tokenizer, checkpoint: Path | None, initial=None) -> int:
-    """The run's number of data tokens: its checkpoint's when it resumes, else those of the model it starts from
-    (``initial``, whose ids its weights know: a converted LLaDA's or Dream's tokenizer also names the mask, which is
-    no data token), else its tokenizer's."""
+def data_tokens(checkpoint: Path | None, initial=None) -> int | None:
+    """The run's number of data tokens when something other than its tokenizer decides it: its checkpoint's when it
+    resumes, else those of the model it starts from (``initial``, whose ids its weights know: a converted LLaDA's or
+    Dream's tokenizer also names the mask, and published embeddings often have rows past their tokenizer's ids);
+    None: the tokenizer's."""
     if checkpoint is not None:
         return read_config(checkpoint)[0].num_tokens
-    if initial is not None:
-        return initial.objective.num_tokens
-    return tokenizer.vocab_size
+    return initial.objective.num_tokens if initial is not None else None
 
 
 def build(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -212,3 +213,15 @@ def all_finite(state: TrainState) -> bool:
     process's shards."""
     tensors = [p.detach() for p in state.model.parameters()] + list(state.ema.shadow.values())
     return all(bool(torch.isfinite(local(t)).all()) for t in tensors)
+
+
+def release_network(state: TrainState | None) -> None:
+    """Free the DDP wrapper while the process group is still registered (call it before ``distributed.teardown``).
+    Freed after, its reducer would drop the group's last reference holding the GIL, and the group's destructor waits
+    for a gloo worker thread that may need the GIL to free a finished collective's tensors: a deadlock seen once at
+    exit (rank 1 of a 2-process run, in ``~ProcessGroupGloo`` joining its threads). The group's own binding releases
+    the GIL when it dies."""
+    if state is None or state.network is state.model:
+        return
+    state.network = state.model
+    gc.collect()  # a module's hooks can hold it in a reference cycle: collect it now, not at some later step

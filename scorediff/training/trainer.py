@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +11,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import list_checkpoints, read_config
-from ..config import ConfigError, RunConfig, config_from_dict
+from ..config import RunConfig, config_from_dict
 from ..devices import fast_bf16
 from . import distributed
 from .budget import FIRST_FIT, BudgetProbe, fit_message, fit_schedule, unfinished_schedule_warning
@@ -22,7 +20,7 @@ from .fsdp import check_parallel
 from .logger import MetricsLogger
 from .lora import attach, parameter_summary, require_peft
 from .progress import Window
-from .rundir import claim, find_start, run_directory, save, write_config
+from .rundir import claim_on_main, discard_if_empty, find_start, run_directory, save, write_config
 from .setup import (
     RunData,
     build,
@@ -35,7 +33,7 @@ from .setup import (
     resolve_from_data,
     restore,
 )
-from .step import StepOutput, TrainState, draw_batch, step_or_fall_back, train_step
+from .step import StepOutput, TrainState, draw_batch, release_network, step_or_fall_back, train_step
 from .stopping import Stop, StopRules
 
 
@@ -88,7 +86,7 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
         initial = load_initial(config.train.init) if starts else None  # its tokenizer, then its weights
         data = prepare_data(config, info, checkpoint, initial)
         config = resolve_from_data(config, data)
-        state = build(config, data.tokenizer, device, info, data_tokens(data.tokenizer, checkpoint, initial))
+        state = build(config, data.tokenizer, device, info, data_tokens(checkpoint, initial))
         if starts:
             initialise(state, config.train.init, initial)
         del initial  # the network holds its weights now; a large model is not kept twice
@@ -97,7 +95,8 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
         if checkpoint is not None:
             check_resume(state, checkpoint, run_dir)
         fresh = info.is_main and not run_dir.exists()
-        lock = _claim(run_dir, checkpoint, resume, info)  # only now, with data and model checked, is anything written
+        # only now, with data and model checked, is anything written
+        lock = claim_on_main(run_dir, checkpoint, resume, info)
         try:
             elapsed_before = restore(state, checkpoint) if checkpoint is not None else 0.0
             logger = _open_log(state, data, run_dir, device)
@@ -105,10 +104,8 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
             result = _loop(run)
             distributed.barrier(info)  # rank 0 may still be writing; tearing gloo down under it can abort a peer
         except BaseException:
-            # a new run that failed before it logged or saved anything (out of memory, say) leaves no folder of a
-            # config and a tokenizer that looks like a run but holds nothing; one with metrics keeps them
-            if fresh and _holds_nothing(run_dir):
-                shutil.rmtree(run_dir, ignore_errors=True)
+            if fresh:
+                discard_if_empty(run_dir)
             raise
         finally:
             if lock is not None:
@@ -116,33 +113,8 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
         return result
     finally:
         torch.use_deterministic_algorithms(deterministic)
-        _release_network(state)
+        release_network(state)
         distributed.teardown()
-
-
-def _release_network(state: TrainState | None) -> None:
-    """Free the DDP wrapper while the process group is still registered. Freed after ``teardown``, its reducer would
-    drop the group's last reference holding the GIL, and the group's destructor waits for a gloo worker thread that
-    may need the GIL to free a finished collective's tensors: a deadlock seen once at exit (rank 1 of a 2-process
-    run, in ``~ProcessGroupGloo`` joining its threads). The group's own binding releases the GIL when it dies."""
-    if state is None or state.network is state.model:
-        return
-    state.network = state.model
-    gc.collect()  # a module's hooks can hold it in a reference cycle: collect it now, not at some later step
-
-
-def _claim(run_dir: Path, checkpoint: Path | None, resume: bool, info):
-    """Rank 0 takes the run's lock; a refusal reaches every rank, so none waits for the others forever."""
-    lock, refusal = None, None
-    if info.is_main:
-        try:
-            lock = claim(run_dir, checkpoint, resume)
-        except ConfigError as error:
-            refusal = str(error)
-    refusal = distributed.broadcast_object(refusal, info)
-    if refusal:
-        raise ConfigError(refusal)
-    return lock
 
 
 @dataclass
@@ -236,12 +208,6 @@ def _step(run: _Run) -> StepOutput:
     run.window.add(None if output.skipped else float(distributed.all_reduce_sum(output.loss, info)) / info.world_size)
     run.bar.update(1)
     return output
-
-
-def _holds_nothing(run_dir: Path) -> bool:
-    """Whether a run directory holds no checkpoint and no metrics record."""
-    metrics = run_dir / "metrics.jsonl"
-    return not list_checkpoints(run_dir) and not (metrics.is_file() and metrics.stat().st_size)
 
 
 def _fit_when_timed(run: _Run) -> None:
