@@ -120,3 +120,38 @@ def test_a_seed_flag_is_64_bits_or_refused(text):
         assert str(error).startswith("expected a whole number in [0, 2**63 - 1]")
     else:
         assert 0 <= value <= 2**63 - 1 and value == int(text)
+
+
+CHAT_TEMPLATE = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }} [end]{% endfor %}"
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["role", "content", "x"]), inner),
+    max_leaves=12,
+)
+MESSAGE = st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant", "tool"]),
+                                 "content": st.text("abc .", max_size=20)})  # fmt: skip
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None, max_examples=60)
+@given(st.one_of(JSON_VALUES, st.lists(MESSAGE, max_size=5)))
+def test_a_messages_record_is_rows_or_one_line(tmp_path, messages):
+    """Whatever a ``messages`` field holds, reading the file gives rows whose answer is not given, or one
+    ``DataError`` line (the file's name and line)."""
+    import json
+    from pathlib import Path
+
+    from scorediff.data.chat import ChatTemplate
+    from scorediff.data.examples import read_examples
+    from scorediff.data.sources import DataError
+    from scorediff.data.tokenizers import load_tokenizer
+
+    tokenizer = load_tokenizer(Path(__file__).parent / "fixtures" / "llama_family" / "tiny_llama")
+    tokenizer.chat = ChatTemplate(CHAT_TEMPLATE)
+    spec = tmp_path / "chat.jsonl"
+    spec.write_text(json.dumps({"messages": messages}) + "\n")
+    try:
+        tokens, given = read_examples(str(spec), tokenizer, 64)
+    except DataError as error:
+        assert "\n" not in str(error) and str(error).startswith(f"{spec}:1")
+    else:
+        assert tokens.shape == given.shape == (1, 64) and given[0, 0] and not given[0, -1]
