@@ -14,7 +14,7 @@ from scorediff.config import load_config
 from scorediff.devices import resolve_device
 from scorediff.training import distributed
 
-# 20 rounds of three touched 8 MiB tensors allocated and freed: the page faults counted over the rounds
+# 20 rounds of three touched 8 MiB tensors allocated and freed: the page faults counted in each round
 ROUNDS = """
 import resource, sys, torch
 from scorediff.devices import keep_freed_memory
@@ -25,11 +25,11 @@ def faults():
 for _ in range(2):  # glibc adapts its thresholds to the first frees
     xs = [torch.ones(2 << 20) for _ in range(3)]
     del xs
-start = faults()
 for _ in range(20):
+    start = faults()
     xs = [torch.ones(2 << 20) for _ in range(3)]
     del xs
-print(faults() - start)
+    print(faults() - start)
 """
 
 PAGES_PER_ROUND = 3 * (8 << 20) // 4096
@@ -40,20 +40,27 @@ PAGES_PER_ROUND = 3 * (8 << 20) // 4096
 PINNED = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
 
 
-def page_faults(mode: str) -> int:
+def page_faults(mode: str) -> list[int]:
     env = {**os.environ, **PINNED}
     env.pop("SCOREDIFF_KEEP_FREED_MEMORY", None)
     argv = [sys.executable, "-c", ROUNDS, mode]
     done = subprocess.run(argv, capture_output=True, text=True, check=True, env=env)
-    return int(done.stdout.strip())
+    return [int(line) for line in done.stdout.split()]
+
+
+def median(values: list[int]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_freed_memory_is_reused_without_page_faults():
-    # with the starting thresholds glibc maps these blocks afresh or trims them away: most pages fault again
-    assert page_faults("default") > 5 * PAGES_PER_ROUND
-    # kept, the heap serves the rounds from pages touched before: less than one round's worth in all 20
-    assert page_faults("keep") < PAGES_PER_ROUND
+    # The median round, not the sum: on a shared machine the kernel now and then unmaps pages it keeps anyway
+    # (NUMA balancing, reclaim), and one round in the first few then faults a tensor's pages or all of them
+    # again (CI: 6,144 in one of 20 rounds; 30 runs here: 13 had one such round, never more than two).
+    # with the starting thresholds glibc maps these blocks afresh or trims them away: every page faults again
+    assert median(page_faults("default")) > 0.9 * PAGES_PER_ROUND
+    # kept, the heap serves the rounds from pages touched before
+    assert median(page_faults("keep")) < 0.01 * PAGES_PER_ROUND
 
 
 # each command that takes --device, with the arguments it needs to get as far as checking it
