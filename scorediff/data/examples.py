@@ -26,7 +26,7 @@ from torch import Tensor
 from ..errors import InputError
 from ..templates import encode_text
 from .chat import check_messages, leading_bos
-from .sources import EMBEDDED, DataError, _suffixes, jsonl_records
+from .sources import EMBEDDED, JSONL_SUFFIXES, DataError, _suffixes, jsonl_records
 from .tokenizers import Tokenizer
 from .windows import spread_indices
 
@@ -39,7 +39,7 @@ def example_format(spec: str) -> str | None:
     """``"text"``, ``"messages"`` or ``"tokens"`` when ``spec`` is one JSONL file of prompted examples (read from
     its first record), else None (a corpus: windows of one stream)."""
     path = Path(spec).expanduser()
-    if spec in EMBEDDED or not path.is_file() or _suffixes(path)[0] != ".jsonl":
+    if spec in EMBEDDED or not path.is_file() or _suffixes(path)[0] not in JSONL_SUFFIXES:
         return None
     return record_format(next(jsonl_records(path), (0, {}))[1])
 

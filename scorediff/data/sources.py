@@ -19,6 +19,9 @@ from ..errors import ScorediffError
 CORPORA = Path(__file__).parent / "corpora"
 EMBEDDED = {"shakespeare": CORPORA / "shakespeare.txt.xz"}
 TEXT_SUFFIXES = {".txt", ".md", ".text", ".jsonl", ".fa", ".fasta", ".fna", ".fas"}
+# JSON Lines, one record per line; ``.json`` too, the name ``datasets``' ``to_json`` gives the JSON Lines it writes.
+# A folder's ``.json`` files are not read (configs and metadata sit beside data); a glob names them.
+JSONL_SUFFIXES = {".jsonl", ".json"}
 FASTA_SUFFIXES = {".fa", ".fasta", ".fna", ".fas"}
 PIECE_CHARS = 1 << 20  # stream large files in pieces of about this many characters
 
@@ -145,12 +148,17 @@ def jsonl_records(path: Path, start: int = 0, end: int | None = None) -> Iterato
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            raise DataError(f"{_where(path, start, number)} is not valid JSON") from None
+            raise DataError(f"{_where(path, start, number)} is not valid JSON{_one_per_line(start, number)}") from None
         except RecursionError:  # the decoder recurses once per level of nesting
             raise DataError(f"{_where(path, start, number)} nests its JSON deeper than Python can read") from None
         if not isinstance(record, dict):
-            raise DataError(f"{_where(path, start, number)} is not a JSON object")
+            raise DataError(f"{_where(path, start, number)} is not a JSON object{_one_per_line(start, number)}")
         yield number, record
+
+
+def _one_per_line(start: int, number: int) -> str:
+    """The hint for a file whose first line is no record: likely one JSON document, not JSON Lines."""
+    return " (expected JSON Lines: one object per line)" if start == 0 and number == 1 else ""
 
 
 def _where(path: Path, start: int, number: int) -> str:
@@ -240,7 +248,7 @@ def file_texts(path: Path, text_field: str = "text", piece_chars: int | None = N
     """Pieces of text from one file of a source, ``None`` after each document (a JSONL record, a FASTA record,
     a whole text file)."""
     suffix, _ = _suffixes(path)
-    if suffix == ".jsonl":
+    if suffix in JSONL_SUFFIXES:
         yield from _jsonl(path, text_field)
     elif suffix in FASTA_SUFFIXES:
         yield from _fasta(path)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import sources  # PIECE_CHARS read when a file is cut: the writing process's, whatever a worker's is
-from .sources import FASTA_SUFFIXES, _bad_byte, _blocks, _changed, _jsonl, _suffixes, file_texts
+from .sources import FASTA_SUFFIXES, JSONL_SUFFIXES, _bad_byte, _blocks, _changed, _jsonl, _suffixes, file_texts
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def file_spans(path: Path, span_bytes: int) -> Iterator[Span]:
     stamp = {"file_size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     if compressed or suffix in FASTA_SUFFIXES or stat.st_size <= span_bytes:
         yield Span(name, **stamp, piece_chars=sources.PIECE_CHARS)
-    elif suffix == ".jsonl":
+    elif suffix in JSONL_SUFFIXES:
         yield from (Span(name, **stamp, start=start, end=end) for start, end in _line_ranges(path, span_bytes))
     else:
         groups = _block_groups(path, span_bytes)

@@ -27,6 +27,9 @@ def test_text_examples_give_the_prompt_and_pad_the_answer(tmp_path):
     assert given.tolist() == [[True] * 3 + [False] * 5, [True] * 4 + [False] * 4]
     with pytest.raises(DataError, match=r"rev.jsonl:2: the prompt and answer take 7 tokens; the model's context is 6"):
         read_examples(spec, tokenizer, seq_len=6)
+    same = write(tmp_path / "rev.json", [{"prompt": "ab=", "answer": "ba"}, {"prompt": "abc=", "answer": "cba"}])
+    assert example_format(same) == "text"  # JSON Lines named .json, as datasets' to_json names it
+    assert torch.equal(read_examples(same, tokenizer, seq_len=8)[0], tokens)
 
 
 def test_token_examples_over_a_declared_vocabulary(tmp_path):

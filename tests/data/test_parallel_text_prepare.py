@@ -72,8 +72,9 @@ def test_two_processes_write_the_shards_and_meta_of_one(folder, tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))
 
 
-def test_a_jsonl_file_alone_and_its_end_tokens(tmp_path):
-    path = tmp_path / "docs.jsonl"
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_a_jsonl_file_alone_and_its_end_tokens(tmp_path, suffix):
+    path = tmp_path / f"docs{suffix}"  # .json: the name datasets' to_json gives its JSON Lines
     values = [f"doc {i} " * (i % 5) for i in range(400)]  # every fifth is empty: no tokens, no end token
     path.write_text("".join(json.dumps({"body": v, "id": i}) + "\n" for i, v in enumerate(values)))
     tokenizer = ByteTokenizer()

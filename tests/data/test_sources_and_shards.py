@@ -48,6 +48,23 @@ def test_jsonl_and_fasta(tmp_path):
     assert documents(str(tmp_path / "g.fa.gz")) == ["ACGTACGG", "TTTT"]
 
 
+def test_a_json_file_is_json_lines_as_datasets_writes_it(tmp_path):
+    """``Dataset.to_json`` writes JSON Lines under a ``.json`` name: read as records, not as a text of braces; one
+    JSON document instead (an array, or an object pretty-printed) is a one-line error that says what was expected."""
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_dict({"text": ["alpha", "beta\ngamma"], "id": [1, 2]}).to_json(tmp_path / "d.json")
+    assert documents(str(tmp_path / "d.json")) == ["alpha", "beta\ngamma"]
+    (tmp_path / "array.json").write_text(json.dumps([{"text": "alpha"}]))
+    with pytest.raises(DataError, match=r"array.json:1 is not a JSON object \(expected JSON Lines: one object per"):
+        documents(str(tmp_path / "array.json"))
+    (tmp_path / "pretty.json").write_text(json.dumps([{"text": "alpha"}], indent=2))
+    with pytest.raises(DataError, match=r"pretty.json:1 is not valid JSON \(expected JSON Lines"):
+        documents(str(tmp_path / "pretty.json"))
+    (tmp_path / "late.jsonl").write_text('{"text": "alpha"}\n[1]\n')  # a later line: the file is JSON Lines
+    with pytest.raises(DataError, match=r"late.jsonl:2 is not a JSON object$"):
+        documents(str(tmp_path / "late.jsonl"))
+
+
 def test_bad_sources_say_what_is_wrong(tmp_path):
     with pytest.raises(DataError, match="is neither a file, a folder, a glob nor an embedded corpus"):
         documents(str(tmp_path / "missing.txt"))
