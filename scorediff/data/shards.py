@@ -18,6 +18,9 @@ from .sources import DataError, fingerprint, iter_text
 from .tokenizers import Tokenizer
 
 META_FILE = "meta.json"
+# how files are read into text; raised when that changes, so shards cached under the old reading are not reused
+# (2: a ``.json`` file is JSON Lines, not plain text)
+READING = 2
 
 
 def _goes_to_validation(chunk_index: int, val_fraction: float) -> bool:
@@ -146,6 +149,6 @@ def _rebalance(directory: Path, dtype, val_fraction: float, counts: dict[str, in
 
 
 def cache_key(spec: str, tokenizer_json: str, val_fraction: float, chunk_tokens: int, text_field: str) -> str:
-    """A name for the shards of this source and tokenizer; it changes when a file changes."""
-    payload = json.dumps([fingerprint(spec), tokenizer_json, val_fraction, chunk_tokens, text_field])
+    """A name for the shards of this source and tokenizer; it changes when a file changes, and with ``READING``."""
+    payload = json.dumps([READING, fingerprint(spec), tokenizer_json, val_fraction, chunk_tokens, text_field])
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
