@@ -66,6 +66,22 @@ RUNAWAY = {
     "join": (SIXTEEN_MI + "{{ ([s] * 1000) | join }}", "longer than 16,777,216"),
     "join by attribute": (SIXTEEN_MI + "{{ ([{'a': s}] * 1000) | join(attribute='a') }}", "longer than 16,777,216"),
     "str.join": (SIXTEEN_MI + "{{ ''.join([s] * 1000) }}", "longer than 16,777,216"),
+    # a list short in length and long in writing: 1,000 references to one text of 16 M characters written out
+    "a list written out": (SIXTEEN_MI + "{{ [s] * 1000 }}", "longer than 16,777,216"),
+    "| string": (SIXTEEN_MI + "{{ ([s] * 1000) | string | length }}", "longer than 16,777,216"),
+    "| tojson": (SIXTEEN_MI + "{{ ([s] * 1000) | tojson | length }}", "longer than 16,777,216"),
+    "| tojson with a wide indent": ("{{ ([[]] * 1000000) | tojson(indent=10000) | length }}", "longer than 16,777,216"),
+    "~ of a list": (SIXTEEN_MI + "{{ ([s] * 1000 ~ '') | length }}", "longer than 16,777,216"),
+    "% of a list": (SIXTEEN_MI + "{{ ('%s' % ([s] * 1000,)) | length }}", "longer than 16,777,216"),
+    "str.format of a list": (SIXTEEN_MI + "{{ '{}'.format([s] * 1000) | length }}", "longer than 16,777,216"),
+    "a namespace written out": (SIXTEEN_MI + "{% set ns = namespace(l=[s] * 1000) %}{{ ns }}", "longer than"),
+    # no hook sees a literal built: 2 ** 24 references to a text of 1,000 (16 G characters) by 24 doublings
+    "doubled literals": (
+        "{% set a0 = ['x' * 1000] %}"
+        + "".join(f"{{% set a{i + 1} = [a{i}, a{i}] %}}" for i in range(24))
+        + "{{ a24 }}",
+        "longer than 16,777,216",
+    ),
 }
 #: templates whose steps each do much work (a sum, search, comparison or sort of a million items), so that the step
 #: budget lets them run for hours; the deadline stops them (lowered here to 0.2 s)
@@ -149,13 +165,15 @@ WELL_BEHAVED = [
     "{% endif %}{% endfor %}{{ messages | tojson }}{{ '%s-%d' % ('a', 2) }}{{ 'ab' * 3 }}{{ 2 ** 10 }}",
     "{% for m in messages | reverse %}{{ m.content.split(' ') | join('_') }}{{ '|' ~ m.role ~ '|' }}{% endfor %}"
     "{% for c in 'abc' %}{% if c == 'b' %}{% continue %}{% endif %}{{ c }}{% endfor %}",
+    "{{ messages }}{{ messages | string | length }}{{ messages | tojson(indent=2) }}{{ [messages, ['\\n\t\x01']] }}"
+    "{% set ns = namespace(m=messages) %}{{ ns }}{{ messages[0].items() | list }}{{ '%s' % (messages,) ~ messages }}",
 ]
 
 
 @pytest.mark.parametrize("template", WELL_BEHAVED)
 def test_the_budget_changes_no_template_within_it(template):
     plain = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
-    plain.filters["tojson"] = lambda value: json.dumps(value, ensure_ascii=False)
+    plain.filters["tojson"] = lambda value, indent=None: json.dumps(value, ensure_ascii=False, indent=indent)
     expected = plain.from_string(template).render(messages=MESSAGES, bos_token="<s>", eos_token="</s>")
     assert ChatTemplate(template, "<s>", "</s>").render(MESSAGES, add_generation_prompt=False) == expected
     assert expected  # each renders some text
