@@ -2,6 +2,7 @@
 ConfigError, and the command line answers any argument list with a result or one line and exit code 2."""
 
 import argparse
+import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -155,3 +156,33 @@ def test_a_messages_record_is_rows_or_one_line(tmp_path, messages):
         assert "\n" not in str(error) and str(error).startswith(f"{spec}:1")
     else:
         assert tokens.shape == given.shape == (1, 64) and given[0, 0] and not given[0, -1]
+
+
+ANY_TEXT = st.text(max_size=30)  # quotes, backslashes, control characters, lone surrogates: each escapes its own way
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | ANY_TEXT | st.binary(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.tuples(inner, inner)
+        | st.dictionaries(ANY_TEXT, inner, max_size=4)
+        | st.frozensets(st.integers() | ANY_TEXT, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@given(VALUES)
+def test_a_chat_templates_written_size_is_never_below_the_written_text(value):
+    """The sandbox refuses what would write past its bound by a count taken without writing: that count must be at
+    least what ``str`` (the output, ``~``, ``string``) and JSON (``tojson``) would write, whatever the value holds."""
+    from jinja2.utils import Namespace
+
+    from scorediff.data.template_sizes import _written_size
+
+    for held in (value, [value, value], Namespace(x=value)):
+        assert _written_size(held) >= len(str(held))
+    try:
+        written = json.dumps([value], ensure_ascii=False)  # in a list: a text alone is written as it is, unquoted
+    except (TypeError, ValueError):  # bytes, sets, non-text keys: tojson refuses them as json does
+        return
+    assert _written_size([value]) >= len(written)

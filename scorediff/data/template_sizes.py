@@ -93,8 +93,8 @@ def _leaf_size(value, quoted: bool) -> int:
         return _WRAPPING + len(value) + escapes + (0 if printable else 9 * len(value))  # Markup('...') too
     if isinstance(value, (bytes, bytearray)):
         return 14 + 4 * len(value)
-    if isinstance(value, int):
-        return 2 + value.bit_length() // 3
+    if isinstance(value, int) and not isinstance(value, bool):
+        return 3 + value.bit_length() * 10 // 33  # digits <= 0.30103 bits + 1, and a sign
     return len(repr(value))
 
 
