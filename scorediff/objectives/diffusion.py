@@ -16,13 +16,12 @@ from ..likelihood import elbo
 from ..losses import sample_times, weighted_score_entropy
 from ..model import ModelConfig, SEDDTransformer, build_network
 from ..sampling import TimeIndependentScore, sample
-from ..sampling.approximate_cache import decode_with_approximate_cache
 from ..sampling.guidance import check_label, guide_log_probs, guide_log_scores, labelled
 from ..sampling.options import OptionError, SamplingOptions
-from ..sampling.orders import decode_in_order, tokens_per_call
 from ..schedules import LogLinearSchedule, NoiseSchedule
 from ..types import ScoreFn
 from .base import Generation, Objective, WindowFiller, check_scored, inference_copy
+from .diffusion_fillers import approximate_filler, order_filler
 from .shared import check_greedy, draw_keywords, drop_labels
 
 #: what a diffusion model's ``sample`` reads of ``SamplingOptions``: all of it
@@ -235,8 +234,8 @@ class DiffusionObjective(Objective):
         score_fn = self.score_fn(model, options.cache, options.label, options.guidance)
         if check_greedy(options):
             if options.approximate_cache != "none":
-                return self._approximate_filler(model, options, generator)
-            return self._order_filler(score_fn, options, generator)
+                return approximate_filler(self, model, options, generator)
+            return order_filler(self, score_fn, options, generator)
 
         def fill(tokens: Tensor, given: Tensor) -> tuple[Tensor, int, int, float]:
             before = getattr(score_fn, "nfe", 0)  # a cached score counts its calls across windows
@@ -246,42 +245,6 @@ class DiffusionObjective(Objective):
                 **draw_keywords(options),
             )  # fmt: skip
             return x, stats.nfe - before, stats.steps, stats.nfe_per_sequence
-
-        return WindowFiller(fill)
-
-    def _order_filler(self, score_fn: ScoreFn, options: SamplingOptions, generator) -> WindowFiller:
-        if self.graph.mask_id is None:
-            raise OptionError("order", "needs the absorbing graph (masks to fill); this model is uniform")
-        log_probs_fn = self.denoiser(score_fn)
-
-        def fill(tokens: Tensor, given: Tensor) -> tuple[Tensor, int, int, float]:
-            x = torch.where(given, tokens, self.graph.mask_id)
-            keywords = options.order_keywords()
-            keywords["tokens_per_step"] = tokens_per_call(options.tokens_per_step, given, options.steps)
-            rows_before = getattr(score_fn, "rows_evaluated", None)  # a cached score skips finished sequences
-            x, nfe = decode_in_order(
-                log_probs_fn, x, self.graph.mask_id, self.num_tokens, given=given, generator=generator, **keywords
-            )
-            per_sequence = nfe if rows_before is None else (score_fn.rows_evaluated - rows_before) / len(x)
-            return x, nfe, nfe, per_sequence
-
-        return WindowFiller(fill)
-
-    def _approximate_filler(self, model, options: SamplingOptions, generator) -> WindowFiller:
-        """Decode in an order with Fast-dLLM's approximate cache (``scorediff.sampling.approximate_cache``)."""
-        if self.graph.mask_id is None or not getattr(model, "time_independent", False):
-            raise OptionError("approximate_cache", "needs the absorbing graph and a time-independent network")
-
-        def fill(tokens: Tensor, given: Tensor) -> tuple[Tensor, int, int, float]:
-            keywords = options.order_keywords()
-            del keywords["remask_rounds"], keywords["remask_tokens"]  # refused with the cache
-            keywords["tokens_per_step"] = tokens_per_call(options.tokens_per_step, given, options.steps)
-            x, nfe, _ = decode_with_approximate_cache(
-                model, torch.where(given, tokens, self.graph.mask_id), self.graph.mask_id, self.num_tokens,
-                kind=options.approximate_cache, cache_block=options.cache_block, given=given, generator=generator,
-                **keywords,
-            )  # fmt: skip
-            return x, nfe, nfe, nfe
 
         return WindowFiller(fill)
 
