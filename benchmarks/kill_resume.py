@@ -52,23 +52,70 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(args: list[str], kill_after: float | None = None) -> int:
+def launch(args: list[str]) -> subprocess.Popen:
+    """The run's process, in a session of its own (the kill reaches torchrun's workers too); its stderr goes to a
+    file, which a pipe nobody reads while the run is watched could fill and block."""
+    errors = tempfile.TemporaryFile("w+")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    process = subprocess.Popen(  # a session of its own: the kill reaches torchrun's workers too
-        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    if kill_after is None:
-        _, err = process.communicate()
-        if process.returncode:
-            raise RuntimeError(err)
-        return 0
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
+    process.errors = errors
+    return process
+
+
+def finish(process: subprocess.Popen) -> None:
+    """Wait for the run's end; its stderr as the error when it failed."""
+    process.wait()
+    process.errors.seek(0)
+    if process.returncode:
+        raise RuntimeError(process.errors.read())
+    process.errors.close()
+
+
+def run(args: list[str], metrics: Path) -> tuple[float, float]:
+    """Run to the end; the seconds from launch to the start of training, and from there to its end."""
+    start = time.perf_counter()
+    process = launch(args)
+    _wait_for_training(process, metrics, None)
+    first = time.perf_counter()
+    finish(process)
+    return first - start, time.perf_counter() - first
+
+
+def run_and_kill(args: list[str], metrics: Path, kill: tuple[str, float] | None) -> int:
+    """Run, killed ``kill[1]`` seconds after its launch (``"start"``) or after it starts training (``"training"``);
+    its exit code, or -9 when killed."""
+    before = _signature(metrics)
+    process = launch(args)
+    if kill is not None:
+        phase, delay = kill
+        if phase == "start" or _wait_for_training(process, metrics, before):
+            try:
+                process.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)  # no handler runs, a checkpoint write may be cut anywhere
+                process.wait()
+                process.errors.close()
+                return -9
+    finish(process)
+    return 0
+
+
+def _wait_for_training(process: subprocess.Popen, metrics: Path, before: tuple | None) -> bool:
+    """Whether the run started training before its process ended: its metrics file changed from ``before`` (a new
+    run opens it, a resumed one rewrites it without the steps it runs again, then each step appends)."""
+    while process.poll() is None:
+        if _signature(metrics) != before:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _signature(path: Path) -> tuple | None:
     try:
-        process.wait(timeout=kill_after)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # no handler runs, a checkpoint write may be cut anywhere
-        process.wait()
-        return -9
-    return process.returncode
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def losses(run_dir: Path) -> dict[int, float]:
@@ -95,17 +142,26 @@ def same_weights(a: dict, b: dict) -> bool:
 
 #: Kills per trial after which the run is left to finish.
 MAX_KILLS = 5
+#: The share of kills drawn in a run's start-up (imports, process group, data, model), before it starts training;
+#: the others come while it trains, timed from that moment, so that a slow start on a busy machine (or the
+#: reference's, which also cuts the data into shards) does not make a kill drawn from a whole run land after its end.
+START_KILLS = 0.2
 
 
-def trial(root: Path, config: Path, reference: Path, rng: random.Random, seconds: float, fsdp: bool = False) -> dict:
+def draw_kill(rng: random.Random, startup: float, training: float) -> tuple[str, float]:
+    """When to kill the next run: in its start-up, or while it trains (checkpoint writes included)."""
+    if rng.random() < START_KILLS:
+        return "start", rng.uniform(0.3, startup)
+    return "training", rng.uniform(0.0, 0.9 * training)
+
+
+def trial(root: Path, config: Path, reference: Path, rng: random.Random, timing: tuple, fsdp: bool = False) -> dict:
     name = "killed"
     kills = resumes = 0
     resume = False
     while True:
-        # a run's start-up alone can take most of `seconds`: after MAX_KILLS the last run may finish, so a trial ends
-        kill_after = rng.uniform(0.3, seconds) if kills < MAX_KILLS else None
-        started = run(command(config, root, name, resume, fsdp), kill_after=kill_after)
-        if started == 0:
+        kill = draw_kill(rng, *timing) if kills < MAX_KILLS else None
+        if run_and_kill(command(config, root, name, resume, fsdp), root / name / "metrics.jsonl", kill) == 0:
             break
         kills += 1
         # killed before its first checkpoint: a new run over what it left; else a resume
@@ -139,13 +195,12 @@ def main(argv: list[str] | None = None) -> dict:
         values = dict(MICRO, data={"source": str(corpus), "tokenizer": "char", "cache_dir": str(root / "cache")})
         config = root / "micro.yaml"
         config.write_text(yaml.safe_dump(values))
-        start = time.perf_counter()
-        run(command(config, root / "reference", "run", False, args.fsdp))
-        seconds = time.perf_counter() - start  # kill anywhere in a run's length
+        reference = root / "reference" / "run"
+        timing = run(command(config, root / "reference", "run", False, args.fsdp), reference / "metrics.jsonl")
         results = []
         for index in range(args.trials):
             out = root / f"trial{index}"
-            result = trial(out, config, root / "reference" / "run", rng, seconds, args.fsdp)
+            result = trial(out, config, reference, rng, timing, args.fsdp)
             results.append(result)
             print(json.dumps({"trial": index, **result}), flush=True)
     passed, kills = sum(r["passed"] for r in results), sum(r["kills"] for r in results)
