@@ -75,6 +75,36 @@ RUNAWAY = {
     "% of a list": (SIXTEEN_MI + "{{ ('%s' % ([s] * 1000,)) | length }}", "longer than 16,777,216"),
     "str.format of a list": (SIXTEEN_MI + "{{ '{}'.format([s] * 1000) | length }}", "longer than 16,777,216"),
     "a namespace written out": (SIXTEEN_MI + "{% set ns = namespace(l=[s] * 1000) %}{{ ns }}", "longer than"),
+    # found by a red-team read of the sizes: each built hundreds of megabytes to gigabytes before it was refused, ran
+    # for minutes in one step, or was never refused
+    "many format fields": (SIXTEEN_MI + "{{ ('{0}' * 1000).format(s) | length }}", "longer than 16,777,216"),
+    "format_map": (SIXTEEN_MI + "{{ ('{a}' * 1000).format_map({'a': s}) | length }}", "longer than 16,777,216"),
+    "% of a mapping": (SIXTEEN_MI + "{{ (('%(a)s' * 1000) % {'a': s}) | length }}", "longer than 16,777,216"),
+    "format filter fields": (SIXTEEN_MI + "{{ ('%(a)s' * 1000) | format(a=s) | length }}", "longer than 16,777,216"),
+    "str.translate": (SIXTEEN_MI + "{{ ('x' * 1000).translate({120: s}) | length }}", "longer than 16,777,216"),
+    "bytes.replace": (
+        "{{ ('x' * 10000).encode().replace('x'.encode(), ('y' * 3000000).encode()) | length }}",
+        "longer than 16,777,216",
+    ),
+    "a case change": ("{{ ('\u00df' * 16000000) | upper | length }}", "longer than 16,777,216"),
+    "urlize": ("{{ 'http://a.example ' | urlize }}", "No filter named 'urlize'"),
+    "pprint": ("{{ [1] | pprint }}", "No filter named 'pprint'"),
+    "a list of every character": ("{{ ('\u4e00' * 16000000) | list | length }}", "more than 1,048,576 items"),
+    "a split into items": ("{{ ('x ' * 8000000).split() | length }}", "more than 1,048,576 items"),
+    "a repeated list": ("{{ ([0] * 1000) * 10000 }}", "more than 1,048,576 items"),
+    "in over references": (
+        SIXTEEN_MI + "{% set t = 'x' * 15999999 ~ 'y' %}{{ t in [s] * 10000 }}",
+        "longer than 16,777,216",
+    ),
+    "a test over references": (
+        SIXTEEN_MI + "{% set t = 'x' * 15999999 ~ 'y' %}{{ t is in([s] * 10000) }}",
+        "longer than 16,777,216",
+    ),
+    "a long attribute path": (
+        "{{ (['x'] * 500) | sort(attribute='0.' * 1000000 ~ '0') }}",
+        "an attribute path of more than 64 parts",
+    ),
+    "a template of megabytes": ("{{ 'x' }}" * 300_000, "the template is 2,700,000 characters long"),
     # no hook sees a literal built: 2 ** 24 references to a text of 1,000 (16 G characters) by 24 doublings
     "doubled literals": (
         "{% set a0 = ['x' * 1000] %}"
@@ -94,6 +124,9 @@ SLOW = {
 #: templates whose Python error escaped the render as a traceback
 RAISING = {
     "{{ 1 / 0 }}": "division by zero",
+    # the message, a list nested 5,000 deep, was written outside the render: its RecursionError escaped
+    "{% set ns = namespace(x=[]) %}{% for i in range(5000) %}{% set ns.x = [ns.x] %}{% endfor %}"
+    "{{ raise_exception(ns.x) }}": "maximum recursion depth exceeded",
     "{{ '{a}'.format() }}": "'a'",
     "{{ (10 ** 400) | float }}": "int too large to convert to float",
     "{{ 2.0 ** 10000 }}": ".*out of range",
