@@ -7,11 +7,14 @@ other processes read apart as ``iter_text`` reads them together.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import gzip
 import json
 import lzma
-from collections.abc import Iterator
+import os
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import ScorediffError
@@ -57,11 +60,21 @@ def _open_binary(path: Path):
     return open(path, "rb")
 
 
+@contextlib.contextmanager
+def _decompressing(path: Path):
+    """A compressed file cut short or damaged, or not compressed at all, as one ``DataError`` naming it."""
+    try:
+        yield
+    except (EOFError, lzma.LZMAError, gzip.BadGzipFile, zlib.error) as error:
+        kind = "gzip" if path.suffix.lower() == ".gz" else "xz"
+        raise DataError(f"{path} is not a complete {kind} file ({error})") from None
+
+
 def _not_utf8(path: Path) -> DataError:
     """The first byte of ``path``'s text (uncompressed) that is not UTF-8, named by its offset in the file: a
     decoder reading blocks ahead tells only its offset in a block, which depends on where the reading started."""
     offset, carry = 0, b""
-    with _open_binary(path) as handle:
+    with _decompressing(path), _open_binary(path) as handle:
         while block := handle.read(1 << 20):
             data = carry + block
             try:
@@ -103,7 +116,7 @@ def _lines(path: Path, start: int = 0, end: int | None = None) -> Iterator[str]:
 def _raw_lines(path: Path, start: int = 0, end: int | None = None) -> Iterator[bytes]:
     """The lines of ``_lines``, undecoded: split at ``\\n``, ``\\r\\n`` or ``\\r`` as text read with
     ``newline=""`` is."""
-    with _open_binary(path) as handle:
+    with _decompressing(path), _open_binary(path) as handle:
         if start:
             handle.seek(start)
         left = float("inf") if end is None else end - start
@@ -122,7 +135,7 @@ def _plain(path: Path, piece_chars: int | None = None) -> Iterator[str | None]:
 def _blocks(path: Path, piece_chars: int | None = None) -> Iterator[str]:
     carry, piece_chars = "", piece_chars or PIECE_CHARS
     try:
-        with _open_text(path) as handle:
+        with _decompressing(path), _open_text(path) as handle:
             while block := handle.read(piece_chars):
                 text = carry + block
                 cut = text.rfind("\n")
@@ -213,12 +226,15 @@ def is_hf_dataset(path: Path) -> bool:
 
 
 def resolve_files(spec: str) -> list[Path]:
-    """The files a data specification names, in a fixed order (empty for the embedded corpus or a dataset)."""
+    """The files a data specification names, in a fixed order, each once (empty for the embedded corpus or a
+    dataset)."""
     if spec in EMBEDDED:
         return [EMBEDDED[spec]]
+    if not spec.strip():  # Path("") is the working folder: every text file below it
+        raise DataError(f"data is empty; expected a file, a folder, a glob or an embedded corpus {sorted(EMBEDDED)}")
     path = Path(spec).expanduser()
     if any(ch in spec for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        files = _each_once(Path(p) for p in sorted(glob.glob(str(path), recursive=True)) if Path(p).is_file())
         if not files:
             raise DataError(f"the pattern {spec!r} matches no files")
         return files
@@ -227,11 +243,34 @@ def resolve_files(spec: str) -> list[Path]:
     if path.is_dir():
         if is_hf_dataset(path):
             return []
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _suffixes(p)[0] in TEXT_SUFFIXES)
+        files = _each_once(p for p in _walk(path) if _suffixes(p)[0] in TEXT_SUFFIXES)
         if not files:
             raise DataError(f"folder {path} holds no text files (expected {', '.join(sorted(TEXT_SUFFIXES))})")
         return files
+    if not path.is_file():
+        raise DataError(f"data {spec!r} is not a regular file (a pipe or a device may never end)")
     return [path]
+
+
+def _walk(folder: Path) -> list[Path]:
+    """The regular files below ``folder``, sorted; a folder that cannot be read is an error, not skipped."""
+
+    def unreadable(error: OSError):
+        raise DataError(f"{error.filename} cannot be read ({error.strerror}); its files would be left out")
+
+    found = [Path(root) / name for root, _, names in os.walk(folder, onerror=unreadable) for name in names]
+    return sorted(p for p in found if p.is_file())
+
+
+def _each_once(files: Iterable[Path]) -> list[Path]:
+    """``files`` in their order without a file seen before by another path (a link, or a glob's ``**`` through a
+    link to a folder above, which reads one file many times)."""
+    seen, once = set(), []
+    for file in files:
+        if (real := file.resolve()) not in seen:
+            seen.add(real)
+            once.append(file)
+    return once
 
 
 def iter_text(spec: str, text_field: str = "text") -> Iterator[str | None]:

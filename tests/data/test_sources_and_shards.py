@@ -1,5 +1,10 @@
 import gzip
 import json
+import lzma
+import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -63,6 +68,68 @@ def test_a_json_file_is_json_lines_as_datasets_writes_it(tmp_path):
     (tmp_path / "late.jsonl").write_text('{"text": "alpha"}\n[1]\n')  # a later line: the file is JSON Lines
     with pytest.raises(DataError, match=r"late.jsonl:2 is not a JSON object$"):
         documents(str(tmp_path / "late.jsonl"))
+
+
+def test_damaged_compressed_files_pipes_and_an_empty_source_are_one_line_each(tmp_path, monkeypatch):
+    """Each escaped as a traceback (EOFError, LZMAError), hung (a pipe), or read the working folder (empty data)."""
+    whole = gzip.compress(b"hello world\n" * 10_000)
+    (tmp_path / "half.txt.gz").write_bytes(whole[: len(whole) // 2])
+    squeezed = lzma.compress(b"hello\n" * 10_000)
+    (tmp_path / "half.txt.xz").write_bytes(squeezed[: len(squeezed) // 2])
+    (tmp_path / "plain.txt.xz").write_text("not compressed")
+    fasta = gzip.compress(b">chr1\nACGT\n" * 1000)
+    (tmp_path / "half.fa.gz").write_bytes(fasta[: len(fasta) // 2])
+    cases = {
+        "half.txt.gz": r"half.txt.gz is not a complete gzip file \(Compressed file ended",
+        "half.txt.xz": r"half.txt.xz is not a complete xz file \(Compressed file ended",
+        "plain.txt.xz": r"plain.txt.xz is not a complete xz file \(Input format not supported",
+        "half.fa.gz": r"half.fa.gz is not a complete gzip file",
+    }
+    for name, pattern in cases.items():
+        with pytest.raises(DataError, match=pattern):
+            documents(str(tmp_path / name))
+    os.mkfifo(tmp_path / "pipe.txt")
+    with pytest.raises(DataError, match=r"'.*pipe.txt' is not a regular file \(a pipe or a device may never end\)"):
+        documents(str(tmp_path / "pipe.txt"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("would be read")
+    for empty in ("", " "):
+        with pytest.raises(DataError, match="data is empty; expected a file, a folder, a glob"):
+            documents(empty)
+
+
+def test_a_glob_through_a_link_to_a_folder_above_reads_each_file_once(tmp_path):
+    (tmp_path / "loop" / "a").mkdir(parents=True)
+    (tmp_path / "loop" / "a" / "f.txt").write_text("abc\n")
+    (tmp_path / "loop" / "a" / "up").symlink_to("..")  # loop/a/up/a/up/... down to the system's limit
+    assert documents(str(tmp_path / "loop" / "**" / "*.txt")) == ["abc\n"]
+
+
+READ_FOLDER = """
+import sys
+from scorediff.data import DataError, iter_text
+try:
+    list(iter_text(sys.argv[1]))
+except DataError as error:
+    print(error)
+"""
+
+
+def test_a_folder_that_cannot_be_read_is_an_error_not_left_out(tmp_path):
+    """Read in a process without the right to read past a folder's mode: root has it, so root drops it (setpriv)."""
+    (tmp_path / "data" / "locked").mkdir(parents=True)
+    (tmp_path / "data" / "a.txt").write_text("read\n")
+    (tmp_path / "data" / "locked" / "b.txt").write_text("left out\n")
+    (tmp_path / "data" / "locked").chmod(0)
+    dropped = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    if dropped and not shutil.which("setpriv"):
+        pytest.skip("root without setpriv reads a folder whatever its mode")
+    try:
+        argv = [*dropped, sys.executable, "-c", READ_FOLDER, str(tmp_path / "data")]
+        done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    finally:
+        (tmp_path / "data" / "locked").chmod(0o755)
+    assert "locked cannot be read (Permission denied); its files would be left out" in done.stdout
 
 
 def test_bad_sources_say_what_is_wrong(tmp_path):
