@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_directory
+from .saved_dataset import open_dataset
 from .shards import META_FILE, SplitWriter, shard_meta, token_dtype
-from .sources import DataError, is_hf_dataset, resolve_files
+from .sources import DataError, resolve_files
 from .spans import Span, span_texts, text_pieces
 from .tokenizers import Tokenizer, load_tokenizer
 
@@ -41,37 +42,6 @@ PART_BLOCK = 1 << 22
 TOKENS_PER_WRITE = 1 << 20
 """Tokens a text worker gathers before writing them to its part file: it writes once it holds this many or more,
 after adding a piece's, so it holds fewer than this plus one piece's tokens."""
-
-
-def _datasets():
-    try:
-        import datasets
-    except ImportError:
-        raise ImportError("reading a saved Hugging Face dataset needs `pip install scorediff[hf]` (datasets)") from None
-    return datasets
-
-
-def open_dataset(path: str, text_field: str):
-    """The dataset saved at ``path`` (its ``train`` split, else its first, for a ``DatasetDict``), memory-mapped,
-    with only ``text_field``; a one-line ``DataError`` when it is missing, not a dataset, lacks the column or is
-    empty."""
-    folder = Path(path).expanduser()
-    if not folder.exists():
-        raise DataError(f"dataset {path!r} does not exist")
-    if not is_hf_dataset(folder):
-        raise DataError(f"{path} is not a saved Hugging Face dataset (no dataset_info.json or dataset_dict.json)")
-    datasets = _datasets()
-    try:
-        dataset = datasets.load_from_disk(str(folder))
-    except IndexError:  # datasets saves no Arrow file for an empty split, then cannot read it back (5.2)
-        raise DataError(f"dataset {path} has no rows") from None
-    if isinstance(dataset, datasets.DatasetDict):
-        dataset = dataset["train"] if "train" in dataset else next(iter(dataset.values()))
-    if text_field not in dataset.column_names:
-        raise DataError(f"dataset {path} has no column {text_field!r}; columns: {dataset.column_names}")
-    if len(dataset) == 0:
-        raise DataError(f"dataset {path} has no rows")
-    return dataset.select_columns([text_field])
 
 
 def read_rows(dataset, text_field: str, start: int, end: int, rows_per_read: int) -> Iterator[tuple[int, list]]:

@@ -207,17 +207,11 @@ def _fasta(path: Path) -> Iterator[str | None]:
 
 
 def _hf_dataset(path: Path, text_field: str) -> Iterator[str | None]:
-    try:
-        import datasets
-    except ImportError:
-        raise ImportError("reading a saved Hugging Face dataset needs `pip install datasets`") from None
-    dataset = datasets.load_from_disk(str(path))
-    if isinstance(dataset, datasets.DatasetDict):
-        dataset = dataset["train"] if "train" in dataset else next(iter(dataset.values()))
-    if text_field not in dataset.column_names:
-        raise DataError(f"dataset {path} has no column {text_field!r}; columns: {dataset.column_names}")
-    for row in dataset.select_columns([text_field]):
-        yield row[text_field]
+    from .saved_dataset import open_dataset  # it reads is_hf_dataset here
+
+    for row in open_dataset(path, text_field):
+        if row[text_field] is not None:  # a missing value: an empty document, as the parallel reader skips it
+            yield row[text_field]
         yield None
 
 

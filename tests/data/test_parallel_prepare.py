@@ -88,6 +88,25 @@ def test_a_worker_holds_one_read_of_rows_at_a_time(tmp_path):
     assert [first for first, _ in read_rows(corpus, "text", 10, 150, 64)] == [10, 74, 138]
 
 
+def test_a_damaged_dataset_is_one_line_in_one_process_and_in_many(saved, tmp_path):
+    """A broken JSON header or a cut Arrow file escaped as JSONDecodeError or ArrowInvalid tracebacks."""
+    info = saved(["some text"] * 50, "info") + "/train/dataset_info.json"
+    state = saved(["some text"] * 50, "state") + "/train/state.json"
+    for header in (info, state):
+        with open(header, "a") as handle:
+            handle.write("{")
+    saved(["some text"] * 50, "cut")
+    arrow = next((tmp_path / "cut" / "train").glob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[:100])
+    for name in ("info", "state", "cut"):
+        with pytest.raises(DataError, match=rf"dataset .*{name} cannot be read: ") as error:
+            write_shards(str(tmp_path / name), CharTokenizer("some tx\n"), tmp_path / "one", chunk_tokens=CHUNK)
+        assert "\n" not in str(error.value)
+        with pytest.raises(DataError, match=rf"dataset .*{name} cannot be read: "):
+            write_dataset_shards(str(tmp_path / name), CharTokenizer("some tx\n"), tmp_path / "two", 2)
+    assert not list(tmp_path.glob("one*")) and not list(tmp_path.glob("two*"))
+
+
 def test_bad_datasets_are_one_line_and_write_nothing(saved, tmp_path):
     cache = tmp_path / "cache"
     cases = [
@@ -95,7 +114,7 @@ def test_bad_datasets_are_one_line_and_write_nothing(saved, tmp_path):
         (saved(["a", "b"], "content", column="content"), r"has no column 'text'; columns: \['content'\]"),
         (saved([], "empty"), r"dataset .*empty has no rows"),
         (saved(["", None, ""], "blank"), r"holds no text"),  # found while writing
-        (saved([1, 2], "numbers"), r"row 0 of 'text' is int, not text"),
+        (saved([1, 2], "numbers"), r"dataset .*numbers: column 'text' holds int64, not text"),
         # pieces 0 and 1 are written before row 40 fails: an interrupted prepare leaves nothing behind
         (saved(["ab"] * 40 + ["abc"], "late"), r"row 40: .*'c'"),
     ]
