@@ -13,6 +13,7 @@ import gzip
 import json
 import lzma
 import os
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -27,6 +28,8 @@ TEXT_SUFFIXES = {".txt", ".md", ".text", ".jsonl", ".fa", ".fasta", ".fna", ".fa
 JSONL_SUFFIXES = {".jsonl", ".json"}
 FASTA_SUFFIXES = {".fa", ".fasta", ".fna", ".fas"}
 PIECE_CHARS = 1 << 20  # stream large files in pieces of about this many characters
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # a line that may decode to a surrogate: checked
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class DataError(ScorediffError):
@@ -166,7 +169,24 @@ def jsonl_records(path: Path, start: int = 0, end: int | None = None) -> Iterato
             raise DataError(f"{_where(path, start, number)} nests its JSON deeper than Python can read") from None
         if not isinstance(record, dict):
             raise DataError(f"{_where(path, start, number)} is not a JSON object{_one_per_line(start, number)}")
+        if _ESCAPED_SURROGATE.search(line) and (lone := _lone_surrogate(record)):
+            raise DataError(f"{_where(path, start, number)} holds a lone surrogate ({lone!r}), which is not text")
         yield number, record
+
+
+def _lone_surrogate(value) -> str | None:
+    """The first lone surrogate in ``value``'s texts (JSON writes one as ``\\ud800``; no tokenizer encodes it)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if found := _SURROGATE.search(item):
+                return found.group()
+        elif isinstance(item, dict):
+            stack.extend([*item.keys(), *item.values()])
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def _one_per_line(start: int, number: int) -> str:

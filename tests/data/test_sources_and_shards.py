@@ -98,6 +98,16 @@ def test_damaged_compressed_files_pipes_and_an_empty_source_are_one_line_each(tm
             documents(empty)
 
 
+def test_a_lone_surrogate_in_json_lines_is_refused_by_its_line(tmp_path):
+    """JSON may escape half a character (``\\ud800``); the BPE and GPT-2 tokenizers escaped as tracebacks on it."""
+    lines = ['{"text": "fine \\ud83d\\ude00"}', '{"text": "\\\\ud800 is six characters"}', '{"text": "x\\ud800"}']
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"d.jsonl:3 holds a lone surrogate \('\\ud800'\), which is not text"):
+        documents(str(tmp_path / "d.jsonl"))
+    (tmp_path / "d.jsonl").write_text("\n".join(lines[:2]) + "\n")  # a pair is one character, an escaped \\ none
+    assert documents(str(tmp_path / "d.jsonl")) == ["fine \U0001f600", "\\ud800 is six characters"]
+
+
 def test_a_glob_through_a_link_to_a_folder_above_reads_each_file_once(tmp_path):
     (tmp_path / "loop" / "a").mkdir(parents=True)
     (tmp_path / "loop" / "a" / "f.txt").write_text("abc\n")
