@@ -231,6 +231,7 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "max_steps", "max_skipped_steps", "log_every", "eval_windows"):
             at_least(name, getattr(self, name), 1)
         at_least("batch_size", self.batch_size, 1, 2**20)  # beyond a million sequences a step, memory runs out first
+        at_least("max_steps", self.max_steps, 1, 10**15)  # past any run; plan's float arithmetic overflowed on 1e320
         for name in ("eval_every", "preview_samples", "save_every", "keep_last", "attention_anneal_steps"):
             at_least(name, getattr(self, name), 0)
         at_least("seed", self.seed, 0, 2**63 - 1)

@@ -23,6 +23,8 @@ from .tokenizers import (
 )
 
 TOKENIZERS = ("char", "byte", "dna", "gpt2", "bpe")
+LEARNT = ("char", "bpe")
+"""The tokenizers learnt from the data: their ids are the data's, and no model trained elsewhere knows them."""
 
 
 def build_tokenizer(
@@ -36,7 +38,7 @@ def build_tokenizer(
         if num_tokens < 1:
             raise DataError(f"{source} holds token ids: declare their vocabulary with --data.num_tokens=N")
         return IntegerTokenizer(num_tokens)
-    if form == "messages" and name in ("char", "bpe"):
+    if form == "messages" and name in LEARNT:
         raise DataError(
             f"{source} holds messages records, which are written through a chat template; a {name} tokenizer learnt "
             "from them has none: start from an instruct model (--init MODEL) or name its tokenizer (--data.tokenizer)"

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_directory
-from .sources import DataError, fingerprint, iter_text
+from .sources import DataError, _changed, fingerprint, iter_text
 from .tokenizers import Tokenizer
 
 META_FILE = "meta.json"
@@ -112,10 +112,11 @@ def write_shards(
     chunk_tokens: int = 16384,
     text_field: str = "text",
 ) -> Path:
-    """Tokenise ``spec`` into ``out_dir`` (written in a temporary folder, then renamed into place)."""
+    """Tokenise ``spec`` into ``out_dir`` (written in a temporary folder, then renamed into place); a file that
+    changed while it was read is an error, and nothing is kept (its shards would be filed under the old file)."""
     if not 0 < val_fraction < 1:
         raise DataError(f"val_fraction must be in (0, 1); got {val_fraction}")
-    out_dir = Path(out_dir)
+    out_dir, before = Path(out_dir), fingerprint(spec)
     dtype = token_dtype(tokenizer.vocab_size)
     with atomic_directory(out_dir, replace=False) as tmp:  # first writer wins; readers never see it vanish
         with SplitWriter(tmp, dtype, val_fraction, chunk_tokens) as writer:
@@ -134,6 +135,8 @@ def write_shards(
                     raise DataError(f"{spec}: {error}") from None
                 started = True
             counts = writer.finish(spec)
+        if fingerprint(spec) != before:
+            raise _changed(spec)
         meta = shard_meta(dtype, tokenizer, counts, spec, val_fraction, chunk_tokens)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     return out_dir

@@ -25,7 +25,7 @@ from ..checkpoint import (
 from ..config import ConfigError, RunConfig, config_from_dict
 from ..data.chat import reads_own_bos
 from ..data.examples import ExampleSet, example_format, example_splits
-from ..data.prepare import build_tokenizer, prepare_dna_shards, prepare_shards
+from ..data.prepare import LEARNT, build_tokenizer, prepare_dna_shards, prepare_shards
 from ..data.tokenizers import Tokenizer, load_tokenizer
 from ..data.windows import TokenWindows
 from ..errors import ScorediffError
@@ -62,6 +62,12 @@ def prepare_data(config: RunConfig, info: DistInfo, checkpoint: Path | None, ini
     what it wrote. Nothing is written into the run directory here."""
     data = config.data
     tokenizer = load_tokenizer(checkpoint) if checkpoint is not None else getattr(initial, "tokenizer", None)
+    if checkpoint is None and initial is not None and tokenizer is None and data.tokenizer in LEARNT:
+        raise ConfigError(
+            f"train.init={config.train.init} comes without a tokenizer, and a {data.tokenizer} tokenizer learnt from "
+            "the data would give ids its weights never saw: name the one it was trained with (--tokenizer PATH, "
+            "gpt2 or byte)"
+        )
     if example_format(data.source):  # small enough to read on every rank; the same seeded split everywhere
         if tokenizer is None:
             tokenizer = build_tokenizer(data.tokenizer, data.source, num_tokens=data.num_tokens)

@@ -94,6 +94,14 @@ def test_a_batch_no_memory_holds_is_refused_before_the_run_starts(capsys, micro_
     assert not plan.exists()
 
 
+def test_a_step_count_past_any_run_is_refused_before_plan_overflows(capsys, tmp_path):
+    """``plan`` with 1 followed by 320 zeros steps escaped as an OverflowError in its float arithmetic."""
+    plan = tmp_path / "plan.json"
+    argv = ["plan", "--config", "tiny", "--train.max_steps=1" + "0" * 320, "--json", str(plan)]
+    assert_user_error(capsys, argv, r"train.max_steps must be in \[1, 1000000000000000\]; got 1000")
+    assert not plan.exists()
+
+
 def test_a_lora_rank_above_the_layers_width_is_refused(capsys, micro_yaml, tmp_path):
     """A rank of 4096 on layers 32 wide once trained adapters larger than the weights they adapt, silently."""
     pytest.importorskip("peft")

@@ -142,6 +142,22 @@ def test_a_folder_that_cannot_be_read_is_an_error_not_left_out(tmp_path):
     assert "locked cannot be read (Permission denied); its files would be left out" in done.stdout
 
 
+def test_a_file_that_changes_while_one_process_reads_it_leaves_no_shards(tmp_path):
+    """Shards of a file appended to while read were filed under its old size and time (several processes refused)."""
+    path = tmp_path / "growing.txt"
+    path.write_text("abc\n" * 1000)
+
+    class Appending(CharTokenizer):
+        def encode(self, text):
+            with open(path, "a") as handle:
+                handle.write("abc\n")
+            return super().encode(text)
+
+    with pytest.raises(DataError, match="growing.txt changed while it was being prepared; run again"):
+        write_shards(str(path), Appending("abc\n"), tmp_path / "shards", chunk_tokens=64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["growing.txt"]
+
+
 def test_bad_sources_say_what_is_wrong(tmp_path):
     with pytest.raises(DataError, match="is neither a file, a folder, a glob nor an embedded corpus"):
         documents(str(tmp_path / "missing.txt"))

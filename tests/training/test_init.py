@@ -97,6 +97,21 @@ def test_a_tokenizer_beside_init_is_refused(micro_config, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_model_without_a_tokenizer_needs_the_one_it_was_trained_with(micro_config, tmp_path, capsys):
+    """A model folder without its tokenizer once trained on a char tokenizer learnt from the data: 15 ids of the
+    data's own for weights that know 100 others."""
+    folder = tmp_path / "no_tokenizer"
+    shutil.copytree(Path(__file__).parents[1] / "fixtures" / "llama_family" / "tiny_llama", folder)
+    (folder / "tokenizer.json").unlink()
+    _, path = micro_config("autoregressive", max_steps=1, save_every=0)
+    out = tmp_path / "runs"
+    argv = ["train", "--config", str(path), "--out", str(out), "--init", str(folder), "--quiet", "--num-samples", "0"]
+    for learnt in ("char", "bpe"):
+        learnt_ids = rf"train.init=.*no_tokenizer comes without a tokenizer, and a {learnt} tokenizer learnt from the"
+        assert_user_error(capsys, [*argv, "--tokenizer", learnt], learnt_ids + r" data would give ids its weights")
+    assert not out.exists()
+
+
 def test_a_converted_masked_model_fine_tunes_loads_and_resumes(tmp_path):
     """A converted LLaDA's tokenizer names its mask (100 ids; the network's 99 data tokens and the mask), so a run
     from it once built an objective over 100 data tokens and refused the model's weights. The run keeps the model's
