@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import signal
 import sys
+import threading
 import time
 
 import torch
@@ -182,6 +185,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the command is, so that what it was writing is removed as after an error (a temporary
+    shard folder was left behind); the trainer takes SIGTERM itself while it trains, to save and stop."""
+
+
+@contextlib.contextmanager
+def _terminated_as_an_error():
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may take signals
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (2 for a user's mistake, with a one-line message)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -194,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     args.overrides = overrides
     keep_freed_memory()  # this process is ours: the CPU steps of every command reuse their memory
     try:
-        return args.run(args)
+        with _terminated_as_an_error():
+            return args.run(args)
     except (ScorediffError, ImportError) as error:  # a user's mistake, a missing extra: one line, exit 2
         return _fail(error)
     except (RuntimeError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
@@ -211,3 +236,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("scorediff: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("scorediff: terminated", file=sys.stderr)
+        return 143

@@ -1,5 +1,10 @@
 """``scorediff prepare``: the shards train reads, written before the run by several processes."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,3 +58,21 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, dataset, ext
     argv = ["prepare", "--data", dataset[0], "--tokenizer", "byte", f"--data.cache_dir={cache}", *extra]
     assert_user_error(capsys, argv, pattern)
     assert not cache.exists() or not list(cache.iterdir())
+
+
+def test_a_terminated_prepare_leaves_no_temporary_shards(tmp_path):
+    """SIGTERM (what a scheduler or ``kill`` sends) ended a prepare with its temporary shard folder left behind."""
+    corpus = tmp_path / "big.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 2_000_000)  # 88 MB: seconds to tokenise
+    cache = tmp_path / "cache"
+    argv = [sys.executable, "-m", "scorediff", "prepare", "--data", str(corpus), "--tokenizer", "byte",
+            f"--data.cache_dir={cache}"]  # fmt: skip
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not list(cache.glob(".tmp-*")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "the prepare ended before its shards were being written"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143 and err.strip() == "scorediff: terminated", err
+    assert list(cache.iterdir()) == []
