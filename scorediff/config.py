@@ -152,6 +152,8 @@ def load_config(name_or_path: str = "tiny", overrides: list[str] | None = None) 
     """A preset name (``tiny``, ``small``, ``medium``, ...) or a YAML file, then ``section.key=value`` overrides."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
+        if path.is_dir():
+            raise ConfigError(f"config {path} is a folder; expected a preset {presets()} or a .yaml file")
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         values = _read_yaml(path)

@@ -48,8 +48,10 @@ def test_missing_empty_and_textless_data(capsys, micro_yaml, out_dir, tmp_path):
     assert_nothing_written(out_dir)
 
 
-def test_unknown_preset_option_and_flag(capsys, micro_yaml, out_dir):
+def test_unknown_preset_option_and_flag(capsys, micro_yaml, out_dir, tmp_path):
     assert_user_error(capsys, ["train", "--config", "huge"], r"unknown preset 'huge'; expected one of \[")
+    folder = r"config .* is a folder; expected a preset \[.*\] or a .yaml file"  # it said the folder did not exist
+    assert_user_error(capsys, ["train", "--config", str(tmp_path)], folder)
     assert_user_error(
         capsys,
         train_args(micro_yaml, out_dir, "--model.width=3"),
