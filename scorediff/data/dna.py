@@ -28,8 +28,9 @@ import torch
 from torch import Tensor
 
 from ..fileio import atomic_directory
+from .reading import _lines
 from .shards import META_FILE, _goes_to_validation
-from .sources import DataError, _lines, resolve_files
+from .sources import DataError, resolve_files
 
 POLICIES = ("split", "skip", "strict")
 _BASES = re.compile(r"[ACGTacgt]+")

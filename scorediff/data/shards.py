@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_directory
-from .sources import DataError, _changed, fingerprint, iter_text
+from .reading import _changed
+from .sources import DataError, fingerprint, iter_text
 from .tokenizers import Tokenizer
 
 META_FILE = "meta.json"

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import sources  # PIECE_CHARS read when a file is cut: the writing process's, whatever a worker's is
-from .sources import FASTA_SUFFIXES, JSONL_SUFFIXES, _bad_byte, _blocks, _changed, _jsonl, _suffixes, file_texts
+from .reading import _bad_byte, _changed
+from .sources import FASTA_SUFFIXES, JSONL_SUFFIXES, _blocks, _jsonl, _suffixes, file_texts
 
 
 @dataclass(frozen=True)
