@@ -147,10 +147,14 @@ def test_a_file_that_changes_while_one_process_reads_it_leaves_no_shards(tmp_pat
     path = tmp_path / "growing.txt"
     path.write_text("abc\n" * 1000)
 
-    class Appending(CharTokenizer):
+    class Appending(CharTokenizer):  # appends once, after the first piece (each append would be read in turn)
+        appended = False
+
         def encode(self, text):
-            with open(path, "a") as handle:
-                handle.write("abc\n")
+            if not self.appended:
+                with open(path, "a") as handle:
+                    handle.write("abc\n")
+                self.appended = True
             return super().encode(text)
 
     with pytest.raises(DataError, match="growing.txt changed while it was being prepared; run again"):
