@@ -93,11 +93,25 @@ def run_and_kill(args: list[str], metrics: Path, kill: tuple[str, float] | None)
                 process.wait(timeout=delay)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)  # no handler runs, a checkpoint write may be cut anywhere
+                _kill_workers_of(args)
                 process.wait()
                 process.errors.close()
                 return -9
     finish(process)
     return 0
+
+
+def _kill_workers_of(args: list[str]) -> None:
+    """SIGKILL torchrun's workers too: each runs in a session of its own, which the kill of the launcher's group
+    does not reach (left, they trained on beside the resumed run). Found by their command line (Linux's /proc)."""
+    run_dir = args[args.index("--resume") + 1] if "--resume" in args else args[args.index("--out") + 1]
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+            if b"scorediff" in words and any(run_dir.encode() in word for word in words):
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):  # gone meanwhile
+            continue
 
 
 def _wait_for_training(process: subprocess.Popen, metrics: Path, before: tuple | None) -> bool:
