@@ -186,3 +186,27 @@ def test_a_chat_templates_written_size_is_never_below_the_written_text(value):
     except (TypeError, ValueError):  # bytes, sets, non-text keys: tojson refuses them as json does
         return
     assert _written_size([value]) >= len(written)
+
+
+RECORD = st.text(st.sampled_from(["a", "é", "\n", '"', "\ud800", "\U0001f600"]), max_size=8).map(
+    lambda text: json.dumps({"text": text})  # a lone "\ud800" is written escaped, as JSON writes it
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None, max_examples=80)
+@given(st.lists(st.one_of(RECORD, JSON_VALUES.map(json.dumps), st.text(max_size=20)), min_size=1, max_size=4))
+def test_a_json_file_is_its_records_texts_or_one_line(tmp_path, lines):
+    """A ``.json`` data file is JSON Lines: whatever its lines hold (records, other JSON, any text, a lone surrogate
+    escaped), reading it gives each record's text, or one ``DataError`` line that names the file."""
+    from scorediff.data import iter_text
+    from scorediff.data.sources import DataError
+
+    spec = tmp_path / "data.json"
+    spec.write_text("\n".join(line.replace("\n", " ") for line in lines) + "\n", encoding="utf-8", errors="replace")
+    try:
+        pieces = list(iter_text(str(spec)))
+    except DataError as error:
+        assert "\n" not in str(error) and str(spec) in str(error)
+    else:
+        records = [json.loads(line) for line in spec.read_text().splitlines() if line.strip()]
+        assert [p for p in pieces if p is not None] == [r["text"] for r in records]
