@@ -26,16 +26,37 @@ def make_temp_dir(parent: Path) -> Path:
     return tmp
 
 
+def make_parents(folder: Path) -> list[Path]:
+    """Make ``folder`` and its missing parents; return the ones this call made, deepest first."""
+    made = []
+    for path in [folder, *folder.parents]:
+        if path.exists() or path.is_symlink():
+            break
+        made.append(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def remove_if_empty(made: list[Path]) -> None:
+    """Remove the folders ``make_parents`` made, deepest first, while each is still empty."""
+    for path in made:
+        try:
+            path.rmdir()
+        except OSError:  # something else now lives there
+            return
+
+
 @contextmanager
 def atomic_directory(final: str | Path, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary folder next to ``final``; on success it becomes ``final``, on error it is removed.
 
     With ``replace`` an existing ``final`` is swapped out by two renames, so a reader sees the old folder or
     the new one, never none. Without it the first writer wins: when ``final`` appeared meanwhile (another
-    process wrote the same content) the new folder is dropped.
+    process wrote the same content) the new folder is dropped. On error the parents it made are removed as well,
+    so a failed write leaves no empty folders behind.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    made = make_parents(final.parent)
     tmp = make_temp_dir(final.parent)
     try:
         yield tmp
@@ -58,6 +79,7 @@ def atomic_directory(final: str | Path, replace: bool = True) -> Iterator[Path]:
                 shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_if_empty(made)
         raise
 
 

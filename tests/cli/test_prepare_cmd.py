@@ -57,7 +57,7 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, dataset, ext
     cache = tmp_path / "cache"
     argv = ["prepare", "--data", dataset[0], "--tokenizer", "byte", f"--data.cache_dir={cache}", *extra]
     assert_user_error(capsys, argv, pattern)
-    assert not cache.exists() or not list(cache.iterdir())
+    assert not cache.exists()
 
 
 def test_a_terminated_prepare_leaves_no_temporary_shards(tmp_path):
@@ -75,4 +75,16 @@ def test_a_terminated_prepare_leaves_no_temporary_shards(tmp_path):
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 143 and err.strip() == "scorediff: terminated", err
-    assert list(cache.iterdir()) == []
+    assert not cache.exists()  # the cache folder this prepare made, removed with its temporary shards
+
+
+@pytest.mark.parametrize("num_proc", ["1", "2"])
+def test_a_failed_prepare_leaves_no_folders_it_made(capsys, tmp_path, num_proc):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine text\nthen a bad byte \xff\n")
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    cache = kept / "new" / "deeper"  # two folders this call would make
+    argv = ["prepare", "--data", str(bad), "--tokenizer", "byte", f"--data.cache_dir={cache}", "--num-proc", num_proc]
+    assert_user_error(capsys, argv, "not UTF-8 text")
+    assert list(kept.iterdir()) == []  # the folder that was there stays, the ones made for the shards are gone

@@ -111,7 +111,7 @@ def test_bad_lines_name_their_line_in_the_file_and_write_nothing(tmp_path):
         with pytest.raises(DataError) as single:
             write_shards(str(path), CharTokenizer("row 0123456789\n"), cache / name)
         assert set(messages) == {str(single.value)} and "\n" not in messages[0]
-        assert not cache.exists() or not list(cache.iterdir())
+        assert not cache.exists()
     # found by the parent while it cuts a text file into pieces, in the middle of handing out tasks
     latin = tmp_path / "latin.txt"
     latin.write_bytes("".join(f"row {i}\n" for i in range(300)).encode() + b"row \xe9\n" + b"row 1\n" * 300)
@@ -119,7 +119,7 @@ def test_bad_lines_name_their_line_in_the_file_and_write_nothing(tmp_path):
         write_text_shards(str(latin), CharTokenizer("row 0123456789\n"), cache / "latin", 2, bytes_per_piece=500)
     with pytest.raises(DataError) as single:
         write_shards(str(latin), CharTokenizer("row 0123456789\n"), cache / "latin")
-    assert str(error.value) == str(single.value) and not list(cache.iterdir())
+    assert str(error.value) == str(single.value) and not cache.exists()
 
 
 def test_a_source_that_is_not_there_or_not_text_files_is_refused_before_writing(tmp_path):
@@ -131,7 +131,7 @@ def test_a_source_that_is_not_there_or_not_text_files_is_refused_before_writing(
     (tmp_path / "blank.txt").write_text("")
     with pytest.raises(DataError, match=r"holds no text"):
         write_text_shards(str(tmp_path / "blank.txt"), ByteTokenizer(), cache / "c", 1)
-    assert not cache.exists() or not list(cache.iterdir())
+    assert not cache.exists()
 
 
 def read_tasks(tasks, spec):
