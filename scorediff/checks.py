@@ -1,15 +1,18 @@
-"""Small checks for configuration values, each raising ``ValueError`` that names the field and what came."""
+"""Small checks for configuration values, each raising ``InputError`` (a ``ValueError``) that names the field and
+what came: a public class such as ``ModelConfig`` refuses a value out of range with the package's own error."""
 
 from __future__ import annotations
 
 import math
+
+from .errors import InputError
 
 
 def at_least(name: str, value: float, low: float, high: float | None = None) -> None:
     """``low <= value`` (and ``<= high`` when given)."""
     if not (value >= low and (high is None or value <= high)):
         bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {bound}; got {value}")
+        raise InputError(f"{name} must be {bound}; got {value}")
 
 
 def within(name: str, value: float, low: float, high: float, *, low_open: bool, high_open: bool) -> None:
@@ -18,14 +21,14 @@ def within(name: str, value: float, low: float, high: float, *, low_open: bool, 
     below = value < high if high_open else value <= high
     if not (math.isfinite(value) and above and below):
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be in {interval}; got {value}")
+        raise InputError(f"{name} must be in {interval}; got {value}")
 
 
 def positive(name: str, value: float) -> None:
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be > 0; got {value}")
+        raise InputError(f"{name} must be > 0; got {value}")
 
 
 def one_of(name: str, value: str, choices) -> None:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}; got {value!r}")
+        raise InputError(f"{name} must be one of {sorted(choices)}; got {value!r}")

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..model.llama import LlamaTransformer, shift_right
 from .hf_llama import shape as qwen_shape
-from .llama_layout import masked_model, rename_hf
+from .llama_layout import masked_model, rename_hf, stated_id
 
 NAME = "Dream"
 MASK_ID = 151666  # the released models' mask token, when config.json does not state it
@@ -36,7 +36,7 @@ def matches(config: dict) -> bool:
 
 
 def mask_id(config: dict) -> int:
-    return int(config.get("mask_token_id") or MASK_ID)
+    return stated_id(config, "mask_token_id", MASK_ID)
 
 
 def convert(config: dict, state: dict[str, Tensor]):

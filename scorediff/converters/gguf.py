@@ -72,9 +72,17 @@ def read_gguf(path: Path, dtype: torch.dtype = torch.float32, device=None):
     if "vocab_embed.weight" not in state:
         raise CheckpointError(f"{path} has no token_embd.weight")
     tied = "output_layer.linear.weight" not in state
-    shape = gguf_shape(fields, architecture, len(state["vocab_embed.weight"]), tied)
+    try:
+        shape = gguf_shape(fields, architecture, len(state["vocab_embed.weight"]), tied)
+        config = shape.model_config(shape.vocab_size + 1)  # checks its numbers before any is used
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, ZeroDivisionError) as error:
+        raise CheckpointError(f"{path} is not a usable {NAME} file ({error})") from None
     for name in [n for n in state if n.endswith(("q_proj.weight", "k_proj.weight")) and architecture == "llama"]:
-        state[name] = unpermute(state[name], shape.n_heads if "q_proj" in name else shape.n_kv_heads)
+        heads = config.n_heads if "q_proj" in name else config.kv_heads
+        if len(state[name]) == heads * config.head_size:  # other row counts: causal_model names them
+            state[name] = unpermute(state[name], heads)
     check_values(state, path)
     bos = field_value(reader, "tokenizer.ggml.bos_token_id")
     if bos is None:
@@ -129,7 +137,7 @@ def gguf_shape(fields: dict, architecture: str, vocab_size: int, tied: bool) -> 
         n_blocks=int(get("block_count")),
         n_heads=heads,
         n_kv_heads=int(get("attention.head_count_kv", heads)),
-        head_dim=int(get("attention.key_length", hidden // heads)),
+        head_dim=int(get("attention.key_length", 0)),  # 0: hidden_size / n_heads
         intermediate_size=int(get("feed_forward_length")),
         rope_theta=float(get("rope.freq_base", 10000.0)),
         norm_eps=float(get("attention.layer_norm_rms_epsilon", 1e-5)),

@@ -11,7 +11,8 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..checkpoint import CheckpointError
-from .llama_layout import LlamaShape, causal_model, rename_hf
+from ..errors import InputError
+from .llama_layout import LlamaShape, causal_model, flag, rename_hf
 
 NAME = "LLaMA/Qwen2/Qwen3 (transformers)"
 MODEL_TYPES = ("llama", "qwen2", "qwen3")
@@ -24,7 +25,10 @@ def matches(config: dict) -> bool:
 def rope_theta(config: dict, layout: str) -> float:
     """The rotary base, from ``rope_theta`` (transformers 4) or ``rope_parameters`` (transformers 5); a scaled
     rotary (LLaMA 3.1's ``llama3``, YaRN, ...) is refused."""
-    parameters = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    key = next((key for key in ("rope_parameters", "rope_scaling") if config.get(key)), None)
+    parameters = config[key] if key else {}
+    if not isinstance(parameters, dict):  # read_published names the folder
+        raise InputError(f"{key} must be a JSON object; got {parameters!r}")
     kind = parameters.get("rope_type", parameters.get("type", "default"))
     if kind != "default":
         raise CheckpointError(f"this {layout} model uses {kind!r} rotary scaling; scorediff converts plain rotary only")
@@ -51,7 +55,7 @@ def shape(config: dict, layout: str = NAME) -> LlamaShape:
         intermediate_size=int(config["intermediate_size"]),
         rope_theta=rope_theta(config, layout),
         norm_eps=float(config.get("rms_norm_eps", 1e-6)),
-        tie_embeddings=bool(config.get("tie_word_embeddings", False)),  # every class defaults to untied
+        tie_embeddings=flag(config, "tie_word_embeddings"),  # every class defaults to untied
         seq_len=int(config.get("max_position_embeddings", 2048)),
         qkv_bias=kind in ("qwen2", "Dream"),
         qk_norm=kind == "qwen3",

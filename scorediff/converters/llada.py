@@ -14,7 +14,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..checkpoint import CheckpointError
-from .llama_layout import LlamaShape, masked_model
+from .llama_layout import LlamaShape, flag, masked_model, stated_id
 
 NAME = "LLaDA"
 MASK_ID = 126336  # the released models' mask token, when config.json does not state it
@@ -67,9 +67,9 @@ def shape(config: dict) -> LlamaShape:
         intermediate_size=int(config.get("mlp_hidden_size") or config.get("mlp_ratio", 4) * hidden),
         rope_theta=float(config.get("rope_theta", 10000.0)),
         norm_eps=float(config.get("rms_norm_eps", 1e-5)),
-        tie_embeddings=bool(config.get("weight_tying", False)),
+        tie_embeddings=flag(config, "weight_tying"),
         seq_len=int(config.get("max_sequence_length", 4096)),
-        qkv_bias=bool(config.get("include_qkv_bias", False)),
+        qkv_bias=flag(config, "include_qkv_bias"),
     )
 
 
@@ -84,7 +84,7 @@ def rename(name: str) -> str:
 
 
 def mask_id(config: dict) -> int:
-    return int(config.get("mask_token_id") or MASK_ID)
+    return stated_id(config, "mask_token_id", MASK_ID)
 
 
 def convert(config: dict, state: dict[str, Tensor]):

@@ -25,6 +25,7 @@ from torch import Tensor
 from ..checkpoint import CheckpointError
 from ..data.hf_tokenizer import folder_specials
 from ..data.tokenizers import HFTokenizer
+from ..errors import InputError
 from ..graphs import get_graph
 from ..model import ModelConfig
 from ..model.llama import LlamaCausalTransformer, LlamaTransformer
@@ -68,6 +69,23 @@ class LlamaShape:
             tie_embeddings=self.tie_embeddings, qkv_bias=self.qkv_bias, qk_norm=self.qk_norm,
             time_conditioning=False, scale_by_sigma=False,
         )  # fmt: skip
+
+
+def flag(config: dict, key: str, default: bool = False) -> bool:
+    """The JSON true or false at ``key`` of a ``config.json`` (``default`` when absent or null); any other value is
+    refused (``read_published`` names the folder), since ``bool("false")`` is True."""
+    value = config.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InputError(f"{key} must be true or false; got {value!r}")
+    return value
+
+
+def stated_id(config: dict, key: str, default: int) -> int:
+    """The token id at ``key`` of a ``config.json``, ``default`` only when absent or null (id 0 is an id)."""
+    value = config.get(key)
+    return default if value is None else int(value)
 
 
 def rename_hf(state: dict[str, Tensor], tied: bool) -> dict[str, Tensor]:
@@ -118,7 +136,7 @@ def masked_model(
     state = dict(state)
     names = ["vocab_embed.weight"] + ([] if shape.tie_embeddings else ["output_layer.linear.weight"])
     for name in names:
-        if name in state:
+        if name in state and len(state[name]) == shape.vocab_size:  # other row counts: load_strict names them
             state[name] = state[name][swap_order(shape.vocab_size, mask_id)]
     graph = get_graph("absorbing", last)
     model = empty_network(network, shape.model_config(shape.vocab_size), graph.mask_id)

@@ -1,0 +1,118 @@
+"""What a hostile user (or a hostile model file) tried on the LLaMA family and FSDP surfaces: published folders and
+GGUF files with garbled or impossible fields, ``train --init`` and LoRA, ``plan``, ``export``, resuming, ``sample
+--prompts`` and ``generate``. Each case once broke the promise of one line on stderr, exit code 2, no traceback and
+nothing written or replaced, or was accepted and did other work than the one asked for."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cli_run import assert_user_error
+from safetensors.torch import load_file
+
+import scorediff
+from scorediff.model import ModelConfig
+
+FAMILY = Path(__file__).parents[1] / "fixtures" / "llama_family"
+
+
+def published(tmp_path: Path, name: str, **fields) -> Path:
+    """A copy of the fixture folder ``tiny_<name>`` whose config.json has ``fields`` replaced."""
+    folder = tmp_path / name
+    shutil.copytree(FAMILY / f"tiny_{name}", folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **fields}))
+    return folder
+
+
+GARBLED = {
+    "rope_parameters a text": ("llama", {"rope_parameters": "linear"}, r"rope_parameters must be a JSON object; got "),
+    "rope_scaling a list": ("dream", {"rope_scaling": ["linear"]}, r"rope_scaling must be a JSON object; got "),
+    # bool("false") is True: the file's own lm_head was dropped and the embedding used as the output layer
+    "tie_word_embeddings a text": ("llama", {"tie_word_embeddings": "false"}, r"tie_word_embeddings must be true or"),
+    "weight_tying a number": ("llada", {"weight_tying": 0}, r"weight_tying must be true or false; got 0"),
+    # an embedding of 100 rows stated as 200: IndexError when loaded, accepted on the meta device (info)
+    "embedding_size past the weights": ("llada", {"embedding_size": 200}, r"has shape \(100, 32\), expected \(200,"),
+    "an integer of 5,000 digits": ("llama", {}, r"config.json is not valid JSON \(Exceeds the limit \(4300 digits\)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GARBLED))
+@pytest.mark.parametrize("command", ["info", "sample"])  # a model built on the meta device, and with its weights
+def test_a_published_config_with_a_garbled_field_is_one_line(capsys, tmp_path, case, command):
+    name, fields, pattern = GARBLED[case]
+    folder = published(tmp_path, name, **fields)
+    if case == "an integer of 5,000 digits":  # which json.loads refuses (a ValueError, not a JSONDecodeError)
+        text = (folder / "config.json").read_text().replace('"vocab_size": 100', f'"vocab_size": 1{"0" * 5000}')
+        (folder / "config.json").write_text(text)
+    argv = [command, "--checkpoint", str(folder)]
+    assert_user_error(capsys, argv if command == "info" else [*argv, "--length", "4"], pattern)
+
+
+@pytest.mark.parametrize("name", ["llada", "dream"])
+def test_a_mask_token_at_id_0_is_the_models_own(tmp_path, name):
+    """``mask_token_id: 0`` was read as absent (``or`` the released models' id), and refused as 126336 or 151666."""
+    folder = published(tmp_path, name, mask_token_id=0)
+    loaded = scorediff.load(folder)
+    embedding = next(t for n, t in load_file(folder / "model.safetensors").items() if "embed_tokens" in n or "wte" in n)
+    assert torch.equal(loaded.model.vocab_embed.weight[-1], embedding[0])  # the mask's row moved to the last id
+    assert torch.equal(loaded.model.vocab_embed.weight[0], embedding[-1])
+
+
+def write_gguf(path: Path, **fields) -> Path:
+    """The tiny LLaMA as a float32 GGUF file, its ``llama.*`` numbers replaced by ``fields`` (values unchecked)."""
+    gguf = pytest.importorskip("gguf")  # the eval extra
+    numbers = {"block_count": 2, "context_length": 64, "embedding_length": 32, "feed_forward_length": 64,
+               "attention.head_count": 4, "attention.head_count_kv": 2, "attention.key_length": 8,
+               "rope.freq_base": 5e5, "attention.layer_norm_rms_epsilon": 1e-5, **fields}  # fmt: skip
+    writer = gguf.GGUFWriter(str(path), "llama")
+    for key, value in numbers.items():
+        (writer.add_float32 if isinstance(value, float) else writer.add_int32)(f"llama.{key}", value)
+    writer.add_bos_token_id(1)
+    names = {"embed_tokens": "token_embd", "norm": "output_norm", "lm_head": "output",
+             "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm", "q_proj": "attn_q",
+             "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output", "gate_proj": "ffn_gate",
+             "up_proj": "ffn_up", "down_proj": "ffn_down"}  # fmt: skip
+    for name, tensor in load_file(FAMILY / "tiny_llama" / "model.safetensors").items():
+        parts = name.removeprefix("model.").split(".")  # layers.0.self_attn.q_proj.weight, norm.weight, ...
+        gguf_name = f"blk.{parts[1]}.{names[parts[-2]]}.weight" if parts[0] == "layers" else f"{names[parts[0]]}.weight"
+        writer.add_tensor(gguf_name, np.ascontiguousarray(tensor.numpy()))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+NOT_USABLE = r"odd.gguf is not a usable GGUF \(llama, qwen2, qwen3\) file \("
+NOT_THE_WEIGHTS = r"the weights do not match the GGUF \(llama, qwen2, qwen3\) layout: blocks.0.self_attn."
+IMPOSSIBLE = {  # each escaped as a traceback: ValueError, ZeroDivisionError or a RuntimeError of a reshape
+    "no blocks": ({"block_count": 0}, NOT_USABLE + r"n_blocks must be in \[1, 1024\]; got 0\)$"),
+    "no heads": ({"attention.head_count": 0}, NOT_USABLE + r"n_heads must be in \[1, 32\]; got 0\)$"),
+    "a context of 2**31": ({"context_length": 2**31 - 1}, NOT_USABLE + r"seq_len must be in \[1, 1048576\]"),
+    "a rotary base of 0": ({"rope.freq_base": 0.0}, NOT_USABLE + r"rope_theta must be > 0; got 0.0\)$"),
+    "a negative epsilon": ({"attention.layer_norm_rms_epsilon": -1.0}, NOT_USABLE + r"norm_eps must be > 0; got -1"),
+    # a valid architecture that the file's q or k rows do not have: the rotary unpermute reshaped them and failed
+    "no key/value heads": ({"attention.head_count_kv": 0}, NOT_THE_WEIGHTS + r"k_proj.weight has shape \(16, 32\)"),
+    "32 heads of 8": (
+        {"attention.head_count": 32, "attention.head_count_kv": 32},
+        NOT_THE_WEIGHTS + r"[qk]_proj.weight has shape \((32|16), 32\), expected \(256, 32\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IMPOSSIBLE))
+def test_a_gguf_file_stating_impossible_numbers_is_one_line(capsys, tmp_path, case):
+    fields, pattern = IMPOSSIBLE[case]
+    assert_user_error(capsys, ["info", "--checkpoint", str(write_gguf(tmp_path / "odd.gguf", **fields))], pattern)
+    assert scorediff.load(write_gguf(tmp_path / "plain.gguf"), device="meta").model.config.n_blocks == 2
+
+
+@pytest.mark.parametrize("fields", [{"hidden_size": 0}, {"arch": "gpt"}, {"arch": "llama", "rope_theta": 0.0}])
+def test_a_model_config_out_of_range_is_the_packages_error(fields):
+    """The public ``ModelConfig`` raised a plain ValueError from its range checks, not ``scorediff.InputError``."""
+    with pytest.raises(scorediff.InputError):
+        ModelConfig(**fields)
