@@ -122,6 +122,7 @@ class LlamaOutput(nn.Module):
         if c is not None:
             shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
             h = modulate(h, shift, scale)
+        if not hasattr(self, "tied"):
+            return self.linear(h)  # (B, L, V); the module is called, so a LoRA adapter wrapped around it runs
         # a shifted network's embedding has a BOS row past the vocabulary, which is never an output
-        weight = self.tied[0].weight[: self.vocab_size] if hasattr(self, "tied") else self.linear.weight
-        return F.linear(h, weight)  # (B, L, V)
+        return F.linear(h, self.tied[0].weight[: self.vocab_size])  # (B, L, V)

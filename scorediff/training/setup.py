@@ -29,6 +29,7 @@ from ..data.prepare import LEARNT, build_tokenizer, prepare_dna_shards, prepare_
 from ..data.tokenizers import Tokenizer, load_tokenizer
 from ..data.windows import TokenWindows
 from ..errors import ScorediffError
+from ..model.causal import CausalTransformer
 from . import distributed, lora, sharded
 from .adapt import adapted_weights, check_annealable, is_adaptation
 from .distributed import DistInfo
@@ -179,6 +180,11 @@ def initial_weights(loaded: torch.nn.Module, model: torch.nn.Module, source: str
     Raises:
         ConfigError: one line naming train.init, when they do not fit or cannot be adapted.
     """
+    if isinstance(model, CausalTransformer) and not isinstance(loaded, CausalTransformer):
+        raise ConfigError(  # its shapes may be the AR network's (LLaDA's mask row standing for the BOS)
+            f"train.init: {source} is a diffusion model; an autoregressive run starts from an autoregressive model "
+            f"(scorediff adapts AR models into diffusion, not back)"
+        )
     try:
         weights = adapted_weights(loaded, model) if is_adaptation(loaded, model) else loaded.state_dict()
         shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}

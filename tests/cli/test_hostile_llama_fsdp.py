@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_run import assert_user_error
+from cli_run import assert_user_error, run_cli
+from micro import corpus_head
 from safetensors.torch import load_file
 
 import scorediff
@@ -109,6 +110,47 @@ def test_a_gguf_file_stating_impossible_numbers_is_one_line(capsys, tmp_path, ca
     fields, pattern = IMPOSSIBLE[case]
     assert_user_error(capsys, ["info", "--checkpoint", str(write_gguf(tmp_path / "odd.gguf", **fields))], pattern)
     assert scorediff.load(write_gguf(tmp_path / "plain.gguf"), device="meta").model.config.n_blocks == 2
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return corpus_head(tmp_path_factory.mktemp("corpus") / "head.txt", 20_000)
+
+
+def run_yaml(root: Path, corpus: Path, objective: str = "autoregressive", **train) -> Path:
+    """A run of the tiny LLaMA's own shape, one step long, written as YAML (JSON is YAML)."""
+    network = vars(scorediff.load(FAMILY / "tiny_llama", device="meta").model.config)
+    values = {"objective": objective, "model": network,
+              "data": {"source": str(corpus), "cache_dir": str(root / "cache")},
+              "train": {"batch_size": 2, "max_steps": 1, "eval_every": 0, "preview_samples": 0, "compile": False,
+                        "bf16": False, "eval_windows": 2, "eval_num_t": 2, **train}}  # fmt: skip
+    (root / "run.yaml").write_text(json.dumps(values))
+    return root / "run.yaml"
+
+
+def test_lora_on_the_output_layer_trains_it(capsys, tmp_path, corpus):
+    """The llama head computed with its ``linear.weight`` directly, so peft's adapter around the layer never ran: alone
+    it ended in a RuntimeError traceback (nothing to differentiate), beside other targets it learnt nothing."""
+    pytest.importorskip("peft")
+    argv = ["train", "--config", str(run_yaml(tmp_path, corpus, max_steps=3)), "--init", str(FAMILY / "tiny_llama"),
+            "--out", str(tmp_path / "runs"), "--name", "head", "--quiet", "--num-samples", "0",
+            "--train.lora_rank=2", "--train.lora_targets=output_layer.linear", "--optim.warmup_steps=1"]  # fmt: skip
+    code, _, err = run_cli(capsys, argv)
+    assert code == 0, err
+    tuned = load_file(tmp_path / "runs" / "head" / "checkpoints" / "step_00000003" / "model.safetensors")
+    parent = scorediff.load(FAMILY / "tiny_llama").model.state_dict()
+    assert not torch.equal(tuned["output_layer.linear.weight"], parent["output_layer.linear.weight"])
+    assert torch.equal(tuned["blocks.0.self_attn.q_proj.weight"], parent["blocks.0.self_attn.q_proj.weight"])
+
+
+def test_a_diffusion_model_does_not_start_an_autoregressive_run(capsys, tmp_path, corpus):
+    """LLaDA (bidirectional, predicting each masked position) has the AR network's shapes when its mask row stands
+    for the BOS: the run trained from it as if it were an autoregressive model."""
+    out = tmp_path / "runs"
+    argv = ["train", "--config", str(run_yaml(tmp_path, corpus)), "--init", str(FAMILY / "tiny_llada"), "--out",
+            str(out), "--quiet", "--num-samples", "0"]  # fmt: skip
+    assert_user_error(capsys, argv, r"train.init: .*tiny_llada is a diffusion model; an autoregressive run starts")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("fields", [{"hidden_size": 0}, {"arch": "gpt"}, {"arch": "llama", "rope_theta": 0.0}])
