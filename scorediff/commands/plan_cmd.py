@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
@@ -17,11 +18,14 @@ from ..training.gpus import GPUS
 from ..training.lora import inject, require_peft
 from ..training.plan import Plan, make_plan
 from ..training.setup import check_batch, data_tokens, initial_weights, load_initial
-from . import UsageError, add_run_config_option, atomic_write
+from . import UsageError, add_run_config_option, atomic_write, check_not_input
+from .generate import _model_file as model_file
 
 GPT2_VOCAB = 50257
 """GPT-2's vocabulary: 50,256 byte-level BPE tokens and ``<|endoftext|>`` (its encoder.json)."""
 GIB = 2**30
+MIN_MFU = 0.001
+"""The lowest model-FLOPs utilisation ``plan`` takes; below it no run is planned, and its time overflows."""
 
 
 def add_parser(commands) -> None:
@@ -75,8 +79,17 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--gpus must be >= 1; got {args.gpus}")
     if not 0 < args.mfu <= 1:
         raise UsageError(f"--mfu must be in (0, 1]; got {args.mfu}")
+    if args.mfu < MIN_MFU:  # 5e-324 made the time infinite, written to --json as Infinity, which is not JSON
+        raise UsageError(f"--mfu must be at least {MIN_MFU} (0.1% of the peak); got {args.mfu}")
     if args.vocab_size is not None and args.vocab_size < 2:
         raise UsageError(f"--vocab-size must be >= 2; got {args.vocab_size}")
+
+
+def _check_output(path: str | None, config: str, initial) -> None:
+    """``--json`` may not replace what the plan reads: the ``--config`` file, or a file of the ``train.init`` model."""
+    check_not_input("--json", path, "--config", config, "figures")
+    if path and initial is not None and model_file(Path(path), initial.path):
+        raise UsageError(f"--json {path} is a file of the model {initial.path}; write the plan elsewhere")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, list(args.overrides))
     check_batch(config, DistInfo(world_size=args.gpus))
     initial = load_initial(config.train.init, device="meta") if config.train.init else None
+    _check_output(args.json, args.config, initial)
     num_tokens = args.vocab_size or data_tokens(None, initial) or vocab_size(config)  # as train counts them
     model = meta_network(config, num_tokens, initial)
     plan = make_plan(model, config, args.gpus, GPUS[args.gpu], args.mfu)

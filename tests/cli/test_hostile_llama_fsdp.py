@@ -153,6 +153,30 @@ def test_a_diffusion_model_does_not_start_an_autoregressive_run(capsys, tmp_path
     assert not out.exists()
 
 
+@pytest.mark.parametrize("target", ["config", "model"])
+def test_plan_never_writes_over_what_it_reads(capsys, tmp_path, corpus, target):
+    """``--json`` naming the ``--config`` file, or a file of the ``train.init`` model, replaced it with the plan."""
+    config = run_yaml(tmp_path, corpus)
+    model = tmp_path / "model"
+    shutil.copytree(FAMILY / "tiny_llama", model)
+    victim = config if target == "config" else model / "config.json"
+    before = victim.read_bytes()
+    argv = ["plan", "--config", str(config), f"--train.init={model}", "--json", str(victim)]
+    said = "the --config file; the figures go to another file" if target == "config" else "a file of the model"
+    assert_user_error(capsys, argv, rf"--json {victim} is {said}")
+    assert victim.read_bytes() == before
+
+
+def test_plan_refuses_an_mfu_whose_time_overflows(capsys, tmp_path):
+    """``--mfu 5e-324`` printed "inf hours" and wrote ``Infinity``, which is not JSON."""
+    out = tmp_path / "plan.json"
+    argv = ["plan", "--config", "tiny", "--mfu", "5e-324", "--json", str(out)]
+    assert_user_error(capsys, argv, r"--mfu must be at least 0.001 \(0.1% of the peak\); got 5e-324")
+    assert not out.exists()
+    assert run_cli(capsys, [*argv[:4], "0.001", *argv[5:]])[0] == 0
+    assert json.loads(out.read_text())["mfu"] == 0.001
+
+
 @pytest.mark.parametrize("fields", [{"hidden_size": 0}, {"arch": "gpt"}, {"arch": "llama", "rope_theta": 0.0}])
 def test_a_model_config_out_of_range_is_the_packages_error(fields):
     """The public ``ModelConfig`` raised a plain ValueError from its range checks, not ``scorediff.InputError``."""
