@@ -213,7 +213,7 @@ def export(checkpoint: str | Path) -> Path:
         The checkpoint folder.
     """
     checkpoint = Path(checkpoint)
-    _index(checkpoint)  # a one-line CheckpointError when there are no readable shards
+    saved = _index(checkpoint)  # a one-line CheckpointError when there are no readable shards
     for name in (EMA_FILE, MODEL_FILE):  # checked before either is written, so a refusal writes neither
         if (checkpoint / name).exists() and not (checkpoint / name).is_file():
             raise CheckpointError(f"{checkpoint / name} is not a file; export writes the weights under that name")
@@ -225,6 +225,13 @@ def export(checkpoint: str | Path) -> Path:
         if config.train.lora_rank:  # its shards are named as the adapted network's; merged below
             inject(model, config)
     weights = {"model": model.state_dict(), "ema": {name: p.detach().clone() for name, p in model.named_parameters()}}
+    # DCP reads the weights asked for: shards beyond the network would be left out of the export without a word
+    extra = sorted(key for key in saved if key.startswith("model.") and key[len("model.") :] not in weights["model"])
+    if extra:
+        raise CheckpointError(
+            f"the shards of {checkpoint} hold {extra[0]}, which the network of its config.json lacks "
+            f"({len(extra)} such weights); an export would leave them out"
+        )
     _read_shards(weights, checkpoint)
     ema = {name: weights["ema"].get(name, value) for name, value in weights["model"].items()}  # buffers: as saved
     for name, tensors in ((EMA_FILE, ordinary(ema, config)), (MODEL_FILE, ordinary(weights["model"], config))):
