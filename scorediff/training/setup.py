@@ -200,6 +200,7 @@ def check_resume(state: TrainState, checkpoint: Path, run_dir: Path) -> None:
     _, saved = read_config(checkpoint)
     saved = config_from_dict(saved).to_dict()  # options added since the run was saved take their defaults
     check_resumable(saved, state.config.to_dict(), run_dir)
+    check_trainer_state(checkpoint, run_dir)
     if (checkpoint / SHARDED_DIR).is_dir():
         sharded.check_shapes(state, checkpoint)
     elif is_sharded(state.config):
@@ -207,6 +208,28 @@ def check_resume(state: TrainState, checkpoint: Path, run_dir: Path) -> None:
             f"cannot resume {run_dir} with train.parallel=fsdp: {checkpoint.name} was written by a ddp run "
             f"(whole weights); resume it with train.parallel=ddp, or start a new run from it with --init"
         )
+
+
+#: what ``restore`` reads of ``trainer_state.json``: the JSON each field must hold (``optimizer``: whole weights only)
+RESUMED_FIELDS = {
+    "step": (int, "a whole number"),
+    "tokens_seen": (int, "a whole number"),
+    "elapsed_seconds": (int | float, "a number"),
+    "optimizer": (dict, "an object"),
+}
+
+
+def check_trainer_state(checkpoint: Path, run_dir: Path) -> None:
+    """Refuse a ``trainer_state.json`` without what ``restore`` reads (a hand-edited one escaped as a KeyError or
+    TypeError after the run had started)."""
+    path = checkpoint / TRAINER_FILE
+    trainer = read_json(path)
+    for key, (kind, expected) in RESUMED_FIELDS.items():
+        if key == "optimizer" and (checkpoint / SHARDED_DIR).is_dir():  # in the shards
+            continue
+        value = trainer.get(key) if isinstance(trainer, dict) else None
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ConfigError(f"cannot resume {run_dir}: {path}: {key} must be {expected}; got {value!r}")
 
 
 def restore(state: TrainState, checkpoint: Path) -> float:

@@ -209,6 +209,40 @@ def test_export_refuses_shards_its_config_leaves_out(capsys, tmp_path, shards):
                                                         "trainer_state.json"]  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def parent_run(tmp_path_factory, corpus) -> Path:
+    root = tmp_path_factory.mktemp("parent")
+    argv = ["train", "--config", str(run_yaml(root, corpus)), "--init", str(FAMILY / "tiny_llama"), "--out",
+            str(root / "runs"), "--name", "parent", "--quiet", "--num-samples", "0"]  # fmt: skip
+    from scorediff.cli import main
+
+    assert main(argv) == 0
+    return root / "runs" / "parent"
+
+
+DAMAGED_STATE = {  # trainer_state.json edited by hand: each escaped from resume as a KeyError or TypeError
+    "no tokens_seen": (lambda s: s.pop("tokens_seen"), r"tokens_seen"),
+    "a step in quotes": (lambda s: s.update(step="1"), r"step"),
+    "no optimizer": (lambda s: s.pop("optimizer"), r"optimizer"),
+    "elapsed_seconds a text": (lambda s: s.update(elapsed_seconds="x"), r"elapsed_seconds"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_STATE))
+def test_resume_refuses_a_damaged_trainer_state(capsys, tmp_path, parent_run, damage):
+    run = tmp_path / "run"
+    shutil.copytree(parent_run, run)
+    state_file = run / "checkpoints" / "step_00000001" / "trainer_state.json"
+    harm, field = DAMAGED_STATE[damage]
+    state = json.loads(state_file.read_text())
+    harm(state)
+    state_file.write_text(json.dumps(state))
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    argv = ["train", "--resume", str(run), "--quiet", "--num-samples", "0", "--train.max_steps=2"]
+    assert_user_error(capsys, argv, rf"cannot resume .*trainer_state.json: .*{field}")
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
+
 @pytest.mark.parametrize("fields", [{"hidden_size": 0}, {"arch": "gpt"}, {"arch": "llama", "rope_theta": 0.0}])
 def test_a_model_config_out_of_range_is_the_packages_error(fields):
     """The public ``ModelConfig`` raised a plain ValueError from its range checks, not ``scorediff.InputError``."""
