@@ -138,7 +138,10 @@ def _hf_dataset(path: Path, text_field: str) -> Iterator[str | None]:
 
 
 def is_hf_dataset(path: Path) -> bool:
-    return path.is_dir() and any((path / name).exists() for name in ("dataset_info.json", "dataset_dict.json"))
+    try:
+        return path.is_dir() and any((path / name).exists() for name in ("dataset_info.json", "dataset_dict.json"))
+    except PermissionError:  # below a folder that cannot be searched: read as files, whose reading says so
+        return False
 
 
 def resolve_files(spec: str) -> list[Path]:
@@ -150,6 +153,7 @@ def resolve_files(spec: str) -> list[Path]:
         raise DataError(f"data is empty; expected a file, a folder, a glob or an embedded corpus {sorted(EMBEDDED)}")
     path = Path(spec).expanduser()
     if any(ch in spec for ch in "*?["):
+        _check_readable(glob.glob(str(path.parent), recursive=True))
         files = _each_once(Path(p) for p in sorted(glob.glob(str(path), recursive=True)) if Path(p).is_file())
         if not files:
             raise DataError(f"the pattern {spec!r} matches no files")
@@ -168,14 +172,29 @@ def resolve_files(spec: str) -> list[Path]:
     return [path]
 
 
+def _unreadable(error: OSError) -> DataError:
+    return DataError(f"{error.filename} cannot be read ({error.strerror}); its files would be left out")
+
+
 def _walk(folder: Path) -> list[Path]:
     """The regular files below ``folder``, sorted; a folder that cannot be read is an error, not skipped."""
 
     def unreadable(error: OSError):
-        raise DataError(f"{error.filename} cannot be read ({error.strerror}); its files would be left out")
+        raise _unreadable(error)
 
     found = [Path(root) / name for root, _, names in os.walk(folder, onerror=unreadable) for name in names]
     return sorted(p for p in found if p.is_file())
+
+
+def _check_readable(folders: Iterable[str]) -> None:
+    """A glob skips a folder it cannot list, and with it the files the pattern meant there; say so instead."""
+    for folder in folders:
+        try:
+            os.scandir(folder).close()
+        except PermissionError as error:
+            raise _unreadable(error) from None
+        except OSError:  # a file the pattern's folder part matches too, or a link loop's end, which glob ends at too
+            continue
 
 
 def _each_once(files: Iterable[Path]) -> list[Path]:
