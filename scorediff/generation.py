@@ -59,7 +59,7 @@ def generate(
     if any(parameter.is_meta for parameter in model.parameters()):  # torch would fail deep inside the first call
         raise InputError("the model has no weights (loaded with device='meta'): load it on cpu or cuda to sample")
     shape = check_shape(shape)
-    check_condition(condition, shape)
+    check_condition(condition, shape, objective.num_tokens)
     if generator is None and seed is not None:
         generator = torch.Generator(device=device).manual_seed(check_seed(seed))
     return objective.sample(model, shape, options, condition=condition, generator=generator, device=device)
@@ -93,8 +93,9 @@ def check_shape(shape: object) -> tuple[int, int]:
     return rows, length
 
 
-def check_condition(condition: object, shape: tuple[int, int]) -> None:
-    """``condition`` is None or (tokens, given): integer and bool tensors of ``shape`` each."""
+def check_condition(condition: object, shape: tuple[int, int], num_tokens: int) -> None:
+    """``condition`` is None or (tokens, given): integer and bool tensors of ``shape`` each, the given tokens data
+    tokens in ``[0, num_tokens)``."""
     if condition is None:
         return
     if not (isinstance(condition, tuple | list) and len(condition) == 2):
@@ -107,6 +108,9 @@ def check_condition(condition: object, shape: tuple[int, int]) -> None:
     for name, tensor in (("tokens", tokens), ("given", given)):
         if tuple(tensor.shape) != shape:
             raise InputError(f"condition {name} must have the shape asked for, {shape}; got {tuple(tensor.shape)}")
+    outside = tokens[given & ((tokens < 0) | (tokens >= num_tokens))]
+    if len(outside):  # torch's embedding would fail with "index out of range in self"
+        raise InputError(f"condition tokens must be in [0, {num_tokens}) where given; got {int(outside[0])}")
 
 
 def _kind(value: object) -> str:

@@ -69,6 +69,11 @@ def _answer_prompts(args) -> int:
     """``--prompts``: one answer per record, written as JSONL."""
     if args.trajectory:
         raise UsageError("--trajectory follows one sample; it does not apply with --prompts")
+    if args.num_samples != 1:  # it was silently one answer per prompt
+        raise UsageError(
+            f"--num-samples applies without --prompts; with it each record gets one answer (repeat a record for more); "
+            f"got --num-samples {args.num_samples}"
+        )
     if not Path(args.prompts).is_file():
         raise UsageError(f"--prompts {args.prompts}: no such file")
     check_not_input("--out", args.out, "--prompts", args.prompts, "answers")

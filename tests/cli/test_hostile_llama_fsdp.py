@@ -243,6 +243,29 @@ def test_resume_refuses_a_damaged_trainer_state(capsys, tmp_path, parent_run, da
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
 
 
+def test_sample_prompts_refuses_more_samples(capsys, tmp_path):
+    """``--num-samples 3`` beside ``--prompts`` was silently one answer per prompt."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "hi"}\n')
+    argv = ["sample", "--checkpoint", str(FAMILY / "tiny_llama"), "--prompts", str(prompts), "--length", "8"]
+    assert_user_error(capsys, [*argv, "--num-samples", "3"], r"--num-samples applies without --prompts")
+    code, out, err = run_cli(capsys, [*argv, "--num-samples", "1"])
+    assert code == 0 and len(out.splitlines()) == 1, err
+
+
+def test_generate_refuses_given_tokens_outside_the_vocabulary():
+    """A given token of id 999 for a model of 100 ended in torch's IndexError ("index out of range in self")."""
+    loaded = scorediff.load(FAMILY / "tiny_llama")
+    tokens, given = torch.zeros(1, 8, dtype=torch.long), torch.zeros(1, 8, dtype=torch.bool)
+    tokens[0, 0], given[0, 0] = 999, True
+    with pytest.raises(scorediff.InputError, match=r"condition tokens must be in \[0, 100\) where given; got 999"):
+        scorediff.generate(loaded.objective, loaded.model, (1, 8), condition=(tokens, given), seed=0)
+    tokens[0, 1] = 999  # not given: any value, the model writes it
+    tokens[0, 0] = 5
+    drawn = scorediff.generate(loaded.objective, loaded.model, (1, 8), condition=(tokens, given), seed=0)
+    assert drawn.tokens[0, 0] == 5
+
+
 @pytest.mark.parametrize("fields", [{"hidden_size": 0}, {"arch": "gpt"}, {"arch": "llama", "rope_theta": 0.0}])
 def test_a_model_config_out_of_range_is_the_packages_error(fields):
     """The public ``ModelConfig`` raised a plain ValueError from its range checks, not ``scorediff.InputError``."""
