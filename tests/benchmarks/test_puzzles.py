@@ -14,6 +14,7 @@ from scorediff import SamplingOptions
 from scorediff.tasks import path_star, sudoku
 
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "puzzles.py"
+sys.path.insert(0, str(SCRIPT.parent))  # where the script finds puzzles_report, as when it is run
 spec = importlib.util.spec_from_file_location("puzzles_benchmark", SCRIPT)
 puzzles = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(puzzles)
