@@ -16,7 +16,7 @@ import torch
 
 from ..checkpoint import CheckpointError
 from ..data.tokenizers import Tokenizer
-from ..placement import place
+from ..placement import model_dtype, place
 from . import bd3lm, dream, hf_llama, llada, mdlm, radd, sedd
 from .gguf import read_gguf
 from .llama_layout import folder_tokenizer
@@ -32,10 +32,13 @@ def published_layout(config: dict):
     return next((layout for layout in LAYOUTS if layout.matches(config)), None)
 
 
-def read_published(folder: Path, config: dict, dtype: torch.dtype = torch.float32, device=None):
+def read_published(folder: str | Path, config: dict, dtype: str | torch.dtype = torch.float32, device=None):
     """``(layout name, network, objective)`` of the published model in ``folder``, its weights in ``dtype`` on
     ``device`` (the CPU when None): read in that dtype, and the network built without storage takes them
     (``scorediff.placement``)."""
+    folder, dtype = Path(folder), model_dtype(dtype)  # a path given as text; a dtype by name or refused
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{folder / 'config.json'} must hold a JSON object; got {type(config).__name__}")
     layout = published_layout(config)
     if layout is None:
         raise CheckpointError(f"{folder / 'config.json'} is not a layout scorediff reads")

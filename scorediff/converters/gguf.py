@@ -19,7 +19,7 @@ import torch
 from ..checkpoint import CheckpointError
 from ..data.chat import ChatTemplate
 from ..data.tokenizers import HFTokenizer
-from ..placement import place, placed
+from ..placement import model_dtype, place, placed
 from .llama_layout import LlamaShape, causal_model
 from .weights import check_values
 
@@ -53,10 +53,10 @@ def gguf_module():
     return gguf
 
 
-def read_gguf(path: Path, dtype: torch.dtype = torch.float32, device=None):
+def read_gguf(path: str | Path, dtype: str | torch.dtype = torch.float32, device=None):
     """``(network, objective, tokenizer)`` of the GGUF file at ``path``, the weights in ``dtype`` on ``device`` (the
     CPU when None), each converted as it is dequantised."""
-    device = torch.device("cpu" if device is None else device)
+    device, dtype = torch.device("cpu" if device is None else device), model_dtype(dtype)
     gguf = gguf_module()
     try:
         reader = gguf.GGUFReader(str(path))

@@ -18,6 +18,8 @@ from micro import corpus_head
 from safetensors.torch import load_file
 
 import scorediff
+from scorediff.checkpoint import CheckpointError
+from scorediff.converters import hf_llama, read_gguf, read_published
 from scorediff.model import ModelConfig
 
 FAMILY = Path(__file__).parents[1] / "fixtures" / "llama_family"
@@ -271,3 +273,19 @@ def test_a_model_config_out_of_range_is_the_packages_error(fields):
     """The public ``ModelConfig`` raised a plain ValueError from its range checks, not ``scorediff.InputError``."""
     with pytest.raises(scorediff.InputError):
         ModelConfig(**fields)
+
+
+def test_the_converters_take_a_path_as_text_and_a_dtype_by_name():
+    """``read_published`` of a folder given as text escaped as a TypeError (``str / str``), ``read_gguf`` with
+    ``dtype="float16"`` as torch's TypeError from ``Tensor.to``, a config.json that is a list as an AttributeError."""
+    folder = FAMILY / "tiny_llama"
+    config = json.loads((folder / "config.json").read_text())
+    name, network, _ = read_published(str(folder), config, dtype="bfloat16")
+    assert name == hf_llama.NAME and {p.dtype for p in network.parameters()} == {torch.bfloat16}
+    with pytest.raises(CheckpointError, match=r"config.json must hold a JSON object; got list"):
+        read_published(folder, [config])
+    with pytest.raises(scorediff.InputError, match=r"dtype must be one of float32, .*; got 'half'"):
+        read_published(folder, config, dtype="half")
+    pytest.importorskip("gguf")
+    network, _, _ = read_gguf(str(FAMILY / "tiny_llama.gguf"), dtype="float16")
+    assert {p.dtype for p in network.parameters()} == {torch.float16}
