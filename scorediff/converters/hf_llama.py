@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..checkpoint import CheckpointError
 from ..errors import InputError
-from .llama_layout import LlamaShape, causal_model, flag, rename_hf
+from .llama_layout import LlamaShape, causal_model, flag, rename_hf, whole
 
 NAME = "LLaMA/Qwen2/Qwen3 (transformers)"
 MODEL_TYPES = ("llama", "qwen2", "qwen3")
@@ -44,19 +44,19 @@ def shape(config: dict, layout: str = NAME) -> LlamaShape:
     kind = config.get("model_type")
     if kind in ("llama", "qwen3") and config.get("attention_bias"):
         raise CheckpointError(f"this {kind} model has attention biases, which scorediff's llama backbone lacks")
-    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    hidden, heads = whole(config, "hidden_size"), whole(config, "num_attention_heads")
     return LlamaShape(
-        vocab_size=int(config["vocab_size"]),
+        vocab_size=whole(config, "vocab_size"),
         hidden_size=hidden,
-        n_blocks=int(config["num_hidden_layers"]),
+        n_blocks=whole(config, "num_hidden_layers"),
         n_heads=heads,
-        n_kv_heads=int(config.get("num_key_value_heads") or heads),
-        head_dim=int(config.get("head_dim") or hidden // heads),
-        intermediate_size=int(config["intermediate_size"]),
+        n_kv_heads=whole(config, "num_key_value_heads", heads),
+        head_dim=whole(config, "head_dim", hidden // heads),
+        intermediate_size=whole(config, "intermediate_size"),
         rope_theta=rope_theta(config, layout),
         norm_eps=float(config.get("rms_norm_eps", 1e-6)),
         tie_embeddings=flag(config, "tie_word_embeddings"),  # every class defaults to untied
-        seq_len=int(config.get("max_position_embeddings", 2048)),
+        seq_len=whole(config, "max_position_embeddings", 2048),
         qkv_bias=kind in ("qwen2", "Dream"),
         qk_norm=kind == "qwen3",
     )

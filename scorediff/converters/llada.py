@@ -14,7 +14,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..checkpoint import CheckpointError
-from .llama_layout import LlamaShape, flag, masked_model, stated_id
+from .llama_layout import LlamaShape, flag, masked_model, stated_id, whole
 
 NAME = "LLaDA"
 MASK_ID = 126336  # the released models' mask token, when config.json does not state it
@@ -55,20 +55,20 @@ def shape(config: dict) -> LlamaShape:
             raise CheckpointError(f"this LLaDA model sets {key}={config[key]!r}; scorediff converts {key}={value!r}")
     if config.get("bias_for_layer_norm"):
         raise CheckpointError("this LLaDA model has RMSNorm biases; scorediff converts LLaDA without them")
-    hidden, heads = int(config["d_model"]), int(config["n_heads"])
-    kv_heads = 1 if config.get("multi_query_attention") else int(config.get("n_kv_heads") or heads)
+    hidden, heads = whole(config, "d_model"), whole(config, "n_heads")
+    kv_heads = 1 if config.get("multi_query_attention") else whole(config, "n_kv_heads", heads)
     return LlamaShape(
-        vocab_size=int(config.get("embedding_size") or config["vocab_size"]),
+        vocab_size=whole(config, "embedding_size", 0) or whole(config, "vocab_size"),
         hidden_size=hidden,
-        n_blocks=int(config["n_layers"]),
+        n_blocks=whole(config, "n_layers"),
         n_heads=heads,
         n_kv_heads=kv_heads,
         head_dim=hidden // heads,
-        intermediate_size=int(config.get("mlp_hidden_size") or config.get("mlp_ratio", 4) * hidden),
+        intermediate_size=whole(config, "mlp_hidden_size", 0) or int(config.get("mlp_ratio", 4) * hidden),
         rope_theta=float(config.get("rope_theta", 10000.0)),
         norm_eps=float(config.get("rms_norm_eps", 1e-5)),
         tie_embeddings=flag(config, "weight_tying"),
-        seq_len=int(config.get("max_sequence_length", 4096)),
+        seq_len=whole(config, "max_sequence_length", 4096),
         qkv_bias=flag(config, "include_qkv_bias"),
     )
 

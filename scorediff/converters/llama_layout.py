@@ -82,6 +82,20 @@ def flag(config: dict, key: str, default: bool = False) -> bool:
     return value
 
 
+def whole(config: dict, key: str, default: int | None = None) -> int:
+    """The size at ``key`` of a ``config.json``: a whole number >= 1 (``int(32.7)`` would be 32, ``int("32")`` a
+    text taken for a number). With a ``default``, an absent, null or zero value means the default (transformers
+    reads ``num_key_value_heads: null`` and LLaDA ``n_kv_heads: 0`` so); without one the key must be there."""
+    value = config.get(key)
+    if not value and default is not None:
+        return default
+    if value is None:
+        raise KeyError(key)  # read_published: "config.json lacks 'key'"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer() or value < 1:
+        raise InputError(f"{key} must be a whole number >= 1; got {value!r}")
+    return int(value)
+
+
 def stated_id(config: dict, key: str, default: int) -> int:
     """The token id at ``key`` of a ``config.json``, ``default`` only when absent or null (id 0 is an id)."""
     value = config.get(key)

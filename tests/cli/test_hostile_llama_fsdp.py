@@ -43,6 +43,10 @@ GARBLED = {
     # an embedding of 100 rows stated as 200: IndexError when loaded, accepted on the meta device (info)
     "embedding_size past the weights": ("llada", {"embedding_size": 200}, r"has shape \(100, 32\), expected \(200,"),
     "an integer of 5,000 digits": ("llama", {}, r"config.json is not valid JSON \(Exceeds the limit \(4300 digits\)"),
+    # int() cut 32.7 to 32 and read "4" as 4: a model of another size than the file states, without a word
+    "a fractional width": ("llama", {"hidden_size": 32.7}, r"hidden_size must be a whole number >= 1; got 32.7"),
+    "a size as text": ("llada", {"n_layers": "2"}, r"n_layers must be a whole number >= 1; got '2'"),
+    "a negative count of heads": ("dream", {"num_key_value_heads": -2}, r"num_key_value_heads must be a whole number"),
 }
 
 
