@@ -1,3 +1,6 @@
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +79,20 @@ def trained_block_run(tmp_path_factory, cli_corpus):
     )
     assert code == 0
     return root / "block"
+
+
+@pytest.fixture(scope="session")
+def shards_only(tmp_path_factory) -> Path:
+    """A micro FSDP checkpoint (``sharded_run.py``, 2 DiT blocks) with its whole weights taken away: what export
+    is for. Shared: a test copies it before changing anything."""
+    run = tmp_path_factory.mktemp("fsdp") / "run"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = Path(__file__).parent / "sharded_run.py"
+    done = subprocess.run([sys.executable, str(script), str(run), str(port)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    checkpoint = run / "checkpoints" / "step_00000001"
+    for name in ("model.safetensors", "ema.safetensors"):
+        (checkpoint / name).unlink()
+    return checkpoint

@@ -4,29 +4,10 @@ truncated shard, a config of another width) or half-written (``ema.safetensors``
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from cli_run import assert_user_error, run_cli
-
-
-@pytest.fixture(scope="module")
-def shards_only(tmp_path_factory) -> Path:
-    """A micro FSDP checkpoint (``sharded_run.py``) with its whole weights taken away: what export is for."""
-    run = tmp_path_factory.mktemp("fsdp") / "run"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    script = Path(__file__).parent / "sharded_run.py"
-    done = subprocess.run([sys.executable, str(script), str(run), str(port)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    checkpoint = run / "checkpoints" / "step_00000001"
-    for name in ("model.safetensors", "ema.safetensors"):
-        (checkpoint / name).unlink()
-    return checkpoint
 
 
 def truncate_shard(folder: Path) -> None:

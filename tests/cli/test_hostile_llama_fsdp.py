@@ -5,9 +5,6 @@ nothing written or replaced, or was accepted and did other work than the one ask
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -186,26 +183,10 @@ def test_plan_refuses_an_mfu_whose_time_overflows(capsys, tmp_path):
     assert json.loads(out.read_text())["mfu"] == 0.001
 
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    """A micro FSDP checkpoint (``sharded_run.py``, 2 DiT blocks), its whole weights taken away."""
-    run = tmp_path_factory.mktemp("fsdp") / "run"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    script = Path(__file__).parent / "sharded_run.py"
-    done = subprocess.run([sys.executable, str(script), str(run), str(port)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    checkpoint = run / "checkpoints" / "step_00000001"
-    for name in ("model.safetensors", "ema.safetensors"):
-        (checkpoint / name).unlink()
-    return checkpoint
-
-
-def test_export_refuses_shards_its_config_leaves_out(capsys, tmp_path, shards):
+def test_export_refuses_shards_its_config_leaves_out(capsys, tmp_path, shards_only):
     """A config.json of one block over shards of two: the export wrote a one-block model, block 1 silently lost."""
     folder = tmp_path / "step_00000001"
-    shutil.copytree(shards, folder)
+    shutil.copytree(shards_only, folder)
     values = json.loads((folder / "config.json").read_text())
     values["model"]["n_blocks"] = 1
     (folder / "config.json").write_text(json.dumps(values))
