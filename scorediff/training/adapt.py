@@ -78,6 +78,17 @@ def check_annealable(model: nn.Module, anneal_steps: int) -> None:
         )
 
 
+def unfinished_anneal_warning(max_steps: int, anneal_steps: int) -> str | None:
+    """One line for a run that ends (``train.max_steps``) before its attention is full: it is sampled and scored
+    with full attention, which it would never have trained with (None when the annealing ends in time)."""
+    if not anneal_steps or anneal_steps < max_steps:
+        return None
+    return (
+        f"warning: train.attention_anneal_steps={anneal_steps} reaches full attention only after train.max_steps="
+        f"{max_steps}, so this run never trains with the full attention it is sampled with; set it below max_steps"
+    )
+
+
 def anneal_attention(model: nn.Module, step: int, anneal_steps: int, seq_len: int) -> None:
     """Set the attention of ``model`` for ``step`` (nothing when annealing is off)."""
     if anneal_steps and step <= anneal_steps:  # the step after the last narrowed one restores full attention

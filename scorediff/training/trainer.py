@@ -14,6 +14,7 @@ from ..checkpoint import list_checkpoints, read_config
 from ..config import RunConfig, config_from_dict
 from ..devices import fast_bf16
 from . import distributed
+from .adapt import unfinished_anneal_warning
 from .budget import FIRST_FIT, BudgetProbe, fit_message, fit_schedule, unfinished_schedule_warning
 from .evaluate import evaluate_during_training
 from .fsdp import check_parallel
@@ -148,9 +149,10 @@ class _Run:
     def __post_init__(self):
         tc, optim = self.state.config.train, self.state.config.optim
         self.bar = self.logger.progress(total=tc.max_steps, initial=self.state.step, enabled=self.progress)
-        warning = unfinished_schedule_warning(tc)
-        if warning:
-            self.logger.print(warning)
+        anneal_warning = unfinished_anneal_warning(tc.max_steps, tc.attention_anneal_steps)
+        for warning in (unfinished_schedule_warning(tc), anneal_warning):
+            if warning:
+                self.logger.print(warning)
         self.rules = StopRules(tc, self.until_step, self.state.info, self.device)
         self.probe = BudgetProbe(self.state.step, BudgetProbe.refit_at(optim.warmup_steps), cap=tc.max_steps)
         self.loop_started = time.perf_counter()

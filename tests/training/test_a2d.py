@@ -117,6 +117,18 @@ def test_a_shifted_annealed_run_saves_loads_and_resumes_exactly(corpus, tmp_path
     assert loaded.model.attention_band is None  # a loaded model attends fully
 
 
+@pytest.mark.parametrize("anneal_steps, warned", [(5, False), (6, True)])
+def test_a_run_that_ends_before_its_attention_is_full_says_so(corpus, tmp_path, capsys, anneal_steps, warned):
+    """max_steps 6: steps 0-5, full attention from step ``anneal_steps`` on; at 6 the run never trains with it."""
+    config = load_config(str(llama_yaml(corpus, tmp_path, "diffusion", "short", attention_anneal_steps=anneal_steps)))
+    train(config, progress=False)
+    printed = [line for line in capsys.readouterr().out.splitlines() if "attention_anneal_steps" in line]
+    assert printed == ([
+        "warning: train.attention_anneal_steps=6 reaches full attention only after train.max_steps=6, so this run "
+        "never trains with the full attention it is sampled with; set it below max_steps"
+    ] if warned else [])  # fmt: skip
+
+
 def cli_train(capsys, tmp_path, corpus, preset, name, *extra):
     options = ["--train.compile=false", "--train.log_every=1", "--train.eval_every=0", "--train.device=cpu"]
     argv = ["train", "--config", preset, "--out", str(tmp_path / "runs"), "--name", name, "--quiet",
