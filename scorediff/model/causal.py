@@ -16,7 +16,7 @@ from torch import Tensor
 from ..errors import InputError
 from .attention import KVCache
 from .layers import LayerNorm, RotaryTables
-from .transformer import DiTBlock, ModelConfig
+from .transformer import DiTBlock, ModelConfig, init_normal, require_dit
 
 
 class CausalTransformer(nn.Module):
@@ -41,8 +41,7 @@ class CausalTransformer(nn.Module):
 
     def build_layers(self, config: ModelConfig) -> None:
         """The embedding, the causal blocks, the final norm and the output map, and the rotary tables."""
-        if config.arch != "dit":
-            raise InputError(f"a DiT network needs model.arch=dit; got {config.arch!r} (build_network picks the class)")
+        require_dit(config)
         self.vocab_embed = nn.Embedding(config.vocab_size, config.hidden_size)
         self.blocks = nn.ModuleList(DiTBlock(config, conditioned=False, causal=True) for _ in range(config.n_blocks))
         self.norm_final = LayerNorm(config.hidden_size)
@@ -51,12 +50,7 @@ class CausalTransformer(nn.Module):
 
     def reset_parameters(self) -> None:
         """GPT-2's initialisation: normal(0.02), residual projections scaled by 1 / sqrt(2 n_blocks)."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        nn.init.normal_(self.vocab_embed.weight, std=0.02)
+        init_normal(self, self.vocab_embed)
         residual_std = 0.02 / math.sqrt(2 * max(1, self.config.n_blocks))
         for block in self.blocks:
             nn.init.normal_(block.attn_out.weight, std=residual_std)

@@ -23,6 +23,23 @@ from .config import ModelConfig
 from .layers import LayerNorm, NoiseEmbedding, RotaryTables, TanhGELU, apply_rotary, modulate
 
 
+def require_dit(config: ModelConfig) -> None:
+    """A DiT network (this one, or the autoregressive one of ``causal.py``) is built for ``model.arch=dit`` only."""
+    if config.arch != "dit":
+        raise InputError(f"a DiT network needs model.arch=dit; got {config.arch!r} (build_network picks the class)")
+
+
+def init_normal(model: nn.Module, embedding: nn.Embedding) -> None:
+    """Normal(0.02) weights and zero biases for every ``nn.Linear`` of ``model``, then normal(0.02) ``embedding``:
+    the DiT's and the autoregressive model's start, before each zeroes or rescales its own layers."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    nn.init.normal_(embedding.weight, std=0.02)
+
+
 class DiTBlock(nn.Module):
     """Pre-norm attention and MLP; with ``conditioned`` each is modulated (shift, scale) and gated by the noise
     embedding (adaLN-zero), without it the block is a plain pre-norm transformer block. ``causal`` attention
@@ -128,8 +145,7 @@ class SEDDTransformer(nn.Module):
 
     def build_layers(self, config: ModelConfig) -> None:
         """The embedding, the noise (or constant) conditioning, the blocks, the output layer and rotary tables."""
-        if config.arch != "dit":
-            raise InputError(f"a DiT network needs model.arch=dit; got {config.arch!r} (build_network picks the class)")
+        require_dit(config)
         self.vocab_embed = nn.Embedding(config.vocab_size, config.hidden_size)
         if config.time_conditioning:
             self.sigma_map = NoiseEmbedding(config.cond_dim)
@@ -150,12 +166,7 @@ class SEDDTransformer(nn.Module):
 
     def reset_parameters(self) -> None:
         """Small normal weights; adaLN and the output layer start at zero (adaLN-zero)."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        nn.init.normal_(self.vocab_embed.weight, std=0.02)
+        init_normal(self, self.vocab_embed)
         if self.config.num_labels:
             nn.init.normal_(self.label_embed.weight, std=0.02)
         for module in [*self.blocks, self.output_layer]:
