@@ -31,7 +31,7 @@ from ..sampling.options import SamplingOptions
 from ..schedules import NoiseSchedule
 from .base import Objective, WindowFiller, check_scored, prefix_length
 from .diffusion import DIFFUSION_OPTIONS
-from .shared import check_greedy, draw_keywords, drop_labels
+from .shared import check_greedy, draw_keywords, drop_labels, mask_by_count
 
 
 class BlockDiffusionObjective(Objective):
@@ -118,12 +118,8 @@ class BlockDiffusionObjective(Objective):
     def _mask_counts(self, u: Tensor, free: Tensor, generator) -> tuple[Tensor, Tensor]:
         """``k = 1 + floor(u n)`` of the ``n`` free positions of each block masked, chosen uniformly; weights
         ``n / k``, (B, N): zero for a block with nothing free. ``free`` (B, N, block) bool."""
-        n = free.sum(-1)  # (B, N)
-        at_least_one = n.clamp_min(1)
-        count = 1 + (u * at_least_one).long().clamp_max(at_least_one - 1)  # uniform on 1..n
-        keys = torch.rand(free.shape, generator=generator, device=u.device).masked_fill(~free, 2.0)
-        rank = keys.argsort(-1).argsort(-1)  # a random order of the free positions first, (B, N, block)
-        return (rank < count[..., None]) & free, n / count.double()
+        masked, count, n = mask_by_count(u, free, generator)  # (B, N, block), (B, N), (B, N)
+        return masked, n / count.double()
 
     def _free(self, x_0: Tensor, given: Tensor | None) -> Tensor:
         """The positions that may be noised, (B, N, block) bool: all but the ``given`` ones."""

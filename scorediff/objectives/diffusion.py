@@ -22,7 +22,7 @@ from ..schedules import LogLinearSchedule, NoiseSchedule
 from ..types import ScoreFn
 from .base import Generation, Objective, WindowFiller, check_scored, inference_copy
 from .diffusion_fillers import approximate_filler, order_filler
-from .shared import check_greedy, draw_keywords, drop_labels
+from .shared import check_greedy, draw_keywords, drop_labels, mask_by_count
 
 #: what a diffusion model's ``sample`` reads of ``SamplingOptions``: all of it
 DIFFUSION_OPTIONS = frozenset(field.name for field in dataclasses.fields(SamplingOptions))
@@ -124,12 +124,9 @@ class DiffusionObjective(Objective):
         """``k = 1 + floor(u n)`` of the ``n`` positions not ``given`` masked uniformly, ``t = k / n`` (so that the
         log-linear weight ``sigma(t) / (e^sigma_bar - 1) = 1 / t`` is ``n / k``); ``u`` (B,) in [0, 1)."""
         free = torch.ones_like(x_0, dtype=torch.bool) if given is None else ~given
-        n = free.sum(-1).clamp_min(1)  # (B,)
-        count = 1 + (u * n).long().clamp_max(n - 1)  # (B,) uniform on 1..n
-        keys = torch.rand(x_0.shape, generator=generator, device=x_0.device).masked_fill(~free, 2.0)
-        rank = keys.argsort(-1).argsort(-1)  # a random order of the free positions first
-        x_t = torch.where((rank < count[:, None]) & free, self.graph.mask_id, x_0)
-        return {"x_0": x_0, "t": count.double() / n, "x_t": x_t}
+        masked, count, n = mask_by_count(u, free, generator)  # (B, L), (B,), (B,)
+        x_t = torch.where(masked, self.graph.mask_id, x_0)
+        return {"x_0": x_0, "t": count.double() / n.clamp_min(1), "x_t": x_t}
 
     def loss(self, network: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         if "label" in batch:
