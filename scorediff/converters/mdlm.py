@@ -19,6 +19,7 @@ from ..model.layers import NoiseEmbedding
 from ..objectives import DiffusionObjective
 from ..placement import empty_network
 from ..schedules import get_schedule
+from .sedd import published_names, rename_embedding
 from .weights import adaln_names, check_rotary, constant_adaln, identity_adaln, load_strict, match_keys
 
 NAME = "MDLM"
@@ -81,7 +82,7 @@ def load_backbone(
     check_rotary(state.pop(f"{PREFIX}rotary_emb.inv_freq", None), model.config.hidden_size // model.config.n_heads)
     ours = model.state_dict()
     names = adaln_names(model.config.n_blocks)
-    published = {("vocab_embed.embedding" if n == "vocab_embed.weight" else n) for n in ours} - {"cond"}
+    published = published_names(ours) - {"cond"}
     if adaln:
         published |= {f"sigma_map.mlp.{i}.{kind}" for i in (0, 2) for kind in ("weight", "bias")}
     else:
@@ -98,5 +99,4 @@ def load_backbone(
         return weight, weight.float() @ c.to(weight.device) + bias.float()
 
     state.update(constant_adaln(names, constant), cond=torch.zeros(ours["cond"].shape))
-    state["vocab_embed.weight"] = state.pop("vocab_embed.embedding")
-    load_strict(model, state, layout)
+    load_strict(model, rename_embedding(state), layout)

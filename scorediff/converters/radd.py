@@ -14,7 +14,7 @@ from ..checkpoint import CheckpointError
 from ..model import SEDDTransformer
 from ..objectives import DiffusionObjective
 from ..placement import empty_network
-from .sedd import ROTARY, components, is_hydra_config, model_config
+from .sedd import ROTARY, components, is_hydra_config, model_config, published_names, rename_embedding
 from .weights import adaln_names, check_rotary, constant_adaln, identity_adaln, load_strict, match_keys
 
 NAME = "RADD"
@@ -35,9 +35,8 @@ def convert(config: dict, state: dict[str, Tensor]) -> tuple[SEDDTransformer, Di
     state = {name.removeprefix("module."): tensor for name, tensor in state.items()}
     check_rotary(state.pop(ROTARY, None), model.config.hidden_size // model.config.n_heads)
     ours = model.state_dict()
-    published = {("vocab_embed.embedding" if n == "vocab_embed.weight" else n) for n in ours if "adaLN" not in n}
-    match_keys(state, published - {"cond"}, NAME)
-    state["vocab_embed.weight"] = state.pop("vocab_embed.embedding")
+    match_keys(state, published_names(n for n in ours if "adaLN" not in n) - {"cond"}, NAME)
+    rename_embedding(state)
 
     def constant(name: str) -> tuple[Tensor, Tensor]:
         weight = ours[f"{name}.weight"]

@@ -17,6 +17,9 @@ from .weights import check_rotary, load_strict, match_keys
 
 NAME = "SEDD"
 ROTARY = "rotary_emb.inv_freq"
+EMBEDDING = "vocab_embed.embedding"
+"""The original DiT's name of scorediff's ``vocab_embed.weight``: the one name the SEDD family (SEDD, RADD, MDLM,
+BD3-LM) spells otherwise."""
 
 
 def is_hydra_config(config: dict) -> bool:
@@ -26,6 +29,17 @@ def is_hydra_config(config: dict) -> bool:
 
 def matches(config: dict) -> bool:
     return is_hydra_config(config) and config["model"].get("type", "ddit") != "ddit_wot"
+
+
+def published_names(names) -> set[str]:
+    """scorediff's DiT weight ``names`` as the SEDD family's code spells them (``EMBEDDING``)."""
+    return {EMBEDDING if name == "vocab_embed.weight" else name for name in names}
+
+
+def rename_embedding(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``state`` (published names, in place) with its embedding under scorediff's name; returns ``state``."""
+    state["vocab_embed.weight"] = state.pop(EMBEDDING)
+    return state
 
 
 def components(config: dict) -> tuple[Graph, NoiseSchedule]:
@@ -57,8 +71,6 @@ def convert(config: dict, state: dict[str, Tensor]) -> tuple[SEDDTransformer, Di
     model = empty_network(SEDDTransformer, model_config(config, graph.vocab_size, **options), graph.mask_id)
     state = {name.removeprefix("module."): tensor for name, tensor in state.items()}  # saved from a DDP wrapper
     check_rotary(state.pop(ROTARY, None), model.config.hidden_size // model.config.n_heads)
-    renamed = {("vocab_embed.embedding" if name == "vocab_embed.weight" else name) for name in model.state_dict()}
-    match_keys(state, renamed, NAME)
-    state["vocab_embed.weight"] = state.pop("vocab_embed.embedding")
-    load_strict(model, state, NAME)
+    match_keys(state, published_names(model.state_dict()), NAME)
+    load_strict(model, rename_embedding(state), NAME)
     return model, DiffusionObjective(graph, schedule)
