@@ -64,6 +64,8 @@ class CausalTransformer(nn.Module):
         return KVCache.for_model(self.config, batch_size, max_len, dtype or self.vocab_embed.weight.dtype, device)
 
     def forward(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
+        """``tokens`` int64 (B, T), after those ``cache`` holds (None: from position 0), to float32 (B, T, V)
+        next-token log-probabilities; ``cache`` advances by T."""
         start = cache.length if cache is not None else 0
         x = self.vocab_embed(tokens)  # (B, T, D)
         cos, sin = self.rotary(tokens.shape[1], start)

@@ -118,6 +118,7 @@ class LlamaOutput(nn.Module):
             self.adaLN_modulation = nn.Linear(config.cond_dim, 2 * config.hidden_size)
 
     def forward(self, x: Tensor, c: Tensor | None) -> Tensor:
+        """Hidden states ``x`` float (B, L, D), the conditioning ``c`` (B, C) or None, to logits (B, L, V)."""
         h = self.norm(x)
         if c is not None:
             shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)

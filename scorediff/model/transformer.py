@@ -73,6 +73,9 @@ class DiTBlock(nn.Module):
         mask: Tensor | None = None,
         queries: int | None = None,
     ) -> Tensor:
+        """Self-attention of the normed (and modulated) ``h``, float (B, L, D), rotated by ``cos``/``sin`` (L, K):
+        (B, Q, D) for the first ``queries`` positions (None: all L), before the output map; ``mask`` as ``forward``
+        takes it."""
         batch_size, seq_len, dim = h.shape
         qkv = self.attn_qkv(h).view(batch_size, seq_len, 3, self.n_heads, dim // self.n_heads)  # (B, L, 3, H, K)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, L, K)
@@ -116,6 +119,7 @@ class FinalLayer(nn.Module):
         self.adaLN_modulation = nn.Linear(config.cond_dim, 2 * config.hidden_size)
 
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        """Hidden states ``x`` float (B, L, D) and the conditioning ``c`` (B, C) to logits (B, L, V)."""
         shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
         return self.linear(modulate(self.norm_final(x), shift, scale))
 
