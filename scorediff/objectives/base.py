@@ -201,6 +201,7 @@ def check_scored(x_0: Tensor, num_tokens: int, model: nn.Module, given: Tensor |
 
 
 def nothing_given(shape: tuple[int, int], device) -> tuple[Tensor, Tensor]:
+    """The condition of an unconditional ``sample``: tokens int64 and ``given`` bool, both zeros of ``shape``."""
     return torch.zeros(shape, dtype=torch.int64, device=device), torch.zeros(shape, dtype=torch.bool, device=device)
 
 

@@ -142,10 +142,19 @@ class BlockDiffusionObjective(Objective):
         return -(weight * torch.where(x_t == self.graph.mask_id, log_p, 0.0)).sum(-1)
 
     @torch.no_grad()
-    def nll(self, model, x_0, generator=None, num_t=32, label=None, given=None):
-        """The bound per sequence, nats, float64 (B,): ``num_t`` mask counts per block, stratified over 1..B (an
-        offset drawn per block), each with its own random positions. ``label`` (B,): the class-conditional bound;
-        ``given`` (B, L) bool: the bound of the other positions given those (counts over each block's free ones)."""
+    def nll(
+        self,
+        model: nn.Module,
+        x_0: Tensor,
+        generator: torch.Generator | None = None,
+        num_t: int = 32,
+        label: Tensor | None = None,
+        given: Tensor | None = None,
+    ) -> Tensor:
+        """The bound per sequence of ``x_0`` int64 (B, L), nats, float64 (B,): ``num_t`` mask counts per block,
+        stratified over 1..B (an offset drawn per block), each with its own random positions. ``label`` int64 (B,):
+        the class-conditional bound; ``given`` (B, L) bool: the bound of the other positions given those (counts
+        over each block's free ones)."""
         if int(num_t) < 1:
             raise InputError(f"num_t must be >= 1; got {num_t}")
         check_scored(x_0, self.num_tokens, model, given)
@@ -161,6 +170,7 @@ class BlockDiffusionObjective(Objective):
         return total / num_t
 
     def window_filler(self, model, options: SamplingOptions, generator, device) -> WindowFiller:
+        """Each window block by block, left to right (``sample_blocks``); only a prefix of it may be given."""
         check_label(model, options.label, options.guidance)
         keywords = {"cache": options.cache, "label": options.label, "guidance": options.guidance}
         keywords.update(draw_keywords(options))
