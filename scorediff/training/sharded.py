@@ -40,7 +40,7 @@ from ..checkpoint import (
     prune_checkpoints,
     read_config,
 )
-from ..config import config_from_dict
+from ..config import RunConfig, config_from_dict
 from ..fileio import TMP_PREFIX, atomic_directory
 from . import distributed
 from .distributed import DistInfo
@@ -176,19 +176,27 @@ def _read_shards(values: dict, checkpoint: Path) -> None:
         raise CheckpointError(f"the shards of {checkpoint} cannot be read ({reason})") from None
 
 
-def check_shapes(state: TrainState, checkpoint: Path) -> None:
-    """Refuse (``CheckpointError``, one line) shards whose weights are not this network's: DCP reshards rows over
-    processes, not a weight into another shape."""
-    saved = _index(checkpoint)
-    for name, tensor in state.model.state_dict().items():
+def _mismatch(saved: dict, network: dict[str, Tensor]) -> str | None:
+    """The first weight of ``network`` (a state dict, meta tensors will do) that the shards' index ``saved`` lacks
+    or holds in another shape, described (None when every one is there in its shape)."""
+    for name, tensor in network.items():
         entry = saved.get(f"model.{name}")
         shape = tuple(getattr(entry, "size", ()) or ())
         if entry is None or shape != tuple(tensor.shape):
             found = "missing" if entry is None else f"of shape {shape}"
-            raise CheckpointError(
-                f"cannot resume from {checkpoint}: its {name} is {found}, this run's network has {tuple(tensor.shape)} "
-                f"(a sharded checkpoint changes world size, not the model)"
-            )
+            return f"its {name} is {found}, the network has {tuple(tensor.shape)}"
+    return None
+
+
+def check_shapes(state: TrainState, checkpoint: Path) -> None:
+    """Refuse (``CheckpointError``, one line) shards whose weights are not this network's: DCP reshards rows over
+    processes, not a weight into another shape."""
+    mismatch = _mismatch(_index(checkpoint), state.model.state_dict())
+    if mismatch:
+        mismatch = mismatch.replace("the network", "this run's network")
+        raise CheckpointError(
+            f"cannot resume from {checkpoint}: {mismatch} (a sharded checkpoint changes world size, not the model)"
+        )
 
 
 def averaged_copy(state: TrainState, device: torch.device) -> nn.Module | None:
@@ -201,6 +209,32 @@ def averaged_copy(state: TrainState, device: torch.device) -> nn.Module | None:
         model = build_model(state.config, state.objective)
     model.load_state_dict(weights)
     return model.to(device)
+
+
+def _shards_network(config: RunConfig, num_tokens: int, device: str) -> nn.Module:
+    """The network whose weights a run's shards hold, built on ``device`` (a LoRA run's is the adapted network:
+    its shards are named so), leaving the caller's random generator alone."""
+    with torch.random.fork_rng(devices=[]), torch.device(device):
+        model = build_model(config, build_objective(config, num_tokens))
+        if config.train.lora_rank:
+            inject(model, config)
+    return model
+
+
+def _check_export(saved: dict, model: nn.Module, checkpoint: Path) -> None:
+    """Refuse shards that are not the weights of ``model``, the network of the checkpoint's config.json: a weight
+    beyond it would be left out of the export without a word (DCP reads the weights asked for), one missing or of
+    another shape fails the read."""
+    network = model.state_dict()
+    extra = sorted(key for key in saved if key.startswith("model.") and key[len("model.") :] not in network)
+    if extra:
+        raise CheckpointError(
+            f"the shards of {checkpoint} hold {extra[0]}, which the network of its config.json lacks "
+            f"({len(extra)} such weights); an export would leave them out"
+        )
+    mismatch = _mismatch(saved, network)
+    if mismatch:
+        raise CheckpointError(f"the shards of {checkpoint} do not fit the network of its config.json: {mismatch}")
 
 
 def export(checkpoint: str | Path) -> Path:
@@ -219,19 +253,9 @@ def export(checkpoint: str | Path) -> Path:
             raise CheckpointError(f"{checkpoint / name} is not a file; export writes the weights under that name")
     header, values = read_config(checkpoint)
     config = config_from_dict(values)
-    objective = build_objective(config, header.num_tokens)
-    with torch.random.fork_rng(devices=[]):
-        model = build_model(config, objective)
-        if config.train.lora_rank:  # its shards are named as the adapted network's; merged below
-            inject(model, config)
+    _check_export(saved, _shards_network(config, header.num_tokens, "meta"), checkpoint)  # before any allocation
+    model = _shards_network(config, header.num_tokens, "cpu")
     weights = {"model": model.state_dict(), "ema": {name: p.detach().clone() for name, p in model.named_parameters()}}
-    # DCP reads the weights asked for: shards beyond the network would be left out of the export without a word
-    extra = sorted(key for key in saved if key.startswith("model.") and key[len("model.") :] not in weights["model"])
-    if extra:
-        raise CheckpointError(
-            f"the shards of {checkpoint} hold {extra[0]}, which the network of its config.json lacks "
-            f"({len(extra)} such weights); an export would leave them out"
-        )
     _read_shards(weights, checkpoint)
     ema = {name: weights["ema"].get(name, value) for name, value in weights["model"].items()}  # buffers: as saved
     for name, tensors in ((EMA_FILE, ordinary(ema, config)), (MODEL_FILE, ordinary(weights["model"], config))):

@@ -29,7 +29,11 @@ def folder_for_weights(folder: Path) -> None:
 DAMAGE = {
     "truncated shard": (truncate_shard, r"the shards of .* cannot be read \(EOFError\)$"),
     "missing shard": (lambda f: (f / "sharded" / "__0_0.distcp").unlink(), r"cannot be read \(FileNotFoundError: "),
-    "other width": (widen_config, r"\(ValueError: Size mismatch between saved torch.Size\(\[258, 32\]\) and current"),
+    "other width": (
+        widen_config,
+        r"do not fit the network of its config.json: its vocab_embed.weight is of shape"
+        r" \(258, 32\), the network has \(258, 64",
+    ),
     "folder for weights": (folder_for_weights, r"model.safetensors is not a file; export writes the weights under"),
 }
 

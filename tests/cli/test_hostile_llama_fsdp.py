@@ -196,6 +196,19 @@ def test_export_refuses_shards_its_config_leaves_out(capsys, tmp_path, shards_on
                                                         "trainer_state.json"]  # fmt: skip
 
 
+def test_export_checks_a_config_before_building_its_network(capsys, tmp_path, shards_only):
+    """A wider config.json failed inside DCP's read, and only after the whole network was built: 65,536 wide, 400 GB
+    of weights were asked for first. The network is built on the meta device and compared before anything is."""
+    folder = tmp_path / "step_00000001"
+    shutil.copytree(shards_only, folder)
+    values = json.loads((folder / "config.json").read_text())
+    values["model"]["hidden_size"] = 65536
+    (folder / "config.json").write_text(json.dumps(values))
+    pattern = r"the shards of .* do not fit the network of its config.json: its \S+ is of shape \(\d+"
+    assert_user_error(capsys, ["export", str(folder)], pattern)
+    assert not (folder / "model.safetensors").exists() and not (folder / "ema.safetensors").exists()
+
+
 @pytest.fixture(scope="module")
 def parent_run(tmp_path_factory, corpus) -> Path:
     root = tmp_path_factory.mktemp("parent")
