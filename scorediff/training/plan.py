@@ -59,7 +59,7 @@ class StateBytes:
         return sum(asdict(self).values())
 
 
-def _shard(parameter: torch.Tensor, ranks: int) -> int:
+def _shard_elements(parameter: torch.Tensor, ranks: int) -> int:
     """Elements of ``fully_shard``'s shard of ``parameter`` on one rank: dim 0 split in ``ceil(rows / ranks)``."""
     if parameter.dim() == 0:
         return 1
@@ -78,10 +78,10 @@ def state_bytes(model: nn.Module, ranks: int, fsdp: bool, compute_bytes: int) ->
     """The training state of ``model`` (any device, meta included) on one of ``ranks`` GPUs."""
     parameters = list(model.parameters())
     trainable = [p for p in parameters if p.requires_grad]
-    size = (lambda p: _shard(p, ranks)) if fsdp else (lambda p: p.numel())
-    weights = FLOAT32 * sum(size(p) for p in parameters)
-    gradients = FLOAT32 * sum(size(p) for p in trainable)
-    optimizer = FLOAT32 * (ADAM_MOMENTS * sum(size(p) for p in trainable) + len(trainable))
+    elements = (lambda p: _shard_elements(p, ranks)) if fsdp else (lambda p: p.numel())  # held on one rank
+    weights = FLOAT32 * sum(elements(p) for p in parameters)
+    gradients = FLOAT32 * sum(elements(p) for p in trainable)
+    optimizer = FLOAT32 * (ADAM_MOMENTS * sum(elements(p) for p in trainable) + len(trainable))
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     if fsdp:
         blocks = [sum(p.numel() for p in block.parameters()) for block in model.blocks]
