@@ -124,6 +124,9 @@ def unpermute(weight: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 def gguf_shape(fields: dict, architecture: str, vocab_size: int, tied: bool) -> LlamaShape:
+    """The architecture the file's ``<architecture>.*`` metadata ``fields`` state; a size without a default that is
+    missing is a ``CheckpointError`` naming its key."""
+
     def get(key, default=None):
         value = fields.get(f"{architecture}.{key}", default)
         if value is None:
@@ -149,6 +152,7 @@ def gguf_shape(fields: dict, architecture: str, vocab_size: int, tied: bool) -> 
 
 
 def field_value(reader, name: str):
+    """The contents of the metadata field ``name`` of a ``GGUFReader`` (None when the file has none)."""
     field = reader.fields.get(name)
     return None if field is None else field.contents()
 

@@ -31,6 +31,7 @@ def matches(config: dict) -> bool:
 
 
 def model_config(config: dict) -> ModelConfig:
+    """The time-independent DiT an MDLM (or BD3-LM) ``config.json`` states, its mask token included."""
     return ModelConfig(
         vocab_size=int(config["vocab_size"]),
         hidden_size=int(config["hidden_dim"]),

@@ -52,6 +52,7 @@ def components(config: dict) -> tuple[Graph, NoiseSchedule]:
 
 
 def model_config(config: dict, vocab_size: int, **options) -> ModelConfig:
+    """The DiT a hydra config's ``model`` section states, with ``vocab_size`` and any other ``options``."""
     model = config["model"]
     return ModelConfig(
         vocab_size=vocab_size,
