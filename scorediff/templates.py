@@ -51,15 +51,16 @@ def encode_text(tokenizer, text: str, limit: int | None = None) -> list[int]:
     be more than ``limit`` tokens is refused without tokenising all of it (see ``_surely_longer``)."""
     try:
         text.encode("utf-8")
-        if limit is not None and _surely_longer(tokenizer, text, limit):
-            raise InputError(f"the text is far longer than the model's context of {limit} tokens")
-        return tokenizer.encode(text) if text else []
     except UnicodeError:
         raise InputError("cannot encode the prompt: it is not valid UTF-8 text") from None
-    except InputError:
-        raise
+    try:  # a tokenizer's own error (InputError, a ValueError) is prefixed with what was being encoded
+        too_long = limit is not None and _surely_longer(tokenizer, text, limit)
+        tokens = [] if too_long or not text else tokenizer.encode(text)
     except (ValueError, TypeError) as error:
         raise InputError(f"cannot encode the prompt: {error}") from None
+    if too_long:
+        raise InputError(f"the text is far longer than the model's context of {limit} tokens")
+    return tokens
 
 
 #: no tokenizer in use averages this many characters per token, so a text this many times the limit is checked

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..errors import InputError
 from .chat import ChatTemplate, read_chat_template, read_tokenizer_config, special_token, write_chat_template
 from .simple_tokenizers import TOKENIZER_FILE, Tokenizer
 
@@ -74,11 +75,14 @@ class HFTokenizer(Tokenizer):
     def encode(self, text: str) -> list[int]:
         ids = self.tokenizer.encode(text, add_special_tokens=False).ids
         if self.tokenizer.token_to_id("[UNK]") is not None and self.tokenizer.token_to_id("[UNK]") in ids:
-            raise ValueError("the text holds characters the tokenizer maps to [UNK]")
+            raise InputError("the text holds characters the tokenizer maps to [UNK]")
         return ids
 
     def decode(self, ids: Iterable[int]) -> str:
-        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+        ids = [int(i) for i in ids]
+        if any(i < 0 for i in ids):  # the tokenizers library raises OverflowError; ids past its vocabulary are rows
+            raise InputError(f"token ids must be >= 0; got {min(ids)}")  # of a padded embedding and decode to ""
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / TOKENIZER_FILE

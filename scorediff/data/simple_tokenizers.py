@@ -8,6 +8,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..errors import InputError
+
 TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -57,7 +59,7 @@ class CharTokenizer(Tokenizer):
     def __init__(self, chars: Iterable[str], end_of_text: bool = True):
         self.chars = "".join(sorted(set(chars)))
         if not self.chars:
-            raise ValueError("a character tokenizer needs at least one character")
+            raise InputError("a character tokenizer needs at least one character")
         self.index = {c: i for i, c in enumerate(self.chars)}
         self.end_of_text = bool(end_of_text)
         self.vocab_size = len(self.chars) + self.end_of_text
@@ -82,7 +84,7 @@ class CharTokenizer(Tokenizer):
         try:
             return [self.index[c] for c in text]
         except KeyError as error:
-            raise ValueError(
+            raise InputError(
                 f"character {error.args[0]!r} is not in the tokenizer's {len(self.chars)}-character vocabulary"
             ) from None
 
@@ -91,7 +93,7 @@ class CharTokenizer(Tokenizer):
         ids = [int(i) for i in ids]
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
-            raise ValueError(f"token ids must be in [0, {self.vocab_size}); got {bad[0]}")
+            raise InputError(f"token ids must be in [0, {self.vocab_size}); got {bad[0]}")
         return "".join(self.chars[i] for i in ids if i != self.end_id)
 
     def save(self, directory: str | Path) -> Path:
@@ -126,7 +128,7 @@ class ByteTokenizer(Tokenizer):
         ids = [int(i) for i in ids]
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
-            raise ValueError(f"token ids must be in [0, {self.vocab_size}); got {bad[0]}")
+            raise InputError(f"token ids must be in [0, {self.vocab_size}); got {bad[0]}")
         return bytes(i for i in ids if i != self.end_id).decode("utf-8", errors="replace")
 
     def save(self, directory: str | Path) -> Path:
@@ -148,14 +150,14 @@ class DnaTokenizer(Tokenizer):
     def encode(self, text: str) -> list[int]:
         ids = [self._table.get(ord(c), -1) for c in text]
         if -1 in ids:
-            raise ValueError(f"{text[ids.index(-1)]!r} is not a base (expected A, C, G or T)")
+            raise InputError(f"{text[ids.index(-1)]!r} is not a base (expected A, C, G or T)")
         return ids
 
     def decode(self, ids: Iterable[int]) -> str:
         ids = [int(i) for i in ids]
         bad = [i for i in ids if not 0 <= i < 4]
         if bad:
-            raise ValueError(f"base ids must be in [0, 4); got {bad[0]}")
+            raise InputError(f"base ids must be in [0, 4); got {bad[0]}")
         return "".join(self.bases[i] for i in ids)
 
     @property
@@ -176,17 +178,17 @@ class IntegerTokenizer(Tokenizer):
 
     def __init__(self, vocab_size: int):
         if int(vocab_size) < 1:
-            raise ValueError(f"an integer vocabulary needs at least one token; got vocab_size={vocab_size}")
+            raise InputError(f"an integer vocabulary needs at least one token; got vocab_size={vocab_size}")
         self.vocab_size = int(vocab_size)
 
     def encode(self, text: str) -> list[int]:
         try:
             ids = [int(piece) for piece in text.split()]
         except ValueError:
-            raise ValueError(f"expected token ids separated by spaces; got {text[:40]!r}") from None
+            raise InputError(f"expected token ids separated by spaces; got {text[:40]!r}") from None
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
-            raise ValueError(f"token ids must be in [0, {self.vocab_size}); got {bad[0]}")
+            raise InputError(f"token ids must be in [0, {self.vocab_size}); got {bad[0]}")
         return ids
 
     def decode(self, ids: Iterable[int]) -> str:

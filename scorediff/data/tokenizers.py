@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import InputError
 from .hf_tokenizer import HFTokenizer, gpt2_files
 from .simple_tokenizers import TOKENIZER_FILE, ByteTokenizer, CharTokenizer, DnaTokenizer, IntegerTokenizer, Tokenizer
 
@@ -43,11 +44,11 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     try:
         spec = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise ValueError(f"cannot read a tokenizer from {path}: {error}") from None
+        raise InputError(f"cannot read a tokenizer from {path}: {error}") from None
     kind = spec.get("type") if isinstance(spec, dict) else None
     if kind == "char":
         if not isinstance(spec.get("chars"), str) or not spec["chars"]:
-            raise ValueError(f'{path}: a char tokenizer needs a non-empty string of "chars"')
+            raise InputError(f'{path}: a char tokenizer needs a non-empty string of "chars"')
         return CharTokenizer(spec["chars"], _end_of_text(spec, path))
     if kind == "byte":
         return ByteTokenizer(_end_of_text(spec, path))
@@ -55,16 +56,16 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         return DnaTokenizer()
     if kind == "integer":
         if not isinstance(spec.get("vocab_size"), int) or spec["vocab_size"] < 1:
-            raise ValueError(f'{path}: an integer tokenizer needs a positive "vocab_size"')
+            raise InputError(f'{path}: an integer tokenizer needs a positive "vocab_size"')
         return IntegerTokenizer(spec["vocab_size"])
     if isinstance(spec, dict) and "model" in spec:
         return HFTokenizer.from_file(path)
-    raise ValueError(f"{path} is not a tokenizer file (expected a scorediff char/byte/dna or a tokenizers JSON)")
+    raise InputError(f"{path} is not a tokenizer file (expected a scorediff char/byte/dna or a tokenizers JSON)")
 
 
 def _end_of_text(spec: dict, path: Path) -> bool:
     """Whether a char or byte tokenizer file has the end token; files written before it existed have no key."""
     end_of_text = spec.get("end_of_text", False)
     if not isinstance(end_of_text, bool):
-        raise ValueError(f'{path}: "end_of_text" must be true or false; got {end_of_text!r}')
+        raise InputError(f'{path}: "end_of_text" must be true or false; got {end_of_text!r}')
     return end_of_text

@@ -103,3 +103,26 @@ def test_load_tokenizer_rejects_other_files(tmp_path):
         load_tokenizer(tmp_path)
     with pytest.raises(ValueError, match="cannot read a tokenizer"):
         load_tokenizer(tmp_path / "missing.json")
+
+
+def test_a_tokenizer_refuses_bad_ids_and_text_with_the_packages_error():
+    """Decoding a negative id raised the tokenizers library's OverflowError; the others a plain ValueError."""
+    from pathlib import Path
+
+    from scorediff.data.simple_tokenizers import DnaTokenizer, IntegerTokenizer
+    from scorediff.errors import InputError
+
+    folder = Path(__file__).parents[1] / "fixtures" / "llama_family" / "tiny_llama"
+    hf = load_tokenizer(folder)
+    cases = [
+        (lambda: hf.decode([3, -1]), r"token ids must be >= 0; got -1"),
+        (lambda: CharTokenizer("ab").decode([2, 5]), r"token ids must be in \[0, 3\); got 5"),
+        (lambda: CharTokenizer("ab").encode("abc"), r"character 'c' is not in the tokenizer's 2-character"),
+        (lambda: ByteTokenizer().decode([-1]), r"token ids must be in \[0, 257\); got -1"),
+        (lambda: DnaTokenizer().encode("ACGX"), r"'X' is not a base"),
+        (lambda: IntegerTokenizer(4).encode("1 2 x"), r"expected token ids separated by spaces"),
+    ]
+    for call, message in cases:
+        with pytest.raises(InputError, match=message):
+            call()
+    assert hf.decode([hf.vocab_size + 3]) == ""  # a row of a padded embedding past the tokenizer's ids
