@@ -12,7 +12,7 @@ from ..generation import generate, sampling_options
 from ..objectives import Objective
 from ..sampling.options import SamplingOptions
 from .distributed import DistInfo, all_reduce_sum, broadcast_object
-from .fsdp import sharded
+from .fsdp import is_sharded
 from .sharded import averaged_copy
 from .step import TrainState
 
@@ -94,7 +94,7 @@ def evaluate_during_training(state: TrainState, tokenizer, val_windows, device, 
 
     An FSDP run scores on rank 0 alone, with a whole copy of the EMA weights (``sharded.averaged_copy``): the
     samplers call the network in ways the ranks cannot keep in step (rank 0's previews, uneven splits)."""
-    if sharded(state.config):
+    if is_sharded(state.config):
         model, result, samples = averaged_copy(state, device), None, []
         if model is not None:
             result, samples = _score(state, model, DistInfo(), tokenizer, val_windows, device)

@@ -19,7 +19,7 @@ from ..config import ConfigError, RunConfig
 from .distributed import DistInfo
 
 
-def sharded(config: RunConfig) -> bool:
+def is_sharded(config: RunConfig) -> bool:
     """Whether the run shards its network (``train.parallel=fsdp``)."""
     return config.train.parallel == "fsdp"
 
@@ -31,7 +31,7 @@ FSDP2_TORCH = "2.6"
 def check_parallel(config: RunConfig, info: DistInfo) -> None:
     """Refuse, in one line (``ConfigError``), an FSDP run that cannot be: a torch without FSDP2 (said first: more
     processes would not help), one process."""
-    if not sharded(config):
+    if not is_sharded(config):
         return
     _fully_shard()
     if not info.enabled:

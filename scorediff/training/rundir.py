@@ -14,7 +14,7 @@ from ..config import ConfigError, RunConfig
 from ..fileio import DirectoryLock, LockHeld, atomic_write_text, remove_debris
 from ..version import __version__
 from . import distributed, sharded
-from .fsdp import sharded as is_sharded
+from .fsdp import is_sharded
 from .lora import checkpoint_weights
 from .step import TrainingDiverged, TrainState, all_finite
 

@@ -33,8 +33,7 @@ from ..model.causal import CausalTransformer
 from . import distributed, lora, sharded
 from .adapt import adapted_weights, check_annealable, is_adaptation
 from .distributed import DistInfo
-from .fsdp import load_whole
-from .fsdp import sharded as is_sharded
+from .fsdp import is_sharded, load_whole
 from .resume import check_resumable
 from .step import TrainState, new_state
 

@@ -20,7 +20,7 @@ from ..objectives import Objective
 from .adapt import anneal_attention
 from .distributed import DistInfo
 from .ema import EMA
-from .fsdp import checkpoint_blocks, local, shard, sharded, whole
+from .fsdp import checkpoint_blocks, is_sharded, local, shard, whole
 from .optim import lr_at, make_optimizer, step_seed
 
 
@@ -68,12 +68,12 @@ def new_state(
     model.to(device)
     if config.train.activation_checkpointing:
         checkpoint_blocks(model)
-    if sharded(config) and shard_now:  # before the EMA and the optimizer: they hold the sharded parameters
+    if is_sharded(config) and shard_now:  # before the EMA and the optimizer: they hold the sharded parameters
         shard(model, bf16=config.train.bf16 and fast_bf16(device))
     ema = EMA(model, config.train.ema)
     optimizer = make_optimizer(model, config.optim)
     network = torch.compile(model) if config.train.compile else model
-    if info.enabled and not sharded(config):
+    if info.enabled and not is_sharded(config):
         from torch.nn.parallel import DistributedDataParallel
 
         network = DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
@@ -161,7 +161,7 @@ def train_step(state: TrainState, batch: dict[str, Tensor]) -> StepOutput:
 def _synchronising(state: TrainState, sync: bool):
     """Gradients are reduced between processes after a micro-batch's backward only when ``sync`` (the last one):
     DDP's ``no_sync`` context, FSDP's flag."""
-    if sharded(state.config):
+    if is_sharded(state.config):
         state.model.set_requires_gradient_sync(sync)
         return contextlib.nullcontext()
     return contextlib.nullcontext() if sync or not state.info.enabled else state.network.no_sync()
