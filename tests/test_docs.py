@@ -68,6 +68,20 @@ def split_commands(line: str) -> list[list[str]]:
     return found
 
 
+def shell_lines(code: str) -> list[tuple[int, str]]:
+    """``(offset of its first line, text)`` for each line of a shell block, a line ended by a backslash joined to
+    the next as the shell joins it (the flags after the first line were never checked)."""
+    lines, start, pending = [], 0, ""
+    for offset, line in enumerate(code.splitlines()):
+        start = offset if not pending else start
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        lines.append((start, pending + line))
+        pending = ""
+    return lines + ([(start, pending)] if pending else [])
+
+
 def documented_commands() -> list[tuple[str, list[str], bool]]:
     """``(where, argv, whole)`` for every documented command; ``whole``: from a bash block, meant to be pasted."""
     found = []
@@ -76,7 +90,7 @@ def documented_commands() -> list[tuple[str, list[str], bool]]:
         name = str(page.relative_to(ROOT))
         for block in BASH.finditer(text):
             first_line = text[: block.start()].count("\n") + 2
-            for offset, line in enumerate(block.group(1).replace("\\\n", "  \n").splitlines()):
+            for offset, line in shell_lines(block.group(1)):
                 for argv in split_commands(line):
                     found.append((f"{name}:{first_line + offset}", argv, True))
         for span in INLINE.finditer(text):
@@ -166,6 +180,10 @@ def test_commands_split_out_of_shell_lines():
         ["train", "--config", "small"]
     ]
     assert split_commands("RUN=$(ls -td runs/*/ | head -1)") == []
+    continued = "torchrun --nproc_per_node=2 -m scorediff train \\\n    --config small \\\n    --bogus\necho done"
+    joined = "torchrun --nproc_per_node=2 -m scorediff train      --config small      --bogus"
+    assert shell_lines(continued) == [(0, joined), (3, "echo done")]
+    assert "has no flag --bogus" in problems(split_commands(shell_lines(continued)[0][1])[0], True)[0]
 
 
 def needs_nothing(argv: list[str]) -> bool:
