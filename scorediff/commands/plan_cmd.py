@@ -39,7 +39,7 @@ def add_parser(commands) -> None:
     add_run_config_option(parser)
     parser.add_argument("--gpus", type=int, default=1, help="GPUs in the run (the world size)")
     parser.add_argument("--gpu", default="h100", help=f"one of {', '.join(GPUS)}")
-    parser.add_argument("--mfu", type=float, default=0.4, help="model-FLOPs utilisation assumed (0, 1]")
+    parser.add_argument("--mfu", type=float, default=0.4, help="model-FLOPs utilisation assumed, from 0.001 to 1")
     parser.add_argument("--vocab-size", type=int, help="data tokens of the tokenizer, instead of learning it")
     parser.add_argument("--json", metavar="PATH", help="also write the plan as JSON to PATH")
     parser.set_defaults(run=run, accepts_overrides=True)

@@ -33,7 +33,9 @@ def add_parser(commands) -> None:
     _common(parser)
     parser.add_argument("--length", type=int, help="tokens per sample (default: the model's length)")
     parser.add_argument(
-        "--prompts", help="a JSONL file of 'prompt' records (or 'tokens'/'given'): one answer each, as JSONL"
+        "--prompts",
+        help="a JSONL file of 'prompt' records (or 'tokens'/'given', or 'messages' through the model's chat "
+        "template): one answer each, as JSONL",
     )
     parser.add_argument("--batch-size", type=int, default=64, help="with --prompts: prompts per batch")
     parser.add_argument(
