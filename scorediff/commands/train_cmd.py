@@ -76,7 +76,7 @@ def _last_value(overrides: list[str], key: str) -> str | None:
     return values[-1] if values else None
 
 
-def _refuse_a_second_tokenizer(init: str) -> None:
+def _refuse_a_second_tokenizer(init: str, flag: str) -> None:
     """A run from ``--init`` reads its data with the model's own tokenizer, the ids its weights were trained on: a
     ``--tokenizer`` beside it would be ignored. It is refused unless the model comes without one (SEDD's layout
     without GPT-2 installed); the model is read on the meta device, its header only."""
@@ -86,8 +86,8 @@ def _refuse_a_second_tokenizer(init: str) -> None:
         raise UsageError(f"--init: {error}") from None
     if tokenizer is not None:
         raise UsageError(
-            f"--tokenizer: a run from --init {init} reads its data with that model's own tokenizer "
-            f"({tokenizer.vocab_size:,} tokens), the ids its weights know; leave --tokenizer out"
+            f"{flag}: a run from --init {init} reads its data with that model's own tokenizer "
+            f"({tokenizer.vocab_size:,} tokens), the ids its weights know; leave {flag} out"
         )
 
 
@@ -121,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
     resume = args.resume is not None
     if resume and init:
         raise UsageError("--init starts a new run from a model; --resume continues a run from its own weights")
-    if init and args.tokenizer:
-        _refuse_a_second_tokenizer(init)
+    if init and _last_value(overrides, "data.tokenizer"):  # named here, not a preset's that the model replaces
+        _refuse_a_second_tokenizer(init, "--tokenizer" if args.tokenizer else "--data.tokenizer")
     if resume:
         run_dir = _newest_run(Path(args.out or "runs")) if args.resume is True else Path(args.resume)
         if not (run_dir / "config.json").is_file():

@@ -94,6 +94,8 @@ def test_a_tokenizer_beside_init_is_refused(micro_config, tmp_path, capsys):
     argv = ["train", "--config", str(path), "--out", str(out), "--init", str(parent.checkpoint), "--tokenizer", "byte"]
     own = r"error: --tokenizer: a run from --init .* reads its data with that model's own tokenizer \(\d+ tokens\)"
     assert_user_error(capsys, argv, own + r", the ids its weights know; leave --tokenizer out$")
+    override = [*argv[:-2], "--data.tokenizer=byte"]  # the same through the configuration key, once also ignored
+    assert_user_error(capsys, override, r"error: --data.tokenizer: a run from --init .* leave --data.tokenizer out$")
     assert not out.exists()
 
 
