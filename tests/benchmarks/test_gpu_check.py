@@ -87,6 +87,8 @@ def test_fsdp_on_one_process_matches_the_unsharded_step(smoke):
     assert fsdp["sharded"] is True and len(fsdp["losses"]) == 2
     gaps = [abs(a - b) / abs(b) for a, b in zip(fsdp["losses"], fsdp["unsharded_losses"], strict=True)]
     assert fsdp["max_relative_gap"] == max(gaps) < 1e-5
+    held = fsdp["local_state_bytes"]  # one process holds every shard: a float32 gradient and 2 AdamW moments each
+    assert held["gradients"] == held["parameters"] > 0 and held["optimizer"] >= 2 * held["parameters"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
