@@ -267,9 +267,5 @@ class SEDDTransformer(nn.Module):
             logits = logits - shift[:, None, None]
         return logits.scatter(-1, x_t[..., None], 0.0)
 
-    def score_fn(self):
-        """This model as a ``ScoreFn`` for ``sample`` and ``elbo``."""
-        return self
-
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())
