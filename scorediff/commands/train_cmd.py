@@ -154,6 +154,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"validation {what}: {result.val_bits_per_token:.3f} bits/token (EMA weights)")
     print(f"checkpoint: {result.checkpoint}")
     if args.num_samples:
+        if not args.quiet:  # a large model's samples take minutes on a CPU: say what the wait is
+            what = "a sample" if args.num_samples == 1 else f"{args.num_samples} samples"
+            print(f"\ndrawing {what} to show (--num-samples 0 skips them)", flush=True)
         _print_samples(load(result.checkpoint), config, args.num_samples)
     return 0
 

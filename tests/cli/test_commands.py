@@ -22,7 +22,7 @@ def test_train_prints_run_directory_bound_and_samples(capsys, micro_yaml, tmp_pa
     assert code == 0
     assert f"run directory: {tmp_path / 'r'}" in out
     assert re.search(r"validation bound: \d+\.\d+ bits/token", out)
-    assert "--- sample 2 ---" in out
+    assert "--- sample 2 ---" in out and "drawing" not in out  # --quiet: the samples alone
     run = tmp_path / "r"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss_nats_per_token" in r] == [2, 4, 6]
@@ -33,6 +33,9 @@ def test_train_prints_run_directory_bound_and_samples(capsys, micro_yaml, tmp_pa
     )
     assert code == 0 and "finished step 8" in out
     assert (run / "checkpoints" / "step_00000008").is_dir()
+    code, out, _ = run_cli(capsys, ["train", "--resume", str(run), "--train.max_steps=9", "--num-samples", "1"])
+    said = "\ndrawing a sample to show (--num-samples 0 skips them)\n\n--- sample 1 ---\n"
+    assert code == 0 and said in out  # a wait that takes minutes for a large model is said before it starts
 
 
 def test_sample_text_jsonl_and_trajectories(capsys, trained_run, tmp_path):
