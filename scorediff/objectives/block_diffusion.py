@@ -148,8 +148,8 @@ class BlockDiffusionObjective(Objective):
         x_0: Tensor,
         generator: torch.Generator | None = None,
         num_t: int = 32,
-        label: Tensor | None = None,
         given: Tensor | None = None,
+        label: Tensor | None = None,
     ) -> Tensor:
         """The bound per sequence of ``x_0`` int64 (B, L), nats, float64 (B,): ``num_t`` mask counts per block,
         stratified over 1..B (an offset drawn per block), each with its own random positions. ``label`` int64 (B,):

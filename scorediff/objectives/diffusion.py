@@ -157,8 +157,8 @@ class DiffusionObjective(Objective):
         x_0: Tensor,
         generator: torch.Generator | None = None,
         num_t: int = 32,
-        label: Tensor | None = None,
         given: Tensor | None = None,
+        label: Tensor | None = None,
     ) -> Tensor:
         """The bound per sequence, nats (B,); with ``label`` (B,) that of the class-conditional model; with
         ``given`` (B, L) bool, the conditional bound of the other positions given those.
