@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..checkpoint import CheckpointError
 from ..errors import InputError
-from .llama_layout import LlamaShape, causal_model, flag, rename_hf, whole
+from .llama_layout import LlamaShape, causal_model, flag, number, rename_hf, whole
 
 NAME = "LLaMA/Qwen2/Qwen3 (transformers)"
 MODEL_TYPES = ("llama", "qwen2", "qwen3")
@@ -32,7 +32,7 @@ def rope_theta(config: dict, layout: str) -> float:
     kind = parameters.get("rope_type", parameters.get("type", "default"))
     if kind != "default":
         raise CheckpointError(f"this {layout} model uses {kind!r} rotary scaling; scorediff converts plain rotary only")
-    return float(parameters.get("rope_theta", config.get("rope_theta", 10000.0)))
+    return number(parameters if parameters.get("rope_theta") is not None else config, "rope_theta", 10000.0)
 
 
 def shape(config: dict, layout: str = NAME) -> LlamaShape:
@@ -54,7 +54,7 @@ def shape(config: dict, layout: str = NAME) -> LlamaShape:
         head_dim=whole(config, "head_dim", hidden // heads),
         intermediate_size=whole(config, "intermediate_size"),
         rope_theta=rope_theta(config, layout),
-        norm_eps=float(config.get("rms_norm_eps", 1e-6)),
+        norm_eps=number(config, "rms_norm_eps", 1e-6),
         tie_embeddings=flag(config, "tie_word_embeddings"),  # every class defaults to untied
         seq_len=whole(config, "max_position_embeddings", 2048),
         qkv_bias=kind in ("qwen2", "Dream"),

@@ -14,7 +14,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..checkpoint import CheckpointError
-from .llama_layout import LlamaShape, flag, masked_model, stated_id, whole
+from .llama_layout import LlamaShape, flag, masked_model, number, stated_id, whole
 
 NAME = "LLaDA"
 MASK_ID = 126336  # the released models' mask token, when config.json does not state it
@@ -64,9 +64,9 @@ def shape(config: dict) -> LlamaShape:
         n_heads=heads,
         n_kv_heads=kv_heads,
         head_dim=hidden // heads,
-        intermediate_size=whole(config, "mlp_hidden_size", 0) or int(config.get("mlp_ratio", 4) * hidden),
-        rope_theta=float(config.get("rope_theta", 10000.0)),
-        norm_eps=float(config.get("rms_norm_eps", 1e-5)),
+        intermediate_size=whole(config, "mlp_hidden_size", 0) or int(number(config, "mlp_ratio", 4) * hidden),
+        rope_theta=number(config, "rope_theta", 10000.0),
+        norm_eps=number(config, "rms_norm_eps", 1e-5),
         tie_embeddings=flag(config, "weight_tying"),
         seq_len=whole(config, "max_sequence_length", 4096),
         qkv_bias=flag(config, "include_qkv_bias"),

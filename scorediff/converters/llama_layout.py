@@ -16,6 +16,7 @@ HF's rotary convention (``rotate_half``).
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +83,13 @@ def flag(config: dict, key: str, default: bool = False) -> bool:
     return value
 
 
+def is_whole(value) -> bool:
+    """Whether a JSON value is a whole number: an integer, or a float without a fraction (true and false are not)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
 def whole(config: dict, key: str, default: int | None = None) -> int:
     """The size at ``key`` of a ``config.json``: a whole number >= 1 (``int(32.7)`` would be 32, ``int("32")`` a
     text taken for a number). With a ``default``, an absent, null or zero value means the default (transformers
@@ -91,9 +99,22 @@ def whole(config: dict, key: str, default: int | None = None) -> int:
         return default
     if value is None:
         raise KeyError(key)  # read_published: "config.json lacks 'key'"
-    if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer() or value < 1:
+    if not is_whole(value) or value < 1:
         raise InputError(f"{key} must be a whole number >= 1; got {value!r}")
     return int(value)
+
+
+def number(config: dict, key: str, default: float) -> float:
+    """The real number at ``key`` of a ``config.json`` (``default`` when absent or null): a finite JSON number, not
+    a text (``float("1e-5")`` would read one), true or false, or an integer past float's range; whether it is in
+    range is ``ModelConfig``'s to say."""
+    value = config.get(key)
+    if value is None:
+        return default
+    finite = isinstance(value, int | float) and abs(value) <= sys.float_info.max  # False for NaN too
+    if isinstance(value, bool) or not finite:
+        raise InputError(f"{key} must be a finite number; got {value!r}")
+    return float(value)
 
 
 def stated_id(config: dict, key: str, default: int) -> int:

@@ -1,0 +1,105 @@
+"""Property tests (hypothesis) of the published-model loaders' promise on bad input: a LLaMA-family folder whose
+config.json has one or two of the fields the converters read replaced by any JSON value, or a GGUF file with one
+metadata value replaced (any type, any value, or removed), either loads or is refused with a ``ScorediffError`` of
+one line; ``scorediff info`` answers it with exit code 0, or 2 and one line on stderr. Never another exception."""
+
+import json
+import shutil
+from pathlib import Path
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+import scorediff
+from scorediff.errors import ScorediffError
+
+FAMILY = Path(__file__).parents[1] / "fixtures" / "llama_family"
+
+# The keys hf_llama.shape and bos_token read (Dream's through them too); a dotted key is one inside an object.
+TRANSFORMERS_KEYS = [
+    "model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+    "head_dim", "intermediate_size", "max_position_embeddings", "rms_norm_eps", "rope_theta", "rope_parameters",
+    "rope_parameters.rope_theta", "rope_parameters.rope_type", "rope_scaling", "rope_scaling.type",
+    "tie_word_embeddings", "hidden_act", "use_sliding_window", "mlp_bias", "attention_bias",
+    "bos_token_id", "eos_token_id",
+]  # fmt: skip
+LLADA_KEYS = [
+    "model_type", "embedding_size", "vocab_size", "d_model", "n_heads", "n_kv_heads", "multi_query_attention",
+    "n_layers", "mlp_hidden_size", "mlp_ratio", "max_sequence_length", "rope_theta", "rms_norm_eps", "weight_tying",
+    "include_qkv_bias", "bias_for_layer_norm", "block_type", "layer_norm_type", "activation_type", "rope", "alibi",
+    "include_bias", "scale_logits", "block_group_size", "mask_token_id", "eos_token_id",
+]  # fmt: skip
+KEYS = {
+    "llama": TRANSFORMERS_KEYS,
+    "smollm2": TRANSFORMERS_KEYS,
+    "qwen2": TRANSFORMERS_KEYS,
+    "qwen3": TRANSFORMERS_KEYS,
+    "dream": [*TRANSFORMERS_KEYS, "mask_token_id"],
+    "llada": LLADA_KEYS,
+}
+
+# Python's json reads NaN, Infinity and integers of up to 4,300 digits, so a config.json may hold them. A third of
+# the values drawn are these edges, which plain strategies seldom draw (an integer past float's range, "false").
+EDGES = st.sampled_from([
+    None, True, False, 0, 1, -1, 2, 8, 90, 99, 100, 2**31, 2**63, 10**400, -(10**400), 0.5, 32.0, 1e-300, 1e308,
+    -0.0, float("nan"), float("inf"), float("-inf"), "", "1", "32", "false", "default", "linear", "silu", [], {},
+])  # fmt: skip
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12))
+OBJECT_KEYS = st.sampled_from(["rope_theta", "rope_type", "type", "factor"]) | st.text(max_size=6)
+CONTAINERS = st.recursive(
+    EDGES | SCALARS,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(OBJECT_KEYS, children, max_size=3),
+    max_leaves=4,
+)
+JSON = st.one_of(EDGES, SCALARS, CONTAINERS)
+
+
+def loads_or_one_line(path: Path):
+    """The model ``scorediff.load`` reads from ``path`` on the meta device, or None after a one-line refusal."""
+    try:
+        return scorediff.load(path, device="meta")
+    except ScorediffError as error:
+        message = str(error)
+        assert message.strip() and "\n" not in message, message
+        return None
+
+
+def garbled(folder: Path, name: str, fields: dict) -> Path:
+    """``folder``, a fresh copy of ``tiny_<name>`` whose config.json has each (dotted) key of ``fields`` set."""
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(FAMILY / f"tiny_{name}", folder)
+    config = json.loads((folder / "config.json").read_text())
+    for key, value in fields.items():
+        *outer, last = key.split(".")
+        target = config
+        for part in outer:
+            if not isinstance(target.get(part), dict):
+                target[part] = {}
+            target = target[part]
+        target[last] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@st.composite
+def config_fields(draw) -> tuple[str, dict]:
+    """A fixture's name and one or two of the keys its converter reads, each with any JSON value."""
+    name = draw(st.sampled_from(sorted(KEYS)))
+    keys = draw(st.permutations(KEYS[name]))[: draw(st.integers(1, 2))]
+    return name, {key: draw(JSON) for key in keys}
+
+
+FAST = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@settings(FAST, max_examples=1000)
+@given(config_fields())
+# an integer past float's range (OverflowError from float(), in a size, epsilon or rotary base) and an infinite
+# mlp_ratio (OverflowError from int()) escaped as tracebacks
+@example(("dream", {"vocab_size": 10**400}))
+@example(("llama", {"rms_norm_eps": -(10**400)}))
+@example(("qwen2", {"rope_parameters.rope_theta": 10**400}))
+@example(("llada", {"mlp_hidden_size": None, "mlp_ratio": float("inf")}))
+def test_a_garbled_config_loads_or_is_one_line(tmp_path, case):
+    name, fields = case
+    loads_or_one_line(garbled(tmp_path / "model", name, fields))
