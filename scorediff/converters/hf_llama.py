@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..checkpoint import CheckpointError
 from ..errors import InputError
-from .llama_layout import LlamaShape, causal_model, flag, number, rename_hf, whole
+from .llama_layout import LlamaShape, causal_model, flag, number, rename_hf, stated_id, whole
 
 NAME = "LLaMA/Qwen2/Qwen3 (transformers)"
 MODEL_TYPES = ("llama", "qwen2", "qwen3")
@@ -39,10 +39,10 @@ def shape(config: dict, layout: str = NAME) -> LlamaShape:
     """The architecture a transformers ``config.json`` of LLaMA, Qwen2 or Qwen3 (or Dream, Qwen2's twin) states."""
     if config.get("hidden_act", "silu") != "silu":
         raise CheckpointError(f"this {layout} model's MLP uses {config['hidden_act']!r}; scorediff's uses silu")
-    if config.get("use_sliding_window") or config.get("mlp_bias"):
+    if flag(config, "use_sliding_window") or flag(config, "mlp_bias"):
         raise CheckpointError(f"this {layout} model uses sliding-window attention or MLP biases; scorediff has neither")
     kind = config.get("model_type")
-    if kind in ("llama", "qwen3") and config.get("attention_bias"):
+    if kind in ("llama", "qwen3") and flag(config, "attention_bias"):
         raise CheckpointError(f"this {kind} model has attention biases, which scorediff's llama backbone lacks")
     hidden, heads = whole(config, "hidden_size"), whole(config, "num_attention_heads")
     return LlamaShape(
@@ -65,12 +65,15 @@ def shape(config: dict, layout: str = NAME) -> LlamaShape:
 def bos_token(config: dict) -> int:
     """The token the model starts a text with: ``bos_token_id``, else ``eos_token_id`` (Qwen's configs leave the
     BOS unset and separate texts by the end token)."""
-    for key in ("bos_token_id", "eos_token_id"):
-        value = config.get(key)
-        value = value[0] if isinstance(value, list) and value else value
-        if isinstance(value, int):
-            return value
-    raise CheckpointError("config.json states neither bos_token_id nor eos_token_id, the token a text starts after")
+    token = stated_id(config, "bos_token_id", None)
+    if token is None:
+        ends = config.get("eos_token_id")
+        if isinstance(ends, list):  # LLaMA 3 lists its end tokens; the first stands for them
+            config = {"eos_token_id": ends[0] if ends else None}
+        token = stated_id(config, "eos_token_id", None)
+    if token is None:
+        raise CheckpointError("config.json states neither bos_token_id nor eos_token_id, the token a text starts after")
+    return token
 
 
 def convert(config: dict, state: dict[str, Tensor]):

@@ -53,10 +53,10 @@ def shape(config: dict) -> LlamaShape:
     for key, value in REQUIRED.items():
         if key in config and config[key] != value:
             raise CheckpointError(f"this LLaDA model sets {key}={config[key]!r}; scorediff converts {key}={value!r}")
-    if config.get("bias_for_layer_norm"):
+    if flag(config, "bias_for_layer_norm"):
         raise CheckpointError("this LLaDA model has RMSNorm biases; scorediff converts LLaDA without them")
     hidden, heads = whole(config, "d_model"), whole(config, "n_heads")
-    kv_heads = 1 if config.get("multi_query_attention") else whole(config, "n_kv_heads", heads)
+    kv_heads = 1 if flag(config, "multi_query_attention") else whole(config, "n_kv_heads", heads)
     return LlamaShape(
         vocab_size=whole(config, "embedding_size", 0) or whole(config, "vocab_size"),
         hidden_size=hidden,

@@ -93,9 +93,10 @@ def is_whole(value) -> bool:
 def whole(config: dict, key: str, default: int | None = None) -> int:
     """The size at ``key`` of a ``config.json``: a whole number >= 1 (``int(32.7)`` would be 32, ``int("32")`` a
     text taken for a number). With a ``default``, an absent, null or zero value means the default (transformers
-    reads ``num_key_value_heads: null`` and LLaDA ``n_kv_heads: 0`` so); without one the key must be there."""
+    reads ``num_key_value_heads: null`` and LLaDA ``n_kv_heads: 0`` so; false, "" or [] are refused, not read as
+    absent); without one the key must be there."""
     value = config.get(key)
-    if not value and default is not None:
+    if default is not None and (value is None or (is_whole(value) and value == 0)):
         return default
     if value is None:
         raise KeyError(key)  # read_published: "config.json lacks 'key'"
@@ -117,10 +118,15 @@ def number(config: dict, key: str, default: float) -> float:
     return float(value)
 
 
-def stated_id(config: dict, key: str, default: int) -> int:
-    """The token id at ``key`` of a ``config.json``, ``default`` only when absent or null (id 0 is an id)."""
+def stated_id(config: dict, key: str, default: int | None) -> int | None:
+    """The token id at ``key`` of a ``config.json``: a whole number >= 0 (``int(1.5)`` would be 1, ``int(True)``
+    1, ``int("90")`` a text taken for a number); ``default`` only when absent or null (id 0 is an id)."""
     value = config.get(key)
-    return default if value is None else int(value)
+    if value is None:
+        return default
+    if not is_whole(value) or value < 0:
+        raise InputError(f"{key} must be a token id, a whole number >= 0; got {value!r}")
+    return int(value)
 
 
 def rename_hf(state: dict[str, Tensor], tied: bool) -> dict[str, Tensor]:

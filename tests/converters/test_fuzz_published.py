@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -103,3 +104,74 @@ FAST = settings(deadline=None, suppress_health_check=[HealthCheck.function_scope
 def test_a_garbled_config_loads_or_is_one_line(tmp_path, case):
     name, fields = case
     loads_or_one_line(garbled(tmp_path / "model", name, fields))
+
+
+# The keys each converter reads whatever else the file says (LLaDA's mlp_ratio, say, is read only without an
+# mlp_hidden_size), by the JSON type they hold: a value of another type is refused by name, never coerced
+# (bool("false") is True, int(1.5) is 1, float("1e-5") reads a text).
+TYPED = {
+    "llama": {
+        "size": ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                 "head_dim", "intermediate_size", "max_position_embeddings"],
+        "flag": ["tie_word_embeddings", "use_sliding_window", "mlp_bias", "attention_bias"],
+        "id": ["bos_token_id"],
+        "number": ["rms_norm_eps", "rope_parameters.rope_theta"],
+    },
+    "dream": {
+        "size": ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                 "head_dim", "intermediate_size", "max_position_embeddings"],
+        "flag": ["tie_word_embeddings", "use_sliding_window", "mlp_bias"],
+        "id": ["mask_token_id"],
+        "number": ["rms_norm_eps", "rope_theta"],
+    },
+    "llada": {
+        "size": ["d_model", "n_heads", "n_kv_heads", "n_layers", "embedding_size", "mlp_hidden_size",
+                 "max_sequence_length"],
+        "flag": ["weight_tying", "include_qkv_bias", "multi_query_attention", "bias_for_layer_norm"],
+        "id": ["mask_token_id"],
+        "number": ["rms_norm_eps", "rope_theta"],
+    },
+}  # fmt: skip
+NOT_A_NUMBER = st.one_of(
+    st.booleans(),
+    st.text(max_size=8),
+    st.sampled_from(["1", "32", "1e-5", "nan"]),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)
+FRACTIONS = st.floats().filter(lambda value: not value.is_integer())  # NaN and the infinities too
+WRONG = {
+    "size": NOT_A_NUMBER | FRACTIONS | st.integers(max_value=-1),  # 0 stands for the default
+    "id": NOT_A_NUMBER | FRACTIONS | st.integers(max_value=-1),
+    "number": NOT_A_NUMBER | st.sampled_from([float("nan"), float("inf"), float("-inf"), 10**400]),
+    "flag": NOT_A_NUMBER.filter(lambda value: not isinstance(value, bool)) | st.integers() | st.floats(),
+}
+
+
+@st.composite
+def wrong_field(draw) -> tuple[str, str, object]:
+    """A fixture's name, a key its converter reads and a value of a type that key cannot hold."""
+    name = draw(st.sampled_from(sorted(TYPED)))
+    kind = draw(st.sampled_from(sorted(TYPED[name])))
+    return name, draw(st.sampled_from(TYPED[name][kind])), draw(WRONG[kind])
+
+
+@settings(FAST, max_examples=300)
+@given(wrong_field())
+# each was read as another value than the file states: a fraction, false or a text as a token id, a falsy non-number
+# as an absent size (the default), "false" as true (one key/value head); or refused without naming its key
+@example(("llada", "mask_token_id", 1.5))
+@example(("dream", "mask_token_id", False))
+@example(("llama", "bos_token_id", "1"))
+@example(("llama", "bos_token_id", []))
+@example(("llama", "head_dim", False))
+@example(("llada", "embedding_size", ""))
+@example(("llada", "multi_query_attention", "false"))
+@example(("llama", "use_sliding_window", "false"))
+@example(("dream", "mask_token_id", ""))
+def test_a_value_of_the_wrong_type_is_refused_by_name(tmp_path, case):
+    name, key, value = case
+    with pytest.raises(ScorediffError) as refusal:
+        scorediff.load(garbled(tmp_path / "model", name, {key: value}), device="meta")
+    message = str(refusal.value)
+    assert key.split(".")[-1] in message and "\n" not in message, message
