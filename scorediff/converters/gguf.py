@@ -19,13 +19,15 @@ import torch
 from ..checkpoint import CheckpointError
 from ..data.chat import ChatTemplate
 from ..data.tokenizers import HFTokenizer
+from ..errors import InputError
 from ..placement import model_dtype, place, placed
-from .llama_layout import LlamaShape, causal_model
+from .llama_layout import LlamaShape, causal_model, is_whole, number, stated_id
 from .weights import check_values
 
 NAME = "GGUF (llama, qwen2, qwen3)"
 ARCHITECTURES = ("llama", "qwen2", "qwen3")
 CONTROL = 3  # llama.cpp's token type of special tokens such as <|im_start|>
+BOS = "tokenizer.ggml.bos_token_id"
 GPT2 = ("gpt2", "gpt-2", "smollm")  # tokenizer.ggml.pre values that split text as GPT-2 does
 NAMES = {
     "token_embd": "vocab_embed",
@@ -63,6 +65,7 @@ def read_gguf(path: str | Path, dtype: str | torch.dtype = torch.float32, device
     except (ValueError, OSError, KeyError, IndexError) as error:
         raise CheckpointError(f"{path} is not a readable GGUF file ({str(error).splitlines()[0][:160]})") from None
     fields = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("tokenizer.")}
+    fields[BOS] = field_value(reader, BOS)
     architecture = fields.get("general.architecture")
     if architecture not in ARCHITECTURES:
         raise CheckpointError(
@@ -75,6 +78,7 @@ def read_gguf(path: str | Path, dtype: str | torch.dtype = torch.float32, device
     try:
         shape = gguf_shape(fields, architecture, len(state["vocab_embed.weight"]), tied)
         config = shape.model_config(shape.vocab_size + 1)  # checks its numbers before any is used
+        bos = stated_id(fields, BOS, None)
     except CheckpointError:
         raise
     except (ValueError, TypeError, ZeroDivisionError) as error:
@@ -84,10 +88,9 @@ def read_gguf(path: str | Path, dtype: str | torch.dtype = torch.float32, device
         if len(state[name]) == heads * config.head_size:  # other row counts: causal_model names them
             state[name] = unpermute(state[name], heads)
     check_values(state, path)
-    bos = field_value(reader, "tokenizer.ggml.bos_token_id")
     if bos is None:
-        raise CheckpointError(f"{path} states no tokenizer.ggml.bos_token_id, the token a text starts after")
-    network, objective = causal_model(shape, state, int(bos), NAME)
+        raise CheckpointError(f"{path} states no {BOS}, the token a text starts after")
+    network, objective = causal_model(shape, state, bos, NAME)
     return place(network, dtype, device), objective, gguf_tokenizer(reader)
 
 
@@ -125,27 +128,32 @@ def unpermute(weight: torch.Tensor, heads: int) -> torch.Tensor:
 
 def gguf_shape(fields: dict, architecture: str, vocab_size: int, tied: bool) -> LlamaShape:
     """The architecture the file's ``<architecture>.*`` metadata ``fields`` state; a size without a default that is
-    missing is a ``CheckpointError`` naming its key."""
+    missing is a ``CheckpointError`` naming its key; a size that is no whole number (``int(32.7)`` would be 32,
+    ``int("32")`` a text taken for a number), or a real that is no finite number, an ``InputError``. Their ranges
+    are ``ModelConfig``'s to check."""
 
-    def get(key, default=None):
-        value = fields.get(f"{architecture}.{key}", default)
+    def get(key, default=None) -> int:
+        name = f"{architecture}.{key}"
+        value = fields.get(name, default)
         if value is None:
-            raise CheckpointError(f"the GGUF file states no {architecture}.{key}")
-        return value
+            raise CheckpointError(f"the GGUF file states no {name}")
+        if not is_whole(value):
+            raise InputError(f"{name} must be a whole number; got {value!r:.80}")
+        return int(value)
 
-    hidden, heads = int(get("embedding_length")), int(get("attention.head_count"))
+    hidden, heads = get("embedding_length"), get("attention.head_count")
     return LlamaShape(
         vocab_size=vocab_size,
         hidden_size=hidden,
-        n_blocks=int(get("block_count")),
+        n_blocks=get("block_count"),
         n_heads=heads,
-        n_kv_heads=int(get("attention.head_count_kv", heads)),
-        head_dim=int(get("attention.key_length", 0)),  # 0: hidden_size / n_heads
-        intermediate_size=int(get("feed_forward_length")),
-        rope_theta=float(get("rope.freq_base", 10000.0)),
-        norm_eps=float(get("attention.layer_norm_rms_epsilon", 1e-5)),
+        n_kv_heads=get("attention.head_count_kv", heads),
+        head_dim=get("attention.key_length", 0),  # 0: hidden_size / n_heads
+        intermediate_size=get("feed_forward_length"),
+        rope_theta=number(fields, f"{architecture}.rope.freq_base", 10000.0),
+        norm_eps=number(fields, f"{architecture}.attention.layer_norm_rms_epsilon", 1e-5),
         tie_embeddings=tied,
-        seq_len=int(get("context_length", 2048)),
+        seq_len=get("context_length", 2048),
         qkv_bias=architecture == "qwen2",
         qk_norm=architecture == "qwen3",
     )
@@ -157,6 +165,18 @@ def field_value(reader, name: str):
     return None if field is None else field.contents()
 
 
+def array(reader, name: str, kind: type, length: int | None = None, missing: list | None = None) -> list:
+    """The array field ``name`` of a ``GGUFReader``, each item a ``kind`` (``length`` of them when given), or
+    ``missing`` when the file has no such field; another value, or no field and no ``missing``, is refused."""
+    value = field_value(reader, name)
+    if value is None and missing is not None:
+        return missing
+    if not isinstance(value, list) or any(type(item) is not kind for item in value) or length not in (None, len(value)):
+        count = "" if length is None else f"{length} "
+        raise CheckpointError(f"the GGUF file's {name} must be an array of {count}{kind.__name__}; got {value!r:.80}")
+    return value
+
+
 def gguf_tokenizer(reader) -> HFTokenizer | None:
     """The byte-level BPE (``tokenizer.ggml.model: gpt2``) the file carries, when its text splitting
     (``tokenizer.ggml.pre``) is GPT-2's, which ``pre_tokenizers.ByteLevel`` applies (SmolLM2's ``smollm`` is);
@@ -166,16 +186,19 @@ def gguf_tokenizer(reader) -> HFTokenizer | None:
         return None
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
-    tokens = field_value(reader, "tokenizer.ggml.tokens")
-    merges = [tuple(merge.split(" ", 1)) for merge in field_value(reader, "tokenizer.ggml.merges")]
-    tokenizer = Tokenizer(models.BPE(vocab={token: i for i, token in enumerate(tokens)}, merges=merges))
+    tokens = array(reader, "tokenizer.ggml.tokens", str)
+    merges = [tuple(merge.split(" ", 1)) for merge in array(reader, "tokenizer.ggml.merges", str)]
+    kinds = array(reader, "tokenizer.ggml.token_type", int, len(tokens), missing=[0] * len(tokens))
+    try:
+        tokenizer = Tokenizer(models.BPE(vocab={token: i for i, token in enumerate(tokens)}, merges=merges))
+    except Exception as error:  # the tokenizers library raises its own exception type (a merge of unknown tokens)
+        raise CheckpointError(f"the GGUF file's BPE cannot be built ({str(error).splitlines()[0][:160]})") from None
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    kinds = field_value(reader, "tokenizer.ggml.token_type") or [0] * len(tokens)
     special = [AddedToken(t, special=True) for t, kind in zip(tokens, kinds, strict=True) if kind == CONTROL]
     tokenizer.add_special_tokens(special)
     eos, bos = (field_value(reader, f"tokenizer.ggml.{name}_token_id") for name in ("eos", "bos"))
-    eos, bos = (tokens[i] if isinstance(i, int) and 0 <= i < len(tokens) else None for i in (eos, bos))
+    eos, bos = (tokens[i] if type(i) is int and 0 <= i < len(tokens) else None for i in (eos, bos))
     template = field_value(reader, "tokenizer.chat_template")
     chat = ChatTemplate(template, bos, eos) if isinstance(template, str) else None
     return HFTokenizer(tokenizer, eos, chat)
