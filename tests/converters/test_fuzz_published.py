@@ -1,13 +1,16 @@
 """Property tests (hypothesis) of the published-model loaders' promise on bad input: a LLaMA-family folder whose
 config.json has one or two of the fields the converters read replaced by any JSON value, or a GGUF file with one
 metadata value replaced (any type, any value, or removed), either loads or is refused with a ``ScorediffError`` of
-one line; ``scorediff info`` answers it with exit code 0, or 2 and one line on stderr. Never another exception."""
+one line; ``scorediff info`` answers it with exit code 0, or 2 and one line on stderr. Never another exception.
+A size, flag, token id or real number of another JSON type is refused by name rather than read as another value.
+The explicit examples are what hypothesis found, each a traceback or a silent misreading before its fix."""
 
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from cli.cli_run import run_cli
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -91,10 +94,11 @@ def config_fields(draw) -> tuple[str, dict]:
     return name, {key: draw(JSON) for key in keys}
 
 
-FAST = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# tmp_path is shared by a test's examples: each writes its folder or file afresh
+SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-@settings(FAST, max_examples=1000)
+@settings(SETTINGS, max_examples=1000)
 @given(config_fields())
 # an integer past float's range (OverflowError from float(), in a size, epsilon or rotary base) and an infinite
 # mlp_ratio (OverflowError from int()) escaped as tracebacks
@@ -157,7 +161,7 @@ def wrong_field(draw) -> tuple[str, str, object]:
     return name, draw(st.sampled_from(TYPED[name][kind])), draw(WRONG[kind])
 
 
-@settings(FAST, max_examples=300)
+@settings(SETTINGS, max_examples=300)
 @given(wrong_field())
 # each was read as another value than the file states: a fraction, false or a text as a token id, a falsy non-number
 # as an absent size (the default), "false" as true (one key/value head); or refused without naming its key
@@ -275,7 +279,7 @@ def gguf_field(draw) -> tuple[str, str, tuple | None]:
     return architecture, key, draw(gguf_value())
 
 
-@settings(FAST, max_examples=250)
+@settings(SETTINGS, max_examples=400)
 @given(gguf_field())
 # each escaped as a traceback: a BOS id that is a list or a text (int()), tokens or merges missing, of another type
 # or not matching (the tokenizers library's own exception), token types fewer than the tokens (zip)
@@ -305,3 +309,19 @@ def test_a_garbled_gguf_field_loads_or_is_one_line(tmp_path, case):
 def test_a_gguf_number_of_another_type_is_refused_by_name(tmp_path, key, value):
     with pytest.raises(ScorediffError, match=rf"^[^\n]*is not a usable GGUF .*\({key} must be a [^\n]*; got "):
         scorediff.load(gguf_file(tmp_path / "odd.gguf", "llama", key, value), device="meta")
+
+
+@settings(SETTINGS, max_examples=60)
+@given(st.one_of(config_fields(), gguf_field()))
+def test_info_answers_a_garbled_model_with_its_facts_or_one_line(capsys, tmp_path, case):
+    """``scorediff info`` on a garbled folder or GGUF file: exit code 0 and its facts, or 2 and one stderr line."""
+    if len(case) == 2:  # (fixture, config.json fields)
+        path = garbled(tmp_path / "model", *case)
+    else:  # (architecture, metadata key, value)
+        path = gguf_file(tmp_path / "model.gguf", *case)
+    code, out, err = run_cli(capsys, ["info", "--checkpoint", str(path)])
+    assert code in (0, 2) and "Traceback" not in err, err
+    if code == 0:
+        assert out.startswith("checkpoint ") and "parameters " in out, out
+    else:
+        assert len(err.strip().splitlines()) == 1 and not out, err
