@@ -90,8 +90,14 @@ def read_gguf(path: str | Path, dtype: str | torch.dtype = torch.float32, device
     check_values(state, path)
     if bos is None:
         raise CheckpointError(f"{path} states no {BOS}, the token a text starts after")
+    tokenizer = gguf_tokenizer(reader)
+    if tokenizer is not None and tokenizer.vocab_size > shape.vocab_size:  # fewer: padded rows, as published
+        raise CheckpointError(
+            f"{path} carries a tokenizer of {tokenizer.vocab_size:,} tokens for an embedding of {shape.vocab_size:,} "
+            "rows; a token past the rows has no vector"
+        )
     network, objective = causal_model(shape, state, bos, NAME)
-    return place(network, dtype, device), objective, gguf_tokenizer(reader)
+    return place(network, dtype, device), objective, tokenizer
 
 
 def rename(name: str) -> str:

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import scorediff
+from scorediff.checkpoint import CheckpointError
 from scorediff.errors import ScorediffError
 
 FAMILY = Path(__file__).parents[1] / "fixtures" / "llama_family"
@@ -182,10 +183,13 @@ def test_a_value_of_the_wrong_type_is_refused_by_name(tmp_path, case):
     assert key.split(".")[-1] in message and "\n" not in message, message
 
 
-def gguf_file(path: Path, architecture: str, key: str | None = None, value: tuple | None = None) -> Path:
+def gguf_file(
+    path: Path, architecture: str, key: str | None = None, value: tuple | None = None, also: dict | None = None
+) -> Path:
     """``tiny_<architecture>.gguf`` rewritten at ``path`` with a byte-level BPE tokenizer (tiny_llama's tokens and
     merges, as ``gguf_tokenizer`` reads one) and the metadata ``key`` set to ``value``, ``(type, value, sub_type)``
-    with the gguf package's type names (``("ARRAY", [0], "UINT8")``), or removed when ``value`` is None."""
+    with the gguf package's type names (``("ARRAY", [0], "UINT8")``), or removed when ``value`` is None; ``also``
+    maps more keys to their values so."""
     gguf = pytest.importorskip("gguf")  # the eval extra
     kinds = gguf.GGUFValueType
     reader = gguf.GGUFReader(str(FAMILY / f"tiny_{architecture}.gguf"))
@@ -205,11 +209,11 @@ def gguf_file(path: Path, architecture: str, key: str | None = None, value: tupl
         "tokenizer.ggml.token_type": (kinds.ARRAY, [3 if t in specials else 1 for t in tokens], kinds.INT32),
         "tokenizer.ggml.eos_token_id": (kinds.UINT32, 1, None),
     }
-    if key is not None:
-        fields.pop(key, None)
-        if value is not None:
-            kind, contents, sub_type = value
-            fields[key] = (kinds[kind], contents, None if sub_type is None else kinds[sub_type])
+    for name, changed in (({key: value} if key is not None else {}) | (also or {})).items():
+        fields.pop(name, None)
+        if changed is not None:
+            kind, contents, sub_type = changed
+            fields[name] = (kinds[kind], contents, None if sub_type is None else kinds[sub_type])
     writer = gguf.GGUFWriter(str(path), architecture)
     writer.kv_data[0].clear()  # general.architecture as fields states it, or not at all
     for name, (kind, contents, sub_type) in fields.items():
@@ -325,3 +329,18 @@ def test_info_answers_a_garbled_model_with_its_facts_or_one_line(capsys, tmp_pat
         assert out.startswith("checkpoint ") and "parameters " in out, out
     else:
         assert len(err.strip().splitlines()) == 1 and not out, err
+
+
+def test_a_gguf_tokenizer_with_more_tokens_than_embedding_rows_is_refused(tmp_path):
+    """Five tokens past the 100 embedding rows loaded, and text holding one of them failed inside the embedding."""
+    spec = json.loads((FAMILY / "tiny_llama" / "tokenizer.json").read_text())
+    tokens = [*sorted(spec["model"]["vocab"], key=spec["model"]["vocab"].get), *(f"extra{i}" for i in range(5))]
+    more = {
+        "tokenizer.ggml.tokens": ("ARRAY", tokens, "STRING"),
+        "tokenizer.ggml.token_type": ("ARRAY", [1] * 105, "INT32"),
+    }
+    path = gguf_file(tmp_path / "more.gguf", "llama", also=more)
+    with pytest.raises(
+        CheckpointError, match=r"more.gguf carries a tokenizer of 105 tokens for an embedding of 100 rows"
+    ):
+        scorediff.load(path, device="meta")
