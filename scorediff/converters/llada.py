@@ -51,7 +51,7 @@ def matches(config: dict) -> bool:
 
 def shape(config: dict) -> LlamaShape:
     for key, value in REQUIRED.items():
-        if key in config and config[key] != value:
+        if key in config and (type(config[key]) is not type(value) or config[key] != value):  # 1 == True
             raise CheckpointError(f"this LLaDA model sets {key}={config[key]!r}; scorediff converts {key}={value!r}")
     if flag(config, "bias_for_layer_norm"):
         raise CheckpointError("this LLaDA model has RMSNorm biases; scorediff converts LLaDA without them")

@@ -6,6 +6,7 @@ A size, flag, token id or real number of another JSON type is refused by name ra
 The explicit examples are what hypothesis found, each a traceback or a silent misreading before its fix."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -344,3 +345,11 @@ def test_a_gguf_tokenizer_with_more_tokens_than_embedding_rows_is_refused(tmp_pa
         CheckpointError, match=r"more.gguf carries a tokenizer of 105 tokens for an embedding of 100 rows"
     ):
         scorediff.load(path, device="meta")
+
+
+@pytest.mark.parametrize("field", [{"rope": 1}, {"alibi": 0}, {"block_type": ["llama"]}])
+def test_a_llada_setting_is_its_json_value_not_an_equal_one(tmp_path, field):
+    """``rope: 1`` passed as ``rope: true`` (1 == True in Python), a number where the file format has a flag."""
+    key, value = next(iter(field.items()))
+    with pytest.raises(CheckpointError, match=re.escape(f"this LLaDA model sets {key}={value!r}; scorediff converts")):
+        scorediff.load(garbled(tmp_path / "llada", "llada", field), device="meta")
