@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass
 
 from .checks import at_least, one_of, positive, within
@@ -102,7 +103,9 @@ class DataConfig:
         one_of("dna_policy", self.dna_policy, ("split", "skip", "strict"))
         if self.label_regex:
             try:
-                re.compile(self.label_regex)
+                with warnings.catch_warnings():  # "possible nested set" in "[[": valid today, and not an error
+                    warnings.simplefilter("ignore", FutureWarning)
+                    re.compile(self.label_regex)
             except re.error as error:
                 raise ValueError(f"label_regex is not a regular expression: {error}") from None
         within("val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
