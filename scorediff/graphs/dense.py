@@ -43,6 +43,12 @@ class DenseGraph(Graph):
                 f"(tolerance {tolerance:.1g}){hint}"
             )
         q = q - torch.diag(q.sum(0))  # exactly 0 in float64
+        not_finite = (~torch.isfinite(q)).any(0)  # an infinite rate, or rates whose sum overflows float64
+        if not_finite.any():
+            state = not_finite.nonzero()[0].item()
+            raise InputError(
+                f"rate_matrix must hold finite rates, with a finite total out of every state; not so for state {state}"
+            )
         self._q = q
         self.vocab_size = q.shape[0]
         self.mask_id = mask_id
