@@ -15,6 +15,7 @@ data's own base composition.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -38,6 +39,8 @@ def _frequencies(frequencies: Sequence[float] | None) -> torch.Tensor:
     pi = torch.as_tensor(list(frequencies), dtype=torch.float64)
     if pi.shape != (4,) or not bool(torch.isfinite(pi).all()) or bool((pi <= 0).any()):
         raise InputError(f"base frequencies must be 4 positive numbers (A, C, G, T); got {list(frequencies)}")
+    if not math.isfinite(pi.sum()):  # 1e308 twice: the normalised frequencies would all be 0
+        raise InputError(f"base frequencies must have a finite sum; got {list(frequencies)}")
     return pi / pi.sum()
 
 

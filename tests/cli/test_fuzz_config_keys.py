@@ -7,7 +7,7 @@ import json
 import warnings
 from dataclasses import fields
 
-from cli_run import run_cli
+from cli_run import assert_user_error, run_cli
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -95,6 +95,8 @@ def dna_graph(graph: str, key: str, value: str) -> list[tuple[str, str]]:
 @example(preset="tiny", overrides=[("data.label_regex", "[[a]")])
 # a rate matrix whose row sum overflows float64: torch.linalg.eig's RuntimeError and a traceback
 @example(preset="dna", overrides=dna_graph("dense", "rate_matrix", "[[0,1e308,1e308,1],[1,0,1,1],[1,1,0,1],[1,1,1,0]]"))
+# base frequencies summing past float64: all normalised to 0, a NaN generator (eig's traceback, as for the rates)
+@example(preset="dna", overrides=dna_graph("f81", "base_frequencies", "1e308,1e308,1,1"))
 def test_any_value_of_any_key_is_planned_or_refused_in_one_line(capsys, tmp_path, monkeypatch, preset, overrides):
     plan_or_refuse(capsys, tmp_path, monkeypatch, preset, overrides)
 
@@ -102,3 +104,9 @@ def test_any_value_of_any_key_is_planned_or_refused_in_one_line(capsys, tmp_path
 def test_the_keys_are_every_section_field():
     assert "model.seq_len" in KEYS and "train.lora_targets" in KEYS and "diffusion.rate_matrix" in KEYS
     assert len(KEYS) == sum(len(fields(cls)) for cls in SECTIONS.values()) > 80
+
+
+def test_base_frequencies_that_sum_past_float64_are_refused_as_such(capsys):
+    """Refused by the frequencies' own check, not by the generator's they would have spoilt."""
+    overrides = [f"--{key}={value}" for key, value in dna_graph("hky85", "base_frequencies", "1e308,1e308,1,1")]
+    assert_user_error(capsys, ["plan", "--config", "dna", *overrides], r"base frequencies must have a finite sum; got")
