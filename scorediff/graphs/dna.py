@@ -44,10 +44,15 @@ def _frequencies(frequencies: Sequence[float] | None) -> torch.Tensor:
     return pi / pi.sum()
 
 
+#: published estimates lie between about 1 and 40; past about 1e12 float64 cannot hold the transversions beside
+#: the transitions, and the stationary law comes out wrong ([0.25, 0, 0.75, 0] for frequencies [0.1, 0.2, 0.3, 0.4])
+MAX_KAPPA = 1e6
+
+
 def substitution_matrix(kappa: float = 1.0, frequencies: Sequence[float] | None = None) -> torch.Tensor:
     """HKY85's generator, float64 (4, 4); ``kappa = 1`` gives F81, uniform frequencies K80, both JC69."""
-    if not (kappa > 0 and kappa < float("inf")):
-        raise InputError(f"kappa (the transition/transversion rate ratio) must be > 0; got {kappa}")
+    if not 0 < kappa <= MAX_KAPPA:
+        raise InputError(f"kappa (the transition/transversion rate ratio) must be in (0, {MAX_KAPPA:g}]; got {kappa}")
     pi = _frequencies(frequencies)
     q = torch.zeros(4, 4, dtype=torch.float64)
     for y in range(4):

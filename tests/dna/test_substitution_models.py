@@ -51,3 +51,15 @@ def test_a_users_rates_are_read_in_the_row_convention():
         get_graph("k80", 5)
     with pytest.raises(ValueError, match="4 positive numbers"):
         get_graph("f81", 4, base_frequencies=[0.5, 0.5, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("kappa", [0.0, -1.0, float("nan"), float("inf"), 1e24, 1e308])
+def test_a_kappa_past_what_float64_holds_is_refused(kappa):
+    """At kappa 1e24 the stationary law of frequencies (0.1, 0.2, 0.3, 0.4) came out as (0.25, 0, 0.75, 0) and the
+    run trained on it without a word; 1e6, far past published estimates, still gives the frequencies back."""
+    from scorediff.errors import InputError
+
+    with pytest.raises(InputError, match=r"kappa \(the transition/transversion rate ratio\) must be in \(0, 1e\+06\]"):
+        substitution_matrix(kappa, [0.1, 0.2, 0.3, 0.4])
+    limit = get_graph("hky85", 4, kappa=1e6, base_frequencies=[0.1, 0.2, 0.3, 0.4]).limit_distribution()
+    torch.testing.assert_close(limit, torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64))
