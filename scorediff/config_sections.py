@@ -43,7 +43,7 @@ class DiffusionConfig:
     antithetic: bool = True
     """Stratify training times across the global batch."""
     kappa: float = 2.0
-    """``k80`` / ``hky85``: the rate of transitions (A <-> G, C <-> T) over that of transversions."""
+    """``k80`` / ``hky85``: the rate of transitions (A <-> G, C <-> T) over that of transversions, in (0, 1e6]."""
     base_frequencies: str = ""
     """``f81`` / ``hky85``: frequencies of A, C, G, T as ``"0.3,0.2,0.2,0.3"``; empty: counted in the training
     data when the run starts, and recorded here."""
