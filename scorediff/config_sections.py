@@ -19,6 +19,10 @@ LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,attn_qkv
 """The attention and MLP linears of the llama backbone (model/llama.py) and of the DiT (model/transformer.py)."""
 LORA_TARGET = re.compile(r"[A-Za-z0-9_*]+(\.[A-Za-z0-9_*]+)*")
 PARALLEL = ("ddp", "fsdp")
+MAX_STEPS = 10**15
+"""Past any run's step count; larger ones overflowed ``plan``'s float arithmetic (1e320)."""
+MAX_SAMPLES = 2**16
+"""At most this many preview samples: more are a mistake, refused before a run trains for hours to reach them."""
 GRAPH_NAMES = ("absorbing", "absorb", "uniform", "jc69", "k80", "f81", "hky85", "dense")
 
 
@@ -141,7 +145,7 @@ class OptimConfig:
     def __post_init__(self):
         positive("lr", self.lr)
         within("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0, low_open=False, high_open=False)
-        at_least("warmup_steps", self.warmup_steps, 0)
+        at_least("warmup_steps", self.warmup_steps, 0, MAX_STEPS)
         within("decay_fraction", self.decay_fraction, 0.0, 1.0, low_open=True, high_open=False)
         within("weight_decay", self.weight_decay, 0.0, 1e6, low_open=False, high_open=False)
         within("beta1", self.beta1, 0.0, 1.0, low_open=False, high_open=True)
@@ -231,12 +235,12 @@ class TrainConfig:
     default names the attention and MLP linears of the llama backbone and of the DiT."""
 
     def __post_init__(self):
-        for name in ("batch_size", "grad_accum", "max_steps", "max_skipped_steps", "log_every", "eval_windows"):
-            at_least(name, getattr(self, name), 1)
+        for name in ("grad_accum", "max_steps", "max_skipped_steps", "log_every", "eval_windows"):
+            at_least(name, getattr(self, name), 1, MAX_STEPS)
         at_least("batch_size", self.batch_size, 1, 2**20)  # beyond a million sequences a step, memory runs out first
-        at_least("max_steps", self.max_steps, 1, 10**15)  # past any run; plan's float arithmetic overflowed on 1e320
-        for name in ("eval_every", "preview_samples", "save_every", "keep_last", "attention_anneal_steps"):
-            at_least(name, getattr(self, name), 0)
+        for name in ("eval_every", "save_every", "keep_last", "attention_anneal_steps"):
+            at_least(name, getattr(self, name), 0, MAX_STEPS)
+        at_least("preview_samples", self.preview_samples, 0, MAX_SAMPLES)
         at_least("seed", self.seed, 0, 2**63 - 1)
         at_least("eval_num_t", self.eval_num_t, 1, 4096)
         within("max_minutes", self.max_minutes, 0.0, 1e9, low_open=False, high_open=False)
@@ -276,8 +280,8 @@ class SamplingConfig:
 
     def __post_init__(self):
         at_least("steps", self.steps, 1, 10**7)
-        at_least("tokens_per_step", self.tokens_per_step, 0)
-        at_least("length", self.length, 0)
+        at_least("tokens_per_step", self.tokens_per_step, 0, 2**24)
+        at_least("length", self.length, 0, 2**24)  # 16 Mi tokens a sample; the index arithmetic overflowed past 2^63
         self.options("diffusion")  # the rest is checked where every caller's options are: SamplingOptions
 
     def options(self, objective: str) -> SamplingOptions:

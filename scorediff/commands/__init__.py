@@ -97,8 +97,9 @@ def check_device(name: str) -> None:
     torch_device(name, "--device")
 
 
-def check_memory(needed: int) -> None:
-    """Refuse a request that would need more than this machine's physical memory."""
+def check_memory(needed: int, knobs: str = "fewer --num-samples, a shorter --length or fewer --steps") -> None:
+    """Refuse a request that would need more than this machine's physical memory; ``knobs`` says what to ask for
+    instead."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not a POSIX system: no estimate to compare with
@@ -106,7 +107,7 @@ def check_memory(needed: int) -> None:
     if needed > total:
         raise UsageError(
             f"this request would need about {needed / 2**30:,.1f} GiB; the machine has {total / 2**30:,.1f} GiB "
-            f"(ask for fewer --num-samples, a shorter --length or fewer --steps)"
+            f"(ask for {knobs})"
         )
 
 

@@ -16,7 +16,8 @@ from ..loading import load
 from ..training import train
 from ..training.signals import EXIT_CODES
 from ..training.trainer import config_of_run
-from . import UsageError, check_device, check_folder_writable, positive
+from . import UsageError, check_device, check_folder_writable, check_memory, positive
+from .generate import estimate_bytes
 from .prompts import answer_text
 
 
@@ -91,6 +92,16 @@ def _refuse_a_second_tokenizer(init: str, flag: str) -> None:
         )
 
 
+def _check_samples_fit(config, num_samples: int) -> None:
+    """The previews and the closing samples are drawn after minutes or hours of training: a request no memory
+    holds is refused before the first step, not after the last (a lower bound when the vocabulary is not known
+    until the data is read)."""
+    count = max(num_samples, config.train.preview_samples)
+    length = config.sampling.length or config.model.seq_len
+    needed = estimate_bytes(config.model, count, length, config.sampling.steps)
+    check_memory(needed, "fewer --num-samples or train.preview_samples, or a shorter sampling.length")
+
+
 def run(args: argparse.Namespace) -> int:
     positive("--max-minutes", args.max_minutes)
     if args.device:
@@ -134,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
             config = load_config(args.config, overrides)
     else:
         config = load_config(args.config or "tiny", overrides)
+    _check_samples_fit(config, args.num_samples)
     start = time.perf_counter()
     result = train(config, resume=resume, progress=not args.quiet)
     if int(os.environ.get("RANK", 0)) != 0:  # under torchrun only the first process reports

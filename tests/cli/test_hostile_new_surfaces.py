@@ -94,6 +94,24 @@ def test_a_batch_no_memory_holds_is_refused_before_the_run_starts(capsys, micro_
     assert not plan.exists()
 
 
+# Each trained the whole run and then failed drawing its samples: 10^26 as an int64 overflow traceback, 10^23
+# previews as a C++ allocator traceback, 10^12 positions (and 10^8 closing samples) out of memory after the run.
+AFTER_THE_RUN = {
+    "--sampling.length=1" + "0" * 26: r"sampling.length must be in \[0, 16777216\]; got 1000",
+    "--sampling.length=1" + "0" * 12: r"sampling.length must be in \[0, 16777216\]; got 1000",
+    "--train.preview_samples=1" + "0" * 23: r"train.preview_samples must be in \[0, 65536\]; got 1000",
+    "--num-samples=100000000": r"this request would need about [\d,.]+ GiB; the machine has .* \(ask for fewer --num",
+    "--optim.warmup_steps=1" + "0" * 26: r"optim.warmup_steps must be in \[0, 1000000000000000\]",
+}
+
+
+@pytest.mark.parametrize("flag", sorted(AFTER_THE_RUN))
+def test_samples_no_run_can_draw_are_refused_before_the_first_step(capsys, micro_yaml, tmp_path, flag):
+    out = tmp_path / "runs"
+    assert_user_error(capsys, ["train", "--config", str(micro_yaml), "--out", str(out), flag], AFTER_THE_RUN[flag])
+    assert not out.exists()
+
+
 def test_a_step_count_past_any_run_is_refused_before_plan_overflows(capsys, tmp_path):
     """``plan`` with 1 followed by 320 zeros steps escaped as an OverflowError in its float arithmetic."""
     plan = tmp_path / "plan.json"
