@@ -46,8 +46,10 @@ def read_published(folder: str | Path, config: dict, dtype: str | torch.dtype = 
     state = read_weights(folder, dtype, device)
     try:
         network, objective = layout.convert(config, state)
-    except CheckpointError:
-        raise
+    except CheckpointError as error:  # with many models on disk, the message says which one
+        if str(folder) in str(error):
+            raise
+        raise CheckpointError(f"{folder}: {error}") from None
     except (ValueError, KeyError, TypeError) as error:  # a config.json that lacks or garbles a field
         raise CheckpointError(f"{folder} is not a usable {layout.NAME} checkpoint ({error})") from None
     return layout.NAME, place(network, dtype, device), objective

@@ -64,6 +64,16 @@ def read_gguf(path: str | Path, dtype: str | torch.dtype = torch.float32, device
         reader = gguf.GGUFReader(str(path))
     except (ValueError, OSError, KeyError, IndexError) as error:
         raise CheckpointError(f"{path} is not a readable GGUF file ({str(error).splitlines()[0][:160]})") from None
+    try:
+        return _convert(gguf, reader, Path(path), dtype, device)
+    except CheckpointError as error:  # what a metadata key or weight says of the file, naming the file
+        if str(path) in str(error):
+            raise
+        raise CheckpointError(f"{path}: {error}") from None
+
+
+def _convert(gguf, reader, path: Path, dtype: torch.dtype, device: torch.device):
+    """``read_gguf`` once the file's header is read."""
     fields = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("tokenizer.")}
     fields[BOS] = field_value(reader, BOS)
     architecture = fields.get("general.architecture")
@@ -142,7 +152,7 @@ def gguf_shape(fields: dict, architecture: str, vocab_size: int, tied: bool) -> 
         name = f"{architecture}.{key}"
         value = fields.get(name, default)
         if value is None:
-            raise CheckpointError(f"the GGUF file states no {name}")
+            raise CheckpointError(f"no {name} is stated")
         if not is_whole(value):
             raise InputError(f"{name} must be a whole number; got {value!r:.80}")
         return int(value)
@@ -179,7 +189,7 @@ def array(reader, name: str, kind: type, length: int | None = None, missing: lis
         return missing
     if not isinstance(value, list) or any(type(item) is not kind for item in value) or length not in (None, len(value)):
         count = "" if length is None else f"{length} "
-        raise CheckpointError(f"the GGUF file's {name} must be an array of {count}{kind.__name__}; got {value!r:.80}")
+        raise CheckpointError(f"{name} must be an array of {count}{kind.__name__}; got {value!r:.80}")
     return value
 
 
@@ -198,7 +208,7 @@ def gguf_tokenizer(reader) -> HFTokenizer | None:
     try:
         tokenizer = Tokenizer(models.BPE(vocab={token: i for i, token in enumerate(tokens)}, merges=merges))
     except Exception as error:  # the tokenizers library raises its own exception type (a merge of unknown tokens)
-        raise CheckpointError(f"the GGUF file's BPE cannot be built ({str(error).splitlines()[0][:160]})") from None
+        raise CheckpointError(f"its tokens and merges make no BPE ({str(error).splitlines()[0][:160]})") from None
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     special = [AddedToken(t, special=True) for t, kind in zip(tokens, kinds, strict=True) if kind == CONTROL]

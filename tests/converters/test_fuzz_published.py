@@ -61,12 +61,13 @@ JSON = st.one_of(EDGES, SCALARS, CONTAINERS)
 
 
 def loads_or_one_line(path: Path):
-    """The model ``scorediff.load`` reads from ``path`` on the meta device, or None after a one-line refusal."""
+    """The model ``scorediff.load`` reads from ``path`` on the meta device, or None after a one-line refusal that
+    names the file or folder (with many models on disk, a key alone does not say which is garbled)."""
     try:
         return scorediff.load(path, device="meta")
     except ScorediffError as error:
         message = str(error)
-        assert message.strip() and "\n" not in message, message
+        assert message.strip() and "\n" not in message and str(path) in message, message
         return None
 
 
