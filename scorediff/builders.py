@@ -83,8 +83,16 @@ def _block_objective(config: RunConfig, graph: Graph, schedule: NoiseSchedule) -
 
 
 def build_model(config: RunConfig, objective: Objective) -> nn.Module:
-    """The network for ``objective`` with the architecture of ``config.model``."""
+    """The network for ``objective`` with the architecture of ``config.model``, whose ``vocab_size``, when set,
+    must be the objective's (the tokenizer's and graph's count; it was replaced without a word), unless the run
+    starts from a model (``train.init``), whose weights are checked against the network instead."""
     try:
-        return objective.build_model(config.model)
+        model = objective.build_model(config.model)
     except ValueError as error:
         raise ConfigError(f"model: {error}") from None
+    if config.model.vocab_size not in (0, model.config.vocab_size) and not config.train.init:
+        raise ConfigError(
+            f"model.vocab_size is the tokenizer's and graph's count, {model.config.vocab_size:,} for this run; "
+            f"got {config.model.vocab_size:,} (leave it at 0)"
+        )
+    return model

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from .checks import at_least, one_of, positive, within
 from .sampling.options import SamplingOptions
@@ -105,6 +105,10 @@ class DataConfig:
 
     def __post_init__(self):
         one_of("dna_policy", self.dna_policy, ("split", "skip", "strict"))
+        if not self.tokenizer.strip():  # it read the working folder's tokenizer.json, if any
+            raise ValueError(
+                f"tokenizer expects char, byte, dna, gpt2, bpe or a tokenizer's path; got {self.tokenizer!r}"
+            )
         if self.label_regex:
             try:
                 with warnings.catch_warnings():  # "possible nested set" in "[[": valid today, and not an error
@@ -226,7 +230,8 @@ class TrainConfig:
     learnt for each linear layer named by ``lora_targets``, every other weight frozen (0: off, full fine-tuning).
     Checkpoints hold the merged weights, so a LoRA run loads, samples and pushes like any run."""
     lora_alpha: float = 16.0
-    """LoRA: the update's scale is ``lora_alpha / lora_rank``."""
+    """LoRA: the update's scale is ``lora_alpha / lora_rank``. This and the other ``lora_*`` settings are refused
+    while ``lora_rank`` is 0."""
     lora_dropout: float = 0.0
     """LoRA: dropout on the adapters' input while training."""
     lora_targets: str = LORA_TARGETS
@@ -254,6 +259,18 @@ class TrainConfig:
         within("lora_dropout", self.lora_dropout, 0.0, 1.0, low_open=False, high_open=True)
         if not all(LORA_TARGET.fullmatch(name) for name in self.lora_targets.split(",")):
             raise ValueError(f"lora_targets must be comma-separated layer name patterns; got {self.lora_targets!r}")
+        self._check_lora_is_on()
+
+    def _check_lora_is_on(self) -> None:
+        """A LoRA setting changed while ``lora_rank`` is 0 would be ignored, and every weight fine-tuned."""
+        if self.lora_rank:
+            return
+        for field in fields(self):
+            if field.name.startswith("lora_") and getattr(self, field.name) != field.default:
+                raise ValueError(
+                    f"{field.name} applies with train.lora_rank > 0 (at 0, LoRA is off and every weight trains); "
+                    f"got {field.name}={getattr(self, field.name)!r}"
+                )
 
 
 @dataclass

@@ -30,7 +30,8 @@ class ModelConfig:
     """Architecture of the score network."""
 
     vocab_size: int = 0
-    """Number of states including the mask of an absorbing graph (set from the tokenizer and graph)."""
+    """Number of states including the mask of an absorbing graph, set from the tokenizer and graph (leave it at 0;
+    a training run refuses another count than theirs)."""
     arch: str = "dit"
     """``dit``: the SEDD transformer (LayerNorm, GELU MLP, adaLN); ``llama``: RMSNorm, SwiGLU, rotary positions
     with base ``rope_theta``, grouped-query attention, the layout of LLaMA, Qwen2/3 and SmolLM2."""

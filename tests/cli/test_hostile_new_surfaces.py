@@ -112,6 +112,35 @@ def test_samples_no_run_can_draw_are_refused_before_the_first_step(capsys, micro
     assert not out.exists()
 
 
+@pytest.mark.parametrize("setting", ["lora_alpha=32", "lora_dropout=0.1", "lora_targets=q_proj"])
+def test_a_lora_setting_without_a_rank_is_refused(capsys, micro_yaml, tmp_path, setting):
+    """It was ignored: the run fine-tuned every weight, which a user asking for LoRA did not mean."""
+    out = tmp_path / "runs"
+    name = setting.partition("=")[0]
+    expected = rf"train.{name} applies with train.lora_rank > 0 \(at 0, LoRA is off and every weight trains\); got"
+    assert_user_error(capsys, ["train", "--config", str(micro_yaml), "--out", str(out), f"--train.{setting}"], expected)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag", ["--tokenizer=", "--data.tokenizer= "])
+def test_an_empty_tokenizer_is_refused(capsys, micro_yaml, tmp_path, flag):
+    """An empty name looked for ``tokenizer.json`` in the working folder and said it found none."""
+    out = tmp_path / "runs"
+    expected = r"data.tokenizer expects char, byte, dna, gpt2, bpe or a tokenizer's path; got '\s?'"
+    assert_user_error(capsys, ["train", "--config", str(micro_yaml), "--out", str(out), flag], expected)
+    assert not out.exists()
+
+
+def test_a_vocab_size_other_than_the_tokenizers_is_refused(capsys, micro_yaml, tmp_path):
+    """``model.vocab_size`` is derived from the tokenizer and graph; a stated other one was replaced without a word."""
+    out = tmp_path / "runs"
+    argv = ["train", "--config", str(micro_yaml), "--out", str(out), "--model.vocab_size=500"]
+    expected = r"model.vocab_size is the tokenizer's and graph's count, \d+ for this run; got 500 \(leave it at 0\)"
+    assert_user_error(capsys, argv, expected)
+    assert not out.exists()
+    assert_user_error(capsys, ["plan", "--config", "tiny", "--model.vocab_size=500"], expected)
+
+
 def test_a_step_count_past_any_run_is_refused_before_plan_overflows(capsys, tmp_path):
     """``plan`` with 1 followed by 320 zeros steps escaped as an OverflowError in its float arithmetic."""
     plan = tmp_path / "plan.json"

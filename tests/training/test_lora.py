@@ -136,7 +136,9 @@ def test_a_resume_over_other_frozen_weights_is_refused(parent, tmp_path):
     shutil.copytree(parent.run.checkpoint, init)
     config = with_train(parent.config, run_name="moved", init=str(init), max_steps=2, save_every=1)
     train(config, until_step=1, progress=False)
-    other = train(with_train(config, run_name="other", lora_rank=0, init="", max_steps=1), progress=False)
+    other = train(
+        with_train(config, run_name="other", lora_rank=0, lora_alpha=16.0, init="", max_steps=1), progress=False
+    )
     for name in ("model.safetensors", "ema.safetensors"):  # the same --init path now holds another model
         shutil.copy(other.checkpoint / name, init / name)
     with pytest.raises(CheckpointError, match=r"its frozen weights, rebuilt from train.init=.* are not those it"):
