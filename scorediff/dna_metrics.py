@@ -74,7 +74,8 @@ class KmerClassifier:
 
     def fit(self, seqs: Tensor, labels: Tensor) -> KmerClassifier:
         features = kmer_features(seqs)
-        self.mean, self.std = features.mean(0), features.std(0).clamp_min(1e-6)
+        spread = features.std(0) if len(features) > 1 else torch.ones_like(features[0])  # one row has none
+        self.mean, self.std = features.mean(0), spread.clamp_min(1e-6)
         x, y = (features - self.mean) / self.std, labels.long()
         self.weight = torch.zeros(x.shape[1], self.num_classes, dtype=torch.float64, requires_grad=True)
         self.bias = torch.zeros(self.num_classes, dtype=torch.float64, requires_grad=True)

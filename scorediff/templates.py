@@ -9,6 +9,8 @@ import re
 from .errors import InputError
 
 MARKER = re.compile(r"\[MASK(?::(\d+))?\]")
+ALMOST = re.compile(r"\[MASK:[^\]]{0,40}\]")
+"""What a user may have meant as a marker (``[MASK:-1]``, ``[MASK:two]``): refused by name, not taken as text."""
 
 
 def parse_template(template: str, tokenizer, context: int) -> tuple[list[int], list[bool]]:
@@ -16,6 +18,9 @@ def parse_template(template: str, tokenizer, context: int) -> tuple[list[int], l
     template longer than ``context`` tokens is refused before anything of its length is built."""
     pieces: list[tuple[list[int], int]] = []  # (given tokens, unknown tokens after them)
     position = 0
+    odd = next((m.group(0) for m in ALMOST.finditer(template) if not MARKER.fullmatch(m.group(0))), None)
+    if odd is not None:
+        raise InputError(f"[MASK:n] needs n, a whole number > 0; got {odd}")
     for match in MARKER.finditer(template):
         count = _mask_count(match, context)
         pieces.append((encode_text(tokenizer, template[position : match.start()], context), count))

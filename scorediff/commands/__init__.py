@@ -21,9 +21,10 @@ class UsageError(ScorediffError):
 
 
 def atomic_write(path, text: str) -> None:
-    """Write a user's output file whole or not at all."""
+    """Write a user's output file whole or not at all; through a link, its target is written (the rename that
+    makes the write whole would otherwise replace the link)."""
     check_writable(path)
-    atomic_write_text(path, text)
+    atomic_write_text(os.path.realpath(path), text)
 
 
 def seed_value(text: str) -> int:
@@ -45,22 +46,71 @@ def positive(name: str, value: int | float | None, allow_zero: bool = False) -> 
         raise UsageError(f"{name} must be {'>= 0' if allow_zero else '> 0'}; got {value}")
 
 
+#: what marks a folder as a model's or a run's, beside its config.json: a user's output never replaces their files
+MODEL_MARKERS = ("model.safetensors", "model.safetensors.index.json", "ema.safetensors", "checkpoints", "sharded")
+#: the files of such a folder, by name and by ending (weights, configs, tokenizers, chat templates, a run's log)
+MODEL_FILES = ("metrics.jsonl", "training_curve.png", "README.md", ".lock", "merges.txt", "vocab.bpe")
+MODEL_SUFFIXES = (".safetensors", ".json", ".gguf", ".bin", ".pt", ".jinja", ".model", ".distcp", ".metadata")
+
+
 def check_writable(path) -> None:
-    """A file can be written at ``path``: its folder exists and may be written, and it is not a folder."""
+    """A user's output file can be written at ``path``: its folder exists and may be written; it is no folder,
+    device or pipe (the atomic rename would replace a device with a file); and it is not an existing file of a model
+    or run folder (``model_folder_of``, ``_model_file``), which outputs never replace (new files beside them are
+    fine)."""
     path = Path(path)
     if not path.parent.is_dir():
         raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
     if path.is_dir():
         raise UsageError(f"cannot write {path}: it is a folder")
+    if path.exists() and not path.is_file():
+        raise UsageError(f"cannot write {path}: it is not a regular file (a device, pipe or socket)")
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise UsageError(f"cannot write {path}: permission denied")
+    real = Path(os.path.realpath(path))
+    owner = model_folder_of(real) if real.is_file() else None
+    if owner is not None and _model_file(real, owner):
+        raise UsageError(f"{path} is a file of the model or run folder {owner}; write the output elsewhere")
+
+
+def _model_file(path: Path, owner: Path) -> bool:
+    """Whether ``path``, in the model or run folder ``owner``, is one of its files: any file of its subfolders
+    (checkpoints, shards), and beside them the model's and the run's own (``MODEL_FILES``, ``MODEL_SUFFIXES``);
+    a user's earlier ``answers.txt`` there may be written again."""
+    nested = len(path.relative_to(owner).parts) > 1
+    return nested or path.name in MODEL_FILES or path.name.endswith(MODEL_SUFFIXES)
+
+
+def model_folder_of(path: Path) -> Path | None:
+    """The nearest folder above ``path`` that is a model's or a run's (a ``config.json`` beside weights, shards or
+    checkpoints), or None."""
+    for folder in path.parents:
+        if (folder / "config.json").is_file() and any((folder / name).exists() for name in MODEL_MARKERS):
+            return folder
+    return None
 
 
 def check_not_input(flag: str, path, input_flag: str, input_path, what: str) -> None:
     """Refuse an output ``path`` that is the file read as ``input_path`` (the same file by any name or link): writing
     ``what`` there would replace the user's input."""
-    if path and input_path and Path(path).exists() and Path(input_path).exists() and Path(path).samefile(input_path):
+    if not path or not input_path:
+        return
+    same = os.path.realpath(path) == os.path.realpath(input_path)
+    if same or (Path(path).exists() and Path(input_path).exists() and Path(path).samefile(input_path)):
         raise UsageError(f"{flag} {path} is the {input_flag} file; the {what} go to another file, so it is kept")
+
+
+def check_output(flag: str, path, what: str, inputs: dict[str, object]) -> None:
+    """``check_writable`` for the output ``path`` of ``flag`` (nothing when it is not given), which is also none of
+    the command's ``inputs`` (``{flag: a path, a list of them or None}``, other outputs included)."""
+    if path is None:
+        return
+    if not str(path).strip():  # ``--out ""`` printed to the terminal instead
+        raise UsageError(f"{flag} expects a file path; got {str(path)!r}")
+    check_writable(path)
+    for input_flag, paths in inputs.items():
+        for input_path in paths if isinstance(paths, list | tuple) else [paths]:
+            check_not_input(flag, path, input_flag, input_path, what)
 
 
 def check_folder_writable(path) -> None:

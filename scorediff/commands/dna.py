@@ -27,7 +27,7 @@ from . import (
     atomic_write,
     check_device,
     check_folder_writable,
-    check_writable,
+    check_output,
     label_id,
     positive,
     seed_value,
@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     for flag in ("--num-samples", "--steps", "--max-windows", "--num-t", "--batch-size"):
         positive(flag, getattr(args, flag[2:].replace("-", "_")))
     check_device(args.device)
-    if args.json:
-        check_writable(args.json)
+    data = [part.rpartition("=")[2] for item in args.data or [] for part in item.split(",")]  # name=path, ...
+    check_output("--json", args.json, "results", {"--data": data, "--checkpoint": args.checkpoint})
     if args.plots:
         check_folder_writable(args.plots)
     loaded = load(args.checkpoint, device=args.device, dtype=args.dtype)
@@ -116,6 +116,9 @@ def _real_windows(args, loaded, names: list[str]) -> dict[str, Tensor]:
     """At most ``--max-windows`` held-out windows of the model's length, spread evenly over all there are (with
     ``--data``, over the whole of those files); labels translated to the model's label ids."""
     config, seq_len = loaded.config, loaded.model.config.seq_len
+    stated = {part.partition("=")[0] for item in args.data or [] for part in item.split(",") if "=" in part}
+    if names and stated - set(names):  # before any shard is written to the cache
+        raise UsageError(f"the data's labels {sorted(stated - set(names))} are not the model's ({', '.join(names)})")
     try:
         if args.data:
             data = config.data

@@ -23,8 +23,7 @@ from . import (
     add_load_options,
     atomic_write,
     check_device,
-    check_not_input,
-    check_writable,
+    check_output,
     positive,
     seed_value,
 )
@@ -128,17 +127,15 @@ def _nats(args, loaded, windows: torch.Tensor, labels: torch.Tensor | None, give
 def run_eval(args: argparse.Namespace) -> int:
     if args.dataset is not None and args.data is not None:
         raise UsageError("give either --data or --dataset, not both")
-    if args.dataset is None and (args.split or args.dataset_path):
-        raise UsageError("--split and --dataset-path go with --dataset")
+    if args.dataset is None and (args.split or args.dataset_path or args.chunking != "sedd"):
+        raise UsageError("--split, --dataset-path and --chunking go with --dataset")
     if args.max_windows is None:
         args.max_windows = 0 if args.dataset else 256
     positive("--num-t", args.num_t)
     positive("--batch-size", args.batch_size)
     positive("--max-windows", args.max_windows, allow_zero=True)
     check_device(args.device)
-    if args.json:
-        check_writable(args.json)  # fail now, not after the evaluation
-        check_not_input("--json", args.json, "--data", args.data, "results")
+    check_output("--json", args.json, "results", {"--data": args.data, "--checkpoint": args.checkpoint})
     loaded = load(args.checkpoint, device=args.device, ema=not args.raw_weights, dtype=args.dtype)
     if loaded.tokenizer is None and args.data is not None:
         raise UsageError(f"{loaded.path} comes without a tokenizer, so --data text cannot be tokenised")

@@ -4,8 +4,8 @@ samples and writing them (``sample_cmd`` and ``infill_cmd`` add the two commands
 from __future__ import annotations
 
 import json
+import os
 import sys
-from pathlib import Path
 
 import torch
 
@@ -20,7 +20,7 @@ from . import (
     atomic_write,
     check_device,
     check_memory,
-    check_writable,
+    check_output,
     positive,
     seed_value,
 )
@@ -93,30 +93,16 @@ def _load(args):
     positive("--num-samples", args.num_samples)
     positive("--steps", args.steps)
     check_device(args.device)
-    if args.out:
-        check_writable(args.out)
-    if args.trajectory:
-        check_writable(args.trajectory)
+    inputs = {"--checkpoint": args.checkpoint, "--prompts": getattr(args, "prompts", None),
+              "--fasta": getattr(args, "fasta", None)}  # fmt: skip
+    if args.out and args.trajectory and os.path.realpath(args.out) == os.path.realpath(args.trajectory):
+        raise UsageError(f"--out and --trajectory both name {args.out}; give each its own file")
+    check_output("--out", args.out, "answers" if inputs["--prompts"] else "samples", inputs)
+    check_output("--trajectory", args.trajectory, "trajectory", inputs)
     loaded = load(args.checkpoint, device=args.device, dtype=args.dtype)
-    for flag, target in (("--out", args.out), ("--trajectory", args.trajectory)):
-        if target and _model_file(Path(target), loaded.path):
-            raise UsageError(f"{flag} {target} is a file of the model {loaded.path}; write the output elsewhere")
     if loaded.tokenizer is None:
         raise UsageError(f"{loaded.path} comes without a tokenizer, so its tokens cannot be turned into text")
     return loaded
-
-
-#: what a model folder's own files end with (weights, configs, tokenizer, chat template): an output never replaces one
-MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".gguf", ".bin", ".pt", ".jinja", ".model")
-
-
-def _model_file(target: Path, checkpoint: Path) -> bool:
-    """Whether writing ``target`` would replace the checkpoint file itself or an existing file of its folder that a
-    model is read from (``MODEL_FILE_SUFFIXES``); answers may still be written beside the model."""
-    target, checkpoint = target.resolve(), Path(checkpoint).resolve()
-    if target == checkpoint:
-        return True
-    return target.parent == checkpoint and target.is_file() and target.name.endswith(MODEL_FILE_SUFFIXES)
 
 
 def _max_length(loaded) -> int:

@@ -38,6 +38,8 @@ def run_infill(args: argparse.Namespace) -> int:
         raise UsageError("give either --fasta/--region or --template or --prefix/--suffix/--length")
     if args.fasta is not None:
         return _infill_fasta(args)
+    if args.region is not None or args.record is not None:  # they were ignored
+        raise UsageError("--region and --record go with --fasta")
     if args.template is not None and (args.prefix or args.suffix or args.length is not None):
         raise UsageError("give either --template or --prefix/--suffix/--length, not both")
     if args.template is None:

@@ -6,7 +6,7 @@ import argparse
 import json
 import math
 
-from . import UsageError, add_load_options, atomic_write, check_device, check_writable, positive, seed_value
+from . import UsageError, add_load_options, atomic_write, check_device, check_output, positive, seed_value
 
 INSTALL = "pip install 'scorediff[lm-eval]'"
 
@@ -26,16 +26,23 @@ def add_parser(commands) -> None:
     parser.set_defaults(run=run_lm_eval)
 
 
+MAX_LIMIT = 2**31
+"""More documents per task than any task holds."""
+
+
 def run_lm_eval(args: argparse.Namespace) -> int:
     positive("--mc-samples", args.mc_samples)
     positive("--batch-size", args.batch_size)
     positive("--limit", args.limit)
-    if args.limit is not None and not math.isfinite(args.limit):
-        raise UsageError(f"--limit must be a number of documents, or a fraction below 1; got {args.limit}")
+    whole = args.limit is None or args.limit < 1 or (args.limit.is_integer() and args.limit <= MAX_LIMIT)
+    if args.limit is not None and not (math.isfinite(args.limit) and whole):  # 2.5 was cut to 2; 1e30 a traceback
+        raise UsageError(
+            f"--limit must be a whole number of documents (at most {MAX_LIMIT:,}), or a fraction below 1; "
+            f"got {args.limit:g}"
+        )
     positive("--num-fewshot", args.num_fewshot, allow_zero=True)
     check_device(args.device)
-    if args.output:
-        check_writable(args.output)
+    check_output("--output", args.output, "results", {"--checkpoint": args.checkpoint})
     try:
         import lm_eval
         from lm_eval.tasks import TaskManager

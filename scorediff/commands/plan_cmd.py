@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 
@@ -18,8 +17,7 @@ from ..training.gpus import GPUS
 from ..training.lora import inject, require_peft
 from ..training.plan import Plan, make_plan
 from ..training.setup import check_batch, data_tokens, initial_weights, load_initial
-from . import UsageError, add_run_config_option, atomic_write, check_not_input
-from .generate import _model_file as model_file
+from . import UsageError, add_run_config_option, atomic_write, check_output
 
 GPT2_VOCAB = 50257
 """GPT-2's vocabulary: 50,256 byte-level BPE tokens and ``<|endoftext|>`` (its encoder.json)."""
@@ -86,10 +84,9 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _check_output(path: str | None, config: str, initial) -> None:
-    """``--json`` may not replace what the plan reads: the ``--config`` file, or a file of the ``train.init`` model."""
-    check_not_input("--json", path, "--config", config, "figures")
-    if path and initial is not None and model_file(Path(path), initial.path):
-        raise UsageError(f"--json {path} is a file of the model {initial.path}; write the plan elsewhere")
+    """``--json`` may not replace what the plan reads: the ``--config`` file, or the ``train.init`` model (a file of
+    a model folder never is written)."""
+    check_output("--json", path, "figures", {"--config": config, "train.init": initial.path if initial else None})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import socket
 
 from ..loading import load
-from . import add_load_options, check_device, positive
+from . import UsageError, add_load_options, check_device
 
 
 def add_parser(commands) -> None:
@@ -17,8 +18,19 @@ def add_parser(commands) -> None:
     parser.set_defaults(run=run_playground)
 
 
+def _check_host(host: str) -> None:
+    """``host`` is an address or a name this machine resolves (an unknown one made the server blame the port,
+    after ten seconds of retries, in several lines)."""
+    try:
+        socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError) as error:
+        raise UsageError(f"--host {host!r} is no address this machine resolves ({error})") from None
+
+
 def run_playground(args: argparse.Namespace) -> int:
-    positive("--port", args.port)
+    if not 1 <= args.port <= 65535:  # beyond, the server's bind escaped as an OverflowError
+        raise UsageError(f"--port must be in [1, 65535]; got {args.port}")
+    _check_host(args.host)
     check_device(args.device)
     try:
         import gradio  # noqa: F401
@@ -28,8 +40,6 @@ def run_playground(args: argparse.Namespace) -> int:
 
     loaded = load(args.checkpoint, device=args.device, dtype=args.dtype)
     if loaded.tokenizer is None:
-        from . import UsageError
-
         raise UsageError(f"{loaded.path} has no tokenizer, so the page cannot show text")
     build_app(loaded).launch(server_name=args.host, server_port=args.port)
     return 0

@@ -11,7 +11,7 @@ import torch
 
 from ..data.chat import reads_own_bos
 from ..generation import generate
-from . import UsageError, atomic_write, check_memory, check_not_input, positive
+from . import UsageError, atomic_write, check_memory, positive
 from .generate import (
     _check_trajectory_path,
     _common,
@@ -78,7 +78,6 @@ def _answer_prompts(args) -> int:
         )
     if not Path(args.prompts).is_file():
         raise UsageError(f"--prompts {args.prompts}: no such file")
-    check_not_input("--out", args.out, "--prompts", args.prompts, "answers")
     loaded = _load(args)
     length = min(args.length or _max_length(loaded), _max_length(loaded))
     reads_bos = reads_own_bos(loaded.kind, loaded.model.config)

@@ -4,6 +4,7 @@ infilling a FASTA region, eval-dna's report, and one-line refusals of bad input.
 import argparse
 import functools
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,31 @@ def test_dna_mistakes_are_one_line(dna_run, tmp_path, capsys):
     assert_user_error(capsys, [*base, "--data", f"a={ECOLI}", "--data", str(SAUREUS)], "label every file or none")
     assert not out.exists() or not any(out.iterdir())  # nothing half-written
     assert not any(p.name.startswith(".tmp") for p in (tmp_path / "cache").rglob("*"))
+
+
+def test_outputs_never_replace_the_fasta_read_or_the_run(dna_run, tmp_path, capsys):
+    """Each wrote over its input (the FASTA held out, the one infilled) or the checkpoint's config.json, exit 0."""
+    fasta = tmp_path / "held_out.fa"
+    shutil.copy(ECOLI, fasta)
+    config = sorted((dna_run / "checkpoints").iterdir())[-1] / "config.json"
+    before = fasta.read_bytes(), config.read_bytes()
+    run = str(dna_run)
+    for data in (str(fasta), f"ecoli={fasta}", f"saureus={SAUREUS},ecoli={fasta}"):
+        assert_user_error(capsys, ["eval-dna", "--checkpoint", run, "--data", data, "--json", str(fasta)],
+                          r"--json .*held_out.fa is the --data file")  # fmt: skip
+    assert_user_error(capsys, ["infill", "--checkpoint", run, "--fasta", str(fasta), "--region", "1-10", "--out",
+                               str(fasta)], r"--out .*held_out.fa is the --fasta file")  # fmt: skip
+    assert_user_error(capsys, ["eval-dna", "--checkpoint", run, "--json", str(config)], r"is a file of the model")
+    assert (fasta.read_bytes(), config.read_bytes()) == before
+
+
+def test_a_label_the_model_lacks_is_refused_before_shards_are_cached(dna_run, capsys):
+    """``eval-dna --data hpylori=...`` wrote the file's shards into the cache, then refused the label."""
+    cache = dna_run.parent / "cache"
+    before = sorted(p.name for p in cache.iterdir())
+    argv = ["eval-dna", "--checkpoint", str(dna_run), "--data", f"hpylori={ECOLI}"]
+    assert_user_error(capsys, argv, r"the data's labels \['hpylori'\] are not the model's \(ecoli, saureus\)")
+    assert sorted(p.name for p in cache.iterdir()) == before
 
 
 def test_guidance_on_an_unconditional_model_is_refused(tmp_path, capsys):

@@ -226,7 +226,7 @@ def test_chat_never_writes_over_the_models_own_files(capsys, tmp_path, name):
     (folder / "chat_template.jinja").write_text("{{ messages[0]['content'] }}")
     before = (folder / name).read_bytes()
     argv = ["chat", "--checkpoint", str(folder), "hi", "--length", "4", "--out", str(folder / name)]
-    assert_user_error(capsys, argv, rf"--out .*{name} is a file of the model .*; write the output elsewhere")
+    assert_user_error(capsys, argv, rf"{name} is a file of the model or run folder .*; write the output elsewhere")
     assert (folder / name).read_bytes() == before
     code, _, err = run_cli(capsys, [*argv[:-1], str(folder / "answers.txt")])  # beside the model: written
     assert code == 0, err

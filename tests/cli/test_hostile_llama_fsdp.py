@@ -168,8 +168,10 @@ def test_plan_never_writes_over_what_it_reads(capsys, tmp_path, corpus, target):
     victim = config if target == "config" else model / "config.json"
     before = victim.read_bytes()
     argv = ["plan", "--config", str(config), f"--train.init={model}", "--json", str(victim)]
-    said = "the --config file; the figures go to another file" if target == "config" else "a file of the model"
-    assert_user_error(capsys, argv, rf"--json {victim} is {said}")
+    said = (
+        "--json .* is the --config file; the figures go to another" if target == "config" else "is a file of the model"
+    )
+    assert_user_error(capsys, argv, rf"{said}")
     assert victim.read_bytes() == before
 
 
