@@ -57,17 +57,16 @@ def check_writable(path) -> None:
     """A user's output file can be written at ``path``: its folder exists and may be written; it is no folder,
     device or pipe (the atomic rename would replace a device with a file); and it is not an existing file of a model
     or run folder (``model_folder_of``, ``_model_file``), which outputs never replace (new files beside them are
-    fine)."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
-    if path.is_dir():
+    fine). A link is judged by its target, which is what ``atomic_write`` writes."""
+    path, real = Path(path), Path(os.path.realpath(path))
+    if not real.parent.is_dir():
+        raise UsageError(f"cannot write {path}: folder {real.parent} does not exist")
+    if real.is_dir():
         raise UsageError(f"cannot write {path}: it is a folder")
-    if path.exists() and not path.is_file():
+    if real.exists() and not real.is_file():
         raise UsageError(f"cannot write {path}: it is not a regular file (a device, pipe or socket)")
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    if not os.access(real.parent, os.W_OK) or (real.exists() and not os.access(real, os.W_OK)):
         raise UsageError(f"cannot write {path}: permission denied")
-    real = Path(os.path.realpath(path))
     owner = model_folder_of(real) if real.is_file() else None
     if owner is not None and _model_file(real, owner):
         raise UsageError(f"{path} is a file of the model or run folder {owner}; write the output elsewhere")

@@ -69,6 +69,10 @@ def test_a_link_is_written_through(capsys, run, tmp_path):
     code, _, err = run_cli(capsys, ["sample", "--checkpoint", str(run), "--steps", "2", "--out", str(link)])
     assert code == 0, err
     assert link.is_symlink() and target.read_text() != "old" and target.read_text().strip()
+    dangling = tmp_path / "dangling.txt"
+    dangling.symlink_to(tmp_path / "no" / "such" / "folder.txt")
+    argv = ["sample", "--checkpoint", str(run), "--steps", "2", "--out", str(dangling)]
+    assert_user_error(capsys, argv, r"cannot write .*dangling.txt: folder .*/no/such does not exist")
 
 
 def test_one_file_for_two_outputs_is_refused(capsys, run, tmp_path):
