@@ -7,6 +7,10 @@ import math
 
 from .errors import InputError
 
+MAX_STEPS = 10**15
+"""At most this many steps of anything (a run, a warmup, an interval): past any run; larger ones overflowed
+``plan``'s float arithmetic (1e320)."""
+
 
 def at_least(name: str, value: float, low: float, high: float | None = None) -> None:
     """``low <= value`` (and ``<= high`` when given)."""

@@ -1,7 +1,8 @@
 """Run configuration: nested dataclasses, YAML presets and ``section.key=value`` overrides.
 
 The resolved configuration is saved as ``config.json`` in every checkpoint, so ``sample`` and ``eval``
-need nothing but the checkpoint. The sections' dataclasses are in ``scorediff.config_sections``; this module
+need nothing but the checkpoint. The sections' dataclasses are in ``scorediff.config_sections`` (``train`` in
+``scorediff.train_config``, ``model`` in ``scorediff.model.config``); this module
 gathers them into ``RunConfig`` and reads, coerces and overrides their values.
 """
 
@@ -13,9 +14,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .config_sections import DataConfig, DiffusionConfig, OptimConfig, SamplingConfig, TrainConfig
+from .config_sections import DataConfig, DiffusionConfig, OptimConfig, SamplingConfig
 from .errors import ScorediffError
 from .model.transformer import ModelConfig
+from .train_config import TrainConfig
 
 PRESET_DIR = Path(__file__).parent / "configs"
 OBJECTIVES = ("autoregressive", "diffusion")

@@ -119,8 +119,9 @@ def config_markdown() -> str:
     lines = [
         "# Configuration",
         "",
-        "Every section and key of a run's configuration, generated from `scorediff/config_sections.py` and",
-        "`scorediff/model/config.py` when this site is built. Set a key in a YAML file given to `--config` or",
+        "Every section and key of a run's configuration, generated from `scorediff/config_sections.py`,",
+        "`scorediff/train_config.py` and `scorediff/model/config.py` when this site is built. Set a key in a YAML",
+        "file given to `--config` or",
         "on the command line as `--section.key=value`, e.g. `scorediff train --model.seq_len=64`; the resolved",
         "configuration is saved as `config.json` in every run ([presets and overrides](../guides/configuration.md)).",
         "",
