@@ -60,10 +60,18 @@ def run_lm_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"lm-eval knows no task {unknown[0]!r} (see `lm-eval ls tasks`, or pass --include-path)")
     model = ScorediffLM(args.checkpoint, args.mc_samples, args.batch_size, args.seed, args.device, dtype=args.dtype)
     limit = int(args.limit) if args.limit and args.limit >= 1 else args.limit
-    results = lm_eval.simple_evaluate(
-        model=model, tasks=tasks, num_fewshot=args.num_fewshot, limit=limit, task_manager=manager,
-        random_seed=args.seed, numpy_random_seed=args.seed, torch_random_seed=args.seed, fewshot_random_seed=args.seed,
-    )  # fmt: skip
+    try:
+        results = lm_eval.simple_evaluate(
+            model=model, tasks=tasks, num_fewshot=args.num_fewshot, limit=limit, task_manager=manager,
+            random_seed=args.seed, numpy_random_seed=args.seed, torch_random_seed=args.seed,
+            fewshot_random_seed=args.seed,
+        )  # fmt: skip
+    except ValueError as error:  # the harness draws the examples with random.sample, which says only this
+        if args.num_fewshot and "larger than population" in str(error):
+            raise UsageError(
+                f"--num-fewshot {args.num_fewshot}: a task has fewer documents than that to draw its examples from"
+            ) from None
+        raise
     print(make_table(results))
     if args.output:
         keep = {key: results[key] for key in ("results", "versions", "n-shot", "config") if key in results}

@@ -260,6 +260,12 @@ def test_bad_options_are_refused_before_lm_eval_runs(capsys, trained_ar_run, tas
         )
         assert_user_error(capsys, [*base, "--tasks", "tiny_choice", "--limit", limit], expected)
     assert_user_error(capsys, [*base, "--tasks", "tiny_choice", "--limit=-inf"], r"--limit must be > 0; got -inf")
+    # 12 documents: the harness's random.sample escaped as a ValueError traceback (datasets' progress bars may come
+    # first on stderr, as they do before any evaluation)
+    code, _, err = run_cli(capsys, [*base, "--tasks", "tiny_choice", "--limit", "2", "--num-fewshot", "100"])
+    assert code == 2 and "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last == "scorediff: error: --num-fewshot 100: a task has fewer documents than that to draw its examples from"
     for spelling in (",", " , ,"):
         assert_user_error(capsys, [*base, "--tasks", spelling], r"--tasks must name at least one task")
     for key, value in (("max_gen_toks", -1), ("mc_samples", 0), ("batch_size", "2.5")):
