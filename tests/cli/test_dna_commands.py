@@ -71,9 +71,14 @@ def test_infill_keeps_everything_outside_the_region(dna_run, capsys):
 
 def test_eval_dna_reports_every_metric(dna_run, tmp_path, capsys):
     out = tmp_path / "eval.json"
+    plots = tmp_path / "plots"
     code, printed, _ = run_cli(capsys, ["eval-dna", "--checkpoint", str(dna_run), "--guidance", "0", "1",
-                                        "--num-samples", "24", "--max-windows", "48", "--json", str(out)])  # fmt: skip
+                                        "--num-samples", "24", "--max-windows", "48", "--json", str(out),
+                                        "--plots", str(plots)])  # fmt: skip
     assert code == 0, printed
+    assert [line.split(":")[0] for line in printed.splitlines()[-2:]] == ["guidance 0", "guidance 1"]
+    for name in ("kmer_spectra.png", "gc_content.png", "accuracy_vs_guidance.png"):  # a conditional model's three
+        assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     result = json.loads(out.read_text())
     for key in ("kmer_js", "gc_distance", "discriminator_auroc", "bits_per_base", "species_accuracy"):
         assert key in result
