@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,11 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def __post_init__(self):
+        for name, cls in SECTIONS.items():  # ``model=5`` was accepted, and failed wherever it was first read
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"{name} must be a {cls.__name__}; got {getattr(self, name)!r:.80}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,6 +158,8 @@ def _read_yaml(path: Path) -> dict:
 
 def load_config(name_or_path: str = "tiny", overrides: list[str] | None = None) -> RunConfig:
     """A preset name (``tiny``, ``small``, ``medium``, ...) or a YAML file, then ``section.key=value`` overrides."""
+    if not isinstance(name_or_path, str | os.PathLike) or not str(name_or_path).strip():
+        raise ConfigError(f"config must be a preset name {presets()} or a .yaml file; got {name_or_path!r}")
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if path.is_dir():

@@ -116,6 +116,8 @@ def load(
     """
     if not isinstance(path, str | os.PathLike) or path == "":  # "" would silently name the working directory
         raise InputError(f"path must be a checkpoint folder, run directory, .gguf file or Hub id; got {path!r}")
+    if not isinstance(ema, bool):  # "yes" was taken as true
+        raise InputError(f"ema must be True or False; got {ema!r}")
     dtype = model_dtype(dtype)
     device = torch.device("meta") if str(device) == "meta" else torch_device(device)
     location = locate(path)

@@ -11,6 +11,7 @@ network, and the upload goes through ``huggingface_hub.HfApi.upload_folder``.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from .checkpoint import CONFIG_FILE, MODEL_FILE, TRAINER_FILE, CheckpointError
 from .data.chat import CONFIG_FILE as TOKENIZER_CONFIG_FILE
 from .data.chat import TEMPLATE_FILE
 from .data.tokenizers import TOKENIZER_FILE
+from .errors import InputError
 from .fileio import atomic_directory
 from .hub import HUB_ID, INSTALL
 from .version import __version__
@@ -44,6 +46,10 @@ def save_pretrained(loaded, directory: str | Path, *, repo: str | None = None, l
             f"{loaded.source or loaded.path} is a converted {loaded.layout} model; only scorediff checkpoints are "
             "published (the original is on the Hub already)"
         )
+    if not isinstance(directory, str | os.PathLike) or not str(directory).strip():
+        raise InputError(f"directory must be a folder path; got {directory!r}")
+    if any(p.is_meta for p in loaded.model.parameters()):  # load(device="meta") read no weights to write
+        raise InputError(f"{loaded.source or loaded.path} was loaded on the meta device, without weights to save")
     directory = Path(directory)
     check_destination(directory, loaded.path)
     state = {k: v.detach().contiguous().cpu() for k, v in loaded.model.state_dict().items()}

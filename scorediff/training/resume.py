@@ -1,9 +1,22 @@
-"""What may change when a run is resumed, and the check that nothing else did."""
+"""What may change when a run is resumed, and the checks that nothing else did: the configuration, and the
+shapes of what a whole-weights checkpoint holds."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
+from ..checkpoint import (
+    EMA_FILE,
+    MODEL_FILE,
+    TRAINER_FILE,
+    TRAINER_TENSORS_FILE,
+    CheckpointError,
+    check_weights,
+    read_json,
+    safetensors_header,
+)
 from ..config import ConfigError
 
 # Options that may differ when resuming: they change how the run is executed, not what it computes.
@@ -57,3 +70,52 @@ def _lookup(values: dict, dotted: str):
     for part in dotted.split("."):
         values = values.get(part) if isinstance(values, dict) else None
     return values
+
+
+def check_whole_state(state, checkpoint: Path) -> None:
+    """The weights, EMA and optimizer tensors of a whole-weights ``checkpoint`` are the shapes ``state`` loads,
+    read from the files' headers (a file copied in from another run loaded until a KeyError, or, for optimizer
+    moments of other shapes, until the optimizer's kernel read past them: a segmentation fault)."""
+    shapes = {name: tuple(value.shape) for name, value in state.model.state_dict().items()}
+    check_weights(safetensors_header(checkpoint / MODEL_FILE), shapes, "this run's network", checkpoint / MODEL_FILE)
+    check_weights(safetensors_header(checkpoint / EMA_FILE), shapes, "this run's network", checkpoint / EMA_FILE)
+    check_optimizer_state(state.optimizer, checkpoint)
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, checkpoint: Path) -> None:
+    """AdamW's saved groups and moments are this optimizer's: as many groups of as many parameters, and each
+    moment the shape of its parameter."""
+    path = checkpoint / TRAINER_TENSORS_FILE
+    saved = read_json(checkpoint / TRAINER_FILE)["optimizer"]
+    groups = saved.get("param_groups")
+    counts = [len(group["params"]) for group in optimizer.param_groups]
+    if (
+        not isinstance(groups, list)
+        or [len(g.get("params", ())) if isinstance(g, dict) else -1 for g in groups] != counts
+    ):
+        raise CheckpointError(f"{checkpoint / TRAINER_FILE}: its optimizer's parameter groups are not this run's")
+    params = [param for group in optimizer.param_groups for param in group["params"]]
+    header = safetensors_header(path)
+    known = {f"optimizer.{index}.{name}" for index in range(len(params)) for name in ("exp_avg", "exp_avg_sq", "step")}
+    stray = sorted(set(header) - known)
+    if stray:
+        raise CheckpointError(f"{path} holds {stray[0]}, which this run's optimizer has no parameter for")
+    for index, param in enumerate(params):
+        entries = [header.get(f"optimizer.{index}.{moment}") for moment in ("exp_avg", "exp_avg_sq")]
+        if entries == [None, None]:  # a parameter that never had a gradient has no moments
+            continue
+        for moment, entry in zip(("exp_avg", "exp_avg_sq"), entries, strict=True):
+            if entry is None or tuple(entry["shape"]) != tuple(param.shape):
+                got = "nothing" if entry is None else f"shape {tuple(entry['shape'])}"
+                raise CheckpointError(
+                    f"{path}: optimizer.{index}.{moment} must have shape {tuple(param.shape)}; got {got}"
+                )
+
+
+def _group_sizes(groups) -> list[int] | None:
+    """The number of parameters of each saved group, or None when they are not a list of groups."""
+    if not isinstance(groups, list) or not all(
+        isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups
+    ):
+        return None
+    return [len(group["params"]) for group in groups]

@@ -4,8 +4,10 @@ checkpoints), and what a killed run left behind."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -32,21 +34,25 @@ def run_directory(config: RunConfig) -> Path:
     return Path(config.train.out_dir) / name
 
 
-def find_start(run_dir: Path, resume: bool) -> Path | None:
+def find_start(run_dir: Path, resume: bool, quiet: bool = False) -> Path | None:
     """The newest intact checkpoint to resume from (None for a new run); a resume without one and a restart
     over one are refused. A newest checkpoint that is truncated or incomplete is passed over for the one
-    before it."""
+    before it, with a note on stderr unless ``quiet``."""
     checkpoints = list_checkpoints(run_dir)
     if not resume:
         if checkpoints:
             raise ConfigError(f"run directory {run_dir} already holds checkpoints; pass resume or another run name")
         return None
+    unreadable = next((p for c in checkpoints for p in c.rglob("*") if not os.access(p, os.R_OK)), None)
+    if unreadable is not None:  # an intact checkpoint this user may not read was passed over and overwritten
+        raise ConfigError(f"cannot resume {run_dir}: {unreadable} cannot be read (permission denied)")
     intact = [path for path in checkpoints if checkpoint_intact(path)]
     if not intact:
         what = "no intact checkpoint" if checkpoints else "no checkpoint"
         raise ConfigError(f"cannot resume: {run_dir} holds {what}")
-    if intact[-1] != checkpoints[-1]:
-        print(f"note: {checkpoints[-1].name} is incomplete or corrupt; resuming from {intact[-1].name}", flush=True)
+    if intact[-1] != checkpoints[-1] and not quiet:
+        note = f"note: {checkpoints[-1].name} is incomplete or corrupt; resuming from {intact[-1].name}"
+        print(note, file=sys.stderr, flush=True)
     return intact[-1]
 
 
@@ -59,8 +65,11 @@ def claim(run_dir: Path, start: Path | None, resume: bool) -> DirectoryLock:
         message = f"another `scorediff train` ({held}) is writing into {run_dir}; wait or use another name"
         raise ConfigError(message) from None
     try:
-        if find_start(run_dir, resume) != start:  # checked again now that nobody else can write
+        if find_start(run_dir, resume, quiet=True) != start:  # checked again now that nobody else can write
             raise ConfigError(f"{run_dir} changed while this run was preparing; start it again")
+        for folder in (run_dir, run_dir / CHECKPOINT_DIR):  # found at the first save, after the training
+            if folder.is_dir() and not os.access(folder, os.W_OK):
+                raise ConfigError(f"cannot write into {folder}: permission denied")
         remove_debris(run_dir / CHECKPOINT_DIR)
         trim_metrics(run_dir / "metrics.jsonl", step_of(start))
     except BaseException:
@@ -102,12 +111,13 @@ def trim_metrics(path: Path, last_step: int) -> None:
     if not path.exists():
         return
     kept = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by a kill
+        except (json.JSONDecodeError, RecursionError):  # a line cut short by a kill, or not a record at all
             continue
-        if isinstance(record, dict) and record.get("step", 0) <= last_step:
+        step = record.get("step", 0) if isinstance(record, dict) else None
+        if isinstance(step, int) and not isinstance(step, bool) and step <= last_step:
             kept.append(line)
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 

@@ -34,7 +34,8 @@ from . import distributed, lora, sharded
 from .adapt import adapted_weights, check_annealable, is_adaptation
 from .distributed import DistInfo
 from .fsdp import is_sharded, load_whole
-from .resume import check_resumable
+from .resume import check_resumable, check_whole_state
+from .rundir import step_of
 from .step import TrainState, new_state
 
 
@@ -195,11 +196,16 @@ def initial_weights(loaded: torch.nn.Module, model: torch.nn.Module, source: str
 
 def check_resume(state: TrainState, checkpoint: Path, run_dir: Path) -> None:
     """Refuse, before anything is written, to resume ``checkpoint`` into ``state``: another configuration (beyond
-    ``resume.RESUMABLE_CHANGES``), shards of other shapes, or a whole-weights checkpoint under FSDP."""
+    ``resume.RESUMABLE_CHANGES``), a step past ``train.max_steps``, shards or whole weights, EMA and optimizer
+    moments of other shapes, or a whole-weights checkpoint under FSDP."""
     _, saved = read_config(checkpoint)
     saved = config_from_dict(saved).to_dict()  # options added since the run was saved take their defaults
     check_resumable(saved, state.config.to_dict(), run_dir)
     check_trainer_state(checkpoint, run_dir)
+    if state.config.train.max_steps < step_of(checkpoint):  # it "finished" and recorded the lower count
+        raise ConfigError(
+            f"cannot resume {run_dir} to train.max_steps={state.config.train.max_steps}: {checkpoint.name} is past it"
+        )
     if (checkpoint / SHARDED_DIR).is_dir():
         sharded.check_shapes(state, checkpoint)
     elif is_sharded(state.config):
@@ -207,6 +213,8 @@ def check_resume(state: TrainState, checkpoint: Path, run_dir: Path) -> None:
             f"cannot resume {run_dir} with train.parallel=fsdp: {checkpoint.name} was written by a ddp run "
             f"(whole weights); resume it with train.parallel=ddp, or start a new run from it with --init"
         )
+    elif not state.config.train.lora_rank:  # a LoRA checkpoint's weights are checked by lora.restore
+        check_whole_state(state, checkpoint)
 
 
 #: what ``restore`` reads of ``trainer_state.json``: the JSON each field must hold (``optimizer``: whole weights only)
@@ -229,6 +237,9 @@ def check_trainer_state(checkpoint: Path, run_dir: Path) -> None:
         value = trainer.get(key) if isinstance(trainer, dict) else None
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ConfigError(f"cannot resume {run_dir}: {path}: {key} must be {expected}; got {value!r}")
+    if trainer["step"] != step_of(checkpoint):  # -4 trained over the intact checkpoints after it
+        expected = step_of(checkpoint)
+        raise ConfigError(f"cannot resume {run_dir}: {path}: step must be {expected}; got {trainer['step']}")
 
 
 def restore(state: TrainState, checkpoint: Path) -> float:

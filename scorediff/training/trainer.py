@@ -13,6 +13,7 @@ import torch
 from ..checkpoint import list_checkpoints, read_config
 from ..config import RunConfig, config_from_dict
 from ..devices import fast_bf16
+from ..errors import InputError
 from . import distributed
 from .adapt import unfinished_anneal_warning
 from .budget import FIRST_FIT, BudgetProbe, fit_message, fit_schedule, unfinished_schedule_warning
@@ -55,6 +56,17 @@ class TrainResult:
     """``"SIGTERM"`` or ``"SIGINT"`` when a signal stopped the run (after saving a checkpoint)."""
 
 
+def _check_arguments(config, resume, until_step) -> None:
+    """``train``'s arguments are of their kinds (a dict or a path escaped as an AttributeError; a path given as
+    ``resume`` resumed the run the configuration names)."""
+    if not isinstance(config, RunConfig):
+        raise InputError(f"config must be a RunConfig (scorediff.load_config); got {type(config).__name__}")
+    if not isinstance(resume, bool):
+        raise InputError(f"resume must be True or False (the run is the one config names); got {resume!r}")
+    if until_step is not None and (not isinstance(until_step, int) or isinstance(until_step, bool) or until_step < 1):
+        raise InputError(f"until_step must be a whole number >= 1 or None; got {until_step!r}")
+
+
 def train(config: RunConfig, resume: bool = False, until_step: int | None = None, progress: bool = True) -> TrainResult:
     """Train a model as ``config`` says; resume the run in its run directory when ``resume``.
 
@@ -69,6 +81,7 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
             still ends at ``train.max_steps``.
         progress: show a progress bar on rank 0.
     """
+    _check_arguments(config, resume, until_step)
     started = time.perf_counter()
     info, device = distributed.setup(config.train.device)
     deterministic = torch.are_deterministic_algorithms_enabled()
