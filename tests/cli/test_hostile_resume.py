@@ -102,23 +102,26 @@ def test_the_fallback_note_is_said_once_on_stderr(capsys, run):
     assert err.count(note) == 1 and note not in out
 
 
-def _as_unprivileged(run: Path, argv: list[str]) -> subprocess.CompletedProcess:
-    """``argv`` in a process that may not read or write past files' modes (root drops that right with setpriv)."""
+def _resume_unprivileged(run: Path, path: Path, mode: int) -> subprocess.CompletedProcess:
+    """Resume ``run`` with ``path`` set to ``mode`` (restored after), in a process that may not read or write past
+    files' modes (root drops that right with setpriv)."""
     dropped = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
     if dropped and not shutil.which("setpriv"):
         pytest.skip("root without setpriv reads and writes whatever the modes")
-    return subprocess.run([*dropped, sys.executable, "-m", "scorediff", *argv], capture_output=True, text=True)
+    kept = path.stat().st_mode
+    path.chmod(mode)
+    try:
+        argv = [*dropped, sys.executable, "-m", "scorediff", *_resume(run)]
+        return subprocess.run(argv, capture_output=True, text=True)
+    finally:
+        path.chmod(kept)
 
 
 def test_an_unreadable_checkpoint_is_refused_not_trained_over(run):
     """An intact checkpoint the user may not read was called corrupt, passed over and overwritten (exit 0)."""
     weights = sorted((run / "checkpoints").iterdir())[-1] / "model.safetensors"
     before = weights.read_bytes()
-    weights.chmod(0o200)
-    try:
-        done = _as_unprivileged(run, _resume(run))
-    finally:
-        weights.chmod(0o644)
+    done = _resume_unprivileged(run, weights, 0o200)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines()[-1].endswith("model.safetensors cannot be read (permission denied)")
     assert weights.read_bytes() == before
@@ -128,13 +131,8 @@ def test_a_run_whose_checkpoints_cannot_be_written_is_refused_before_training(ru
     """The error came at the first save, after steps 7-9 had been logged and config.json rewritten."""
     before = _snapshot(run)
     checkpoints = run / "checkpoints"
-    checkpoints.chmod(0o555)
-    try:
-        done = _as_unprivileged(run, _resume(run))
-    finally:
-        checkpoints.chmod(0o755)
+    done = _resume_unprivileged(run, checkpoints, 0o555)
     assert done.returncode == 2, done.stderr
-    assert (
-        done.stderr.strip().splitlines()[-1] == f"scorediff: error: cannot write into {checkpoints}: permission denied"
-    )
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == f"scorediff: error: cannot write into {checkpoints}: permission denied"
     assert _snapshot(run) == before
