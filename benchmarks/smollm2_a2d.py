@@ -102,8 +102,8 @@ def parent_nll(args) -> dict:
     from scorediff.loading import load
     from scorediff.training.distributed import DistInfo
     from scorediff.training.evaluate import validation_nll
+    from scorediff.training.rundir import config_of_run
     from scorediff.training.setup import prepare_data
-    from scorediff.training.trainer import config_of_run
 
     run_dir = args.out / "runs" / "adapted"
     config = config_of_run(run_dir)

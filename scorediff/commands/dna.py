@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .. import dna_metrics
+from ..data.dna import parse_sources
 from ..data.prepare import prepare_dna_shards
 from ..data.sources import DataError
 from ..data.windows import TokenWindows, spread_examples_over
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     for flag in ("--num-samples", "--steps", "--max-windows", "--num-t", "--batch-size"):
         positive(flag, getattr(args, flag[2:].replace("-", "_")))
     check_device(args.device)
-    data = [part.rpartition("=")[2] for item in args.data or [] for part in item.split(",")]  # name=path, ...
+    data = [path for _, path in _sources(args)]
     check_output("--json", args.json, "results", {"--data": data, "--checkpoint": args.checkpoint})
     if args.plots:
         check_folder_writable(args.plots)
@@ -102,6 +103,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sources(args) -> list[tuple[str | None, str]]:
+    """The ``(label or None, path)`` of each ``--data`` FASTA file (``name=path``, repeated or comma-separated)."""
+    try:
+        return parse_sources(",".join(args.data)) if args.data else []
+    except DataError as error:
+        raise UsageError(str(error)) from None
+
+
 def _classes(args, loaded, names: list[str]) -> list[int | None]:
     """The label ids to generate: every class of a conditional model (or ``--label``), else the one ``None``."""
     if args.label is not None:
@@ -117,7 +126,7 @@ def _real_windows(args, loaded, names: list[str]) -> dict[str, Tensor]:
     """At most ``--max-windows`` held-out windows of the model's length, spread evenly over all there are (with
     ``--data``, over the whole of those files); labels translated to the model's label ids."""
     config, seq_len = loaded.config, loaded.model.config.seq_len
-    stated = {part.partition("=")[0] for item in args.data or [] for part in item.split(",") if "=" in part}
+    stated = {name for name, _ in _sources(args) if name is not None}
     if names and stated - set(names):  # before any shard is written to the cache
         raise UsageError(f"the data's labels {sorted(stated - set(names))} are not the model's ({', '.join(names)})")
     try:

@@ -14,8 +14,8 @@ from ..errors import ScorediffError
 from ..generation import generate, sampling_options
 from ..loading import load
 from ..training import train
+from ..training.rundir import config_of_run
 from ..training.signals import EXIT_CODES
-from ..training.trainer import config_of_run
 from . import UsageError, check_device, check_folder_writable, check_memory, positive
 from .generate import estimate_bytes
 from .prompts import answer_text

@@ -20,7 +20,7 @@ from ..placement import model_dtype, place
 from . import bd3lm, dream, hf_llama, llada, mdlm, radd, sedd
 from .gguf import read_gguf
 from .llama_layout import folder_tokenizer
-from .weights import read_weights
+from .weights import in_file, read_weights
 
 LAYOUTS = (sedd, radd, mdlm, bd3lm, hf_llama, llada, dream)
 
@@ -46,10 +46,8 @@ def read_published(folder: str | Path, config: dict, dtype: str | torch.dtype = 
     state = read_weights(folder, dtype, device)
     try:
         network, objective = layout.convert(config, state)
-    except CheckpointError as error:  # with many models on disk, the message says which one
-        if str(folder) in str(error):
-            raise
-        raise CheckpointError(f"{folder}: {error}") from None
+    except CheckpointError as error:
+        raise in_file(folder, error) from None
     except (ValueError, KeyError, TypeError) as error:  # a config.json that lacks or garbles a field
         raise CheckpointError(f"{folder} is not a usable {layout.NAME} checkpoint ({error})") from None
     return layout.NAME, place(network, dtype, device), objective

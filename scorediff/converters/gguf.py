@@ -22,7 +22,7 @@ from ..data.tokenizers import HFTokenizer
 from ..errors import InputError
 from ..placement import model_dtype, place, placed
 from .llama_layout import LlamaShape, causal_model, is_whole, number, stated_id
-from .weights import check_values
+from .weights import check_values, in_file
 
 NAME = "GGUF (llama, qwen2, qwen3)"
 ARCHITECTURES = ("llama", "qwen2", "qwen3")
@@ -66,10 +66,8 @@ def read_gguf(path: str | Path, dtype: str | torch.dtype = torch.float32, device
         raise CheckpointError(f"{path} is not a readable GGUF file ({str(error).splitlines()[0][:160]})") from None
     try:
         return _convert(gguf, reader, Path(path), dtype, device)
-    except CheckpointError as error:  # what a metadata key or weight says of the file, naming the file
-        if str(path) in str(error):
-            raise
-        raise CheckpointError(f"{path}: {error}") from None
+    except CheckpointError as error:  # what a metadata key or weight says of the file
+        raise in_file(path, error) from None
 
 
 def _convert(gguf, reader, path: Path, dtype: torch.dtype, device: torch.device):

@@ -112,3 +112,9 @@ def identity_adaln(weight: Tensor, dim: int) -> Tensor:
     of one."""
     pattern = [0.0, 0.0, 1.0, 0.0, 0.0, 1.0] if weight.shape[0] == 6 * dim else [0.0, 0.0]  # shift, scale(, gate)
     return torch.tensor(pattern).repeat_interleave(dim)
+
+
+def in_file(path, error: CheckpointError) -> CheckpointError:
+    """``error`` about what the model at ``path`` holds, its message naming ``path`` (with many models on disk, a
+    key alone does not say which is garbled)."""
+    return error if str(path) in str(error) else CheckpointError(f"{path}: {error}")

@@ -88,11 +88,7 @@ def check_optimizer_state(optimizer: torch.optim.Optimizer, checkpoint: Path) ->
     path = checkpoint / TRAINER_TENSORS_FILE
     saved = read_json(checkpoint / TRAINER_FILE)["optimizer"]
     groups = saved.get("param_groups")
-    counts = [len(group["params"]) for group in optimizer.param_groups]
-    if (
-        not isinstance(groups, list)
-        or [len(g.get("params", ())) if isinstance(g, dict) else -1 for g in groups] != counts
-    ):
+    if _group_sizes(groups) != [len(group["params"]) for group in optimizer.param_groups]:
         raise CheckpointError(f"{checkpoint / TRAINER_FILE}: its optimizer's parameter groups are not this run's")
     params = [param for group in optimizer.param_groups for param in group["params"]]
     header = safetensors_header(path)

@@ -11,8 +11,16 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from ..checkpoint import CHECKPOINT_DIR, CONFIG_FILE, checkpoint_intact, config_json, list_checkpoints, save_checkpoint
-from ..config import ConfigError, RunConfig
+from ..checkpoint import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    checkpoint_intact,
+    config_json,
+    list_checkpoints,
+    read_config,
+    save_checkpoint,
+)
+from ..config import ConfigError, RunConfig, config_from_dict
 from ..fileio import DirectoryLock, LockHeld, atomic_write_text, remove_debris
 from ..version import __version__
 from . import distributed, sharded
@@ -32,6 +40,11 @@ def run_directory(config: RunConfig) -> Path:
             f"got {name!r}"
         )
     return Path(config.train.out_dir) / name
+
+
+def config_of_run(run_dir: str | Path) -> RunConfig:
+    """The configuration a run directory was started with."""
+    return config_from_dict(read_config(Path(run_dir))[1])
 
 
 def find_start(run_dir: Path, resume: bool, quiet: bool = False) -> Path | None:

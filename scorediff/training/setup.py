@@ -28,7 +28,7 @@ from ..data.examples import ExampleSet, example_format, example_splits
 from ..data.prepare import LEARNT, build_tokenizer, prepare_dna_shards, prepare_shards
 from ..data.tokenizers import Tokenizer, load_tokenizer
 from ..data.windows import TokenWindows
-from ..errors import ScorediffError
+from ..errors import InputError, ScorediffError
 from ..model.causal import CausalTransformer
 from . import distributed, lora, sharded
 from .adapt import adapted_weights, check_annealable, is_adaptation
@@ -46,6 +46,17 @@ class RunData:
     tokenizer: Tokenizer
     train: TokenWindows | ExampleSet
     val: TokenWindows | ExampleSet
+
+
+def check_arguments(config, resume, until_step) -> None:
+    """``train``'s arguments are of their kinds (a dict or a path escaped as an AttributeError; a path given as
+    ``resume`` resumed the run the configuration names)."""
+    if not isinstance(config, RunConfig):
+        raise InputError(f"config must be a RunConfig (scorediff.load_config); got {type(config).__name__}")
+    if not isinstance(resume, bool):
+        raise InputError(f"resume must be True or False (the run is the one config names); got {resume!r}")
+    if until_step is not None and (not isinstance(until_step, int) or isinstance(until_step, bool) or until_step < 1):
+        raise InputError(f"until_step must be a whole number >= 1 or None; got {until_step!r}")
 
 
 def check_batch(config: RunConfig, info: DistInfo) -> None:
@@ -237,8 +248,8 @@ def check_trainer_state(checkpoint: Path, run_dir: Path) -> None:
         value = trainer.get(key) if isinstance(trainer, dict) else None
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ConfigError(f"cannot resume {run_dir}: {path}: {key} must be {expected}; got {value!r}")
-    if trainer["step"] != step_of(checkpoint):  # -4 trained over the intact checkpoints after it
-        expected = step_of(checkpoint)
+    expected = step_of(checkpoint)
+    if trainer["step"] != expected:  # -4 trained over the intact checkpoints after it
         raise ConfigError(f"cannot resume {run_dir}: {path}: step must be {expected}; got {trainer['step']}")
 
 

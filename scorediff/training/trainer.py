@@ -10,10 +10,9 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import list_checkpoints, read_config
-from ..config import RunConfig, config_from_dict
+from ..checkpoint import list_checkpoints
+from ..config import RunConfig
 from ..devices import fast_bf16
-from ..errors import InputError
 from . import distributed
 from .adapt import unfinished_anneal_warning
 from .budget import FIRST_FIT, BudgetProbe, fit_message, fit_schedule, unfinished_schedule_warning
@@ -26,6 +25,7 @@ from .rundir import claim_on_main, discard_if_empty, find_start, run_directory, 
 from .setup import (
     RunData,
     build,
+    check_arguments,
     check_batch,
     check_resume,
     data_tokens,
@@ -56,17 +56,6 @@ class TrainResult:
     """``"SIGTERM"`` or ``"SIGINT"`` when a signal stopped the run (after saving a checkpoint)."""
 
 
-def _check_arguments(config, resume, until_step) -> None:
-    """``train``'s arguments are of their kinds (a dict or a path escaped as an AttributeError; a path given as
-    ``resume`` resumed the run the configuration names)."""
-    if not isinstance(config, RunConfig):
-        raise InputError(f"config must be a RunConfig (scorediff.load_config); got {type(config).__name__}")
-    if not isinstance(resume, bool):
-        raise InputError(f"resume must be True or False (the run is the one config names); got {resume!r}")
-    if until_step is not None and (not isinstance(until_step, int) or isinstance(until_step, bool) or until_step < 1):
-        raise InputError(f"until_step must be a whole number >= 1 or None; got {until_step!r}")
-
-
 def train(config: RunConfig, resume: bool = False, until_step: int | None = None, progress: bool = True) -> TrainResult:
     """Train a model as ``config`` says; resume the run in its run directory when ``resume``.
 
@@ -81,7 +70,7 @@ def train(config: RunConfig, resume: bool = False, until_step: int | None = None
             still ends at ``train.max_steps``.
         progress: show a progress bar on rank 0.
     """
-    _check_arguments(config, resume, until_step)
+    check_arguments(config, resume, until_step)
     started = time.perf_counter()
     info, device = distributed.setup(config.train.device)
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -301,8 +290,3 @@ def _finish(run: _Run) -> TrainResult:
         run.state.model.num_parameters(),
         run.interrupted,
     )
-
-
-def config_of_run(run_dir: str | Path) -> RunConfig:
-    """The configuration a run directory was started with."""
-    return config_from_dict(read_config(Path(run_dir))[1])

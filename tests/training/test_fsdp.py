@@ -23,8 +23,8 @@ from scorediff.config import ConfigError
 from scorediff.data.tokenizers import load_tokenizer
 from scorediff.training import sharded
 from scorediff.training.distributed import DistInfo
+from scorediff.training.rundir import config_of_run
 from scorediff.training.setup import build, check_resume
-from scorediff.training.trainer import config_of_run
 
 WORKER = Path(__file__).with_name("fsdp_worker.py")
 CASES = ("dit-diffusion", "dit-ar", "llama-diffusion", "llama-ar", "llama-block")
