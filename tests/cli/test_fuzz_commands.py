@@ -2,6 +2,7 @@
 come, ``sample``, ``infill``, ``eval`` and ``plan`` end with a result (exit 0) or one line and exit code 2, never a
 traceback, and a refused run writes nothing; ``push --local`` never changes a folder it refuses."""
 
+import shutil
 from pathlib import Path
 
 from cli_run import run_cli
@@ -112,3 +113,33 @@ def test_push_local_changes_only_new_empty_or_its_own_folders(capsys, tmp_path_f
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
     assert [p.name for p in folder.parent.iterdir()] == ["model"]  # no temporary folder left beside it
+
+
+RUN_TARGETS = st.sampled_from([
+    "config.json", "metrics.jsonl", "tokenizer.json", "training_curve.png", ".lock", "checkpoints/last/config.json",
+    "checkpoints/last/model.safetensors", "checkpoints/last/ema.safetensors", "checkpoints/last/trainer_state.json",
+    "checkpoints/last/trainer_state.safetensors", "checkpoints/last/new.txt", "new.txt", "checkpoints",
+])  # fmt: skip
+OUTPUTS = st.sampled_from([("sample", "--out", "x"), ("sample", "--trajectory", "x.html"), ("eval", "--json", "x")])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(target=RUN_TARGETS, output=OUTPUTS)
+def test_no_output_flag_changes_a_file_of_a_run(capsys, tmp_path_factory, trained_run, target, output):
+    """Whatever file of a run an output flag names, the run's files stay as they were: refused in one line, or a
+    new file written beside them (``.html`` appended to a trajectory's name)."""
+    run = tmp_path_factory.mktemp("runs") / "run"
+    shutil.copytree(trained_run, run)
+    last = sorted((run / "checkpoints").iterdir())[-1].name
+    path = run / target.replace("checkpoints/last", f"checkpoints/{last}")
+    command, flag, _ = output
+    if flag == "--trajectory" and path.suffix != ".html":
+        path = path.with_name(path.name + ".html")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    extra = ["--steps", "2"] if command == "sample" else ["--max-windows", "2", "--num-t", "1"]
+    code, _, err = run_cli(capsys, [command, "--checkpoint", str(run), *extra, flag, str(path)])
+    assert code in (0, 2) and "Traceback" not in err, err
+    if code == 2:
+        assert len(err.strip().splitlines()) == 1, err
+    assert {p: p.read_bytes() for p in before} == before
+    assert code == 2 or path not in before
